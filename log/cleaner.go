@@ -1,0 +1,267 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Clean applies retention to every topic with cleanup "delete" and
+// compaction to every topic with cleanup "compact". The background cleaner
+// calls it on its interval; tests and tools may call it directly.
+func (l *Log) Clean(ctx context.Context) error {
+	var errs []error
+	for _, p := range l.partitions() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var err error
+		if p.cfg.Cleanup == CleanupCompact {
+			_, err = p.Compact()
+		} else {
+			_, err = p.ApplyRetention()
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ApplyRetention deletes whole closed segments that retention no longer
+// keeps: those whose newest record is older than the retention time, and
+// the oldest ones while the partition stays at or above retention_bytes
+// without them (Kafka's rule). The active segment is never deleted. It
+// returns how many segments went.
+func (p *Partition) ApplyRetention() (int, error) {
+	p.flushMu.Lock() // no roll while the segment list is cut
+	defer p.flushMu.Unlock()
+	p.segsMu.RLock()
+	segs := append([]*segment(nil), p.segs...)
+	p.segsMu.RUnlock()
+	closed := segs[:len(segs)-1]
+	now := p.clock().UnixMilli()
+	drop := 0
+	if r := time.Duration(p.cfg.Retention); r >= 0 {
+		for drop < len(closed) && now-closed[drop].maxTimestamp() > r.Milliseconds() {
+			drop++
+		}
+	}
+	if p.cfg.RetentionBytes >= 0 {
+		var total int64
+		for _, s := range segs[drop:] {
+			total += s.size.Load()
+		}
+		for drop < len(closed) && total-closed[drop].size.Load() >= p.cfg.RetentionBytes {
+			total -= closed[drop].size.Load()
+			drop++
+		}
+	}
+	if drop == 0 {
+		return 0, nil
+	}
+	p.segsMu.Lock()
+	p.segs = p.segs[drop:]
+	p.logStart.Store(p.segs[0].base)
+	p.segsMu.Unlock()
+	var errs []error
+	for _, s := range closed[:drop] {
+		if err := s.remove(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.log.Info("retention deleted segments", "segments", drop, "log_start_offset", p.logStart.Load())
+	if err := errors.Join(errs...); err != nil {
+		return drop, fmt.Errorf("retention in %s: %w", p, err)
+	}
+	return drop, nil
+}
+
+// CompactStats says what one compaction pass did.
+type CompactStats struct {
+	SegmentsRewritten int
+	RecordsRemoved    int
+	TombstonesRemoved int
+}
+
+// Compact keeps, in the closed segments, only the latest record of each key
+// below the high watermark, and drops a latest record that is a tombstone
+// once it is older than delete_retention. Offsets never change: a batch is
+// rewritten with its base offset, last offset delta and each record's own
+// offset, so consumers' positions stay valid.
+//
+// A segment is rewritten to <base>.log.cleaned, synced, and renamed over the
+// original; its index files are removed before the rename and rewritten
+// after it, so a crash leaves the old segment, or the new one with indexes
+// to rebuild. Open removes any leftover .cleaned file.
+func (p *Partition) Compact() (CompactStats, error) {
+	var st CompactStats
+	if p.cfg.Cleanup != CleanupCompact {
+		return st, nil
+	}
+	hw := p.hw.Load()
+	p.segsMu.RLock()
+	segs := append([]*segment(nil), p.segs...)
+	p.segsMu.RUnlock()
+	if len(segs) < 2 {
+		return st, nil
+	}
+	latest, err := p.latestOffsets(hw)
+	if err != nil {
+		return st, fmt.Errorf("compact %s: %w", p, err)
+	}
+	expire := p.clock().UnixMilli() - time.Duration(p.cfg.DeleteRetention).Milliseconds()
+	for _, s := range segs[:len(segs)-1] {
+		removed, tombs, err := p.compactSegment(s, latest, expire)
+		if err != nil {
+			return st, fmt.Errorf("compact %s: segment %s: %w", p, segmentName(s.base), err)
+		}
+		if removed > 0 {
+			st.SegmentsRewritten++
+			st.RecordsRemoved += removed
+			st.TombstonesRemoved += tombs
+		}
+	}
+	return st, nil
+}
+
+// latestOffsets maps every key below hw to the offset of its last record.
+func (p *Partition) latestOffsets(hw int64) (map[string]int64, error) {
+	latest := map[string]int64{}
+	var recs []Record
+	for off := p.logStart.Load(); off < hw; {
+		res, err := p.Fetch(off, 4<<20)
+		if err != nil {
+			return nil, err
+		}
+		if len(res.Data) == 0 {
+			break
+		}
+		if recs, err = DecodeBatches(recs[:0], res.Data, off); err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			if r.Offset < hw {
+				latest[string(r.Key)] = r.Offset
+			}
+		}
+		off = res.NextOffset
+	}
+	return latest, nil
+}
+
+func (p *Partition) compactSegment(s *segment, latest map[string]int64, expire int64) (removed, tombs int, err error) {
+	data := make([]byte, s.size.Load())
+	if _, err := s.f.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
+		return 0, 0, fmt.Errorf("read: %w", err)
+	}
+	out := make([]byte, 0, len(data))
+	var recs []Record
+	for rest := data; len(rest) > 0; {
+		h, err := ParseBatchHeader(rest)
+		if err != nil {
+			return 0, 0, err
+		}
+		if err := VerifyBatch(&h, rest); err != nil {
+			return 0, 0, err
+		}
+		batch := rest[:h.Size()]
+		rest = rest[h.Size():]
+		if recs, err = decodeRecords(recs[:0], &h, batch, 0); err != nil {
+			return 0, 0, err
+		}
+		kept := recs[:0:0]
+		for _, r := range recs {
+			last, ok := latest[string(r.Key)]
+			switch {
+			case ok && last != r.Offset:
+				removed++
+			case r.Value == nil && r.Timestamp.UnixMilli() < expire:
+				removed++
+				tombs++
+			default:
+				kept = append(kept, r)
+			}
+		}
+		switch {
+		case len(kept) == len(recs):
+			out = append(out, batch...)
+		case len(kept) > 0:
+			if out, _, err = encodeBatchWith(out, kept, h.Compression(), time.UnixMilli(h.BaseTimestamp), h.BaseOffset, h.LastOffsetDelta); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	if removed == 0 {
+		return 0, 0, nil
+	}
+	return removed, tombs, p.replaceSegment(s, out)
+}
+
+// replaceSegment swaps s for a segment holding data, at the same base.
+func (p *Partition) replaceSegment(old *segment, data []byte) error {
+	cleaned := old.path(logSuffix + cleanedSuffix)
+	f, err := os.OpenFile(cleaned, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(cleaned)
+		return fmt.Errorf("write %s: %w", cleaned, err)
+	}
+	res, err := scanSegment(f, old.base, int64(len(data)), p.cfg.IndexIntervalBytes)
+	if err == nil && res.end != int64(len(data)) {
+		err = fmt.Errorf("rewritten segment does not verify: %s", res.reason)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(cleaned)
+		return err
+	}
+	ns := &segment{dir: old.dir, base: old.base, f: f, index: res.index, times: res.times,
+		sinceIdx: res.sinceIdx, maxTs: max(res.maxTs, old.maxTimestamp()), next: res.next, rollTs: res.firstTs}
+	ns.size.Store(res.end)
+	ns.refs.Store(1)
+	if n := len(ns.times); ns.maxTs >= 0 && (n == 0 || ns.times[n-1].ts < ns.maxTs) {
+		// Keep the segment's largest timestamp for retention and time lookups.
+		rel := uint32(0)
+		if n > 0 {
+			rel = ns.times[n-1].rel
+		}
+		ns.times = append(ns.times, timeEntry{ns.maxTs, rel})
+	}
+	for _, suf := range []string{indexSuffix, timeIndexSuffix} {
+		if err := os.Remove(old.path(suf)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			f.Close()
+			return err
+		}
+	}
+	if err := os.Rename(cleaned, old.path(logSuffix)); err != nil {
+		f.Close()
+		return fmt.Errorf("swap in %s: %w", cleaned, err)
+	}
+	if err := syncDir(old.dir); err != nil {
+		f.Close()
+		return err
+	}
+	if err := ns.rewriteIndexes(); err != nil {
+		f.Close()
+		return err
+	}
+	p.segsMu.Lock()
+	for i, s := range p.segs {
+		if s == old {
+			p.segs[i] = ns
+		}
+	}
+	p.segsMu.Unlock()
+	old.release()
+	return nil
+}

@@ -1,0 +1,38 @@
+// Package log is Eddy's embedded, partitioned, durable log: the source of
+// truth every source writes and every sink reads. It imports nothing of
+// Eddy's.
+//
+// A Log owns a data directory, locked against other processes. It holds
+// Topics; a Topic has a fixed number of Partitions and one TopicConfig,
+// persisted in topic.json. Keyed records go to partition
+// murmur2(key) % N, exactly as Kafka's default partitioner places them.
+//
+// A Partition is a directory of segments named by their 20-digit base
+// offset. A segment's .log file holds record batches in Kafka's
+// RecordBatch v2 layout (magic 2, CRC-32C, varint records, headers,
+// optional gzip or zstd); its .index maps offsets to file positions every
+// index_interval_bytes, and its .timeindex maps timestamps to offsets. The
+// last segment is active; it rolls on segment_bytes and segment_age.
+//
+// Durability: Append returns only when the batch is durable under the
+// topic's fsync policy. Under "always" (the default) that means after an
+// fsync; appenders that arrive while one fsync runs share the next one
+// (group commit). The high watermark — the end of what readers may see —
+// moves only after that point, so a reader never sees data that a crash
+// could take back. The log never acknowledges before fsync under "always".
+//
+// Recovery: Open scans the active segment of every partition, verifying
+// every batch, and truncates a torn or corrupt tail; it rebuilds any index
+// that is missing or inconsistent. Fetch verifies each batch's CRC and
+// reports ErrCorruptBatch rather than serve a bad record. Nothing here
+// panics on a bad file.
+//
+// Cleanup: retention deletes whole closed segments by time and by size;
+// compaction ("cleanup: compact") keeps the latest record of each key,
+// drops tombstones after delete_retention and never changes an offset.
+//
+// Consumer groups: a GroupCoordinator keeps committed offsets in the
+// compacted internal topic __consumer_offsets, splits a group's partitions
+// among its members with Kafka's range assignor, and rebalances on join,
+// leave and session expiry.
+package log

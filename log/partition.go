@@ -1,0 +1,444 @@
+package log
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Errors callers branch on.
+var (
+	ErrOffsetOutOfRange = errors.New("offset out of range")
+	ErrRecordTooLarge   = errors.New("record too large")
+	ErrBatchTooLarge    = errors.New("batch too large")
+	ErrInvalidRecord    = errors.New("invalid record")
+	ErrClosed           = errors.New("log closed")
+)
+
+// directWriteBytes is the batch size from which the flusher writes a batch
+// straight from the producer's buffer instead of coalescing it.
+const directWriteBytes = 256 << 10
+
+type pendingBatch struct {
+	data []byte
+	last int64
+}
+
+// Partition is one ordered, durable sequence of records: a directory of
+// segments of which the last is active.
+//
+// Appends take offsets in order under mu and queue their encoded batch; the
+// goroutine that then holds flushMu writes every queued batch and, under
+// fsync "always", syncs once for all of them (group commit) before it moves
+// the high watermark. Readers see only offsets below the high watermark, so
+// no reader ever sees a record that is not yet durable under the policy.
+type Partition struct {
+	topic string
+	id    int
+	dir   string
+	cfg   TopicConfig
+	codec Compression
+	clock func() time.Time
+	log   *slog.Logger
+
+	mu         sync.Mutex // guards nextOffset, pending, failed
+	nextOffset int64
+	pending    []pendingBatch
+	failed     error // sticky: after a write or fsync error nothing more is accepted
+
+	flushMu sync.Mutex // held while writing to the active segment, rolling or replacing segments
+	flushed int64      // offset after the last batch written (under flushMu)
+	dirty   bool       // written since the last sync (under flushMu)
+	wbuf    []byte
+
+	segsMu sync.RWMutex
+	segs   []*segment // by base offset; the last is active
+
+	hw       atomic.Int64 // high watermark: offsets below it are durable and readable
+	logStart atomic.Int64
+	hwMu     sync.Mutex
+	hwCh     chan struct{} // closed and replaced when the high watermark moves
+	closed   atomic.Bool
+}
+
+func openPartition(dir, topic string, id int, cfg TopicConfig, o *options) (*Partition, error) {
+	codec, err := ParseCompression(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	p := &Partition{topic: topic, id: id, dir: dir, cfg: cfg, codec: codec, clock: o.clock,
+		log: o.logger.With("topic", topic, "partition", id), hwCh: make(chan struct{})}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open partition %s: %w", p, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open partition %s: %w", p, err)
+	}
+	var bases []int64
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, cleanedSuffix) || strings.HasSuffix(name, ".tmp"):
+			// Left by a compaction or index rewrite that did not finish.
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return nil, fmt.Errorf("open partition %s: remove leftover %s: %w", p, name, err)
+			}
+		case strings.HasSuffix(name, logSuffix):
+			base, err := strconv.ParseInt(strings.TrimSuffix(name, logSuffix), 10, 64)
+			if err != nil || base < 0 {
+				return nil, fmt.Errorf("open partition %s: %s is not a segment name", p, name)
+			}
+			bases = append(bases, base)
+		}
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	for i, base := range bases {
+		s, err := openSegment(dir, base, i == len(bases)-1, cfg.IndexIntervalBytes, p.log.Warn)
+		if err != nil {
+			p.closeSegments()
+			return nil, fmt.Errorf("open partition %s: %w", p, err)
+		}
+		p.segs = append(p.segs, s)
+	}
+	if len(p.segs) == 0 {
+		s, err := createSegment(dir, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open partition %s: %w", p, err)
+		}
+		p.segs = []*segment{s}
+	}
+	active := p.segs[len(p.segs)-1]
+	if now := o.clock().UnixMilli(); active.rollTs > now {
+		active.rollTs = now // a record stamped in the future must not postpone the roll
+	}
+	p.nextOffset = active.next
+	p.flushed = active.next
+	p.hw.Store(active.next)
+	p.logStart.Store(p.segs[0].base)
+	return p, nil
+}
+
+func (p *Partition) String() string { return p.topic + "/" + strconv.Itoa(p.id) }
+
+// ID is the partition's number within its topic.
+func (p *Partition) ID() int { return p.id }
+
+// HighWatermark is the offset after the last durable, readable record.
+func (p *Partition) HighWatermark() int64 { return p.hw.Load() }
+
+// LogStartOffset is the first offset still held (retention moves it).
+func (p *Partition) LogStartOffset() int64 { return p.logStart.Load() }
+
+// Append writes recs as one batch and returns once the batch is durable
+// under the topic's fsync policy. Offsets are assigned in call order.
+// Records' Offset fields are ignored; a zero Timestamp takes the current time.
+func (p *Partition) Append(ctx context.Context, recs []Record) (first, last int64, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, 0, err
+	}
+	if len(recs) == 0 {
+		return 0, 0, fmt.Errorf("append to %s: %w: empty batch", p, ErrInvalidRecord)
+	}
+	if err := p.checkRecords(recs); err != nil {
+		return 0, 0, fmt.Errorf("append to %s: %w", p, err)
+	}
+	buf, info, err := encodeBatch(make([]byte, 0, BatchHeaderSize+estimateSize(recs)), recs, p.codec, p.clock())
+	if err != nil {
+		return 0, 0, fmt.Errorf("append to %s: %w", p, err)
+	}
+	if len(buf) > p.cfg.MaxBatchBytes {
+		return 0, 0, fmt.Errorf("append to %s: %w: %d bytes encoded, max_batch_bytes is %d", p, ErrBatchTooLarge, len(buf), p.cfg.MaxBatchBytes)
+	}
+	first, err = p.appendEncoded(buf, info)
+	if err != nil {
+		return 0, 0, err
+	}
+	return first, first + info.count - 1, nil
+}
+
+func (p *Partition) checkRecords(recs []Record) error {
+	for i := range recs {
+		r := &recs[i]
+		n := len(r.Key) + len(r.Value)
+		for _, h := range r.Headers {
+			n += len(h.Key) + len(h.Value)
+		}
+		if n > p.cfg.MaxRecordBytes {
+			return fmt.Errorf("%w: record %d has %d bytes, max_record_bytes is %d", ErrRecordTooLarge, i, n, p.cfg.MaxRecordBytes)
+		}
+		if p.cfg.Cleanup == CleanupCompact && r.Key == nil {
+			return fmt.Errorf("%w: record %d has no key, and a compacted topic keeps records by key", ErrInvalidRecord, i)
+		}
+	}
+	return nil
+}
+
+func (p *Partition) appendEncoded(buf []byte, info batchInfo) (int64, error) {
+	p.mu.Lock()
+	if p.failed != nil {
+		err := p.failed
+		p.mu.Unlock()
+		return 0, err
+	}
+	base := p.nextOffset
+	binary.BigEndian.PutUint64(buf[offBaseOffset:], uint64(base))
+	p.nextOffset += info.count
+	last := p.nextOffset - 1
+	p.pending = append(p.pending, pendingBatch{buf, last})
+	p.mu.Unlock()
+	if err := p.flushThrough(last); err != nil {
+		return 0, err
+	}
+	return base, nil
+}
+
+// flushThrough returns once the batch ending at last is written (and synced
+// under "always"). Whoever holds flushMu writes everything queued so far, so
+// a caller often finds its batch already flushed by another.
+func (p *Partition) flushThrough(last int64) error {
+	p.flushMu.Lock()
+	defer p.flushMu.Unlock()
+	if p.flushed > last {
+		return nil
+	}
+	p.mu.Lock()
+	if p.failed != nil {
+		err := p.failed
+		p.mu.Unlock()
+		return err
+	}
+	batches := p.pending
+	p.pending = nil
+	p.mu.Unlock()
+	if err := p.writeBatches(batches); err != nil {
+		err = fmt.Errorf("append to %s: %w", p, err)
+		p.mu.Lock()
+		p.failed = fmt.Errorf("%w (the partition refuses appends until the log is reopened)", err)
+		p.mu.Unlock()
+		p.log.Error("partition write failed; appends stopped", "err", err)
+		return err
+	}
+	return nil
+}
+
+func (p *Partition) activeSegment() *segment {
+	p.segsMu.RLock()
+	defer p.segsMu.RUnlock()
+	return p.segs[len(p.segs)-1]
+}
+
+// writeBatches writes queued batches to the active segment, rolling it on
+// size or age, then syncs as the policy says and publishes the new high
+// watermark. Called with flushMu held.
+func (p *Partition) writeBatches(batches []pendingBatch) error {
+	seg := p.activeSegment()
+	now := p.clock()
+	pos := seg.size.Load()
+	p.wbuf = p.wbuf[:0]
+	writeBuf := func() error {
+		if len(p.wbuf) == 0 {
+			return nil
+		}
+		if err := p.writeAt(seg, p.wbuf); err != nil {
+			return err
+		}
+		p.wbuf = p.wbuf[:0]
+		return nil
+	}
+	for _, b := range batches {
+		if p.shouldRoll(seg, pos, len(b.data), now) {
+			if err := writeBuf(); err != nil {
+				return err
+			}
+			next, err := p.roll(seg)
+			if err != nil {
+				return err
+			}
+			seg, pos = next, 0
+		}
+		h, err := ParseBatchHeader(b.data)
+		if err != nil {
+			return fmt.Errorf("own batch: %w", err) // cannot happen: we encoded it
+		}
+		seg.noteAppend(pos, &h, p.cfg.IndexIntervalBytes, now.UnixMilli())
+		if len(b.data) >= directWriteBytes {
+			if err := writeBuf(); err != nil {
+				return err
+			}
+			if err := p.writeAt(seg, b.data); err != nil {
+				return err
+			}
+		} else {
+			p.wbuf = append(p.wbuf, b.data...)
+		}
+		pos += int64(len(b.data))
+	}
+	if err := writeBuf(); err != nil {
+		return err
+	}
+	if err := seg.writeIndexes(); err != nil {
+		return err
+	}
+	if p.cfg.Fsync == FsyncAlways {
+		if err := fdatasync(seg.f); err != nil {
+			return fmt.Errorf("fsync segment %s: %w", seg.path(logSuffix), err)
+		}
+	} else {
+		p.dirty = true
+	}
+	p.flushed = batches[len(batches)-1].last + 1
+	p.publishHW(p.flushed)
+	return nil
+}
+
+func (p *Partition) writeAt(seg *segment, b []byte) error {
+	pos := seg.size.Load()
+	if _, err := seg.f.WriteAt(b, pos); err != nil {
+		// Cut off whatever part was written so the file ends on a batch.
+		seg.f.Truncate(pos)
+		return fmt.Errorf("write segment %s at %d: %w", seg.path(logSuffix), pos, err)
+	}
+	seg.size.Add(int64(len(b)))
+	return nil
+}
+
+func (p *Partition) shouldRoll(seg *segment, pos int64, n int, now time.Time) bool {
+	if pos == 0 {
+		return false
+	}
+	if pos+int64(n) > p.cfg.SegmentBytes {
+		return true
+	}
+	rollTs := seg.rollTimestamp()
+	return rollTs >= 0 && now.UnixMilli()-rollTs >= time.Duration(p.cfg.SegmentAge).Milliseconds()
+}
+
+// roll seals the active segment and starts a new one at the next offset.
+func (p *Partition) roll(old *segment) (*segment, error) {
+	if err := old.seal(p.cfg.Fsync != FsyncNever); err != nil {
+		return nil, fmt.Errorf("roll segment: %w", err)
+	}
+	s, err := createSegment(p.dir, old.nextOffset())
+	if err != nil {
+		return nil, fmt.Errorf("roll segment: %w", err)
+	}
+	p.segsMu.Lock()
+	p.segs = append(p.segs, s)
+	p.segsMu.Unlock()
+	return s, nil
+}
+
+func (p *Partition) publishHW(hw int64) {
+	p.hwMu.Lock()
+	p.hw.Store(hw)
+	close(p.hwCh)
+	p.hwCh = make(chan struct{})
+	p.hwMu.Unlock()
+}
+
+// Wait blocks until the high watermark passes offset, the context ends or
+// the log closes. It is the long poll of a consumer at the end of the log.
+func (p *Partition) Wait(ctx context.Context, offset int64) error {
+	for {
+		p.hwMu.Lock()
+		ch := p.hwCh
+		p.hwMu.Unlock()
+		if p.hw.Load() > offset {
+			return nil
+		}
+		if p.closed.Load() {
+			return ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// sync forces written data to disk; the fsync "interval" ticker calls it.
+func (p *Partition) sync() error {
+	p.flushMu.Lock()
+	defer p.flushMu.Unlock()
+	if !p.dirty {
+		return nil
+	}
+	seg := p.activeSegment()
+	if err := fdatasync(seg.f); err != nil {
+		return fmt.Errorf("sync %s: %w", p, err)
+	}
+	p.dirty = false
+	return nil
+}
+
+func (p *Partition) close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	p.flushMu.Lock()
+	defer p.flushMu.Unlock()
+	var errs []error
+	seg := p.activeSegment()
+	if err := seg.writeIndexes(); err != nil {
+		errs = append(errs, err)
+	}
+	if p.dirty && p.cfg.Fsync != FsyncNever {
+		if err := fdatasync(seg.f); err != nil {
+			errs = append(errs, fmt.Errorf("sync %s: %w", p, err))
+		}
+	}
+	p.publishHW(p.hw.Load()) // wake waiters so they see ErrClosed
+	p.closeSegments()
+	return errors.Join(errs...)
+}
+
+func (p *Partition) closeSegments() {
+	p.segsMu.Lock()
+	defer p.segsMu.Unlock()
+	for _, s := range p.segs {
+		s.release()
+	}
+	p.segs = nil
+}
+
+// PartitionStats describes a partition's storage.
+type PartitionStats struct {
+	Partition      int   `json:"partition"`
+	LogStartOffset int64 `json:"log_start_offset"`
+	HighWatermark  int64 `json:"high_watermark"`
+	Segments       int   `json:"segments"`
+	Bytes          int64 `json:"bytes"`
+}
+
+// Stats reports the partition's offsets and size.
+func (p *Partition) Stats() PartitionStats {
+	p.segsMu.RLock()
+	defer p.segsMu.RUnlock()
+	st := PartitionStats{Partition: p.id, LogStartOffset: p.logStart.Load(), HighWatermark: p.hw.Load(), Segments: len(p.segs)}
+	for _, s := range p.segs {
+		st.Bytes += s.size.Load()
+	}
+	return st
+}
+
+func fdatasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}

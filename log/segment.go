@@ -1,0 +1,528 @@
+package log
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// File name suffixes of a segment's parts. A segment is named by its base
+// offset in 20 digits, as Kafka names them.
+const (
+	logSuffix       = ".log"
+	indexSuffix     = ".index"
+	timeIndexSuffix = ".timeindex"
+	cleanedSuffix   = ".cleaned"
+	indexEntrySize  = 8  // relative offset uint32, position uint32
+	timeEntrySize   = 12 // timestamp int64, relative offset uint32
+	maxSegmentBytes = 1<<31 - 1
+)
+
+func segmentName(base int64) string { return fmt.Sprintf("%020d", base) }
+
+type indexEntry struct {
+	rel uint32 // offset - base
+	pos uint32 // file position of the batch that starts at base+rel
+}
+
+type timeEntry struct {
+	ts  int64  // largest timestamp in the segment up to and including the batch
+	rel uint32 // base offset of that batch, relative
+}
+
+// segment is one file of record batches with its sparse indexes. Batches are
+// only ever appended at size by the partition's flusher; readers never look
+// past size, so a reader and the flusher never touch the same bytes.
+//
+// Invariant: every byte below size is a sequence of complete batches whose
+// CRCs held when they were written or recovered, with increasing offsets.
+type segment struct {
+	dir  string
+	base int64
+	f    *os.File
+
+	size atomic.Int64 // bytes of complete batches in f
+
+	mu       sync.RWMutex // guards the index slices and the fields below
+	index    []indexEntry
+	times    []timeEntry
+	idxBuf   []byte // index entries not yet written to the files
+	timeBuf  []byte
+	sinceIdx int64 // bytes appended since the last index entry
+	maxTs    int64 // largest batch max timestamp
+	next     int64 // offset after the last batch (meaningful for the active segment)
+	rollTs   int64 // when the segment got its first batch (ms), -1 when empty: drives roll by age
+
+	refs atomic.Int32 // 1 for the partition's list, +1 per reader
+}
+
+func (s *segment) path(suffix string) string {
+	return filepath.Join(s.dir, segmentName(s.base)+suffix)
+}
+
+func (s *segment) acquire() { s.refs.Add(1) }
+
+func (s *segment) release() {
+	if s.refs.Add(-1) == 0 {
+		s.f.Close()
+	}
+}
+
+// createSegment makes a new, empty segment and syncs the directory so the
+// file's existence survives a crash.
+func createSegment(dir string, base int64) (*segment, error) {
+	s := &segment{dir: dir, base: base, next: base, maxTs: -1, rollTs: -1}
+	f, err := os.OpenFile(s.path(logSuffix), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create segment %s: %w", segmentName(base), err)
+	}
+	s.f = f
+	s.refs.Store(1)
+	for _, suf := range []string{indexSuffix, timeIndexSuffix} {
+		if err := os.WriteFile(s.path(suf), nil, 0o644); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("create segment %s: %w", segmentName(base), err)
+		}
+	}
+	if err := syncDir(dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// openSegment opens an existing segment. An active segment (the last one of
+// a partition) is scanned from the start: a torn or corrupt tail is cut off
+// and its indexes are rebuilt. A closed segment trusts its indexes when they
+// are consistent with the file and rebuilds them when they are not.
+func openSegment(dir string, base int64, active bool, interval int64, logf func(string, ...any)) (*segment, error) {
+	s := &segment{dir: dir, base: base, next: base, maxTs: -1, rollTs: -1}
+	f, err := os.OpenFile(s.path(logSuffix), os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open segment %s: %w", segmentName(base), err)
+	}
+	s.f = f
+	s.refs.Store(1)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat segment %s: %w", segmentName(base), err)
+	}
+	fileSize := fi.Size()
+	if !active {
+		if reason := s.loadIndexes(fileSize); reason == "" {
+			s.size.Store(fileSize)
+			return s, nil
+		} else {
+			logf("rebuilding indexes of closed segment", "segment", s.path(logSuffix), "reason", reason)
+		}
+	}
+	res, err := scanSegment(f, base, fileSize, interval)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("recover segment %s: %w", s.path(logSuffix), err)
+	}
+	if res.end < fileSize {
+		logf("truncating torn or corrupt segment tail", "segment", s.path(logSuffix),
+			"valid_bytes", res.end, "file_bytes", fileSize, "reason", res.reason)
+		if err := f.Truncate(res.end); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("truncate segment %s to %d: %w", s.path(logSuffix), res.end, err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("sync segment %s: %w", s.path(logSuffix), err)
+		}
+	}
+	s.size.Store(res.end)
+	s.index, s.times, s.sinceIdx = res.index, res.times, res.sinceIdx
+	s.maxTs, s.next, s.rollTs = res.maxTs, res.next, res.firstTs
+	if err := s.rewriteIndexes(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// loadIndexes reads the index files of a closed segment and checks them
+// against the log file; it returns why they cannot be trusted, or "".
+func (s *segment) loadIndexes(fileSize int64) string {
+	idx, err := os.ReadFile(s.path(indexSuffix))
+	if err != nil {
+		return err.Error()
+	}
+	tidx, err := os.ReadFile(s.path(timeIndexSuffix))
+	if err != nil {
+		return err.Error()
+	}
+	if len(idx)%indexEntrySize != 0 || len(tidx)%timeEntrySize != 0 {
+		return "index size is not a whole number of entries"
+	}
+	if fileSize > 0 && len(tidx) == 0 {
+		return "time index is empty"
+	}
+	s.index = make([]indexEntry, len(idx)/indexEntrySize)
+	for i := range s.index {
+		e := indexEntry{binary.BigEndian.Uint32(idx[i*8:]), binary.BigEndian.Uint32(idx[i*8+4:])}
+		if int64(e.pos) >= fileSize || (i > 0 && (e.rel <= s.index[i-1].rel || e.pos <= s.index[i-1].pos)) {
+			return "offset index entries out of order or past the end"
+		}
+		s.index[i] = e
+	}
+	s.times = make([]timeEntry, len(tidx)/timeEntrySize)
+	for i := range s.times {
+		e := timeEntry{int64(binary.BigEndian.Uint64(tidx[i*12:])), binary.BigEndian.Uint32(tidx[i*12+8:])}
+		if i > 0 && (e.ts < s.times[i-1].ts || e.rel < s.times[i-1].rel) {
+			return "time index entries out of order"
+		}
+		s.times[i] = e
+	}
+	if n := len(s.index); n > 0 {
+		// The last entry must point at a batch that starts with its offset.
+		var hdr [BatchHeaderSize]byte
+		e := s.index[n-1]
+		if _, err := s.f.ReadAt(hdr[:], int64(e.pos)); err != nil {
+			return "last index entry unreadable: " + err.Error()
+		}
+		h, err := ParseBatchHeader(hdr[:])
+		if err != nil || h.BaseOffset != s.base+int64(e.rel) {
+			return "last index entry does not point at its batch"
+		}
+	}
+	if n := len(s.times); n > 0 {
+		s.maxTs = s.times[n-1].ts
+	}
+	return ""
+}
+
+type scanResult struct {
+	end      int64 // bytes of valid batches
+	next     int64 // offset after the last valid batch
+	maxTs    int64
+	firstTs  int64
+	index    []indexEntry
+	times    []timeEntry
+	sinceIdx int64
+	reason   string // why the scan stopped before the end of the file
+}
+
+// scanSegment reads a segment's batches in order, verifying each, and stops
+// at the first one that is torn, corrupt or out of order. Only an I/O error
+// is returned as an error; corruption is reported in reason.
+func scanSegment(f *os.File, base, fileSize, interval int64) (scanResult, error) {
+	res := scanResult{next: base, maxTs: -1, firstTs: -1}
+	buf := make([]byte, 4<<20)
+	var bufStart, bufLen int64 // buf holds file bytes [bufStart, bufStart+bufLen)
+	fill := func(pos, need int64) ([]byte, error) {
+		if pos >= bufStart && pos+need <= bufStart+bufLen {
+			return buf[pos-bufStart : pos-bufStart+need], nil
+		}
+		if need > int64(len(buf)) {
+			buf = make([]byte, need)
+		}
+		n, err := f.ReadAt(buf, pos)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read at %d: %w", pos, err)
+		}
+		bufStart, bufLen = pos, int64(n)
+		if int64(n) < need {
+			return nil, nil
+		}
+		return buf[:need], nil
+	}
+	pos := int64(0)
+	for pos < fileSize {
+		if fileSize-pos < BatchHeaderSize {
+			res.reason = fmt.Sprintf("%d bytes at %d: partial header", fileSize-pos, pos)
+			break
+		}
+		hb, err := fill(pos, BatchHeaderSize)
+		if err != nil {
+			return res, err
+		}
+		h, err := ParseBatchHeader(hb)
+		if err != nil {
+			res.reason = fmt.Sprintf("at %d: %v", pos, err)
+			break
+		}
+		size := int64(h.Size())
+		if pos+size > fileSize {
+			res.reason = fmt.Sprintf("at %d: batch of %d bytes past the end of the file", pos, size)
+			break
+		}
+		if h.BaseOffset < res.next || h.LastOffset()-base > 1<<31-1 {
+			res.reason = fmt.Sprintf("at %d: batch offset %d out of sequence (want >= %d)", pos, h.BaseOffset, res.next)
+			break
+		}
+		b, err := fill(pos, size)
+		if err != nil {
+			return res, err
+		}
+		if b == nil {
+			res.reason = fmt.Sprintf("at %d: short read", pos)
+			break
+		}
+		if err := VerifyBatch(&h, b); err != nil {
+			res.reason = fmt.Sprintf("at %d: %v", pos, err)
+			break
+		}
+		res.addBatch(base, pos, &h, interval)
+		pos += size
+	}
+	res.end = pos
+	return res, nil
+}
+
+// indexPolicy decides index entries the same way for appends and scans, so a
+// rebuilt index equals the one written while appending.
+func indexPolicy(base, pos int64, h *BatchHeader, interval int64, sinceIdx *int64, index *[]indexEntry, times *[]timeEntry, maxTs *int64) {
+	indexed := false
+	if *sinceIdx >= interval {
+		*index = append(*index, indexEntry{uint32(h.BaseOffset - base), uint32(pos)})
+		*sinceIdx = 0
+		indexed = true
+	}
+	*sinceIdx += int64(h.Size())
+	if h.MaxTimestamp > *maxTs {
+		*maxTs = h.MaxTimestamp
+		if indexed || len(*times) == 0 {
+			*times = append(*times, timeEntry{*maxTs, uint32(h.BaseOffset - base)})
+		}
+	}
+}
+
+func (r *scanResult) addBatch(base, pos int64, h *BatchHeader, interval int64) {
+	if r.firstTs < 0 {
+		r.firstTs = h.BaseTimestamp
+	}
+	indexPolicy(base, pos, h, interval, &r.sinceIdx, &r.index, &r.times, &r.maxTs)
+	r.next = h.LastOffset() + 1
+}
+
+// noteAppend records a batch the flusher is about to write at pos, queueing
+// any index entries it earns for the next writeIndexes.
+func (s *segment) noteAppend(pos int64, h *BatchHeader, interval, nowMs int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rollTs < 0 {
+		s.rollTs = nowMs
+	}
+	ni, nt := len(s.index), len(s.times)
+	indexPolicy(s.base, pos, h, interval, &s.sinceIdx, &s.index, &s.times, &s.maxTs)
+	for _, e := range s.index[ni:] {
+		s.idxBuf = binary.BigEndian.AppendUint32(s.idxBuf, e.rel)
+		s.idxBuf = binary.BigEndian.AppendUint32(s.idxBuf, e.pos)
+	}
+	for _, e := range s.times[nt:] {
+		s.timeBuf = appendTimeEntry(s.timeBuf, e)
+	}
+	s.next = h.LastOffset() + 1
+}
+
+func appendTimeEntry(b []byte, e timeEntry) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(e.ts))
+	return binary.BigEndian.AppendUint32(b, e.rel)
+}
+
+// writeIndexes appends queued index entries to the index files. The files
+// are not synced here: the active segment's indexes are rebuilt on recovery,
+// and a segment's indexes are synced when it is closed by a roll.
+func (s *segment) writeIndexes() error {
+	s.mu.Lock()
+	idx, tidx := s.idxBuf, s.timeBuf
+	s.idxBuf, s.timeBuf = s.idxBuf[len(s.idxBuf):], s.timeBuf[len(s.timeBuf):]
+	s.mu.Unlock()
+	for _, w := range []struct {
+		suffix string
+		b      []byte
+	}{{indexSuffix, idx}, {timeIndexSuffix, tidx}} {
+		if len(w.b) == 0 {
+			continue
+		}
+		if err := appendFile(s.path(w.suffix), w.b, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seal finishes a segment that stops being active: a last time-index entry
+// with its largest timestamp (retention reads it), then everything synced.
+func (s *segment) seal(syncLog bool) error {
+	s.mu.Lock()
+	if n := len(s.times); s.maxTs >= 0 && (n == 0 || s.times[n-1].ts < s.maxTs) {
+		rel := uint32(0)
+		if n > 0 {
+			rel = s.times[n-1].rel
+		}
+		if len(s.index) > 0 && s.index[len(s.index)-1].rel > rel {
+			rel = s.index[len(s.index)-1].rel
+		}
+		e := timeEntry{s.maxTs, rel}
+		s.times = append(s.times, e)
+		s.timeBuf = appendTimeEntry(s.timeBuf, e)
+	}
+	s.mu.Unlock()
+	if err := s.writeIndexes(); err != nil {
+		return err
+	}
+	for _, suf := range []string{indexSuffix, timeIndexSuffix} {
+		if err := syncFile(s.path(suf)); err != nil {
+			return err
+		}
+	}
+	if syncLog {
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("sync segment %s: %w", s.path(logSuffix), err)
+		}
+	}
+	return nil
+}
+
+// rewriteIndexes replaces both index files with the in-memory indexes.
+func (s *segment) rewriteIndexes() error {
+	s.mu.Lock()
+	idx := make([]byte, 0, len(s.index)*indexEntrySize)
+	for _, e := range s.index {
+		idx = binary.BigEndian.AppendUint32(idx, e.rel)
+		idx = binary.BigEndian.AppendUint32(idx, e.pos)
+	}
+	tidx := make([]byte, 0, len(s.times)*timeEntrySize)
+	for _, e := range s.times {
+		tidx = appendTimeEntry(tidx, e)
+	}
+	s.idxBuf, s.timeBuf = nil, nil
+	s.mu.Unlock()
+	if err := writeFileSync(s.path(indexSuffix), idx); err != nil {
+		return err
+	}
+	return writeFileSync(s.path(timeIndexSuffix), tidx)
+}
+
+// lookup returns the file position of the batch the sparse index names for
+// the largest indexed offset <= offset; reading forward from there finds it.
+func (s *segment) lookup(offset int64) int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rel := offset - s.base
+	i := sort.Search(len(s.index), func(i int) bool { return int64(s.index[i].rel) > rel })
+	if i == 0 {
+		return 0
+	}
+	return int64(s.index[i-1].pos)
+}
+
+// timeLookup returns an offset to start scanning from for the first record
+// with timestamp >= ts: every record before it has a smaller timestamp.
+func (s *segment) timeLookup(ts int64) int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i := sort.Search(len(s.times), func(i int) bool { return s.times[i].ts >= ts })
+	if i == 0 {
+		return s.base
+	}
+	return s.base + int64(s.times[i-1].rel)
+}
+
+func (s *segment) maxTimestamp() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.maxTs
+}
+
+func (s *segment) rollTimestamp() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rollTs
+}
+
+func (s *segment) nextOffset() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.next
+}
+
+// remove unlinks the segment's files; the log file stays readable by readers
+// that hold it until the last reference is released.
+func (s *segment) remove() error {
+	var errs []error
+	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+		if err := os.Remove(s.path(suf)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	s.release()
+	return errors.Join(errs...)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return nil
+}
+
+func appendFile(path string, b []byte, sync bool) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", path, err)
+	}
+	_, err = f.Write(b)
+	if err == nil && sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeFileSync writes a file through a temporary name and renames it into
+// place, so a crash leaves either the old or the new content.
+func writeFileSync(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err = f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
