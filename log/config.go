@@ -194,3 +194,6 @@ func ValidateTopicName(name string) error {
 	}
 	return nil
 }
+
+// WithDefaultsOf returns c with its zero fields taken from def.
+func WithDefaultsOf(c, def TopicConfig) TopicConfig { return c.withDefaults(def) }

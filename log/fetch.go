@@ -26,6 +26,12 @@ type FetchResult struct {
 // above the high watermark, and nothing at the high watermark. It never
 // returns a batch whose CRC fails: that is reported as ErrCorruptBatch.
 func (p *Partition) Fetch(offset int64, maxBytes int) (FetchResult, error) {
+	return p.FetchInto(nil, offset, maxBytes)
+}
+
+// FetchInto is Fetch reading into buf's storage when it is large enough, so
+// a consumer that is done with the previous result can reuse it.
+func (p *Partition) FetchInto(buf []byte, offset int64, maxBytes int) (FetchResult, error) {
 	res := FetchResult{NextOffset: offset, HighWatermark: p.hw.Load(), LogStartOffset: p.logStart.Load()}
 	if offset < res.LogStartOffset || offset > res.HighWatermark {
 		return res, fmt.Errorf("fetch %s at %d: %w: the log holds %d..%d", p, offset, ErrOffsetOutOfRange, res.LogStartOffset, res.HighWatermark)
@@ -35,7 +41,7 @@ func (p *Partition) Fetch(offset int64, maxBytes int) (FetchResult, error) {
 		if !ok {
 			return res, fmt.Errorf("fetch %s at %d: %w: no segment holds it", p, offset, ErrOffsetOutOfRange)
 		}
-		data, next, err := p.readSegment(seg, offset, maxBytes, res.HighWatermark)
+		data, next, err := p.readSegment(seg, buf, offset, maxBytes, res.HighWatermark)
 		seg.release()
 		if err != nil {
 			return res, fmt.Errorf("fetch %s at %d: %w", p, offset, err)
@@ -85,7 +91,7 @@ func (p *Partition) segmentAfter(base int64) (*segment, bool) {
 // most maxBytes (but one batch at least), below hw. It returns the bytes and
 // the offset after the last batch returned; with no bytes, the offset where
 // the next segment starts.
-func (p *Partition) readSegment(seg *segment, offset int64, maxBytes int, hw int64) ([]byte, int64, error) {
+func (p *Partition) readSegment(seg *segment, buf []byte, offset int64, maxBytes int, hw int64) ([]byte, int64, error) {
 	size := seg.size.Load()
 	pos, h, err := findBatch(seg, offset, size)
 	if err != nil {
@@ -103,7 +109,11 @@ func (p *Partition) readSegment(seg *segment, offset int64, maxBytes int, hw int
 		return nil, offset, nil
 	}
 	n := min(int64(max(maxBytes, h.Size())), size-pos)
-	buf := make([]byte, n)
+	if int64(cap(buf)) >= n {
+		buf = buf[:n]
+	} else {
+		buf = make([]byte, n)
+	}
 	if _, err := seg.f.ReadAt(buf, pos); err != nil && !errors.Is(err, io.EOF) {
 		return nil, 0, fmt.Errorf("read segment %s at %d: %w", seg.path(logSuffix), pos, err)
 	}

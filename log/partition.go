@@ -35,14 +35,44 @@ type pendingBatch struct {
 	last int64
 }
 
+// flushRound is one write (and sync) of every batch queued since the last:
+// its appenders wait on done, then read err.
+type flushRound struct {
+	done chan struct{}
+	err  error
+}
+
+func newRound() *flushRound { return &flushRound{done: make(chan struct{})} }
+
+// bufPool recycles encode buffers once the flusher has written them.
+var bufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+func getBuf(n int) []byte {
+	bp := bufPool.Get().(*[]byte)
+	if cap(*bp) < n {
+		return make([]byte, 0, n)
+	}
+	return (*bp)[:0]
+}
+
+func putBuf(b []byte) {
+	if cap(b) > 64<<20 {
+		return
+	}
+	b = b[:0]
+	bufPool.Put(&b)
+}
+
 // Partition is one ordered, durable sequence of records: a directory of
 // segments of which the last is active.
 //
-// Appends take offsets in order under mu and queue their encoded batch; the
-// goroutine that then holds flushMu writes every queued batch and, under
-// fsync "always", syncs once for all of them (group commit) before it moves
-// the high watermark. Readers see only offsets below the high watermark, so
-// no reader ever sees a record that is not yet durable under the policy.
+// Appends take offsets in order under mu, queue their encoded batch in the
+// current flush round and wait for it. The partition's flusher goroutine
+// takes a whole round at a time, writes its batches and, under fsync
+// "always", syncs once for all of them (group commit) before it moves the
+// high watermark and wakes the round. Readers see only offsets below the
+// high watermark, so no reader ever sees a record that is not yet durable
+// under the policy.
 type Partition struct {
 	topic string
 	id    int
@@ -52,10 +82,15 @@ type Partition struct {
 	clock func() time.Time
 	log   *slog.Logger
 
-	mu         sync.Mutex // guards nextOffset, pending, failed
+	mu         sync.Mutex // guards nextOffset, pending, round, failed
 	nextOffset int64
 	pending    []pendingBatch
-	failed     error // sticky: after a write or fsync error nothing more is accepted
+	round      *flushRound // the round pending batches will be written in
+	failed     error       // sticky: after a write or fsync error nothing more is accepted
+
+	kick        chan struct{} // wakes the flusher (buffered, one)
+	stopFlusher chan struct{}
+	flusherDone chan struct{}
 
 	flushMu sync.Mutex // held while writing to the active segment, rolling or replacing segments
 	flushed int64      // offset after the last batch written (under flushMu)
@@ -127,6 +162,11 @@ func openPartition(dir, topic string, id int, cfg TopicConfig, o *options) (*Par
 	p.flushed = active.next
 	p.hw.Store(active.next)
 	p.logStart.Store(p.segs[0].base)
+	p.round = newRound()
+	p.kick = make(chan struct{}, 1)
+	p.stopFlusher = make(chan struct{})
+	p.flusherDone = make(chan struct{})
+	go p.flusher()
 	return p, nil
 }
 
@@ -154,11 +194,12 @@ func (p *Partition) Append(ctx context.Context, recs []Record) (first, last int6
 	if err := p.checkRecords(recs); err != nil {
 		return 0, 0, fmt.Errorf("append to %s: %w", p, err)
 	}
-	buf, info, err := encodeBatch(make([]byte, 0, BatchHeaderSize+estimateSize(recs)), recs, p.codec, p.clock())
+	buf, info, err := encodeBatch(getBuf(BatchHeaderSize+estimateSize(recs)), recs, p.codec, p.clock())
 	if err != nil {
 		return 0, 0, fmt.Errorf("append to %s: %w", p, err)
 	}
 	if len(buf) > p.cfg.MaxBatchBytes {
+		putBuf(buf)
 		return 0, 0, fmt.Errorf("append to %s: %w: %d bytes encoded, max_batch_bytes is %d", p, ErrBatchTooLarge, len(buf), p.cfg.MaxBatchBytes)
 	}
 	first, err = p.appendEncoded(buf, info)
@@ -190,47 +231,77 @@ func (p *Partition) appendEncoded(buf []byte, info batchInfo) (int64, error) {
 	if p.failed != nil {
 		err := p.failed
 		p.mu.Unlock()
+		putBuf(buf)
 		return 0, err
+	}
+	if p.closed.Load() {
+		p.mu.Unlock()
+		putBuf(buf)
+		return 0, fmt.Errorf("append to %s: %w", p, ErrClosed)
 	}
 	base := p.nextOffset
 	binary.BigEndian.PutUint64(buf[offBaseOffset:], uint64(base))
 	p.nextOffset += info.count
-	last := p.nextOffset - 1
-	p.pending = append(p.pending, pendingBatch{buf, last})
+	p.pending = append(p.pending, pendingBatch{buf, p.nextOffset - 1})
+	r := p.round
 	p.mu.Unlock()
-	if err := p.flushThrough(last); err != nil {
-		return 0, err
+	select {
+	case p.kick <- struct{}{}:
+	default: // the flusher is already due to run
+	}
+	<-r.done
+	if r.err != nil {
+		return 0, r.err
 	}
 	return base, nil
 }
 
-// flushThrough returns once the batch ending at last is written (and synced
-// under "always"). Whoever holds flushMu writes everything queued so far, so
-// a caller often finds its batch already flushed by another.
-func (p *Partition) flushThrough(last int64) error {
-	p.flushMu.Lock()
-	defer p.flushMu.Unlock()
-	if p.flushed > last {
-		return nil
+// flusher writes rounds of queued batches until the partition closes; it
+// writes whatever is still queued before it stops.
+func (p *Partition) flusher() {
+	defer close(p.flusherDone)
+	for {
+		select {
+		case <-p.kick:
+		case <-p.stopFlusher:
+			p.flushQueued()
+			return
+		}
+		p.flushQueued()
 	}
-	p.mu.Lock()
-	if p.failed != nil {
-		err := p.failed
-		p.mu.Unlock()
-		return err
-	}
-	batches := p.pending
-	p.pending = nil
-	p.mu.Unlock()
-	if err := p.writeBatches(batches); err != nil {
-		err = fmt.Errorf("append to %s: %w", p, err)
+}
+
+// flushQueued writes rounds until nothing is queued.
+func (p *Partition) flushQueued() {
+	for {
 		p.mu.Lock()
-		p.failed = fmt.Errorf("%w (the partition refuses appends until the log is reopened)", err)
+		batches, r, failed := p.pending, p.round, p.failed
+		if len(batches) == 0 {
+			p.mu.Unlock()
+			return
+		}
+		p.pending, p.round = nil, newRound()
 		p.mu.Unlock()
-		p.log.Error("partition write failed; appends stopped", "err", err)
-		return err
+		if failed != nil {
+			r.err = failed
+		} else {
+			p.flushMu.Lock()
+			err := p.writeBatches(batches)
+			p.flushMu.Unlock()
+			if err != nil {
+				err = fmt.Errorf("append to %s: %w", p, err)
+				p.mu.Lock()
+				p.failed = fmt.Errorf("%w (the partition refuses appends until the log is reopened)", err)
+				p.mu.Unlock()
+				p.log.Error("partition write failed; appends stopped", "err", err)
+				r.err = err
+			}
+		}
+		for _, b := range batches {
+			putBuf(b.data)
+		}
+		close(r.done)
 	}
-	return nil
 }
 
 func (p *Partition) activeSegment() *segment {
@@ -388,6 +459,8 @@ func (p *Partition) close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
+	close(p.stopFlusher)
+	<-p.flusherDone
 	p.flushMu.Lock()
 	defer p.flushMu.Unlock()
 	var errs []error

@@ -54,6 +54,8 @@ type segment struct {
 	times    []timeEntry
 	idxBuf   []byte // index entries not yet written to the files
 	timeBuf  []byte
+	idxF     *os.File // append handles of the index files, opened on first use
+	timeF    *os.File
 	sinceIdx int64 // bytes appended since the last index entry
 	maxTs    int64 // largest batch max timestamp
 	next     int64 // offset after the last batch (meaningful for the active segment)
@@ -71,6 +73,18 @@ func (s *segment) acquire() { s.refs.Add(1) }
 func (s *segment) release() {
 	if s.refs.Add(-1) == 0 {
 		s.f.Close()
+		s.closeIndexFiles()
+	}
+}
+
+func (s *segment) closeIndexFiles() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range []**os.File{&s.idxF, &s.timeF} {
+		if *f != nil {
+			(*f).Close()
+			*f = nil
+		}
 	}
 }
 
@@ -335,19 +349,26 @@ func appendTimeEntry(b []byte, e timeEntry) []byte {
 // and a segment's indexes are synced when it is closed by a roll.
 func (s *segment) writeIndexes() error {
 	s.mu.Lock()
-	idx, tidx := s.idxBuf, s.timeBuf
-	s.idxBuf, s.timeBuf = s.idxBuf[len(s.idxBuf):], s.timeBuf[len(s.timeBuf):]
-	s.mu.Unlock()
+	defer s.mu.Unlock()
 	for _, w := range []struct {
+		f      **os.File
 		suffix string
-		b      []byte
-	}{{indexSuffix, idx}, {timeIndexSuffix, tidx}} {
-		if len(w.b) == 0 {
+		b      *[]byte
+	}{{&s.idxF, indexSuffix, &s.idxBuf}, {&s.timeF, timeIndexSuffix, &s.timeBuf}} {
+		if len(*w.b) == 0 {
 			continue
 		}
-		if err := appendFile(s.path(w.suffix), w.b, false); err != nil {
-			return err
+		if *w.f == nil {
+			f, err := os.OpenFile(s.path(w.suffix), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			if err != nil {
+				return fmt.Errorf("open index %s: %w", s.path(w.suffix), err)
+			}
+			*w.f = f
 		}
+		if _, err := (*w.f).Write(*w.b); err != nil {
+			return fmt.Errorf("append to index %s: %w", s.path(w.suffix), err)
+		}
+		*w.b = (*w.b)[:0]
 	}
 	return nil
 }
@@ -377,6 +398,7 @@ func (s *segment) seal(syncLog bool) error {
 			return err
 		}
 	}
+	s.closeIndexFiles() // a closed segment's indexes are not appended to again
 	if syncLog {
 		if err := s.f.Sync(); err != nil {
 			return fmt.Errorf("sync segment %s: %w", s.path(logSuffix), err)
@@ -399,6 +421,7 @@ func (s *segment) rewriteIndexes() error {
 	}
 	s.idxBuf, s.timeBuf = nil, nil
 	s.mu.Unlock()
+	s.closeIndexFiles() // the files are replaced: reopen on the next append
 	if err := writeFileSync(s.path(indexSuffix), idx); err != nil {
 		return err
 	}
@@ -481,24 +504,6 @@ func syncFile(path string) error {
 	defer f.Close()
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	return nil
-}
-
-func appendFile(path string, b []byte, sync bool) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return fmt.Errorf("append to %s: %w", path, err)
-	}
-	_, err = f.Write(b)
-	if err == nil && sync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("append to %s: %w", path, err)
 	}
 	return nil
 }

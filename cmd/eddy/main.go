@@ -1,0 +1,118 @@
+// Command eddy is Eddy's CLI and server: change data capture into an
+// embedded, durable log, delivered to S3, search indexes and databases.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eddy-cdc/eddy/connect"
+	elog "github.com/eddy-cdc/eddy/log"
+)
+
+// usageError marks a mistake in the command line (exit status 2).
+type usageError struct{ error }
+
+// app holds what every command shares: where the log is and the streams.
+type app struct {
+	dataDir string
+	server  string
+	token   string
+	stdin   io.Reader
+	stdout  io.Writer
+	stderr  io.Writer
+	logger  *slog.Logger
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr,
+		logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "eddy: %s\n", oneLine(err))
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "eddy",
+		Short:         "Change data capture into a durable, replayable log, delivered anywhere",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.dataDir, "data-dir", os.Getenv("EDDY_DATA_DIR"), "open the log in this directory directly (locks it) [$EDDY_DATA_DIR]")
+	pf.StringVar(&a.server, "server", os.Getenv("EDDY_SERVER"), "use the admin API of a running `eddy run`, e.g. http://127.0.0.1:8083 [$EDDY_SERVER]")
+	pf.StringVar(&a.token, "token", os.Getenv("EDDY_TOKEN"), "bearer token for --server [$EDDY_TOKEN]")
+	root.AddCommand(a.topicsCommand(), a.produceCommand(), a.consumeCommand(), a.groupsCommand(),
+		a.benchCommand(), a.runCommand())
+	return root
+}
+
+// broker opens the log named by --data-dir or --server.
+func (a *app) broker() (connect.Broker, error) {
+	switch {
+	case a.server != "" && a.dataDir != "":
+		return nil, usageError{errors.New("give --data-dir or --server, not both")}
+	case a.server != "":
+		return connect.NewClient(a.server, a.token)
+	case a.dataDir != "":
+		return connect.OpenLocal(a.dataDir, elog.WithLogger(a.logger), elog.WithCleanerInterval(0))
+	}
+	return nil, usageError{errors.New("say where the log is: --data-dir DIR or --server URL")}
+}
+
+// withBroker runs fn with an open broker and closes it after.
+func (a *app) withBroker(fn func(b connect.Broker) error) error {
+	b, err := a.broker()
+	if err != nil {
+		return err
+	}
+	err = fn(b)
+	if cerr := b.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// exactArgs is cobra.ExactArgs with a usage error.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("want %s, got %d arguments", what, len(args))}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,207 @@
+package connect
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	elog "github.com/eddy-cdc/eddy/log"
+)
+
+// Config is eddy.yaml: where the log lives, the admin API, topic defaults
+// and declared topics. Connectors join it with the connect runtime.
+type Config struct {
+	DataDir string      `yaml:"data_dir"`
+	API     APIConfig   `yaml:"api"`
+	Log     TopicSpec   `yaml:"log"`    // defaults for every topic
+	Topics  []TopicSpec `yaml:"topics"` // created at start when absent
+
+	file string
+}
+
+// APIConfig is the admin API's listener.
+type APIConfig struct {
+	Listen string `yaml:"listen"` // default ":8083", Kafka Connect's port
+}
+
+// TopicSpec is a topic's config as YAML writes it (durations as "168h").
+type TopicSpec struct {
+	Name               string `yaml:"name"`
+	Partitions         int    `yaml:"partitions"`
+	Cleanup            string `yaml:"cleanup"`
+	Retention          string `yaml:"retention"`
+	RetentionBytes     int64  `yaml:"retention_bytes"`
+	SegmentBytes       int64  `yaml:"segment_bytes"`
+	SegmentAge         string `yaml:"segment_age"`
+	DeleteRetention    string `yaml:"delete_retention"`
+	Fsync              string `yaml:"fsync"`
+	FlushInterval      string `yaml:"flush_interval"`
+	MaxRecordBytes     int    `yaml:"max_record_bytes"`
+	MaxBatchBytes      int    `yaml:"max_batch_bytes"`
+	Compression        string `yaml:"compression"`
+	IndexIntervalBytes int64  `yaml:"index_interval_bytes"`
+
+	line int
+}
+
+// UnmarshalYAML keeps the line of the topic for error messages.
+func (t *TopicSpec) UnmarshalYAML(n *yaml.Node) error {
+	type plain TopicSpec
+	dec := (*plain)(t)
+	if err := n.Decode(dec); err != nil {
+		return err
+	}
+	t.line = n.Line
+	return nil
+}
+
+// TopicConfig converts the spec; errors name the key.
+func (t TopicSpec) TopicConfig() (elog.TopicConfig, error) {
+	c := elog.TopicConfig{
+		Partitions: t.Partitions, Cleanup: t.Cleanup, RetentionBytes: t.RetentionBytes,
+		SegmentBytes: t.SegmentBytes, Fsync: elog.FsyncPolicy(t.Fsync), MaxRecordBytes: t.MaxRecordBytes,
+		MaxBatchBytes: t.MaxBatchBytes, Compression: t.Compression, IndexIntervalBytes: t.IndexIntervalBytes,
+	}
+	for _, d := range []struct {
+		key, v  string
+		dst     *elog.Duration
+		forever bool
+	}{
+		{"retention", t.Retention, &c.Retention, true},
+		{"segment_age", t.SegmentAge, &c.SegmentAge, false},
+		{"delete_retention", t.DeleteRetention, &c.DeleteRetention, false},
+		{"flush_interval", t.FlushInterval, &c.FlushInterval, false},
+	} {
+		if d.v == "" {
+			continue
+		}
+		if d.forever && (d.v == "forever" || d.v == "-1") {
+			*d.dst = -1
+			continue
+		}
+		v, err := time.ParseDuration(d.v)
+		if err != nil {
+			return c, fmt.Errorf("%s: %q is not a duration such as 90s, 12h or 168h", d.key, d.v)
+		}
+		*d.dst = elog.Duration(v)
+	}
+	return c, nil
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+): (.*)`)
+var unknownFieldRE = regexp.MustCompile(`^field (\S+) not found in type .*$`)
+
+// LoadConfig reads and checks eddy.yaml. Every error names the file, the
+// line and the key. ${VAR} and ${VAR:-default} are replaced from the
+// environment first.
+func LoadConfig(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	text, err := interpolate(string(raw))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg := &Config{file: path}
+	dec := yaml.NewDecoder(bytes.NewReader([]byte(text)))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlError(path, err)
+	}
+	if cfg.DataDir == "" {
+		return nil, fmt.Errorf("%s:1: data_dir: required", path)
+	}
+	if cfg.API.Listen == "" {
+		cfg.API.Listen = ":8083"
+	}
+	if _, err := cfg.Log.TopicConfig(); err != nil {
+		return nil, fmt.Errorf("%s:%d: log.%w", path, cfg.Log.line, err)
+	}
+	def := cfg.LogDefaults()
+	if err := def.Validate(); err != nil {
+		return nil, fmt.Errorf("%s:%d: log.%s", path, cfg.Log.line, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	seen := map[string]bool{}
+	for i, t := range cfg.Topics {
+		where := fmt.Sprintf("%s:%d: topics[%d]", path, t.line, i)
+		if err := elog.ValidateTopicName(t.Name); err != nil {
+			return nil, fmt.Errorf("%s.name: %w", where, err)
+		}
+		if seen[t.Name] {
+			return nil, fmt.Errorf("%s.name: topic %q is declared twice", where, t.Name)
+		}
+		seen[t.Name] = true
+		tc, err := t.TopicConfig()
+		if err != nil {
+			return nil, fmt.Errorf("%s.%w", where, err)
+		}
+		if err := elog.WithDefaultsOf(tc, def).Validate(); err != nil {
+			return nil, fmt.Errorf("%s.%s", where, strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
+	}
+	return cfg, nil
+}
+
+// LogDefaults is the config topics take for fields they leave out.
+func (c *Config) LogDefaults() elog.TopicConfig {
+	def, _ := c.Log.TopicConfig()
+	return elog.WithDefaultsOf(def, elog.DefaultTopicConfig())
+}
+
+func yamlError(path string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var lines []string
+		for _, e := range te.Errors {
+			lines = append(lines, positioned(path, e))
+		}
+		return errors.New(strings.Join(lines, "\n"))
+	}
+	return errors.New(positioned(path, strings.TrimPrefix(err.Error(), "yaml: ")))
+}
+
+func positioned(path, msg string) string {
+	m := yamlLineRE.FindStringSubmatch(msg)
+	if m == nil {
+		return path + ": " + msg
+	}
+	rest := m[2]
+	if u := unknownFieldRE.FindStringSubmatch(rest); u != nil {
+		return fmt.Sprintf("%s:%s: %s: unknown key", path, m[1], u[1])
+	}
+	return fmt.Sprintf("%s:%s: %s", path, m[1], rest)
+}
+
+var envRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// interpolate replaces ${VAR} and ${VAR:-default}; an unset VAR without a
+// default is an error naming the line.
+func interpolate(s string) (string, error) {
+	var errs []error
+	lines := strings.Split(s, "\n")
+	for i, line := range lines {
+		lines[i] = envRE.ReplaceAllStringFunc(line, func(m string) string {
+			g := envRE.FindStringSubmatch(m)
+			if v, ok := os.LookupEnv(g[1]); ok {
+				return v
+			}
+			if g[2] != "" {
+				return g[3]
+			}
+			errs = append(errs, fmt.Errorf("line %d: environment variable %s is not set", i+1, g[1]))
+			return m
+		})
+	}
+	if len(errs) > 0 {
+		return "", errs[0]
+	}
+	return strings.Join(lines, "\n"), nil
+}
