@@ -216,7 +216,7 @@ func (p *Partition) replaceSegment(old *segment, data []byte) error {
 		os.Remove(cleaned)
 		return fmt.Errorf("write %s: %w", cleaned, err)
 	}
-	res, err := scanSegment(f, old.base, int64(len(data)), p.cfg.IndexIntervalBytes)
+	res, err := scanSegment(f, old.base, int64(len(data)), p.cfg.IndexIntervalBytes, false)
 	if err == nil && res.end != int64(len(data)) {
 		err = fmt.Errorf("rewritten segment does not verify: %s", res.reason)
 	}

@@ -137,7 +137,7 @@ func openSegment(dir string, base int64, active bool, interval int64, logf func(
 			logf("rebuilding indexes of closed segment", "segment", s.path(logSuffix), "reason", reason)
 		}
 	}
-	res, err := scanSegment(f, base, fileSize, interval)
+	res, err := scanSegment(f, base, fileSize, interval, active)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("recover segment %s: %w", s.path(logSuffix), err)
@@ -228,8 +228,11 @@ type scanResult struct {
 
 // scanSegment reads a segment's batches in order, verifying each, and stops
 // at the first one that is torn, corrupt or out of order. Only an I/O error
-// is returned as an error; corruption is reported in reason.
-func scanSegment(f *os.File, base, fileSize, interval int64) (scanResult, error) {
+// is returned as an error; corruption is reported in reason. With
+// contiguous, each batch must start right after the one before: true of
+// every segment appends wrote, and the only check on the base offset, which
+// the CRC does not cover. A compacted segment may have gaps between batches.
+func scanSegment(f *os.File, base, fileSize, interval int64, contiguous bool) (scanResult, error) {
 	res := scanResult{next: base, maxTs: -1, firstTs: -1}
 	buf := make([]byte, 4<<20)
 	var bufStart, bufLen int64 // buf holds file bytes [bufStart, bufStart+bufLen)
@@ -270,7 +273,7 @@ func scanSegment(f *os.File, base, fileSize, interval int64) (scanResult, error)
 			res.reason = fmt.Sprintf("at %d: batch of %d bytes past the end of the file", pos, size)
 			break
 		}
-		if h.BaseOffset < res.next || h.LastOffset()-base > 1<<31-1 {
+		if h.BaseOffset < res.next || (contiguous && h.BaseOffset != res.next) || h.LastOffset()-base > 1<<31-1 {
 			res.reason = fmt.Sprintf("at %d: batch offset %d out of sequence (want >= %d)", pos, h.BaseOffset, res.next)
 			break
 		}

@@ -277,4 +277,3 @@ func (c *consumer) heartbeat(ctx context.Context) error {
 	c.lastBeat = time.Now()
 	return c.b.Heartbeat(ctx, c.opts.group, c.member, c.generation)
 }
-

@@ -117,4 +117,3 @@ func printTopic(a *app, t connect.TopicInfo) {
 	}
 	w.Flush()
 }
-
