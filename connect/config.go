@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -51,15 +52,34 @@ type TopicSpec struct {
 	line int
 }
 
-// UnmarshalYAML keeps the line of the topic for error messages.
+// UnmarshalYAML keeps the line of the topic for error messages and refuses
+// unknown keys (a Node's Decode does not inherit the decoder's KnownFields).
 func (t *TopicSpec) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		known := yamlKeys(reflect.TypeOf(*t))
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; !known[k.Value] {
+				return fmt.Errorf("line %d: field %s not found in type connect.TopicSpec", k.Line, k.Value)
+			}
+		}
+	}
 	type plain TopicSpec
-	dec := (*plain)(t)
-	if err := n.Decode(dec); err != nil {
+	if err := n.Decode((*plain)(t)); err != nil {
 		return err
 	}
 	t.line = n.Line
 	return nil
+}
+
+// yamlKeys lists the yaml keys of a struct type's fields.
+func yamlKeys(t reflect.Type) map[string]bool {
+	keys := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			keys[name] = true
+		}
+	}
+	return keys
 }
 
 // TopicConfig converts the spec; errors name the key.
