@@ -102,11 +102,13 @@ func (p *Partition) Compact() (CompactStats, error) {
 	if p.cfg.Cleanup != CleanupCompact {
 		return st, nil
 	}
+	p.cleanMu.Lock() // one compaction of a partition at a time
+	defer p.cleanMu.Unlock()
 	hw := p.hw.Load()
 	p.segsMu.RLock()
 	segs := append([]*segment(nil), p.segs...)
 	p.segsMu.RUnlock()
-	if len(segs) < 2 {
+	if len(segs) < 2 || (hw == p.cleanedHW && !p.tombstonesKept) {
 		return st, nil
 	}
 	latest, err := p.latestOffsets(hw)
@@ -114,8 +116,10 @@ func (p *Partition) Compact() (CompactStats, error) {
 		return st, fmt.Errorf("compact %s: %w", p, err)
 	}
 	expire := p.clock().UnixMilli() - time.Duration(p.cfg.DeleteRetention).Milliseconds()
+	kept := false
 	for _, s := range segs[:len(segs)-1] {
-		removed, tombs, err := p.compactSegment(s, latest, expire)
+		removed, tombs, keptTombs, err := p.compactSegment(s, latest, expire)
+		kept = kept || keptTombs
 		if err != nil {
 			return st, fmt.Errorf("compact %s: segment %s: %w", p, segmentName(s.base), err)
 		}
@@ -125,6 +129,7 @@ func (p *Partition) Compact() (CompactStats, error) {
 			st.TombstonesRemoved += tombs
 		}
 	}
+	p.cleanedHW, p.tombstonesKept = hw, kept
 	return st, nil
 }
 
@@ -153,25 +158,25 @@ func (p *Partition) latestOffsets(hw int64) (map[string]int64, error) {
 	return latest, nil
 }
 
-func (p *Partition) compactSegment(s *segment, latest map[string]int64, expire int64) (removed, tombs int, err error) {
+func (p *Partition) compactSegment(s *segment, latest map[string]int64, expire int64) (removed, tombs int, keptTombs bool, err error) {
 	data := make([]byte, s.size.Load())
 	if _, err := s.f.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
-		return 0, 0, fmt.Errorf("read: %w", err)
+		return 0, 0, false, fmt.Errorf("read: %w", err)
 	}
 	out := make([]byte, 0, len(data))
 	var recs []Record
 	for rest := data; len(rest) > 0; {
 		h, err := ParseBatchHeader(rest)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 		if err := VerifyBatch(&h, rest); err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 		batch := rest[:h.Size()]
 		rest = rest[h.Size():]
 		if recs, err = decodeRecords(recs[:0], &h, batch, 0); err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 		kept := recs[:0:0]
 		for _, r := range recs {
@@ -184,6 +189,7 @@ func (p *Partition) compactSegment(s *segment, latest map[string]int64, expire i
 				tombs++
 			default:
 				kept = append(kept, r)
+				keptTombs = keptTombs || r.Value == nil
 			}
 		}
 		switch {
@@ -191,14 +197,14 @@ func (p *Partition) compactSegment(s *segment, latest map[string]int64, expire i
 			out = append(out, batch...)
 		case len(kept) > 0:
 			if out, _, err = encodeBatchWith(out, kept, h.Compression(), time.UnixMilli(h.BaseTimestamp), h.BaseOffset, h.LastOffsetDelta); err != nil {
-				return 0, 0, err
+				return 0, 0, false, err
 			}
 		}
 	}
 	if removed == 0 {
-		return 0, 0, nil
+		return 0, 0, keptTombs, nil
 	}
-	return removed, tombs, p.replaceSegment(s, out)
+	return removed, tombs, keptTombs, p.replaceSegment(s, out)
 }
 
 // replaceSegment swaps s for a segment holding data, at the same base.

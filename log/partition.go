@@ -100,6 +100,12 @@ type Partition struct {
 	segsMu sync.RWMutex
 	segs   []*segment // by base offset; the last is active
 
+	// What the last compaction saw, so an unchanged partition is not read
+	// again: the high watermark, and whether it kept tombstones that expire.
+	cleanMu        sync.Mutex
+	cleanedHW      int64
+	tombstonesKept bool
+
 	hw       atomic.Int64 // high watermark: offsets below it are durable and readable
 	logStart atomic.Int64
 	hwMu     sync.Mutex

@@ -293,9 +293,15 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"api:\n  listen: \":1\"\n", "eddy.yaml:1: data_dir: required"},
 		{"data_dir: ${EDDY_TEST_SURELY_UNSET}\n", "eddy.yaml: line 1: environment variable EDDY_TEST_SURELY_UNSET is not set"},
 	} {
-		path := filepath.Join(t.TempDir(), "eddy.yaml")
-		os.WriteFile(path, []byte(c.yaml), 0o644)
-		r := eddy(t, "", "run", "-c", path)
+		dir := t.TempDir()
+		path := filepath.Join(dir, "eddy.yaml")
+		os.WriteFile(path, []byte(strings.ReplaceAll(c.yaml, "data_dir: x", "data_dir: "+filepath.Join(dir, "data"))), 0o644)
+		// A config that wrongly passes would start a server: bound it.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var out, errb bytes.Buffer
+		code := run(ctx, []string{"run", "-c", path}, strings.NewReader(""), &out, &errb)
+		cancel()
+		r := result{code, out.String(), errb.String()}
 		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("config %q: exit %d, %q; want exit 2 with %q", c.yaml, r.code, r.stderr, c.want)
 		}
