@@ -44,21 +44,21 @@ func NewAdminServer(b Broker, logger *slog.Logger) *AdminServer {
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	m.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ready\n") })
 	m.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	m.HandleFunc("GET /topics", s.listTopics)
-	m.HandleFunc("POST /topics", s.createTopic)
-	m.HandleFunc("GET /topics/{topic}", s.describeTopic)
-	m.HandleFunc("DELETE /topics/{topic}", s.deleteTopic)
-	m.HandleFunc("POST /topics/{topic}/records", s.produce)
+	m.Handle("GET /topics", noBody(s, s.listTopics))
+	m.Handle("POST /topics", withBody(s, s.createTopic))
+	m.Handle("GET /topics/{topic}", noBody(s, s.describeTopic))
+	m.Handle("DELETE /topics/{topic}", noBody(s, s.deleteTopic))
+	m.Handle("POST /topics/{topic}/records", withBody(s, s.produce))
 	m.HandleFunc("GET /topics/{topic}/partitions/{partition}/records", s.fetch)
-	m.HandleFunc("GET /topics/{topic}/partitions/{partition}/offsets", s.resolve)
-	m.HandleFunc("GET /groups", s.listGroups)
-	m.HandleFunc("GET /groups/{group}", s.describeGroup)
-	m.HandleFunc("POST /groups/{group}/members", s.join)
-	m.HandleFunc("POST /groups/{group}/members/{member}/heartbeat", s.heartbeat)
-	m.HandleFunc("DELETE /groups/{group}/members/{member}", s.leave)
-	m.HandleFunc("GET /groups/{group}/offsets", s.committed)
-	m.HandleFunc("POST /groups/{group}/offsets", s.commit)
-	m.HandleFunc("POST /groups/{group}/reset", s.reset)
+	m.Handle("GET /topics/{topic}/partitions/{partition}/offsets", noBody(s, s.resolve))
+	m.Handle("GET /groups", noBody(s, s.listGroups))
+	m.Handle("GET /groups/{group}", noBody(s, s.describeGroup))
+	m.Handle("POST /groups/{group}/members", withBody(s, s.join))
+	m.Handle("POST /groups/{group}/members/{member}/heartbeat", withBody(s, s.heartbeat))
+	m.Handle("DELETE /groups/{group}/members/{member}", noBody(s, s.leave))
+	m.Handle("GET /groups/{group}/offsets", noBody(s, s.committed))
+	m.Handle("POST /groups/{group}/offsets", withBody(s, s.commit))
+	m.Handle("POST /groups/{group}/reset", withBody(s, s.reset))
 	return s
 }
 
@@ -113,16 +113,44 @@ func queryInt(r *http.Request, name string, def int64) (int64, error) {
 	return n, nil
 }
 
-func (s *AdminServer) listTopics(w http.ResponseWriter, r *http.Request) {
-	ts, err := s.broker.ListTopics(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
+// withBody adapts a handler of a JSON request body: it decodes the body
+// (unknown fields are errors), calls fn and writes its answer.
+func withBody[Req any](s *AdminServer, fn func(r *http.Request, req *Req) (any, int, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if err := readJSON(r, &req); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.answer(w, r)(fn(r, &req))
 	}
+}
+
+// noBody adapts a handler that reads only the path and query.
+func noBody(s *AdminServer, fn func(r *http.Request) (any, int, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.answer(w, r)(fn(r)) }
+}
+
+// answer writes a handler's result: the error, or the body (none when nil).
+func (s *AdminServer) answer(w http.ResponseWriter, r *http.Request) func(any, int, error) {
+	return func(body any, status int, err error) {
+		switch {
+		case err != nil:
+			s.fail(w, r, err)
+		case body == nil:
+			w.WriteHeader(status)
+		default:
+			writeJSON(w, status, body)
+		}
+	}
+}
+
+func (s *AdminServer) listTopics(r *http.Request) (any, int, error) {
+	ts, err := s.broker.ListTopics(r.Context())
 	if ts == nil {
 		ts = []TopicInfo{}
 	}
-	writeJSON(w, 200, ts)
+	return ts, 200, err
 }
 
 type createTopicRequest struct {
@@ -130,35 +158,18 @@ type createTopicRequest struct {
 	Config elog.TopicConfig `json:"config"`
 }
 
-func (s *AdminServer) createTopic(w http.ResponseWriter, r *http.Request) {
-	var req createTopicRequest
-	if err := readJSON(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
+func (s *AdminServer) createTopic(r *http.Request, req *createTopicRequest) (any, int, error) {
 	t, err := s.broker.CreateTopic(r.Context(), req.Name, req.Config)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, 201, t)
+	return t, 201, err
 }
 
-func (s *AdminServer) describeTopic(w http.ResponseWriter, r *http.Request) {
+func (s *AdminServer) describeTopic(r *http.Request) (any, int, error) {
 	t, err := s.broker.DescribeTopic(r.Context(), r.PathValue("topic"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, 200, t)
+	return t, 200, err
 }
 
-func (s *AdminServer) deleteTopic(w http.ResponseWriter, r *http.Request) {
-	if err := s.broker.DeleteTopic(r.Context(), r.PathValue("topic")); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(204)
+func (s *AdminServer) deleteTopic(r *http.Request) (any, int, error) {
+	return nil, 204, s.broker.DeleteTopic(r.Context(), r.PathValue("topic"))
 }
 
 type produceRequest struct {
@@ -169,30 +180,19 @@ type produceResponse struct {
 	Offsets []elog.Produced `json:"offsets"`
 }
 
-func (s *AdminServer) produce(w http.ResponseWriter, r *http.Request) {
-	var req produceRequest
-	if err := readJSON(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
+func (s *AdminServer) produce(r *http.Request, req *produceRequest) (any, int, error) {
 	if len(req.Records) == 0 {
-		s.fail(w, r, fmt.Errorf("%w: no records", ErrBadRequest))
-		return
+		return nil, 0, fmt.Errorf("%w: no records", ErrBadRequest)
 	}
 	recs := make([]elog.Record, len(req.Records))
 	for i := range req.Records {
 		var err error
 		if recs[i], err = req.Records[i].Record(); err != nil {
-			s.fail(w, r, fmt.Errorf("record %d: %w", i, err))
-			return
+			return nil, 0, fmt.Errorf("record %d: %w", i, err)
 		}
 	}
 	res, err := s.broker.Produce(r.Context(), r.PathValue("topic"), recs)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, 200, produceResponse{res})
+	return produceResponse{res}, 200, err
 }
 
 type fetchResponse struct {
@@ -202,30 +202,10 @@ type fetchResponse struct {
 	LogStartOffset int64        `json:"log_start_offset"`
 }
 
+// fetch answers JSON records, or the raw batches when asked for them.
 func (s *AdminServer) fetch(w http.ResponseWriter, r *http.Request) {
 	topic := r.PathValue("topic")
-	partition, err := pathInt(r, "partition")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	offset, err := queryInt(r, "offset", 0)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	maxBytes, err := queryInt(r, "max_bytes", 1<<20)
-	if err != nil || maxBytes < 1 || maxBytes > maxBodyBytes {
-		s.fail(w, r, fmt.Errorf("%w: max_bytes must be 1..%d", ErrBadRequest, maxBodyBytes))
-		return
-	}
-	waitMs, err := queryInt(r, "wait_ms", 0)
-	if err != nil || waitMs < 0 {
-		s.fail(w, r, fmt.Errorf("%w: wait_ms must be a number >= 0", ErrBadRequest))
-		return
-	}
-	wait := min(time.Duration(waitMs)*time.Millisecond, maxWait)
-	res, err := s.broker.Fetch(r.Context(), topic, partition, offset, int(maxBytes), wait)
+	res, offset, err := s.fetchBatches(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -244,6 +224,7 @@ func (s *AdminServer) fetch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	partition, _ := pathInt(r, "partition")
 	out := fetchResponse{Records: make([]RecordJSON, len(recs)), NextOffset: res.NextOffset, HighWatermark: res.HighWatermark, LogStartOffset: res.LogStartOffset}
 	for i := range recs {
 		out.Records[i] = ToRecordJSON(topic, partition, &recs[i])
@@ -251,48 +232,56 @@ func (s *AdminServer) fetch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, out)
 }
 
+func (s *AdminServer) fetchBatches(r *http.Request) (elog.FetchResult, int64, error) {
+	partition, err := pathInt(r, "partition")
+	if err != nil {
+		return elog.FetchResult{}, 0, err
+	}
+	offset, err := queryInt(r, "offset", 0)
+	if err != nil {
+		return elog.FetchResult{}, 0, err
+	}
+	maxBytes, err := queryInt(r, "max_bytes", 1<<20)
+	if err != nil || maxBytes < 1 || maxBytes > maxBodyBytes {
+		return elog.FetchResult{}, 0, fmt.Errorf("%w: max_bytes must be 1..%d", ErrBadRequest, maxBodyBytes)
+	}
+	waitMs, err := queryInt(r, "wait_ms", 0)
+	if err != nil || waitMs < 0 {
+		return elog.FetchResult{}, 0, fmt.Errorf("%w: wait_ms must be a number >= 0", ErrBadRequest)
+	}
+	wait := min(time.Duration(waitMs)*time.Millisecond, maxWait)
+	res, err := s.broker.Fetch(r.Context(), r.PathValue("topic"), partition, offset, int(maxBytes), wait)
+	return res, offset, err
+}
+
 type offsetResponse struct {
 	Offset int64 `json:"offset"`
 }
 
-func (s *AdminServer) resolve(w http.ResponseWriter, r *http.Request) {
+func (s *AdminServer) resolve(r *http.Request) (any, int, error) {
 	partition, err := pathInt(r, "partition")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, 0, err
 	}
 	spec, err := elog.ParseOffsetSpec(r.URL.Query().Get("at"))
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("%w: at: %v", ErrBadRequest, err))
-		return
+		return nil, 0, fmt.Errorf("%w: at: %v", ErrBadRequest, err)
 	}
 	off, err := s.broker.Resolve(r.Context(), r.PathValue("topic"), partition, spec)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, 200, offsetResponse{off})
+	return offsetResponse{off}, 200, err
 }
 
-func (s *AdminServer) listGroups(w http.ResponseWriter, r *http.Request) {
+func (s *AdminServer) listGroups(r *http.Request) (any, int, error) {
 	gs, err := s.broker.ListGroups(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	if gs == nil {
 		gs = []string{}
 	}
-	writeJSON(w, 200, gs)
+	return gs, 200, err
 }
 
-func (s *AdminServer) describeGroup(w http.ResponseWriter, r *http.Request) {
+func (s *AdminServer) describeGroup(r *http.Request) (any, int, error) {
 	d, err := s.broker.DescribeGroup(r.Context(), r.PathValue("group"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, 200, d)
+	return d, 200, err
 }
 
 type joinRequest struct {
@@ -302,46 +291,24 @@ type joinRequest struct {
 	SessionTimeoutMs int64    `json:"session_timeout_ms"`
 }
 
-func (s *AdminServer) join(w http.ResponseWriter, r *http.Request) {
-	var req joinRequest
-	if err := readJSON(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
+func (s *AdminServer) join(r *http.Request, req *joinRequest) (any, int, error) {
 	a, err := s.broker.JoinGroup(r.Context(), r.PathValue("group"), elog.JoinRequest{
 		MemberID: req.MemberID, ClientID: req.ClientID, Topics: req.Topics,
 		SessionTimeout: time.Duration(req.SessionTimeoutMs) * time.Millisecond,
 	})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, 200, a)
+	return a, 200, err
 }
 
 type generationRequest struct {
 	Generation int `json:"generation"`
 }
 
-func (s *AdminServer) heartbeat(w http.ResponseWriter, r *http.Request) {
-	var req generationRequest
-	if err := readJSON(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := s.broker.Heartbeat(r.Context(), r.PathValue("group"), r.PathValue("member"), req.Generation); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(204)
+func (s *AdminServer) heartbeat(r *http.Request, req *generationRequest) (any, int, error) {
+	return nil, 204, s.broker.Heartbeat(r.Context(), r.PathValue("group"), r.PathValue("member"), req.Generation)
 }
 
-func (s *AdminServer) leave(w http.ResponseWriter, r *http.Request) {
-	if err := s.broker.LeaveGroup(r.Context(), r.PathValue("group"), r.PathValue("member")); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(204)
+func (s *AdminServer) leave(r *http.Request) (any, int, error) {
+	return nil, 204, s.broker.LeaveGroup(r.Context(), r.PathValue("group"), r.PathValue("member"))
 }
 
 type partitionOffset struct {
@@ -356,21 +323,12 @@ type commitRequest struct {
 	Offsets    []partitionOffset `json:"offsets"`
 }
 
-func (s *AdminServer) commit(w http.ResponseWriter, r *http.Request) {
-	var req commitRequest
-	if err := readJSON(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
+func (s *AdminServer) commit(r *http.Request, req *commitRequest) (any, int, error) {
 	offs := make(map[elog.TopicPartition]int64, len(req.Offsets))
 	for _, o := range req.Offsets {
 		offs[elog.TopicPartition{Topic: o.Topic, Partition: o.Partition}] = o.Offset
 	}
-	if err := s.broker.Commit(r.Context(), r.PathValue("group"), req.MemberID, req.Generation, offs); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(204)
+	return nil, 204, s.broker.Commit(r.Context(), r.PathValue("group"), req.MemberID, req.Generation, offs)
 }
 
 type committedOffset struct {
@@ -379,17 +337,13 @@ type committedOffset struct {
 	elog.OffsetCommit
 }
 
-func (s *AdminServer) committed(w http.ResponseWriter, r *http.Request) {
+func (s *AdminServer) committed(r *http.Request) (any, int, error) {
 	c, err := s.broker.Committed(r.Context(), r.PathValue("group"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	out := []committedOffset{}
 	for tp, v := range c {
 		out = append(out, committedOffset{tp.Topic, tp.Partition, v})
 	}
-	writeJSON(w, 200, out)
+	return out, 200, err
 }
 
 type resetRequest struct {
@@ -397,27 +351,17 @@ type resetRequest struct {
 	To    string `json:"to"`
 }
 
-func (s *AdminServer) reset(w http.ResponseWriter, r *http.Request) {
-	var req resetRequest
-	if err := readJSON(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
+func (s *AdminServer) reset(r *http.Request, req *resetRequest) (any, int, error) {
 	spec, err := elog.ParseOffsetSpec(req.To)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("%w: to: %v", ErrBadRequest, err))
-		return
+		return nil, 0, fmt.Errorf("%w: to: %v", ErrBadRequest, err)
 	}
 	res, err := s.broker.ResetGroup(r.Context(), r.PathValue("group"), req.Topic, spec)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	out := []partitionOffset{}
 	for tp, o := range res {
 		out = append(out, partitionOffset{tp.Topic, tp.Partition, o})
 	}
-	writeJSON(w, 200, out)
+	return out, 200, err
 }
 
 // logCollector reports the log's offsets, sizes and group lag at scrape time.
