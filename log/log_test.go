@@ -352,3 +352,59 @@ func TestSegmentsRollOnAge(t *testing.T) {
 		t.Fatalf("read %v", got)
 	}
 }
+
+// Close while appends are in flight: each append either succeeds, and is
+// then on disk after a reopen, or is refused with ErrClosed; none hangs.
+func TestCloseDuringAppends(t *testing.T) {
+	for trial := 0; trial < 20; trial++ {
+		dir := t.TempDir()
+		l := openTest(t, dir)
+		p := part(t, createTopic(t, l, "t", TopicConfig{}), 0)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		acked := map[string]bool{}
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					v := fmt.Sprintf("w%d-%d", w, i)
+					_, _, err := p.Append(context.Background(), []Record{{Value: []byte(v)}})
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+					if err != nil {
+						t.Errorf("append: %v", err)
+						return
+					}
+					mu.Lock()
+					acked[v] = true
+					mu.Unlock()
+				}
+			}()
+		}
+		time.Sleep(time.Duration(trial) * time.Millisecond)
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("an append hung across Close")
+		}
+		l = openTest(t, dir)
+		tp, _ := l.Topic("t")
+		got := map[string]bool{}
+		for _, r := range readAll(t, part(t, tp, 0), 0) {
+			got[string(r.Value)] = true
+		}
+		for v := range acked {
+			if !got[v] {
+				t.Fatalf("trial %d: acknowledged %s is missing after reopen", trial, v)
+			}
+		}
+		l.Close()
+	}
+}

@@ -462,7 +462,12 @@ func (p *Partition) sync() error {
 }
 
 func (p *Partition) close() error {
-	if p.closed.Swap(true) {
+	// Set under mu: an append either queued before this (and the flusher
+	// writes it before it stops) or sees closed and is refused.
+	p.mu.Lock()
+	already := p.closed.Swap(true)
+	p.mu.Unlock()
+	if already {
 		return nil
 	}
 	close(p.stopFlusher)
