@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +25,14 @@ var (
 	ErrBatchTooLarge    = errors.New("batch too large")
 	ErrInvalidRecord    = errors.New("invalid record")
 	ErrClosed           = errors.New("log closed")
+)
+
+// A flush round waits for stragglers at most maxRoundDelay (a fraction of
+// an fsync on this class of disk), and not at all once it holds
+// maxRoundBatches.
+const (
+	maxRoundDelay   = 200 * time.Microsecond
+	maxRoundBatches = 1024
 )
 
 // directWriteBytes is the batch size from which the flusher writes a batch
@@ -89,6 +98,7 @@ type Partition struct {
 	failed     error       // sticky: after a write or fsync error nothing more is accepted
 
 	kick        chan struct{} // wakes the flusher (buffered, one)
+	lastRound   int           // batches in the flusher's previous round (flusher only)
 	stopFlusher chan struct{}
 	flusherDone chan struct{}
 
@@ -277,6 +287,21 @@ func (p *Partition) flusher() {
 	}
 }
 
+// awaitStragglers yields until want batches are queued or maxRoundDelay
+// passes.
+func (p *Partition) awaitStragglers(want int) {
+	deadline := time.Now().Add(maxRoundDelay)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		n := len(p.pending)
+		p.mu.Unlock()
+		if n >= want {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
 // flushQueued writes rounds until nothing is queued.
 func (p *Partition) flushQueued() {
 	for {
@@ -286,6 +311,18 @@ func (p *Partition) flushQueued() {
 			p.mu.Unlock()
 			return
 		}
+		if n := len(batches); p.lastRound > 1 && n < p.lastRound && n < maxRoundBatches {
+			// The appenders the last round woke are queueing their next
+			// batches right now: wait for them, briefly, so they share this
+			// round's fsync instead of paying for one more (PostgreSQL's
+			// commit_delay, bounded by how many came last time). Without it,
+			// concurrent appenders split into two cohorts that take turns.
+			p.mu.Unlock()
+			p.awaitStragglers(p.lastRound)
+			p.mu.Lock()
+			batches, r, failed = p.pending, p.round, p.failed
+		}
+		p.lastRound = len(batches)
 		p.pending, p.round = nil, newRound()
 		p.mu.Unlock()
 		if failed != nil {
