@@ -3,6 +3,7 @@ package log
 import (
 	"bufio"
 	"context"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"math/rand"
@@ -269,5 +270,25 @@ func TestClosedSegmentDamage(t *testing.T) {
 	// Records past the bad batch are still readable.
 	if res, err := p.Fetch(1, 1<<20); err != nil || len(res.Data) == 0 {
 		t.Fatalf("fetch after the corrupt batch: %v", err)
+	}
+}
+
+// A partition directory that vanished is reported, not recreated empty.
+func TestMissingPartitionIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, dir)
+	appendValues(t, part(t, createTopic(t, l, "t", TopicConfig{Partitions: 2}), 1), "x")
+	l.Close()
+	if err := os.RemoveAll(filepath.Join(dir, "t", "1")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir, WithLogger(quietLogger()))
+	if err == nil || !strings.Contains(err.Error(), "t/1") {
+		t.Fatalf("open with a missing partition: %v", err)
+	}
+	// The failed open released the lock: trying again reports the same
+	// problem, not a lock held by this very process.
+	if _, err := Open(dir, WithLogger(quietLogger())); err == nil || errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v", err)
 	}
 }

@@ -190,7 +190,7 @@ func (l *Log) loadTopics() error {
 		if err := m.Config.Validate(); err != nil {
 			return fmt.Errorf("open log %s: topic %s: %w", l.dir, e.Name(), err)
 		}
-		t, err := openTopic(path, m, &l.opts)
+		t, err := openTopic(path, m, &l.opts, false)
 		if err != nil {
 			return fmt.Errorf("open log %s: %w", l.dir, err)
 		}
@@ -221,7 +221,7 @@ func (l *Log) CreateTopic(name string, cfg TopicConfig) (*Topic, error) {
 		return nil, fmt.Errorf("create topic %s: %w", name, err)
 	}
 	m := topicMeta{Name: name, Config: cfg, Created: l.opts.clock().UTC()}
-	t, err := openTopic(path, m, &l.opts)
+	t, err := openTopic(path, m, &l.opts, true)
 	if err != nil {
 		os.RemoveAll(path)
 		return nil, fmt.Errorf("create topic %s: %w", name, err)

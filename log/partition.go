@@ -123,15 +123,20 @@ type Partition struct {
 	closed   atomic.Bool
 }
 
-func openPartition(dir, topic string, id int, cfg TopicConfig, o *options) (*Partition, error) {
+// openPartition opens the partition in dir; with create it makes the
+// directory, and without it a missing directory is an error, not an empty
+// partition: data that vanished must be reported, never papered over.
+func openPartition(dir, topic string, id int, cfg TopicConfig, o *options, create bool) (*Partition, error) {
 	codec, err := ParseCompression(cfg.Compression)
 	if err != nil {
 		return nil, err
 	}
 	p := &Partition{topic: topic, id: id, dir: dir, cfg: cfg, codec: codec, clock: o.clock,
 		log: o.logger.With("topic", topic, "partition", id), hwCh: make(chan struct{})}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("open partition %s: %w", p, err)
+	if create {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("open partition %s: %w", p, err)
+		}
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -164,6 +169,9 @@ func openPartition(dir, topic string, id int, cfg TopicConfig, o *options) (*Par
 		p.segs = append(p.segs, s)
 	}
 	if len(p.segs) == 0 {
+		if !create {
+			return nil, fmt.Errorf("open partition %s: %s holds no segment", p, dir)
+		}
 		s, err := createSegment(dir, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open partition %s: %w", p, err)

@@ -20,10 +20,10 @@ type Topic struct {
 	rr    atomic.Uint64 // round-robin cursor for keyless batches
 }
 
-func openTopic(dir string, m topicMeta, o *options) (*Topic, error) {
+func openTopic(dir string, m topicMeta, o *options, create bool) (*Topic, error) {
 	t := &Topic{name: m.Name, dir: dir, meta: m}
 	for i := 0; i < m.Config.Partitions; i++ {
-		p, err := openPartition(filepath.Join(dir, strconv.Itoa(i)), m.Name, i, m.Config, o)
+		p, err := openPartition(filepath.Join(dir, strconv.Itoa(i)), m.Name, i, m.Config, o, create)
 		if err != nil {
 			t.close()
 			return nil, err
