@@ -3,8 +3,8 @@ package log
 import (
 	"bufio"
 	"context"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
