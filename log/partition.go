@@ -103,7 +103,6 @@ type Partition struct {
 	flusherDone chan struct{}
 
 	flushMu sync.Mutex // held while writing to the active segment, rolling or replacing segments
-	flushed int64      // offset after the last batch written (under flushMu)
 	dirty   bool       // written since the last sync (under flushMu)
 	wbuf    []byte
 
@@ -183,7 +182,6 @@ func openPartition(dir, topic string, id int, cfg TopicConfig, o *options, creat
 		active.rollTs = now // a record stamped in the future must not postpone the roll
 	}
 	p.nextOffset = active.next
-	p.flushed = active.next
 	p.hw.Store(active.next)
 	p.logStart.Store(p.segs[0].base)
 	p.round = newRound()
@@ -208,6 +206,9 @@ func (p *Partition) LogStartOffset() int64 { return p.logStart.Load() }
 // Append writes recs as one batch and returns once the batch is durable
 // under the topic's fsync policy. Offsets are assigned in call order.
 // Records' Offset fields are ignored; a zero Timestamp takes the current time.
+// ctx is checked before the batch is queued; once queued, Append waits for
+// the outcome (an fsync is bounded), so a caller never takes a batch that
+// was written for one that failed.
 func (p *Partition) Append(ctx context.Context, recs []Record) (first, last int64, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, 0, err
@@ -420,8 +421,7 @@ func (p *Partition) writeBatches(batches []pendingBatch) error {
 	} else {
 		p.dirty = true
 	}
-	p.flushed = batches[len(batches)-1].last + 1
-	p.publishHW(p.flushed)
+	p.publishHW(batches[len(batches)-1].last + 1)
 	return nil
 }
 
