@@ -48,8 +48,8 @@ const (
 // data written with the old (backward) and the old can read the new
 // (forward). FULL is both; NONE always passes.
 var compatCases = []struct {
-	name               string
-	old, new           string
+	name              string
+	old, new          string
 	backward, forward bool
 }{
 	// Fields.
