@@ -19,10 +19,11 @@ import (
 // Config is eddy.yaml: where the log lives, the admin API, topic defaults
 // and declared topics. Connectors join it with the connect runtime.
 type Config struct {
-	DataDir string      `yaml:"data_dir"`
-	API     APIConfig   `yaml:"api"`
-	Log     TopicSpec   `yaml:"log"`    // defaults for every topic
-	Topics  []TopicSpec `yaml:"topics"` // created at start when absent
+	DataDir  string         `yaml:"data_dir"`
+	API      APIConfig      `yaml:"api"`
+	Registry RegistryConfig `yaml:"registry"`
+	Log      TopicSpec      `yaml:"log"`    // defaults for every topic
+	Topics   []TopicSpec    `yaml:"topics"` // created at start when absent
 
 	file string
 }
@@ -30,6 +31,11 @@ type Config struct {
 // APIConfig is the admin API's listener.
 type APIConfig struct {
 	Listen string `yaml:"listen"` // default ":8083", Kafka Connect's port
+}
+
+// RegistryConfig is the schema registry's listener.
+type RegistryConfig struct {
+	Listen string `yaml:"listen"` // default ":8081", Confluent's port
 }
 
 // TopicSpec is a topic's config as YAML writes it (durations as "168h").
@@ -141,6 +147,9 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	if cfg.API.Listen == "" {
 		cfg.API.Listen = ":8083"
+	}
+	if cfg.Registry.Listen == "" {
+		cfg.Registry.Listen = ":8081"
 	}
 	if _, err := cfg.Log.TopicConfig(); err != nil {
 		return nil, fmt.Errorf("%s:%d: log.%w", path, cfg.Log.line, err)

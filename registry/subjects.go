@@ -244,12 +244,14 @@ func (r *Registry) DeleteVersion(ctx context.Context, subj string, version int, 
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	r.mu.RLock()
-	v, err := r.version(subj, version, permanent)
+	v, err := r.version(subj, version, true)
 	r.mu.RUnlock()
 	if err != nil {
 		return 0, err
 	}
 	switch {
+	case !permanent && v.Deleted:
+		return 0, fmt.Errorf("%w: %s version %d", ErrVersionSoftDeleted, subj, v.Version)
 	case permanent && !v.Deleted:
 		return 0, fmt.Errorf("%w: %s version %d", ErrNotSoftDeleted, subj, v.Version)
 	case permanent:
@@ -392,4 +394,29 @@ func (r *Registry) Check(subj string, version int, text string, refs []Reference
 		}
 	}
 	return CheckCompatibility(level, parsed, previous), nil
+}
+
+// ReferencedBy lists the schema ids of live versions that reference the
+// given subject version.
+func (r *Registry) ReferencedBy(subj string, version int) []int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	seen := map[int]bool{}
+	out := []int{}
+	for _, s := range r.subjects {
+		for _, v := range s.versions {
+			if v.Deleted || seen[v.Schema.ID] {
+				continue
+			}
+			for _, ref := range v.Schema.References {
+				if ref.Subject == subj && ref.Version == version {
+					seen[v.Schema.ID] = true
+					out = append(out, v.Schema.ID)
+					break
+				}
+			}
+		}
+	}
+	sort.Ints(out)
+	return out
 }

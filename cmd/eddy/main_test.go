@@ -230,9 +230,9 @@ func freeAddr(t *testing.T) string {
 
 func TestRunServesAdminAPIAndLocksTheDataDir(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr, regAddr := freeAddr(t), freeAddr(t)
 	cfg := filepath.Join(t.TempDir(), "eddy.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("data_dir: %s\napi:\n  listen: %q\ntopics:\n  - name: orders\n    partitions: 2\n", dir, addr)), 0o644)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("data_dir: %s\napi:\n  listen: %q\nregistry:\n  listen: %q\ntopics:\n  - name: orders\n    partitions: 2\n", dir, addr, regAddr)), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var errb bytes.Buffer
@@ -264,6 +264,16 @@ func TestRunServesAdminAPIAndLocksTheDataDir(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), `eddy_log_high_watermark{partition="0",topic="orders"}`) {
 		t.Fatalf("metrics lack the log's gauges:\n%.2000s", body)
+	}
+	// The schema registry answers on its own port.
+	resp, err = http.Post("http://"+regAddr+"/subjects/orders-value/versions", "application/vnd.schemaregistry.v1+json", strings.NewReader(`{"schema":"\"string\""}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"id":1}` {
+		t.Fatalf("registry: %d %s", resp.StatusCode, body)
 	}
 	cancel()
 	select {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/eddy-cdc/eddy/connect"
 	elog "github.com/eddy-cdc/eddy/log"
+	"github.com/eddy-cdc/eddy/registry"
 )
 
 func (a *app) runCommand() *cobra.Command {
@@ -49,24 +50,49 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 			return fmt.Errorf("declared topic %s: %w", t.Name, err)
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.API.Listen)
+	reg, err := registry.Open(ctx, l)
 	if err != nil {
-		return fmt.Errorf("admin API: %w", err)
+		return err
 	}
-	srv := &http.Server{Handler: connect.NewAdminServer(connect.NewLocal(l), logger), ReadHeaderTimeout: 10 * time.Second}
-	logger.Info("eddy running", "data_dir", cfg.DataDir, "admin_api", "http://"+ln.Addr().String(), "topics", len(l.Topics()))
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	servers := []struct {
+		name, addr string
+		handler    http.Handler
+	}{
+		{"admin API", cfg.API.Listen, connect.NewAdminServer(connect.NewLocal(l), logger)},
+		{"schema registry", cfg.Registry.Listen, registry.NewAPI(reg, logger)},
+	}
+	errc := make(chan error, len(servers))
+	var running []*http.Server
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, srv := range running {
+			if err := srv.Shutdown(sctx); err != nil {
+				logger.Warn("server did not drain in time", "err", err)
+			}
+		}
+	}()
+	addrs := []any{"data_dir", cfg.DataDir, "topics", len(l.Topics())}
+	for _, s := range servers {
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+		running = append(running, srv)
+		go func() {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", s.name, err)
+			}
+		}()
+		addrs = append(addrs, s.name, "http://"+ln.Addr().String())
+	}
+	logger.Info("eddy running", addrs...)
 	select {
 	case err := <-errc:
-		return fmt.Errorf("admin API: %w", err)
+		return err
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Warn("admin API did not drain in time", "err", err)
-	}
-	return l.Close()
+	return nil
 }

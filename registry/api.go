@@ -1,0 +1,421 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// ContentType is Confluent's media type; plain JSON is accepted too.
+const ContentType = "application/vnd.schemaregistry.v1+json"
+
+// maxRequestBytes bounds a request body; a schema is rarely over a few KB.
+const maxRequestBytes = 4 << 20
+
+// API serves the registry over Confluent Schema Registry's REST API: the
+// same paths, JSON shapes, content type and error codes, so an unmodified
+// Confluent client works against it.
+type API struct {
+	r   *Registry
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// NewAPI returns the REST API of r.
+func NewAPI(r *Registry, logger *slog.Logger) *API {
+	a := &API{r: r, log: logger, mux: http.NewServeMux()}
+	m := a.mux
+	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { a.json(w, 200, struct{}{}) })
+	m.HandleFunc("GET /subjects", a.subjects)
+	m.HandleFunc("GET /subjects/{subject}/versions", a.versions)
+	m.HandleFunc("POST /subjects/{subject}/versions", a.register)
+	m.HandleFunc("POST /subjects/{subject}", a.lookup)
+	m.HandleFunc("GET /subjects/{subject}/versions/{version}", a.getVersion)
+	m.HandleFunc("GET /subjects/{subject}/versions/{version}/schema", a.getVersionSchema)
+	m.HandleFunc("GET /subjects/{subject}/versions/{version}/referencedby", a.referencedBy)
+	m.HandleFunc("DELETE /subjects/{subject}/versions/{version}", a.deleteVersion)
+	m.HandleFunc("DELETE /subjects/{subject}", a.deleteSubject)
+	m.HandleFunc("GET /schemas/ids/{id}", a.schemaByID)
+	m.HandleFunc("GET /schemas/ids/{id}/schema", a.rawSchemaByID)
+	m.HandleFunc("GET /schemas/ids/{id}/versions", a.versionsOfID)
+	m.HandleFunc("GET /schemas/types", func(w http.ResponseWriter, _ *http.Request) { a.json(w, 200, []string{"AVRO"}) })
+	m.HandleFunc("POST /compatibility/subjects/{subject}/versions/{version}", a.compatibility)
+	m.HandleFunc("POST /compatibility/subjects/{subject}/versions", a.compatibility)
+	m.HandleFunc("GET /config", a.getConfig)
+	m.HandleFunc("PUT /config", a.putConfig)
+	m.HandleFunc("DELETE /config", a.deleteConfig)
+	m.HandleFunc("GET /config/{subject}", a.getConfig)
+	m.HandleFunc("PUT /config/{subject}", a.putConfig)
+	m.HandleFunc("DELETE /config/{subject}", a.deleteConfig)
+	return a
+}
+
+// ServeHTTP serves the API.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// apiError is Confluent's error body.
+type apiError struct {
+	ErrorCode int    `json:"error_code"`
+	Message   string `json:"message"`
+}
+
+func (a *API) json(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", ContentType)
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (a *API) fail(w http.ResponseWriter, r *http.Request, status, code int, msg string) {
+	if status >= 500 {
+		a.log.Error("schema registry request failed", "method", r.Method, "path", r.URL.Path, "err", msg)
+	}
+	a.json(w, status, apiError{code, msg})
+}
+
+// failErr maps the registry's errors to Confluent's codes and messages.
+func (a *API) failErr(w http.ResponseWriter, r *http.Request, err error) {
+	subj, version := r.PathValue("subject"), r.PathValue("version")
+	var ie *IncompatibleError
+	switch {
+	case errors.As(err, &ie):
+		a.fail(w, r, 409, 409, "Schema being registered is incompatible with an earlier schema for subject \""+subj+"\", details: "+strings.Join(ie.Messages, "; "))
+	case errors.Is(err, ErrSubjectNotFound):
+		a.fail(w, r, 404, 40401, fmt.Sprintf("Subject '%s' not found.", subj))
+	case errors.Is(err, ErrVersionNotFound):
+		a.fail(w, r, 404, 40402, fmt.Sprintf("Version %s not found.", version))
+	case errors.Is(err, ErrSchemaNotFound):
+		a.fail(w, r, 404, 40403, "Schema not found")
+	case errors.Is(err, ErrSubjectSoftDeleted):
+		a.fail(w, r, 404, 40404, fmt.Sprintf("Subject '%s' was soft deleted.Set permanent=true to delete permanently", subj))
+	case errors.Is(err, ErrVersionSoftDeleted):
+		a.fail(w, r, 404, 40406, fmt.Sprintf("Subject '%s' Version %s was soft deleted.Set permanent=true to delete permanently", subj, version))
+	case errors.Is(err, ErrNotSoftDeleted) && version != "":
+		a.fail(w, r, 404, 40407, fmt.Sprintf("Subject '%s' Version %s was not deleted first before being permanently deleted", subj, version))
+	case errors.Is(err, ErrNotSoftDeleted):
+		a.fail(w, r, 404, 40405, fmt.Sprintf("Subject '%s' was not deleted first before being permanently deleted", subj))
+	case errors.Is(err, ErrInvalidSchema), errors.Is(err, ErrReferenceNotFound):
+		a.fail(w, r, 422, 42201, "Invalid schema "+err.Error())
+	case errors.Is(err, ErrInvalidVersion):
+		a.fail(w, r, 422, 42202, invalidVersionMessage(version))
+	case errors.Is(err, ErrInvalidCompatibility):
+		a.fail(w, r, 422, 42203, "Invalid compatibility level. Valid values are none, backward, forward, full, backward_transitive, forward_transitive, and full_transitive")
+	default:
+		a.fail(w, r, 500, 50001, "Error in the backend data store - "+err.Error())
+	}
+}
+
+func invalidVersionMessage(v string) string {
+	return fmt.Sprintf("The specified version '%s' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"", v)
+}
+
+// parseVersion reads a version path segment: "latest", -1, or 1..2^31-1.
+func parseVersion(s string) (int, bool) {
+	if s == "latest" || s == "-1" {
+		return Latest, true
+	}
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil || n < 1 {
+		return 0, false
+	}
+	return int(n), true
+}
+
+func (a *API) version(w http.ResponseWriter, r *http.Request) (int, bool) {
+	v, ok := parseVersion(r.PathValue("version"))
+	if !ok {
+		a.fail(w, r, 422, 42202, invalidVersionMessage(r.PathValue("version")))
+	}
+	return v, ok
+}
+
+func flag(r *http.Request, name string) bool { return r.URL.Query().Get(name) == "true" }
+
+// schemaRequest is the body of register, lookup and compatibility calls.
+type schemaRequest struct {
+	Schema     string      `json:"schema"`
+	SchemaType string      `json:"schemaType,omitempty"`
+	References []Reference `json:"references,omitempty"`
+}
+
+func (a *API) readSchema(w http.ResponseWriter, r *http.Request) (schemaRequest, bool) {
+	var req schemaRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
+	switch {
+	case err != nil:
+		a.fail(w, r, 400, 400, "Failed to read the request body: "+err.Error())
+		return req, false
+	case len(body) > maxRequestBytes:
+		a.fail(w, r, 413, 413, fmt.Sprintf("Request body is larger than %d bytes", maxRequestBytes))
+		return req, false
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		a.fail(w, r, 400, 400, "Unrecognized request body: "+err.Error())
+		return req, false
+	}
+	if req.SchemaType != "" && req.SchemaType != "AVRO" {
+		a.fail(w, r, 422, 42201, "Invalid schema: schema type "+req.SchemaType+" is not supported; Eddy's registry holds AVRO schemas")
+		return req, false
+	}
+	if strings.TrimSpace(req.Schema) == "" {
+		a.fail(w, r, 422, 42201, "Invalid schema: empty schema")
+		return req, false
+	}
+	return req, true
+}
+
+// versionBody is a subject version as Confluent returns it.
+type versionBody struct {
+	Subject    string      `json:"subject"`
+	ID         int         `json:"id"`
+	Version    int         `json:"version"`
+	Schema     string      `json:"schema"`
+	References []Reference `json:"references,omitempty"`
+	Deleted    bool        `json:"deleted,omitempty"`
+}
+
+func toBody(v *Version) versionBody {
+	return versionBody{Subject: v.Subject, ID: v.Schema.ID, Version: v.Version, Schema: v.Schema.Text, References: v.Schema.References, Deleted: v.Deleted}
+}
+
+func (a *API) subjects(w http.ResponseWriter, r *http.Request) {
+	a.json(w, 200, a.r.Subjects(flag(r, "deleted")))
+}
+
+func (a *API) versions(w http.ResponseWriter, r *http.Request) {
+	vs, err := a.r.Versions(r.PathValue("subject"), flag(r, "deleted"))
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.json(w, 200, vs)
+}
+
+func (a *API) register(w http.ResponseWriter, r *http.Request) {
+	req, ok := a.readSchema(w, r)
+	if !ok {
+		return
+	}
+	id, _, err := a.r.Register(r.Context(), r.PathValue("subject"), req.Schema, req.References)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.json(w, 200, map[string]int{"id": id})
+}
+
+func (a *API) lookup(w http.ResponseWriter, r *http.Request) {
+	req, ok := a.readSchema(w, r)
+	if !ok {
+		return
+	}
+	v, err := a.r.Lookup(r.PathValue("subject"), req.Schema, req.References, flag(r, "deleted"))
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.json(w, 200, toBody(v))
+}
+
+func (a *API) getVersion(w http.ResponseWriter, r *http.Request) {
+	n, ok := a.version(w, r)
+	if !ok {
+		return
+	}
+	v, err := a.r.Get(r.PathValue("subject"), n, flag(r, "deleted"))
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.json(w, 200, toBody(v))
+}
+
+func (a *API) getVersionSchema(w http.ResponseWriter, r *http.Request) {
+	n, ok := a.version(w, r)
+	if !ok {
+		return
+	}
+	v, err := a.r.Get(r.PathValue("subject"), n, flag(r, "deleted"))
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", ContentType)
+	io.WriteString(w, v.Schema.Text)
+}
+
+func (a *API) referencedBy(w http.ResponseWriter, r *http.Request) {
+	n, ok := a.version(w, r)
+	if !ok {
+		return
+	}
+	v, err := a.r.Get(r.PathValue("subject"), n, false)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.json(w, 200, a.r.ReferencedBy(v.Subject, v.Version))
+}
+
+func (a *API) deleteVersion(w http.ResponseWriter, r *http.Request) {
+	n, ok := a.version(w, r)
+	if !ok {
+		return
+	}
+	v, err := a.r.DeleteVersion(r.Context(), r.PathValue("subject"), n, flag(r, "permanent"))
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.json(w, 200, v)
+}
+
+func (a *API) deleteSubject(w http.ResponseWriter, r *http.Request) {
+	vs, err := a.r.DeleteSubject(r.Context(), r.PathValue("subject"), flag(r, "permanent"))
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.json(w, 200, vs)
+}
+
+func (a *API) id(w http.ResponseWriter, r *http.Request) (*Schema, bool) {
+	id, err := strconv.Atoi(r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, 404, 40403, "Schema "+r.PathValue("id")+" not found")
+		return nil, false
+	}
+	s, err := a.r.SchemaByID(id)
+	if err != nil {
+		a.fail(w, r, 404, 40403, fmt.Sprintf("Schema %d not found", id))
+		return nil, false
+	}
+	return s, true
+}
+
+func (a *API) schemaByID(w http.ResponseWriter, r *http.Request) {
+	if s, ok := a.id(w, r); ok {
+		a.json(w, 200, schemaRequest{Schema: s.Text, References: s.References})
+	}
+}
+
+func (a *API) rawSchemaByID(w http.ResponseWriter, r *http.Request) {
+	if s, ok := a.id(w, r); ok {
+		w.Header().Set("Content-Type", ContentType)
+		io.WriteString(w, s.Text)
+	}
+}
+
+type subjectVersion struct {
+	Subject string `json:"subject"`
+	Version int    `json:"version"`
+}
+
+func (a *API) versionsOfID(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.id(w, r)
+	if !ok {
+		return
+	}
+	out := []subjectVersion{}
+	for _, v := range a.r.VersionsOfID(s.ID, flag(r, "deleted")) {
+		out = append(out, subjectVersion{v.Subject, v.Version})
+	}
+	a.json(w, 200, out)
+}
+
+type compatibilityBody struct {
+	IsCompatible bool     `json:"is_compatible"`
+	Messages     []string `json:"messages,omitempty"`
+}
+
+func (a *API) compatibility(w http.ResponseWriter, r *http.Request) {
+	n := Latest
+	if r.PathValue("version") != "" {
+		var ok bool
+		if n, ok = a.version(w, r); !ok {
+			return
+		}
+	}
+	req, ok := a.readSchema(w, r)
+	if !ok {
+		return
+	}
+	msgs, err := a.r.Check(r.PathValue("subject"), n, req.Schema, req.References)
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	body := compatibilityBody{IsCompatible: len(msgs) == 0}
+	if flag(r, "verbose") {
+		body.Messages = msgs
+		if body.Messages == nil {
+			body.Messages = []string{}
+		}
+	}
+	a.json(w, 200, body)
+}
+
+// configBody answers GET /config: Confluent's server names the field
+// compatibilityLevel, while some clients (hamba/avro's among them) read
+// compatibility; both are sent so either kind of client understands it.
+type configBody struct {
+	CompatibilityLevel Level `json:"compatibilityLevel"`
+	Compatibility      Level `json:"compatibility"`
+}
+
+func (a *API) getConfig(w http.ResponseWriter, r *http.Request) {
+	subj := r.PathValue("subject")
+	if subj == "" {
+		a.json(w, 200, configBody{a.r.Level(""), a.r.Level("")})
+		return
+	}
+	if l, ok := a.r.SubjectLevel(subj); ok {
+		a.json(w, 200, configBody{l, l})
+		return
+	}
+	if flag(r, "defaultToGlobal") {
+		a.json(w, 200, configBody{a.r.Level(""), a.r.Level("")})
+		return
+	}
+	a.fail(w, r, 404, 40408, fmt.Sprintf("Subject '%s' does not have subject-level compatibility configured", subj))
+}
+
+func (a *API) putConfig(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Compatibility string `json:"compatibility"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxRequestBytes)).Decode(&req); err != nil {
+		a.fail(w, r, 400, 400, "Unrecognized request body: "+err.Error())
+		return
+	}
+	level, err := ParseLevel(req.Compatibility)
+	if err != nil {
+		a.failErr(w, r, fmt.Errorf("%w: %v", ErrInvalidCompatibility, err))
+		return
+	}
+	if err := a.r.SetLevel(r.Context(), r.PathValue("subject"), level); err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.json(w, 200, map[string]Level{"compatibility": level})
+}
+
+func (a *API) deleteConfig(w http.ResponseWriter, r *http.Request) {
+	subj := r.PathValue("subject")
+	prev := a.r.Level(subj)
+	if subj != "" {
+		if _, ok := a.r.SubjectLevel(subj); !ok {
+			a.fail(w, r, 404, 40408, fmt.Sprintf("Subject '%s' does not have subject-level compatibility configured", subj))
+			return
+		}
+	}
+	if err := a.r.DeleteLevel(r.Context(), subj); err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.json(w, 200, map[string]Level{"compatibilityLevel": prev})
+}
