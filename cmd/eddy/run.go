@@ -55,11 +55,11 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 		return err
 	}
 	servers := []struct {
-		name, addr string
-		handler    http.Handler
+		name, key, addr string
+		handler         http.Handler
 	}{
-		{"admin API", cfg.API.Listen, connect.NewAdminServer(connect.NewLocal(l), logger)},
-		{"schema registry", cfg.Registry.Listen, registry.NewAPI(reg, logger)},
+		{"admin API", "admin_api", cfg.API.Listen, connect.NewAdminServer(connect.NewLocal(l), logger)},
+		{"schema registry", "schema_registry", cfg.Registry.Listen, registry.NewAPI(reg, logger)},
 	}
 	errc := make(chan error, len(servers))
 	var running []*http.Server
@@ -85,7 +85,7 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 				errc <- fmt.Errorf("%s: %w", s.name, err)
 			}
 		}()
-		addrs = append(addrs, s.name, "http://"+ln.Addr().String())
+		addrs = append(addrs, s.key, "http://"+ln.Addr().String())
 	}
 	logger.Info("eddy running", addrs...)
 	select {
