@@ -273,11 +273,10 @@ func (r *Registry) dropVersion(subj string, version int) {
 // key that identifies it for dedupe: the JSON normalized (whitespace and key
 // order do not matter) plus the references.
 func (r *Registry) parse(text string, refs []Reference) (avro.Schema, string, error) {
-	var doc any
-	if err := json.Unmarshal([]byte(text), &doc); err != nil {
-		return nil, "", fmt.Errorf("%w: not JSON: %v", ErrInvalidSchema, err)
+	key, err := dedupeKey(text, refs)
+	if err != nil {
+		return nil, "", err
 	}
-	norm, _ := json.Marshal(doc)
 	cache := &avro.SchemaCache{}
 	if err := r.loadReferences(refs, cache, 0); err != nil {
 		return nil, "", err
@@ -286,8 +285,21 @@ func (r *Registry) parse(text string, refs []Reference) (avro.Schema, string, er
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: %v", ErrInvalidSchema, err)
 	}
+	return parsed, key, nil
+}
+
+// dedupeKey identifies a schema for dedupe without parsing it as Avro: its
+// JSON normalized (whitespace and key order do not matter) plus its
+// references. It is far cheaper than a parse, so lookups of known schemas
+// never parse.
+func dedupeKey(text string, refs []Reference) (string, error) {
+	var doc any
+	if err := json.Unmarshal([]byte(text), &doc); err != nil {
+		return "", fmt.Errorf("%w: not JSON: %v", ErrInvalidSchema, err)
+	}
+	norm, _ := json.Marshal(doc)
 	refKey, _ := json.Marshal(refs)
-	return parsed, string(norm) + "|" + string(refKey), nil
+	return string(norm) + "|" + string(refKey), nil
 }
 
 // loadReferences parses referenced schemas, depth first, into cache so the

@@ -236,3 +236,5 @@ func TestReferences(t *testing.T) {
 		t.Fatalf("missing reference: %v", err)
 	}
 }
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

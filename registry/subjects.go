@@ -41,6 +41,12 @@ func (r *Registry) Register(ctx context.Context, subj, text string, refs []Refer
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	r.mu.RLock()
+	if key, err := dedupeKey(text, refs); err == nil {
+		if v := r.liveVersionOf(subj, r.byKey[key]); v != nil {
+			r.mu.RUnlock()
+			return v.Schema.ID, v.Version, nil // already registered: no parse
+		}
+	}
 	parsed, key, err := r.parse(text, refs)
 	if err != nil {
 		r.mu.RUnlock()
@@ -58,12 +64,6 @@ func (r *Registry) Register(ctx context.Context, subj, text string, refs []Refer
 		}
 	}
 	existing := r.byKey[key]
-	for _, v := range live {
-		if existing != nil && v.Schema == existing {
-			r.mu.RUnlock()
-			return existing.ID, v.Version, nil
-		}
-	}
 	level := r.levelOf(subj)
 	r.mu.RUnlock()
 
@@ -113,17 +113,32 @@ func (r *Registry) Lookup(subj, text string, refs []Reference, includeDeleted bo
 	if s == nil || (!includeDeleted && allDeleted(s)) {
 		return nil, fmt.Errorf("%w: %s", ErrSubjectNotFound, subj)
 	}
-	_, key, err := r.parse(text, refs)
+	key, err := dedupeKey(text, refs)
 	if err != nil {
 		return nil, err
 	}
-	sch := r.byKey[key]
-	for _, v := range s.versions {
-		if sch != nil && v.Schema == sch && (includeDeleted || !v.Deleted) {
-			return v, nil
+	if sch := r.byKey[key]; sch != nil {
+		for _, v := range s.versions {
+			if v.Schema == sch && (includeDeleted || !v.Deleted) {
+				return v, nil
+			}
 		}
+	} else if _, _, err := r.parse(text, refs); err != nil {
+		return nil, err // an invalid schema is 42201, not "not found"
 	}
 	return nil, fmt.Errorf("%w: under subject %s", ErrSchemaNotFound, subj)
+}
+
+// liveVersionOf returns subj's live version holding sch, or nil.
+func (r *Registry) liveVersionOf(subj string, sch *Schema) *Version {
+	if s := r.subjects[subj]; s != nil && sch != nil {
+		for _, v := range s.versions {
+			if v.Schema == sch && !v.Deleted {
+				return v
+			}
+		}
+	}
+	return nil
 }
 
 func allDeleted(s *subject) bool {
