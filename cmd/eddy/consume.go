@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"time"
 
@@ -23,6 +24,7 @@ type consumeOpts struct {
 	format    string
 	partition int
 	session   time.Duration
+	decode    string
 }
 
 func (a *app) consumeCommand() *cobra.Command {
@@ -39,12 +41,18 @@ func (a *app) consumeCommand() *cobra.Command {
 			if o.format != "json" && o.format != "value" {
 				return usageError{fmt.Errorf("--format %q: want json or value", o.format)}
 			}
+			if o.decode != "auto" && o.decode != "none" {
+				return usageError{fmt.Errorf("--decode %q: want auto or none", o.decode)}
+			}
 			spec, err := elog.ParseOffsetSpec(o.from)
 			if err != nil {
 				return usageError{fmt.Errorf("--from: %w", err)}
 			}
 			return a.withBroker(func(b connect.Broker) error {
 				cons := &consumer{a: a, b: b, topic: args[0], opts: o, spec: spec, out: bufio.NewWriterSize(a.stdout, 256<<10)}
+				if o.decode == "auto" {
+					cons.wire = a.wireDecoder(c.Context(), b)
+				}
 				err := cons.run(c.Context())
 				if ferr := cons.out.Flush(); err == nil {
 					err = ferr
@@ -64,6 +72,8 @@ func (a *app) consumeCommand() *cobra.Command {
 	f.StringVar(&o.format, "format", "json", "json (one object a line) | value (the raw value a line)")
 	f.IntVar(&o.partition, "partition", -1, "read only this partition (not with --group)")
 	f.DurationVar(&o.session, "session-timeout", 10*time.Second, "group session timeout")
+	f.StringVar(&o.decode, "decode", "auto", "auto: show Confluent wire-format (Avro) keys and values as JSON, using the schema registry | none: show bytes as they are")
+	f.StringVar(&a.registry, "registry", os.Getenv("EDDY_REGISTRY"), "schema registry URL for --decode with --server (default: the --server host on :8081) [$EDDY_REGISTRY]")
 	return cmd
 }
 
@@ -85,6 +95,8 @@ type consumer struct {
 	member     string
 	generation int
 	lastBeat   time.Time
+
+	wire *wireDecoder // nil: print bytes as they are
 }
 
 func (c *consumer) run(ctx context.Context) error {
@@ -241,12 +253,40 @@ func (c *consumer) loop(ctx context.Context, cursors []*cursor) (rejoin bool, er
 	}
 }
 
+// decodedRecord is a record whose key or value was Avro in the wire format:
+// shown as the JSON it decodes to, with the schema id beside it.
+type decodedRecord struct {
+	connect.RecordJSON
+	Key         any `json:"key"`
+	Value       any `json:"value"`
+	KeySchema   int `json:"key_schema_id,omitempty"`
+	ValueSchema int `json:"value_schema_id,omitempty"`
+}
+
 func (c *consumer) print(tp elog.TopicPartition, r *elog.Record) error {
+	j := connect.ToRecordJSON(tp.Topic, tp.Partition, r)
 	if c.opts.format == "value" {
-		c.out.Write(r.Value)
+		if js, _, ok := c.wire.decode(r.Value); ok {
+			c.out.Write(js)
+		} else {
+			c.out.Write(r.Value)
+		}
 		return c.out.WriteByte('\n')
 	}
-	b, err := json.Marshal(connect.ToRecordJSON(tp.Topic, tp.Partition, r))
+	var rec any = j
+	kjs, kid, kok := c.wire.decode(r.Key)
+	vjs, vid, vok := c.wire.decode(r.Value)
+	if kok || vok {
+		d := decodedRecord{RecordJSON: j, Key: j.Key, Value: j.Value}
+		if kok {
+			d.Key, d.KeySchema, d.RecordJSON.KeyEncoding = json.RawMessage(kjs), kid, ""
+		}
+		if vok {
+			d.Value, d.ValueSchema, d.RecordJSON.ValueEncoding = json.RawMessage(vjs), vid, ""
+		}
+		rec = d
+	}
+	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}

@@ -24,13 +24,14 @@ type usageError struct{ error }
 
 // app holds what every command shares: where the log is and the streams.
 type app struct {
-	dataDir string
-	server  string
-	token   string
-	stdin   io.Reader
-	stdout  io.Writer
-	stderr  io.Writer
-	logger  *slog.Logger
+	dataDir  string
+	server   string
+	token    string
+	registry string
+	stdin    io.Reader
+	stdout   io.Writer
+	stderr   io.Writer
+	logger   *slog.Logger
 }
 
 func main() {
@@ -77,7 +78,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.server, "server", os.Getenv("EDDY_SERVER"), "use the admin API of a running `eddy run`, e.g. http://127.0.0.1:8083 [$EDDY_SERVER]")
 	pf.StringVar(&a.token, "token", os.Getenv("EDDY_TOKEN"), "bearer token for --server [$EDDY_TOKEN]")
 	root.AddCommand(a.topicsCommand(), a.produceCommand(), a.consumeCommand(), a.groupsCommand(),
-		a.benchCommand(), a.runCommand())
+		a.registryCommand(), a.benchCommand(), a.runCommand())
 	return root
 }
 

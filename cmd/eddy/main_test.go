@@ -16,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hamba/avro/v2"
+
 	"github.com/eddy-cdc/eddy/connect"
 	elog "github.com/eddy-cdc/eddy/log"
+	"github.com/eddy-cdc/eddy/registry"
 )
 
 type result struct {
@@ -275,6 +278,46 @@ func TestRunServesAdminAPIAndLocksTheDataDir(t *testing.T) {
 	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"id":1}` {
 		t.Fatalf("registry: %d %s", resp.StatusCode, body)
 	}
+	// Avro in the wire format: registered with the CLI, produced through
+	// the server, consumed back as JSON.
+	schemaFile := filepath.Join(t.TempDir(), "user.avsc")
+	os.WriteFile(schemaFile, []byte(`{"type":"record","name":"user","fields":[{"name":"id","type":"long"},{"name":"name","type":"string"}]}`), 0o644)
+	if out := must(t, eddy(t, "", "registry", "register", "users-value", schemaFile, "--registry", "http://"+regAddr)); strings.TrimSpace(out) != `{"id":2}` {
+		t.Fatalf("registry register: %q", out)
+	}
+	if out := must(t, eddy(t, "", "registry", "subjects", "--registry", "http://"+regAddr)); !strings.Contains(out, "users-value") {
+		t.Fatalf("registry subjects: %q", out)
+	}
+	if out := must(t, eddy(t, "", "registry", "check", "users-value", schemaFile, "--registry", "http://"+regAddr)); strings.TrimSpace(out) != "compatible" {
+		t.Fatalf("registry check: %q", out)
+	}
+	breaking := filepath.Join(t.TempDir(), "breaking.avsc")
+	os.WriteFile(breaking, []byte(`{"type":"record","name":"user","fields":[{"name":"id","type":"long"},{"name":"name","type":"string"},{"name":"age","type":"int"}]}`), 0o644)
+	if r := eddy(t, "", "registry", "check", "users-value", breaking, "--registry", "http://"+regAddr); r.code != 1 || !strings.Contains(r.stderr, "incompatible") {
+		t.Fatalf("registry check of a breaking change: %+v", r)
+	}
+	if r := eddy(t, "", "registry", "get", "nobody", "--registry", "http://"+regAddr); r.code != 1 || !strings.Contains(r.stderr, "40401") {
+		t.Fatalf("registry get of an unknown subject: %+v", r)
+	}
+	src, _ := registry.Remote("http://" + regAddr)
+	serde := registry.NewSerde(src)
+	userSchema := avro.MustParse(`{"type":"record","name":"user","fields":[{"name":"id","type":"long"},{"name":"name","type":"string"}]}`)
+	val, err := serde.Encode(context.Background(), nil, "users-value", userSchema, map[string]any{"id": int64(7), "name": "Ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, eddy(t, "", "topics", "create", "users", "--server", base))
+	client, _ := connect.NewClient(base, "")
+	if _, err := client.Produce(context.Background(), "users", []elog.Record{{Key: []byte("7"), Value: val}}); err != nil {
+		t.Fatal(err)
+	}
+	out := must(t, eddy(t, "", "consume", "users", "--server", base, "--registry", "http://"+regAddr))
+	if !strings.Contains(out, `"value":{"id":7,"name":"Ada"}`) || !strings.Contains(out, `"value_schema_id":2`) || !strings.Contains(out, `"key":"7"`) {
+		t.Fatalf("consume with decoding: %s", out)
+	}
+	if out := must(t, eddy(t, "", "consume", "users", "--server", base, "--decode", "none")); strings.Contains(out, `"value":{`) || !strings.Contains(out, `\u0000`) {
+		t.Fatalf("consume --decode none: %s", out)
+	}
 	cancel()
 	select {
 	case code := <-done:
@@ -284,10 +327,14 @@ func TestRunServesAdminAPIAndLocksTheDataDir(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("run did not stop on cancel")
 	}
-	// After the server stopped, the records are there for direct access.
-	out := must(t, eddy(t, "", "consume", "orders", "--format", "value", "--data-dir", dir))
+	// After the server stopped, the records are there for direct access,
+	// and Avro values decode with the registry kept in the same directory.
+	out = must(t, eddy(t, "", "consume", "orders", "--format", "value", "--data-dir", dir))
 	if strings.Count(out, "\n") != 3 {
 		t.Fatalf("after restart: %q", out)
+	}
+	if out := must(t, eddy(t, "", "consume", "users", "--format", "value", "--data-dir", dir)); strings.TrimSpace(out) != `{"id":7,"name":"Ada"}` {
+		t.Fatalf("decoding from the data directory: %q", out)
 	}
 }
 
