@@ -184,3 +184,19 @@ func (s *Serde) DecodeJSON(ctx context.Context, data []byte) ([]byte, error) {
 	}
 	return json.Marshal(v)
 }
+
+// EncodeJSON renders v as plain JSON, for connectors configured with the
+// json format: no registry and no header. v is checked against schema
+// first, by encoding it, so a value that does not fit is refused with the
+// reason, and the JSON is the same DecodeJSON gives for the Avro form.
+func EncodeJSON(schema avro.Schema, v any) ([]byte, error) {
+	body, err := avro.Marshal(schema, v)
+	if err != nil {
+		return nil, fmt.Errorf("value does not match schema %s: %w", schema.Type(), err)
+	}
+	var generic any
+	if err := avro.Unmarshal(schema, body, &generic); err != nil {
+		return nil, fmt.Errorf("render as JSON: %w", err)
+	}
+	return json.Marshal(generic)
+}

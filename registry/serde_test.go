@@ -184,3 +184,42 @@ func BenchmarkLookupOverHTTP(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "requests/s")
 }
+
+func TestEncodeJSONMatchesDecodedAvro(t *testing.T) {
+	ctx := context.Background()
+	_, r := testAPI(t)
+	serde := NewSerde(Local(r))
+	schema := avro.MustParse(changeEvent)
+	row := sampleRow(5)
+	js, err := EncodeJSON(schema, row)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err := serde.Encode(ctx, nil, "orders-value", schema, row)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromAvro, err := serde.DecodeJSON(ctx, wire)
+	if err != nil || !bytes.Equal(js, fromAvro) {
+		t.Fatalf("json %s\nfrom avro %s (%v)", js, fromAvro, err)
+	}
+	if _, err := EncodeJSON(schema, map[string]any{"id": "not a number"}); err == nil {
+		t.Fatal("a value that does not fit the schema was rendered")
+	}
+}
+
+func TestParsingCanonicalForm(t *testing.T) {
+	_, r := testAPI(t)
+	text := `{"type":"record","name":"user","namespace":"shop","doc":"people","fields":[{"name":"id","type":"long","doc":"key","default":0}]}`
+	mustRegister(t, r, "s", text)
+	v, err := r.Get("s", Latest, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := v.Schema.Canonical(), `{"name":"shop.user","type":"record","fields":[{"name":"id","type":"long"}]}`; got != want {
+		t.Fatalf("canonical form %s, want %s", got, want)
+	}
+	if v.Schema.Text != text {
+		t.Fatal("the registered text must be kept as written")
+	}
+}
