@@ -265,26 +265,6 @@ func benchLog(ctx context.Context, dir string, o benchOpts) ([]benchResult, erro
 	return out, nil
 }
 
-func baselineWriteSync(path string, n, size int) (time.Duration, error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return 0, err
-	}
-	defer os.Remove(path)
-	defer f.Close()
-	buf := make([]byte, size)
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		if _, err := f.Write(buf); err != nil {
-			return 0, err
-		}
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-			return 0, err
-		}
-	}
-	return time.Since(start), nil
-}
-
 // benchRecovery runs `eddy bench log-writer` until it has written bytes into
 // one partition, kills it with SIGKILL mid-append, and times Open.
 func benchRecovery(ctx context.Context, dir string, bytes int64, cold bool) (float64, int, error) {
