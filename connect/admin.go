@@ -2,12 +2,14 @@ package connect
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,12 +34,29 @@ type AdminServer struct {
 	broker Broker
 	log    *slog.Logger
 	mux    *http.ServeMux
+	token  []byte // when set, required as a bearer token everywhere but health
+}
+
+// AdminOption configures NewAdminServer.
+type AdminOption func(*AdminServer)
+
+// WithToken requires "Authorization: Bearer <token>" on every endpoint but
+// /healthz and /readyz. Default: no token.
+func WithToken(token string) AdminOption {
+	return func(s *AdminServer) {
+		if token != "" {
+			s.token = []byte(token)
+		}
+	}
 }
 
 // NewAdminServer builds the API over b; metrics register on a registry of
 // the server's own (the Go and process collectors included).
-func NewAdminServer(b Broker, logger *slog.Logger) *AdminServer {
+func NewAdminServer(b Broker, logger *slog.Logger, opts ...AdminOption) *AdminServer {
 	s := &AdminServer{broker: b, log: logger, mux: http.NewServeMux()}
+	for _, o := range opts {
+		o(s)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &logCollector{b: b})
 	m := s.mux
@@ -62,8 +81,18 @@ func NewAdminServer(b Broker, logger *slog.Logger) *AdminServer {
 	return s
 }
 
-// ServeHTTP serves the API.
-func (s *AdminServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the API, checking the bearer token first when one is set.
+func (s *AdminServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.token != nil && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), s.token) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="eddy"`)
+			writeJSON(w, 401, apiError{"unauthorized", "this endpoint needs Authorization: Bearer <api.token>"})
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 type apiError struct {
 	ErrorCode string `json:"error_code"`

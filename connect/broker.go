@@ -200,7 +200,11 @@ var errorCodes = []struct {
 	{elog.ErrInvalidRecord, 400, "invalid_record"},
 	{elog.ErrCorruptBatch, 500, "corrupt_batch"},
 	{elog.ErrClosed, 503, "closed"},
+	{ErrUnauthorized, 401, "unauthorized"},
 }
+
+// ErrUnauthorized is a request without the admin API's token.
+var ErrUnauthorized = errors.New("unauthorized")
 
 // ErrBadRequest is a request the admin API could not read.
 var ErrBadRequest = errors.New("bad request")

@@ -30,7 +30,19 @@ type Config struct {
 
 // APIConfig is the admin API's listener.
 type APIConfig struct {
-	Listen string `yaml:"listen"` // default ":8083", Kafka Connect's port
+	Listen  string `yaml:"listen"`   // default ":8083", Kafka Connect's port
+	Token   string `yaml:"token"`    // when set, every endpoint but /healthz and /readyz requires "Authorization: Bearer <token>"
+	TLSCert string `yaml:"tls_cert"` // PEM certificate file; with tls_key the API serves HTTPS
+	TLSKey  string `yaml:"tls_key"`  // PEM key file
+}
+
+// String keeps the token out of logs and error messages.
+func (c APIConfig) String() string {
+	tok := ""
+	if c.Token != "" {
+		tok = "<redacted>"
+	}
+	return fmt.Sprintf("{listen %s, token %s, tls_cert %s, tls_key %s}", c.Listen, tok, c.TLSCert, c.TLSKey)
 }
 
 // RegistryConfig is the schema registry's listener.
@@ -148,6 +160,16 @@ func LoadConfig(path string) (*Config, error) {
 	if cfg.API.Listen == "" {
 		cfg.API.Listen = ":8083"
 	}
+	if (cfg.API.TLSCert == "") != (cfg.API.TLSKey == "") {
+		return nil, fmt.Errorf("%s:%d: api.tls_cert: tls_cert and tls_key go together", path, lineOf(text, "api"))
+	}
+	for _, f := range []struct{ key, path string }{{"tls_cert", cfg.API.TLSCert}, {"tls_key", cfg.API.TLSKey}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				return nil, fmt.Errorf("%s:%d: api.%s: %v", path, lineOf(text, f.key), f.key, err)
+			}
+		}
+	}
 	if cfg.Registry.Listen == "" {
 		cfg.Registry.Listen = ":8081"
 	}
@@ -207,6 +229,16 @@ func positioned(path, msg string) string {
 		return fmt.Sprintf("%s:%s: %s: unknown key", path, m[1], u[1])
 	}
 	return fmt.Sprintf("%s:%s: %s", path, m[1], rest)
+}
+
+// lineOf returns the first line where key appears as a YAML key, or 1.
+func lineOf(text, key string) int {
+	for i, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), key+":") {
+			return i + 1
+		}
+	}
+	return 1
 }
 
 var envRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)

@@ -37,6 +37,28 @@ func (a *app) runCommand() *cobra.Command {
 	return cmd
 }
 
+func (a *app) validateCommand() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "validate -c eddy.yaml",
+		Short: "Check a config file without starting anything (exit 2 on an error)",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(_ *cobra.Command, _ []string) error {
+			if path == "" {
+				return usageError{errors.New("-c eddy.yaml is required")}
+			}
+			cfg, err := connect.LoadConfig(path)
+			if err != nil {
+				return usageError{err}
+			}
+			fmt.Fprintf(a.stdout, "%s: ok (data_dir %s, %d topics)\n", path, cfg.DataDir, len(cfg.Topics))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "the config file")
+	return cmd
+}
+
 func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	l, err := elog.Open(cfg.DataDir, elog.WithDefaults(cfg.LogDefaults()), elog.WithLogger(logger))
@@ -57,9 +79,10 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 	servers := []struct {
 		name, key, addr string
 		handler         http.Handler
+		cert, key2      string // TLS files, both or neither
 	}{
-		{"admin API", "admin_api", cfg.API.Listen, connect.NewAdminServer(connect.NewLocal(l), logger)},
-		{"schema registry", "schema_registry", cfg.Registry.Listen, registry.NewAPI(reg, logger)},
+		{"admin API", "admin_api", cfg.API.Listen, connect.NewAdminServer(connect.NewLocal(l), logger, connect.WithToken(cfg.API.Token)), cfg.API.TLSCert, cfg.API.TLSKey},
+		{"schema registry", "schema_registry", cfg.Registry.Listen, registry.NewAPI(reg, logger), "", ""},
 	}
 	errc := make(chan error, len(servers))
 	var running []*http.Server
@@ -80,12 +103,22 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 		}
 		srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
 		running = append(running, srv)
+		scheme := "http://"
+		if s.cert != "" {
+			scheme = "https://"
+		}
 		go func() {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if s.cert != "" {
+				err = srv.ServeTLS(ln, s.cert, s.key2)
+			} else {
+				err = srv.Serve(ln)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", s.name, err)
 			}
 		}()
-		addrs = append(addrs, s.key, "http://"+ln.Addr().String())
+		addrs = append(addrs, s.key, scheme+ln.Addr().String())
 	}
 	logger.Info("eddy running", addrs...)
 	select {
