@@ -23,18 +23,28 @@ func (a *app) runCommand() *cobra.Command {
 		Short: "Run the server: the embedded log and the admin API",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, _ []string) error {
-			if path == "" {
-				return usageError{errors.New("-c eddy.yaml is required")}
-			}
-			cfg, err := connect.LoadConfig(path)
+			cfg, err := loadConfig(path)
 			if err != nil {
-				return usageError{err}
+				return err
 			}
 			return a.serve(c.Context(), cfg)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "the config file")
 	return cmd
+}
+
+// loadConfig reads -c FILE; a missing flag or a bad file is a usage error
+// (exit 2).
+func loadConfig(path string) (*connect.Config, error) {
+	if path == "" {
+		return nil, usageError{errors.New("-c eddy.yaml is required")}
+	}
+	cfg, err := connect.LoadConfig(path)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return cfg, nil
 }
 
 func (a *app) validateCommand() *cobra.Command {
@@ -44,12 +54,9 @@ func (a *app) validateCommand() *cobra.Command {
 		Short: "Check a config file without starting anything (exit 2 on an error)",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(_ *cobra.Command, _ []string) error {
-			if path == "" {
-				return usageError{errors.New("-c eddy.yaml is required")}
-			}
-			cfg, err := connect.LoadConfig(path)
+			cfg, err := loadConfig(path)
 			if err != nil {
-				return usageError{err}
+				return err
 			}
 			fmt.Fprintf(a.stdout, "%s: ok (data_dir %s, %d topics)\n", path, cfg.DataDir, len(cfg.Topics))
 			return nil
