@@ -221,44 +221,38 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) {
 	a.json(w, 200, toBody(v))
 }
 
-func (a *API) getVersion(w http.ResponseWriter, r *http.Request) {
+// subjectVersion reads the subject and version from the path and finds
+// them, answering the error itself when it cannot.
+func (a *API) subjectVersion(w http.ResponseWriter, r *http.Request, includeDeleted bool) (*Version, bool) {
 	n, ok := a.version(w, r)
 	if !ok {
-		return
+		return nil, false
 	}
-	v, err := a.r.Get(r.PathValue("subject"), n, flag(r, "deleted"))
+	v, err := a.r.Get(r.PathValue("subject"), n, includeDeleted)
 	if err != nil {
 		a.failErr(w, r, err)
-		return
+		return nil, false
 	}
-	a.json(w, 200, toBody(v))
+	return v, true
+}
+
+func (a *API) getVersion(w http.ResponseWriter, r *http.Request) {
+	if v, ok := a.subjectVersion(w, r, flag(r, "deleted")); ok {
+		a.json(w, 200, toBody(v))
+	}
 }
 
 func (a *API) getVersionSchema(w http.ResponseWriter, r *http.Request) {
-	n, ok := a.version(w, r)
-	if !ok {
-		return
+	if v, ok := a.subjectVersion(w, r, flag(r, "deleted")); ok {
+		w.Header().Set("Content-Type", ContentType)
+		io.WriteString(w, v.Schema.Text)
 	}
-	v, err := a.r.Get(r.PathValue("subject"), n, flag(r, "deleted"))
-	if err != nil {
-		a.failErr(w, r, err)
-		return
-	}
-	w.Header().Set("Content-Type", ContentType)
-	io.WriteString(w, v.Schema.Text)
 }
 
 func (a *API) referencedBy(w http.ResponseWriter, r *http.Request) {
-	n, ok := a.version(w, r)
-	if !ok {
-		return
+	if v, ok := a.subjectVersion(w, r, false); ok {
+		a.json(w, 200, a.r.ReferencedBy(v.Subject, v.Version))
 	}
-	v, err := a.r.Get(r.PathValue("subject"), n, false)
-	if err != nil {
-		a.failErr(w, r, err)
-		return
-	}
-	a.json(w, 200, a.r.ReferencedBy(v.Subject, v.Version))
 }
 
 func (a *API) deleteVersion(w http.ResponseWriter, r *http.Request) {
