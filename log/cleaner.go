@@ -235,14 +235,7 @@ func (p *Partition) replaceSegment(old *segment, data []byte) error {
 		sinceIdx: res.sinceIdx, maxTs: max(res.maxTs, old.maxTimestamp()), next: res.next, rollTs: res.firstTs}
 	ns.size.Store(res.end)
 	ns.refs.Store(1)
-	if n := len(ns.times); ns.maxTs >= 0 && (n == 0 || ns.times[n-1].ts < ns.maxTs) {
-		// Keep the segment's largest timestamp for retention and time lookups.
-		rel := uint32(0)
-		if n > 0 {
-			rel = ns.times[n-1].rel
-		}
-		ns.times = append(ns.times, timeEntry{ns.maxTs, rel})
-	}
+	ns.addFinalTimeEntry() // keep the largest timestamp for retention and time lookups
 	for _, suf := range []string{indexSuffix, timeIndexSuffix} {
 		if err := os.Remove(old.path(suf)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			f.Close()

@@ -162,17 +162,11 @@ func findBatch(seg *segment, offset, size int64) (int64, BatchHeader, error) {
 func (p *Partition) OffsetForTime(t time.Time) (offset int64, ok bool, err error) {
 	ts := t.UnixMilli()
 	hw := p.hw.Load()
+	// Only the segments' in-memory indexes are read here; Fetch takes its
+	// own reference on the segment it reads.
 	p.segsMu.RLock()
 	segs := append([]*segment(nil), p.segs...)
-	for _, s := range segs {
-		s.acquire()
-	}
 	p.segsMu.RUnlock()
-	defer func() {
-		for _, s := range segs {
-			s.release()
-		}
-	}()
 	for _, s := range segs {
 		if s.maxTimestamp() < ts {
 			continue

@@ -12,8 +12,13 @@ import (
 	"time"
 )
 
-// OffsetsTopic is the compacted internal topic that holds committed offsets.
-const OffsetsTopic = "__consumer_offsets"
+// OffsetsTopic is the compacted internal topic that holds committed
+// offsets, in offsetsPartitions partitions (a group's commits go to
+// murmur2(group) % offsetsPartitions).
+const (
+	OffsetsTopic      = "__consumer_offsets"
+	offsetsPartitions = 8
+)
 
 // Group states, as Kafka names them.
 const (
@@ -114,7 +119,7 @@ type offsetKey struct {
 
 func newGroupCoordinator(l *Log) (*GroupCoordinator, error) {
 	t, err := l.EnsureTopic(OffsetsTopic, TopicConfig{
-		Partitions: l.opts.offsetsParts, Cleanup: CleanupCompact, SegmentBytes: 100 << 20,
+		Partitions: offsetsPartitions, Cleanup: CleanupCompact, SegmentBytes: 100 << 20,
 		Internal: true, Description: "committed offsets of consumer groups",
 	})
 	if err != nil {

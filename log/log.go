@@ -36,7 +36,6 @@ type options struct {
 	logger          *slog.Logger
 	defaults        TopicConfig
 	cleanerInterval time.Duration
-	offsetsParts    int
 }
 
 // Option configures Open.
@@ -81,7 +80,7 @@ type Log struct {
 // processes, recovers every partition and starts the background cleaner and
 // the fsync-interval syncer.
 func Open(dir string, opts ...Option) (*Log, error) {
-	o := options{clock: time.Now, logger: slog.Default(), defaults: DefaultTopicConfig(), cleanerInterval: 30 * time.Second, offsetsParts: 8}
+	o := options{clock: time.Now, logger: slog.Default(), defaults: DefaultTopicConfig(), cleanerInterval: 30 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}

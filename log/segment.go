@@ -251,35 +251,61 @@ func (r *scanResult) addBatch(base, pos int64, h *BatchHeader, interval int64) {
 	r.next = h.LastOffset() + 1
 }
 
-// seal finishes a segment that stops being active: a last time-index entry
-// with its largest timestamp (retention reads it), then everything synced.
+// addFinalTimeEntry records the segment's largest timestamp as its last
+// time-index entry, where retention and time lookups read it once the
+// segment is closed. Called with mu held.
+func (s *segment) addFinalTimeEntry() {
+	n := len(s.times)
+	if s.maxTs < 0 || (n > 0 && s.times[n-1].ts >= s.maxTs) {
+		return
+	}
+	rel := uint32(0)
+	if n > 0 {
+		rel = s.times[n-1].rel
+	}
+	e := timeEntry{s.maxTs, rel}
+	s.times = append(s.times, e)
+	s.timeBuf = appendTimeEntry(s.timeBuf, e)
+}
+
+// seal finishes a segment that stops being active: its final time-index
+// entry, then everything synced.
 func (s *segment) seal(syncLog bool) error {
 	s.mu.Lock()
-	if n := len(s.times); s.maxTs >= 0 && (n == 0 || s.times[n-1].ts < s.maxTs) {
-		rel := uint32(0)
-		if n > 0 {
-			rel = s.times[n-1].rel
-		}
-		if len(s.index) > 0 && s.index[len(s.index)-1].rel > rel {
-			rel = s.index[len(s.index)-1].rel
-		}
-		e := timeEntry{s.maxTs, rel}
-		s.times = append(s.times, e)
-		s.timeBuf = appendTimeEntry(s.timeBuf, e)
-	}
+	s.addFinalTimeEntry()
 	s.mu.Unlock()
 	if err := s.writeIndexes(); err != nil {
 		return err
 	}
-	for _, suf := range []string{indexSuffix, timeIndexSuffix} {
-		if err := syncFile(s.path(suf)); err != nil {
-			return err
-		}
+	if err := s.syncIndexes(); err != nil {
+		return err
 	}
 	s.closeIndexFiles() // a closed segment's indexes are not appended to again
 	if syncLog {
 		if err := s.f.Sync(); err != nil {
 			return fmt.Errorf("sync segment %s: %w", s.path(logSuffix), err)
+		}
+	}
+	return nil
+}
+
+// syncIndexes syncs both index files, through the append handles when the
+// segment has them.
+func (s *segment) syncIndexes() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range []struct {
+		f      *os.File
+		suffix string
+	}{{s.idxF, indexSuffix}, {s.timeF, timeIndexSuffix}} {
+		var err error
+		if w.f != nil {
+			err = w.f.Sync()
+		} else {
+			err = syncFile(s.path(w.suffix))
+		}
+		if err != nil {
+			return fmt.Errorf("sync index %s: %w", s.path(w.suffix), err)
 		}
 	}
 	return nil
