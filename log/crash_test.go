@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eddy-cdc/eddy/internal/crashtest"
 )
 
 // The crash test runs this test binary again as a child that appends with
@@ -90,41 +90,8 @@ func TestKill9Recovery(t *testing.T) {
 	acked := map[int]int64{} // partition -> highest acknowledged offset + 1
 	const rounds = 24
 	for round := 0; round < rounds; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, fmt.Sprintf("%s=%d", crashRoundEnv, round))
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string, 1<<20)
-		started := make(chan struct{})
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			first := true
-			for sc.Scan() {
-				lines <- sc.Text()
-				if first {
-					close(started)
-					first = false
-				}
-			}
-			close(lines)
-		}()
-		// Kill at a random moment after the child's first acknowledgement,
-		// so that every round interrupts appends in flight.
-		select {
-		case <-started:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			t.Fatalf("round %d: the child acknowledged nothing in 20s", round)
-		}
-		time.Sleep(time.Duration(rng.Intn(200)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		for line := range lines {
+		child := crashtest.Start(t, "TestCrashChild", crashChildEnv+"="+dir, fmt.Sprintf("%s=%d", crashRoundEnv, round))
+		for _, line := range child.KillAfterFirstLine(t, time.Duration(rng.Intn(200))*time.Millisecond) {
 			f := strings.Fields(line)
 			if len(f) != 3 {
 				t.Fatalf("round %d: child said %q", round, line)

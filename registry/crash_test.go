@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eddy-cdc/eddy/internal/crashtest"
 )
 
 const crashChildEnv = "EDDY_REGISTRY_CRASH_CHILD"
@@ -56,24 +56,8 @@ func TestKill9KeepsRegistrations(t *testing.T) {
 	}
 	acked := map[int]reg{}
 	for round := 0; round < 10; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
-		stdout, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string, 1<<16)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
-		time.Sleep(time.Duration(100+rng.Intn(300)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		for line := range lines {
+		child := crashtest.Start(t, "TestCrashChild", crashChildEnv+"="+dir)
+		for _, line := range child.KillAfterFirstLine(t, time.Duration(rng.Intn(300))*time.Millisecond) {
 			var id, v int
 			var subj string
 			if _, err := fmt.Sscanf(line, "%d %s %d", &id, &subj, &v); err != nil {
