@@ -25,7 +25,7 @@ type Config struct {
 	Log      TopicSpec      `yaml:"log"`    // defaults for every topic
 	Topics   []TopicSpec    `yaml:"topics"` // created at start when absent
 
-	file string
+	defaults elog.TopicConfig // the log section over Eddy's defaults
 }
 
 // APIConfig is the admin API's listener.
@@ -34,6 +34,16 @@ type APIConfig struct {
 	Token   string `yaml:"token"`    // when set, every endpoint but /healthz and /readyz requires "Authorization: Bearer <token>"
 	TLSCert string `yaml:"tls_cert"` // PEM certificate file; with tls_key the API serves HTTPS
 	TLSKey  string `yaml:"tls_key"`  // PEM key file
+
+	lines map[string]int // where each key was written
+}
+
+// UnmarshalYAML refuses unknown keys and keeps each key's line.
+func (c *APIConfig) UnmarshalYAML(n *yaml.Node) error {
+	type plain APIConfig
+	lines, err := decodeStrict(n, (*plain)(c), "connect.APIConfig")
+	c.lines = lines
+	return err
 }
 
 // String keeps the token out of logs and error messages.
@@ -70,34 +80,31 @@ type TopicSpec struct {
 	line int
 }
 
-// UnmarshalYAML keeps the line of the topic for error messages and refuses
-// unknown keys (a Node's Decode does not inherit the decoder's KnownFields).
+// UnmarshalYAML refuses unknown keys and keeps the topic's line.
 func (t *TopicSpec) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.MappingNode {
-		known := yamlKeys(reflect.TypeOf(*t))
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if k := n.Content[i]; !known[k.Value] {
-				return fmt.Errorf("line %d: field %s not found in type connect.TopicSpec", k.Line, k.Value)
-			}
-		}
-	}
 	type plain TopicSpec
-	if err := n.Decode((*plain)(t)); err != nil {
-		return err
-	}
+	_, err := decodeStrict(n, (*plain)(t), "connect.TopicSpec")
 	t.line = n.Line
-	return nil
+	return err
 }
 
-// yamlKeys lists the yaml keys of a struct type's fields.
-func yamlKeys(t reflect.Type) map[string]bool {
-	keys := map[string]bool{}
-	for i := 0; i < t.NumField(); i++ {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
-			keys[name] = true
+// decodeStrict decodes a mapping node into dst (a pointer to a struct),
+// refusing keys that dst's yaml tags do not name, and returns the line of
+// each key. A Node's Decode does not inherit the decoder's KnownFields, so
+// every nested section that wants strict keys decodes through here.
+func decodeStrict(n *yaml.Node, dst any, typeName string) (map[string]int, error) {
+	lines := map[string]int{}
+	if n.Kind == yaml.MappingNode {
+		known := yamlKeys(reflect.TypeOf(dst).Elem())
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if !known[k.Value] {
+				return lines, fmt.Errorf("line %d: field %s not found in type %s", k.Line, k.Value, typeName)
+			}
+			lines[k.Value] = k.Line
 		}
 	}
-	return keys
+	return lines, n.Decode(dst)
 }
 
 // TopicConfig converts the spec; errors name the key.
@@ -148,7 +155,7 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	cfg := &Config{file: path}
+	cfg := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader([]byte(text)))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
@@ -161,22 +168,24 @@ func LoadConfig(path string) (*Config, error) {
 		cfg.API.Listen = ":8083"
 	}
 	if (cfg.API.TLSCert == "") != (cfg.API.TLSKey == "") {
-		return nil, fmt.Errorf("%s:%d: api.tls_cert: tls_cert and tls_key go together", path, lineOf(text, "api"))
+		return nil, fmt.Errorf("%s:%d: api.tls_cert: tls_cert and tls_key go together", path, max(cfg.API.lines["tls_cert"], cfg.API.lines["tls_key"]))
 	}
 	for _, f := range []struct{ key, path string }{{"tls_cert", cfg.API.TLSCert}, {"tls_key", cfg.API.TLSKey}} {
 		if f.path != "" {
 			if _, err := os.Stat(f.path); err != nil {
-				return nil, fmt.Errorf("%s:%d: api.%s: %v", path, lineOf(text, f.key), f.key, err)
+				return nil, fmt.Errorf("%s:%d: api.%s: %v", path, cfg.API.lines[f.key], f.key, err)
 			}
 		}
 	}
 	if cfg.Registry.Listen == "" {
 		cfg.Registry.Listen = ":8081"
 	}
-	if _, err := cfg.Log.TopicConfig(); err != nil {
+	logCfg, err := cfg.Log.TopicConfig()
+	if err != nil {
 		return nil, fmt.Errorf("%s:%d: log.%w", path, cfg.Log.line, err)
 	}
-	def := cfg.LogDefaults()
+	def := elog.WithDefaultsOf(logCfg, elog.DefaultTopicConfig())
+	cfg.defaults = def
 	if err := def.Validate(); err != nil {
 		return nil, fmt.Errorf("%s:%d: log.%s", path, cfg.Log.line, strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
@@ -202,10 +211,7 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 // LogDefaults is the config topics take for fields they leave out.
-func (c *Config) LogDefaults() elog.TopicConfig {
-	def, _ := c.Log.TopicConfig()
-	return elog.WithDefaultsOf(def, elog.DefaultTopicConfig())
-}
+func (c *Config) LogDefaults() elog.TopicConfig { return c.defaults }
 
 func yamlError(path string, err error) error {
 	var te *yaml.TypeError
@@ -229,16 +235,6 @@ func positioned(path, msg string) string {
 		return fmt.Sprintf("%s:%s: %s: unknown key", path, m[1], u[1])
 	}
 	return fmt.Sprintf("%s:%s: %s", path, m[1], rest)
-}
-
-// lineOf returns the first line where key appears as a YAML key, or 1.
-func lineOf(text, key string) int {
-	for i, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), key+":") {
-			return i + 1
-		}
-	}
-	return 1
 }
 
 var envRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
@@ -265,4 +261,15 @@ func interpolate(s string) (string, error) {
 		return "", errs[0]
 	}
 	return strings.Join(lines, "\n"), nil
+}
+
+// yamlKeys lists the yaml keys of a struct type's fields.
+func yamlKeys(t reflect.Type) map[string]bool {
+	keys := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			keys[name] = true
+		}
+	}
+	return keys
 }

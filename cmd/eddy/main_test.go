@@ -349,6 +349,7 @@ func TestRunServesAdminAPIAndLocksTheDataDir(t *testing.T) {
 func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 	for _, c := range []struct{ yaml, want string }{
 		{"data_dir: x\nbogus: 1\n", "eddy.yaml:2: bogus: unknown key"},
+		{"data_dir: x\napi:\n  listen: \":1\"\n  tokn: y\n", "eddy.yaml:4: tokn: unknown key"},
 		{"data_dir: x\ntopics:\n  - name: a\n    partitons: 3\n", "eddy.yaml:4: partitons: unknown key"},
 		{"data_dir: x\ntopics:\n  - name: a\n    cleanup: sometimes\n", "eddy.yaml:3: topics[0].cleanup"},
 		{"data_dir: x\ntopics:\n  - name: a\n    retention: soon\n", "eddy.yaml:3: topics[0].retention"},
