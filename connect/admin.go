@@ -35,6 +35,9 @@ type AdminServer struct {
 	log    *slog.Logger
 	mux    *http.ServeMux
 	token  []byte // when set, required as a bearer token everywhere but health
+
+	worker  *Worker // optional: connectors, jobs, plugins
+	catalog *Catalog
 }
 
 // AdminOption configures NewAdminServer.
@@ -59,6 +62,10 @@ func NewAdminServer(b Broker, logger *slog.Logger, opts ...AdminOption) *AdminSe
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &logCollector{b: b})
+	if s.worker != nil {
+		reg.MustRegister(s.worker.Metrics().Collectors()...)
+		s.routeConnectors()
+	}
 	m := s.mux
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	m.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ready\n") })

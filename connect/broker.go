@@ -201,6 +201,9 @@ var errorCodes = []struct {
 	{elog.ErrCorruptBatch, 500, "corrupt_batch"},
 	{elog.ErrClosed, 503, "closed"},
 	{ErrUnauthorized, 401, "unauthorized"},
+	{ErrUnknownConnector, 404, "unknown_connector"},
+	{ErrUnknownPlugin, 404, "unknown_plugin"},
+	{ErrConnectorState, 409, "connector_state"},
 }
 
 // ErrUnauthorized is a request without the admin API's token.

@@ -24,8 +24,25 @@ type Config struct {
 	Registry RegistryConfig `yaml:"registry"`
 	Log      TopicSpec      `yaml:"log"`    // defaults for every topic
 	Topics   []TopicSpec    `yaml:"topics"` // created at start when absent
+	// Connectors are the pipelines `eddy run` starts; Jobs run on schedules.
+	Connectors []ConnectorSpec `yaml:"connectors"`
+	Jobs       []JobSpec       `yaml:"jobs"`
+	// ShutdownTimeout bounds how long SIGTERM waits for tasks to drain
+	// (default 30s).
+	ShutdownTimeout string `yaml:"shutdown_timeout"`
 
+	shutdown time.Duration
+	catalog  *Catalog
+	lines    map[string]int   // where each top-level key was written
 	defaults elog.TopicConfig // the log section over Eddy's defaults
+}
+
+// UnmarshalYAML refuses unknown keys and keeps each key's line.
+func (c *Config) UnmarshalYAML(n *yaml.Node) error {
+	type plain Config
+	lines, err := decodeStrict(n, (*plain)(c), "connect.Config")
+	c.lines = lines
+	return err
 }
 
 // APIConfig is the admin API's listener.
@@ -143,10 +160,19 @@ func (t TopicSpec) TopicConfig() (elog.TopicConfig, error) {
 var yamlLineRE = regexp.MustCompile(`line (\d+): (.*)`)
 var unknownFieldRE = regexp.MustCompile(`^field (\S+) not found in type .*$`)
 
-// LoadConfig reads and checks eddy.yaml. Every error names the file, the
+// LoadConfig reads and checks eddy.yaml against the built-in catalog.
+func LoadConfig(path string) (*Config, error) {
+	cat, err := BuiltinCatalog()
+	if err != nil {
+		return nil, err
+	}
+	return LoadConfigWith(path, cat)
+}
+
+// LoadConfigWith reads and checks eddy.yaml. Every error names the file, the
 // line and the key. ${VAR} and ${VAR:-default} are replaced from the
 // environment first.
-func LoadConfig(path string) (*Config, error) {
+func LoadConfigWith(path string, cat *Catalog) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -207,8 +233,26 @@ func LoadConfig(path string) (*Config, error) {
 			return nil, fmt.Errorf("%s.%s", where, strings.ReplaceAll(err.Error(), "\n", "; "))
 		}
 	}
+	if err := cfg.checkConnectors(path, cat); err != nil {
+		return nil, err
+	}
+	cfg.catalog = cat
+	cfg.shutdown = 30 * time.Second
+	if cfg.ShutdownTimeout != "" {
+		d, err := time.ParseDuration(cfg.ShutdownTimeout)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%s:%d: shutdown_timeout: %q is not a duration such as 30s", path, cfg.lines["shutdown_timeout"], cfg.ShutdownTimeout)
+		}
+		cfg.shutdown = d
+	}
 	return cfg, nil
 }
+
+// Catalog is the plugin catalog the config was checked against.
+func (c *Config) Catalog() *Catalog { return c.catalog }
+
+// Shutdown is how long a stop waits for tasks to drain.
+func (c *Config) Shutdown() time.Duration { return c.shutdown }
 
 // LogDefaults is the config topics take for fields they leave out.
 func (c *Config) LogDefaults() elog.TopicConfig { return c.defaults }

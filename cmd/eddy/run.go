@@ -58,7 +58,7 @@ func (a *app) validateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "%s: ok (data_dir %s, %d topics)\n", path, cfg.DataDir, len(cfg.Topics))
+			fmt.Fprintf(a.stdout, "%s: ok (data_dir %s, %d topics, %d connectors, %d jobs)\n", path, cfg.DataDir, len(cfg.Topics), len(cfg.Connectors), len(cfg.Jobs))
 			return nil
 		},
 	}
@@ -83,12 +83,29 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 	if err != nil {
 		return err
 	}
+	worker, err := connect.NewWorker(ctx, l, registry.NewSerde(registry.Local(reg)), builtinPlugins(),
+		connect.WithWorkerLogger(logger), connect.WithTopicDefaults(cfg.LogDefaults()))
+	if err != nil {
+		return err
+	}
+	// Stop order: the listeners, then the tasks (each drains its batch),
+	// then the log (deferred above).
+	drained := false
+	defer func() {
+		if drained {
+			return
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown())
+		defer cancel()
+		worker.Close(sctx)
+	}()
 	servers := []struct {
 		name, key, addr string
 		handler         http.Handler
 		cert, key2      string // TLS files, both or neither
 	}{
-		{"admin API", "admin_api", cfg.API.Listen, connect.NewAdminServer(connect.NewLocal(l), logger, connect.WithToken(cfg.API.Token)), cfg.API.TLSCert, cfg.API.TLSKey},
+		{"admin API", "admin_api", cfg.API.Listen, connect.NewAdminServer(connect.NewLocal(l), logger,
+			connect.WithToken(cfg.API.Token), connect.WithWorker(worker, cfg.Catalog())), cfg.API.TLSCert, cfg.API.TLSKey},
 		{"schema registry", "schema_registry", cfg.Registry.Listen, registry.NewAPI(reg, logger), "", ""},
 	}
 	errc := make(chan error, len(servers))
@@ -127,12 +144,30 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 		}()
 		addrs = append(addrs, s.key, scheme+ln.Addr().String())
 	}
+	for _, c := range cfg.Connectors {
+		if err := worker.Add(c); err != nil {
+			return err
+		}
+	}
+	for _, j := range cfg.Jobs {
+		if err := worker.AddJob(j); err != nil {
+			return err
+		}
+	}
+	addrs = append(addrs, "connectors", len(cfg.Connectors), "jobs", len(cfg.Jobs))
 	logger.Info("eddy running", addrs...)
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down")
+	logger.Info("shutting down: draining tasks", "timeout", cfg.Shutdown())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown())
+	defer cancel()
+	drained = true
+	if err := worker.Close(sctx); err != nil {
+		logger.Warn("shutdown", "err", err)
+	}
+	logger.Info("stopped")
 	return nil
 }

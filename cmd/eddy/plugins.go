@@ -1,0 +1,20 @@
+package main
+
+import (
+	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/sinks/file"
+	"github.com/eddy-cdc/eddy/sources/datagen"
+)
+
+// builtinPlugins are the implementations behind plugins.yaml's sources and
+// sinks; a test checks that the two agree.
+func builtinPlugins() connect.Plugins {
+	return connect.Plugins{
+		Sources: map[string]func(connect.Params, connect.Env) (connect.Source, error){
+			"datagen-source": datagen.New,
+		},
+		Sinks: map[string]func(connect.Params, connect.Env) (connect.Sink, error){
+			"file-sink": file.New,
+		},
+	}
+}

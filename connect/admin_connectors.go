@@ -1,0 +1,238 @@
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	elog "github.com/eddy-cdc/eddy/log"
+)
+
+// WithWorker serves the worker's connectors, jobs and plugin catalog
+// (Kafka Connect's paths), and its metrics on /metrics.
+func WithWorker(w *Worker, cat *Catalog) AdminOption {
+	return func(s *AdminServer) { s.worker, s.catalog = w, cat }
+}
+
+func (s *AdminServer) routeConnectors() {
+	m := s.mux
+	m.Handle("GET /connectors", noBody(s, s.listConnectors))
+	m.Handle("GET /connectors/{name}", noBody(s, s.connectorInfo))
+	m.Handle("GET /connectors/{name}/config", noBody(s, s.connectorConfig))
+	m.Handle("GET /connectors/{name}/status", noBody(s, s.connectorStatus))
+	m.Handle("GET /connectors/{name}/tasks", noBody(s, s.connectorTasks))
+	m.Handle("GET /connectors/{name}/tasks/0/status", noBody(s, s.taskStatus))
+	m.Handle("PUT /connectors/{name}/pause", noBody(s, s.control((*Worker).Pause)))
+	m.Handle("PUT /connectors/{name}/resume", noBody(s, s.control((*Worker).Resume)))
+	m.Handle("PUT /connectors/{name}/stop", noBody(s, s.controlCtx((*Worker).Stop)))
+	m.Handle("POST /connectors/{name}/restart", noBody(s, s.controlCtx((*Worker).Restart)))
+	m.Handle("POST /connectors/{name}/tasks/0/restart", noBody(s, s.controlCtx((*Worker).Restart)))
+	m.Handle("GET /connectors/{name}/offsets", noBody(s, s.connectorOffsets))
+	m.Handle("DELETE /connectors/{name}/offsets", noBody(s, s.resetConnectorOffsets))
+	m.Handle("GET /connector-plugins", noBody(s, s.listPlugins))
+	m.Handle("GET /connector-plugins/{plugin}/config", noBody(s, s.pluginConfig))
+	m.Handle("GET /jobs", noBody(s, s.listJobs))
+}
+
+func (s *AdminServer) listConnectors(r *http.Request) (any, int, error) {
+	names := s.worker.Connectors()
+	switch r.URL.Query().Get("expand") {
+	case "status":
+		out := map[string]any{}
+		for _, n := range names {
+			if st, err := s.worker.Status(n); err == nil {
+				out[n] = map[string]any{"status": st}
+			}
+		}
+		return out, 200, nil
+	case "info":
+		out := map[string]any{}
+		for _, n := range names {
+			if in, err := s.worker.Info(n); err == nil {
+				out[n] = map[string]any{"info": in}
+			}
+		}
+		return out, 200, nil
+	}
+	return names, 200, nil
+}
+
+func (s *AdminServer) connectorInfo(r *http.Request) (any, int, error) {
+	in, err := s.worker.Info(r.PathValue("name"))
+	return in, 200, err
+}
+
+func (s *AdminServer) connectorConfig(r *http.Request) (any, int, error) {
+	in, err := s.worker.Info(r.PathValue("name"))
+	return in.Config, 200, err
+}
+
+func (s *AdminServer) connectorStatus(r *http.Request) (any, int, error) {
+	st, err := s.worker.Status(r.PathValue("name"))
+	return st, 200, err
+}
+
+func (s *AdminServer) connectorTasks(r *http.Request) (any, int, error) {
+	in, err := s.worker.Info(r.PathValue("name"))
+	if err != nil {
+		return nil, 0, err
+	}
+	return []map[string]any{{"id": in.Tasks[0], "config": in.Config}}, 200, nil
+}
+
+func (s *AdminServer) taskStatus(r *http.Request) (any, int, error) {
+	st, err := s.worker.Status(r.PathValue("name"))
+	if err != nil {
+		return nil, 0, err
+	}
+	return st.Tasks[0], 200, nil
+}
+
+func (s *AdminServer) control(fn func(*Worker, string) error) func(*http.Request) (any, int, error) {
+	return func(r *http.Request) (any, int, error) {
+		return nil, 202, fn(s.worker, r.PathValue("name"))
+	}
+}
+
+func (s *AdminServer) controlCtx(fn func(*Worker, context.Context, string) error) func(*http.Request) (any, int, error) {
+	return func(r *http.Request) (any, int, error) {
+		ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
+		defer cancel()
+		return nil, 204, fn(s.worker, ctx, r.PathValue("name"))
+	}
+}
+
+func (s *AdminServer) connectorOffsets(r *http.Request) (any, int, error) {
+	o, err := s.worker.Offsets(r.PathValue("name"))
+	return o, 200, err
+}
+
+func (s *AdminServer) resetConnectorOffsets(r *http.Request) (any, int, error) {
+	if err := s.worker.ResetOffsets(r.Context(), r.PathValue("name")); err != nil {
+		return nil, 0, err
+	}
+	return map[string]string{"message": "The offsets of this connector have been reset; it starts from the beginning when resumed."}, 200, nil
+}
+
+// PluginInfo is an entry of GET /connector-plugins.
+type PluginInfo struct {
+	Class   string `json:"class"`
+	Type    string `json:"type"`
+	Version string `json:"version"`
+}
+
+func (s *AdminServer) listPlugins(r *http.Request) (any, int, error) {
+	out := []PluginInfo{}
+	all := r.URL.Query().Get("connectorsOnly") == "false"
+	for _, p := range s.catalog.Plugins {
+		if all || p.Kind == KindSource || p.Kind == KindSink {
+			out = append(out, PluginInfo{p.Name, p.Kind, "eddy"})
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Class < out[b].Class })
+	return out, 200, nil
+}
+
+func (s *AdminServer) pluginConfig(r *http.Request) (any, int, error) {
+	p := s.catalog.Plugin(r.PathValue("plugin"))
+	if p == nil {
+		return nil, 0, ErrUnknownPlugin
+	}
+	return p.Params, 200, nil
+}
+
+func (s *AdminServer) listJobs(*http.Request) (any, int, error) {
+	js := s.worker.Jobs()
+	if js == nil {
+		js = []JobStatus{}
+	}
+	return js, 200, nil
+}
+
+// ErrUnknownPlugin is a plugin the catalog does not list.
+var ErrUnknownPlugin = errors.New("unknown plugin")
+
+// ConnectorOffsets is Kafka Connect's GET .../offsets shape.
+type ConnectorOffsets struct {
+	Offsets []ConnectorOffset `json:"offsets"`
+}
+
+// ConnectorOffset is one partition's offset: for a source, its stored
+// position (partition {"task": 0}); for a sink, the group's committed
+// offset of one topic-partition.
+type ConnectorOffset struct {
+	Partition map[string]any `json:"partition"`
+	Offset    map[string]any `json:"offset"`
+}
+
+// Offsets reports a connector's stored position or committed offsets.
+func (w *Worker) Offsets(name string) (ConnectorOffsets, error) {
+	c, err := w.connector(name)
+	if err != nil {
+		return ConnectorOffsets{}, err
+	}
+	out := ConnectorOffsets{Offsets: []ConnectorOffset{}}
+	if c.spec.kind == KindSource {
+		if so, ok := w.offsets.Get(name); ok {
+			out.Offsets = append(out.Offsets, ConnectorOffset{
+				Partition: map[string]any{"task": 0},
+				Offset:    map[string]any{"position": so.Position, "ends": so.Ends},
+			})
+		}
+		return out, nil
+	}
+	committed := w.log.Groups().Committed(GroupFor(name))
+	tps := make([]elog.TopicPartition, 0, len(committed))
+	for tp := range committed {
+		tps = append(tps, tp)
+	}
+	sort.Slice(tps, func(a, b int) bool {
+		if tps[a].Topic != tps[b].Topic {
+			return tps[a].Topic < tps[b].Topic
+		}
+		return tps[a].Partition < tps[b].Partition
+	})
+	for _, tp := range tps {
+		out.Offsets = append(out.Offsets, ConnectorOffset{
+			Partition: map[string]any{"kafka_topic": tp.Topic, "kafka_partition": tp.Partition},
+			Offset:    map[string]any{"kafka_offset": committed[tp].Offset},
+		})
+	}
+	return out, nil
+}
+
+// ResetOffsets forgets a stopped connector's position (a source starts
+// from the beginning) or moves its group to the earliest offsets (a sink).
+// A sink that keeps its own offsets resumes from those regardless.
+func (w *Worker) ResetOffsets(ctx context.Context, name string) error {
+	c, err := w.connector(name)
+	if err != nil {
+		return err
+	}
+	c.lock()
+	target, done := c.target, c.done
+	c.unlock()
+	running := false
+	if done != nil {
+		select {
+		case <-done:
+		default:
+			running = true
+		}
+	}
+	if target != StateStopped || running {
+		return fmt.Errorf("%w: connector %s must be stopped (PUT /connectors/%s/stop) before its offsets are reset", ErrConnectorState, name, name)
+	}
+	if c.spec.kind == KindSource {
+		return w.offsets.Delete(ctx, name)
+	}
+	for _, t := range c.spec.Topics {
+		if _, err := w.log.Groups().ResetOffsets(ctx, GroupFor(name), t, elog.OffsetSpec{Kind: "earliest"}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

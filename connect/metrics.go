@@ -1,0 +1,47 @@
+package connect
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the worker's per-connector Prometheus series.
+type Metrics struct {
+	recordsIn   *prometheus.CounterVec
+	recordsOut  *prometheus.CounterVec
+	batch       *prometheus.HistogramVec
+	sourceLag   *prometheus.GaugeVec
+	errors      *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+}
+
+func newMetrics() *Metrics {
+	l := []string{"connector"}
+	return &Metrics{
+		recordsIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eddy_connector_records_in_total",
+			Help: "Records a connector's task took in: from its source, or from the log for a sink."}, l),
+		recordsOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eddy_connector_records_out_total",
+			Help: "Records a connector's task delivered: appended to the log, or written by a sink."}, l),
+		batch: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "eddy_connector_batch_seconds",
+			Help:    "Time to take one batch through transforms, serialization and delivery, acknowledgement included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, l),
+		sourceLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "eddy_connector_source_lag_seconds",
+			Help: "Time between a record's timestamp at the source and its durable append, for the last batch."}, l),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eddy_connector_errors_total",
+			Help: "Task failures and records that could not be handled."}, l),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eddy_connector_dead_letter_records_total",
+			Help: "Records sent to the connector's dead-letter topic."}, l),
+	}
+}
+
+// add creates a connector's series, so they read 0 before anything happens.
+func (m *Metrics) add(name string) {
+	m.recordsIn.WithLabelValues(name)
+	m.recordsOut.WithLabelValues(name)
+	m.batch.WithLabelValues(name)
+	m.sourceLag.WithLabelValues(name)
+	m.errors.WithLabelValues(name)
+	m.deadLetters.WithLabelValues(name)
+}
+
+// Collectors lists the series for a Prometheus registry.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.recordsIn, m.recordsOut, m.batch, m.sourceLag, m.errors, m.deadLetters}
+}

@@ -1,0 +1,131 @@
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hamba/avro/v2"
+
+	elog "github.com/eddy-cdc/eddy/log"
+)
+
+// Record is a change event as the runtime carries it between a source, the
+// transforms, the converter and a sink. Structured values are
+// map[string]any (Avro records), []any (arrays) and Go scalars; a nullable
+// field holds nil or its value, never a union wrapper.
+type Record struct {
+	Topic       string
+	Key         any         // nil when the record has no key
+	Value       any         // nil is a tombstone
+	KeySchema   avro.Schema // nil: the key is written without a schema (JSON or raw bytes)
+	ValueSchema avro.Schema
+	Headers     []elog.Header
+	Timestamp   time.Time
+
+	// Position is where the source read the record. Within one connector
+	// positions increase in bytes.Compare order; the runtime stores the
+	// last durable one and skips records at or before what the log holds.
+	Position []byte
+
+	// Partition and Offset are set on records read from the log.
+	Partition int
+	Offset    int64
+}
+
+// Header returns the value of the last header named k, or nil.
+func (r *Record) Header(k string) []byte {
+	for i := len(r.Headers) - 1; i >= 0; i-- {
+		if r.Headers[i].Key == k {
+			return r.Headers[i].Value
+		}
+	}
+	return nil
+}
+
+// Source is what a source plugin does. The runtime calls Open once, then
+// Poll and Commit from one goroutine, then Close.
+type Source interface {
+	// Open starts reading after position; nil means from the beginning
+	// (a snapshot, for change capture).
+	Open(ctx context.Context, position []byte) error
+	// Poll returns the next records, blocking until there are some or ctx
+	// ends. io.EOF means the source has nothing more for now: a scheduled
+	// connector stops until its next tick, others poll again later.
+	Poll(ctx context.Context) ([]Record, error)
+	// Commit tells the source that every record up to and including
+	// position is durable in the log and the position stored; only now may
+	// it release them upstream (acknowledge a replication slot, say).
+	Commit(ctx context.Context, position []byte) error
+	Close() error
+}
+
+// Sink is what a sink plugin does. Write is called from one goroutine.
+type Sink interface {
+	Open(ctx context.Context) error
+	// Write delivers records durably and returns nil only then. A
+	// *RecordError says records before Index were delivered and the one at
+	// Index cannot be (retrying will not help); any other error is retried.
+	Write(ctx context.Context, recs []Record) error
+	Close() error
+}
+
+// OffsetStore is a sink that keeps its offsets with its data, atomically.
+// On start the runtime resumes from what it says rather than from the
+// group's committed offsets (which it still commits, for lag).
+type OffsetStore interface {
+	// Offsets returns the next offset to deliver per topic-partition that
+	// the sink has seen; partitions it has not seen are absent.
+	Offsets(ctx context.Context) (map[elog.TopicPartition]int64, error)
+}
+
+// RecordError is a record that cannot be handled: bad data, a constraint
+// it breaks. It is not retried; errors.tolerance decides its fate.
+type RecordError struct {
+	Index int // in the slice passed to Write
+	Err   error
+}
+
+func (e *RecordError) Error() string { return fmt.Sprintf("record %d: %v", e.Index, e.Err) }
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// Env is what the runtime gives a plugin besides its params.
+type Env struct {
+	Connector string
+	Logger    *slog.Logger
+}
+
+// Plugins are the implementations behind the catalog's sources and sinks,
+// by plugin name. Transforms and jobs are the runtime's own.
+type Plugins struct {
+	Sources map[string]func(Params, Env) (Source, error)
+	Sinks   map[string]func(Params, Env) (Sink, error)
+}
+
+// Check reports catalog entries without an implementation and the reverse.
+func (p Plugins) Check(c *Catalog) error {
+	var errs []error
+	for _, name := range c.Names(KindSource) {
+		if p.Sources[name] == nil {
+			errs = append(errs, fmt.Errorf("source %s is in the catalog but has no implementation", name))
+		}
+	}
+	for _, name := range c.Names(KindSink) {
+		if p.Sinks[name] == nil {
+			errs = append(errs, fmt.Errorf("sink %s is in the catalog but has no implementation", name))
+		}
+	}
+	for name := range p.Sources {
+		if pl := c.Plugin(name); pl == nil || pl.Kind != KindSource {
+			errs = append(errs, fmt.Errorf("source %s is implemented but not in the catalog", name))
+		}
+	}
+	for name := range p.Sinks {
+		if pl := c.Plugin(name); pl == nil || pl.Kind != KindSink {
+			errs = append(errs, fmt.Errorf("sink %s is implemented but not in the catalog", name))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,281 @@
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	elog "github.com/eddy-cdc/eddy/log"
+)
+
+// sinkSessionTimeout is how long the group waits for a silent sink task.
+const sinkSessionTimeout = 30 * time.Second
+
+// GroupFor is the consumer group of a sink connector.
+func GroupFor(connector string) string { return "connect-" + connector }
+
+// runSink is one life of a sink task: it consumes its topics in the group
+// connect-<name>, starting where the sink's own offset store says (for a
+// sink that keeps one) or the group's committed offsets, else the
+// earliest; it writes each fetched batch and commits the group's offsets
+// only after the sink reports the records stored.
+func (c *connector) runSink(stopCtx, workCtx context.Context) (progressed bool, err error) {
+	factory := c.w.plugins.Sinks[c.spec.Plugin]
+	if factory == nil {
+		return false, permanent{fmt.Errorf("sink plugin %s has no implementation", c.spec.Plugin)}
+	}
+	sink, err := factory(c.spec.params, c.env())
+	if err != nil {
+		return false, permanent{fmt.Errorf("configure %s: %w", c.spec.Plugin, err)}
+	}
+	if err := sink.Open(stopCtx); err != nil {
+		return false, fmt.Errorf("open sink: %w", err)
+	}
+	defer sink.Close()
+	ts, err := c.transforms()
+	if err != nil {
+		return false, err
+	}
+	for _, t := range c.spec.Topics {
+		if _, err := c.w.ensureTopic(t); err != nil {
+			return false, permanent{fmt.Errorf("topic %s: %w", t, err)}
+		}
+	}
+	s := &sinkSession{c: c, sink: sink, ts: ts, conv: NewConverter(c.w.serde, "avro"), group: GroupFor(c.spec.Name)}
+	defer s.leave()
+	if err := s.join(stopCtx); err != nil {
+		return false, err
+	}
+	lastBeat := time.Now()
+	for {
+		if err := c.gate(stopCtx, func() { s.heartbeat(stopCtx) }); err != nil {
+			return progressed, err
+		}
+		if time.Since(lastBeat) > sinkSessionTimeout/10 {
+			lastBeat = time.Now()
+			if err := s.heartbeat(stopCtx); err != nil {
+				return progressed, err
+			}
+		}
+		got := false
+		for i := range s.parts {
+			n, err := s.poll(workCtx, &s.parts[i])
+			if err != nil {
+				return progressed, err
+			}
+			if n > 0 {
+				got, progressed = true, true
+			}
+			if stopCtx.Err() != nil {
+				return progressed, stopCtx.Err()
+			}
+		}
+		if got {
+			continue
+		}
+		if c.schedule != nil {
+			return progressed, nil // caught up: the scheduled run is over
+		}
+		s.waitAny(stopCtx, time.Second)
+	}
+}
+
+// sinkSession is a sink task's membership and positions.
+type sinkSession struct {
+	c      *connector
+	sink   Sink
+	ts     []Transform
+	conv   *Converter
+	group  string
+	member string
+	gen    int
+	parts  []sinkPartition
+	buf    []byte
+	logRec []elog.Record
+	recs   []Record
+	origs  []*elog.Record
+}
+
+type sinkPartition struct {
+	tp  elog.TopicPartition
+	p   *elog.Partition
+	pos int64
+}
+
+// join joins the group and positions every assigned partition.
+func (s *sinkSession) join(ctx context.Context) error {
+	g := s.c.w.log.Groups()
+	a, err := g.Join(ctx, s.group, elog.JoinRequest{MemberID: s.member, ClientID: s.c.spec.Name, Topics: s.c.spec.Topics, SessionTimeout: sinkSessionTimeout})
+	if err != nil {
+		return fmt.Errorf("join group %s: %w", s.group, err)
+	}
+	s.member, s.gen = a.MemberID, a.Generation
+	committed := g.Committed(s.group)
+	var own map[elog.TopicPartition]int64
+	if st, ok := s.sink.(OffsetStore); ok {
+		if own, err = st.Offsets(ctx); err != nil {
+			return fmt.Errorf("offsets from the sink: %w", err)
+		}
+	}
+	s.parts = s.parts[:0]
+	for _, tp := range a.Partitions {
+		t, err := s.c.w.log.Topic(tp.Topic)
+		if err != nil {
+			return err
+		}
+		p, err := t.Partition(tp.Partition)
+		if err != nil {
+			return err
+		}
+		pos := p.LogStartOffset()
+		if o, ok := own[tp]; ok {
+			pos = o
+		} else if oc, ok := committed[tp]; ok {
+			pos = oc.Offset
+		}
+		s.parts = append(s.parts, sinkPartition{tp: tp, p: p, pos: max(pos, p.LogStartOffset())})
+	}
+	return nil
+}
+
+func (s *sinkSession) heartbeat(ctx context.Context) error {
+	err := s.c.w.log.Groups().Heartbeat(s.group, s.member, s.gen)
+	if errors.Is(err, elog.ErrRebalanceInProgress) || errors.Is(err, elog.ErrUnknownMember) || errors.Is(err, elog.ErrIllegalGeneration) {
+		return s.join(ctx)
+	}
+	return err
+}
+
+func (s *sinkSession) leave() {
+	if s.member != "" {
+		s.c.w.log.Groups().Leave(s.group, s.member)
+	}
+}
+
+// poll fetches from one partition and delivers what it got; it returns
+// how many records it consumed.
+func (s *sinkSession) poll(ctx context.Context, sp *sinkPartition) (int, error) {
+	res, err := sp.p.FetchInto(s.buf[:0], sp.pos, 1<<20)
+	if errors.Is(err, elog.ErrOffsetOutOfRange) && sp.pos < sp.p.LogStartOffset() {
+		sp.pos = sp.p.LogStartOffset() // retention went past us: continue at the earliest, as Kafka's auto.offset.reset
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("fetch %s: %w", sp.p, err)
+	}
+	s.buf = res.Data
+	if len(res.Data) == 0 {
+		return 0, nil
+	}
+	if s.logRec, err = elog.DecodeBatches(s.logRec[:0], res.Data, sp.pos); err != nil {
+		return 0, fmt.Errorf("decode %s: %w", sp.p, err)
+	}
+	if len(s.logRec) > 0 {
+		if err := s.deliver(ctx, sp); err != nil {
+			return 0, err
+		}
+	}
+	next := res.NextOffset
+	if err := s.c.w.log.Groups().Commit(ctx, s.group, s.member, s.gen, map[elog.TopicPartition]int64{sp.tp: next}); err != nil {
+		if errors.Is(err, elog.ErrRebalanceInProgress) || errors.Is(err, elog.ErrIllegalGeneration) || errors.Is(err, elog.ErrNotAssigned) || errors.Is(err, elog.ErrUnknownMember) {
+			return 0, s.join(ctx) // the new owner starts from the last commit
+		}
+		return 0, fmt.Errorf("commit %s: %w", s.group, err)
+	}
+	sp.pos = next
+	return len(s.logRec), nil
+}
+
+// deliver converts, transforms and writes the decoded records.
+func (s *sinkSession) deliver(ctx context.Context, sp *sinkPartition) error {
+	c := s.c
+	start := time.Now()
+	c.w.metrics.recordsIn.WithLabelValues(c.spec.Name).Add(float64(len(s.logRec)))
+	s.recs, s.origs = s.recs[:0], s.origs[:0]
+	for i := range s.logRec {
+		in := &s.logRec[i]
+		r, err := s.conv.Decode(ctx, sp.tp.Topic, sp.tp.Partition, in)
+		if err != nil {
+			if err := c.failRecord(ctx, StageDeserialize, &r, in, err); err != nil {
+				return err
+			}
+			continue
+		}
+		keep, err := applyTransforms(s.ts, &r)
+		if err != nil {
+			if err := c.failRecord(ctx, StageTransform, &r, in, err); err != nil {
+				return err
+			}
+			continue
+		}
+		if keep {
+			s.recs = append(s.recs, r)
+			s.origs = append(s.origs, in)
+		}
+	}
+	written := 0
+	pending, origs := s.recs, s.origs
+	backoff := 100 * time.Millisecond
+	var failingSince time.Time
+	for len(pending) > 0 {
+		err := s.sink.Write(ctx, pending)
+		if err == nil {
+			written += len(pending)
+			break
+		}
+		var re *RecordError
+		if errors.As(err, &re) && re.Index >= 0 && re.Index < len(pending) {
+			written += re.Index
+			if err := c.failRecord(ctx, StageSink, &pending[re.Index], origs[re.Index], re.Err); err != nil {
+				return err
+			}
+			pending, origs = pending[re.Index+1:], origs[re.Index+1:]
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if failingSince.IsZero() {
+			failingSince = time.Now()
+		}
+		if time.Since(failingSince) >= c.policy.RetryTimeout {
+			return permanent{fmt.Errorf("write to sink: gave up after retrying for %s: %w", c.policy.RetryTimeout, err)}
+		}
+		c.setState(StateRunning, "retrying: "+err.Error())
+		c.w.logger.Warn("sink write failed; retrying", "connector", c.spec.Name, "err", err, "backoff", backoff)
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, max(c.policy.RetryMaxDelay, 100*time.Millisecond))
+	}
+	if !failingSince.IsZero() {
+		c.setState(StateRunning, "")
+	}
+	c.w.metrics.recordsOut.WithLabelValues(c.spec.Name).Add(float64(written))
+	c.w.metrics.batch.WithLabelValues(c.spec.Name).Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// waitAny returns when any assigned partition has records past its
+// position, or after d.
+func (s *sinkSession) waitAny(ctx context.Context, d time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if len(s.parts) == 0 {
+		<-ctx.Done()
+		return
+	}
+	done := make(chan struct{}, len(s.parts))
+	for _, sp := range s.parts {
+		go func() {
+			sp.p.Wait(ctx, sp.pos)
+			done <- struct{}{}
+		}()
+	}
+	<-done
+	cancel()
+	for range len(s.parts) - 1 {
+		<-done
+	}
+}

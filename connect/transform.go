@@ -1,0 +1,277 @@
+package connect
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/hamba/avro/v2"
+)
+
+// Transform changes or drops one record at a time (Kafka Connect's single
+// message transforms). Apply edits r in place and reports whether to keep
+// it; an error is the record's fault (a *RecordError for the runtime).
+// A Transform is used by one task's goroutine; each task builds its own.
+type Transform interface {
+	Apply(r *Record) (keep bool, err error)
+}
+
+// newTransform builds the named transform from validated params.
+func newTransform(name string, p Params) (Transform, error) {
+	switch name {
+	case "filter":
+		return newFilter(p)
+	case "route":
+		return newRoute(p)
+	case "drop_fields":
+		return newFieldEdit(p.Strings("fields"), nil), nil // nil edit: the fields stay out
+	case "rename_fields":
+		return newRename(p)
+	case "mask_fields":
+		return newMask(p), nil
+	case "unwrap":
+		return newUnwrap(p)
+	case "insert_header":
+		return newInsertHeader(p), nil
+	}
+	return nil, fmt.Errorf("transform %q has no implementation", name)
+}
+
+// Debezium's envelope: a value with before, after, op (and source, ts_ms).
+// Transforms that edit fields edit the row states inside it; on a value
+// that is not an envelope (say, after unwrap) they edit the value itself.
+
+// rows returns the row maps a field edit applies to.
+func rows(v any) []map[string]any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil
+	}
+	if isEnvelope(m) {
+		var out []map[string]any
+		for _, k := range []string{"before", "after"} {
+			if r, ok := m[k].(map[string]any); ok {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	return []map[string]any{m}
+}
+
+func isEnvelope(m map[string]any) bool {
+	_, op := m["op"]
+	_, after := m["after"]
+	_, before := m["before"]
+	return op && (after || before)
+}
+
+// envelopeSchema reports whether s is an envelope schema, and its row
+// record schema.
+func envelopeSchema(s avro.Schema) (*avro.RecordSchema, *avro.RecordSchema, bool) {
+	rs, ok := s.(*avro.RecordSchema)
+	if !ok {
+		return nil, nil, false
+	}
+	var row *avro.RecordSchema
+	names := map[string]bool{}
+	for _, f := range rs.Fields() {
+		names[f.Name()] = true
+		if f.Name() == "after" || f.Name() == "before" {
+			if r, ok := nonNull(f.Type()).(*avro.RecordSchema); ok {
+				row = r
+			}
+		}
+	}
+	if !names["op"] || row == nil {
+		return nil, nil, false
+	}
+	return rs, row, true
+}
+
+// nonNull returns the branch of a ["null", T] union, or s itself.
+func nonNull(s avro.Schema) avro.Schema {
+	u, ok := s.(*avro.UnionSchema)
+	if !ok {
+		return deref(s)
+	}
+	for _, t := range u.Types() {
+		if t.Type() != avro.Null {
+			return deref(t)
+		}
+	}
+	return s
+}
+
+func nullable(s avro.Schema) bool {
+	u, ok := s.(*avro.UnionSchema)
+	return ok && u.Nullable()
+}
+
+// withFields returns a record schema named like s with the given fields.
+func withFields(s *avro.RecordSchema, fields []*avro.Field) (*avro.RecordSchema, error) {
+	opts := []avro.SchemaOption{}
+	if s.Doc() != "" {
+		opts = append(opts, avro.WithDoc(s.Doc()))
+	}
+	return avro.NewRecordSchema(s.Name(), s.Namespace(), fields, opts...)
+}
+
+// field copies f under a new name and type, keeping its doc and default.
+func field(f *avro.Field, name string, typ avro.Schema) (*avro.Field, error) {
+	opts := []avro.SchemaOption{}
+	if f.Doc() != "" {
+		opts = append(opts, avro.WithDoc(f.Doc()))
+	}
+	if f.HasDefault() && typ == f.Type() {
+		opts = append(opts, avro.WithDefault(f.Default()))
+	} else if nullable(typ) {
+		opts = append(opts, avro.WithDefault(nil))
+	}
+	return avro.NewField(name, typ, opts...)
+}
+
+// rebuildEnvelope replaces the row schema in before and after.
+func rebuildEnvelope(env *avro.RecordSchema, row *avro.RecordSchema) (*avro.RecordSchema, error) {
+	fields := make([]*avro.Field, 0, len(env.Fields()))
+	nullRow, err := avro.NewUnionSchema([]avro.Schema{avro.NewNullSchema(), row})
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range env.Fields() {
+		typ := f.Type()
+		if f.Name() == "before" || f.Name() == "after" {
+			typ = nullRow
+		}
+		nf, err := field(f, f.Name(), typ)
+		if err != nil {
+			return nil, err
+		}
+		fields = append(fields, nf)
+	}
+	return withFields(env, fields)
+}
+
+// schemaEdit maps a value schema through a row edit, caching by schema.
+type schemaEdit struct {
+	cache map[avro.Schema]avro.Schema
+	row   func(*avro.RecordSchema) (*avro.RecordSchema, error)
+}
+
+func (e *schemaEdit) apply(s avro.Schema) (avro.Schema, error) {
+	if s == nil {
+		return nil, nil
+	}
+	if out, ok := e.cache[s]; ok {
+		return out, nil
+	}
+	if e.cache == nil {
+		e.cache = map[avro.Schema]avro.Schema{}
+	}
+	var out avro.Schema
+	if env, row, ok := envelopeSchema(s); ok {
+		nr, err := e.row(row)
+		if err != nil {
+			return nil, err
+		}
+		if out, err = rebuildEnvelope(env, nr); err != nil {
+			return nil, err
+		}
+	} else if rs, ok := s.(*avro.RecordSchema); ok {
+		nr, err := e.row(rs)
+		if err != nil {
+			return nil, err
+		}
+		out = nr
+	} else {
+		return nil, fmt.Errorf("value schema is a %s, not a record", s.Type())
+	}
+	e.cache[s] = out
+	return out, nil
+}
+
+// fieldEdit applies one edit per named field to rows and schemas.
+type fieldEdit struct {
+	fields map[string]string                                 // field -> argument of the edit
+	edit   func(row map[string]any, name, arg string, v any) // v was removed from row; nil edit drops it
+	typeOf func(f *avro.Field, arg string) (name string, typ avro.Schema, keep bool)
+	schema schemaEdit
+}
+
+func newFieldEdit(names []string, edit func(map[string]any, string, string, any)) *fieldEdit {
+	fe := &fieldEdit{fields: map[string]string{}, edit: edit}
+	for _, n := range names {
+		fe.fields[n] = ""
+	}
+	fe.typeOf = func(f *avro.Field, _ string) (string, avro.Schema, bool) { return f.Name(), f.Type(), false }
+	fe.schema.row = fe.row
+	return fe
+}
+
+func (fe *fieldEdit) row(rs *avro.RecordSchema) (*avro.RecordSchema, error) {
+	var fields []*avro.Field
+	for _, f := range rs.Fields() {
+		arg, hit := fe.fields[f.Name()]
+		if !hit {
+			fields = append(fields, f)
+			continue
+		}
+		name, typ, keep := fe.typeOf(f, arg)
+		if !keep {
+			continue
+		}
+		nf, err := field(f, name, typ)
+		if err != nil {
+			return nil, err
+		}
+		fields = append(fields, nf)
+	}
+	return withFields(rs, fields)
+}
+
+func (fe *fieldEdit) Apply(r *Record) (bool, error) {
+	// Take every edited value out first, so that renames such as a->b,
+	// b->a swap instead of overwriting.
+	type taken struct {
+		name, arg string
+		v         any
+	}
+	var buf [8]taken
+	for _, row := range rows(r.Value) {
+		hits := buf[:0]
+		for name, arg := range fe.fields {
+			if v, ok := row[name]; ok {
+				hits = append(hits, taken{name, arg, v})
+				delete(row, name)
+			}
+		}
+		if fe.edit != nil {
+			for _, h := range hits {
+				fe.edit(row, h.name, h.arg, h.v)
+			}
+		}
+	}
+	s, err := fe.schema.apply(r.ValueSchema)
+	if err != nil {
+		return false, err
+	}
+	r.ValueSchema = s
+	return true, nil
+}
+
+func newRename(p Params) (*fieldEdit, error) {
+	renames := p.Map("renames")
+	seen := map[string]bool{}
+	for from, to := range renames {
+		if to == "" || seen[to] {
+			return nil, fmt.Errorf("renames: %s: the new names must be distinct and not empty", from)
+		}
+		seen[to] = true
+	}
+	fe := newFieldEdit(nil, func(row map[string]any, _, to string, v any) { row[to] = v })
+	fe.fields = renames
+	fe.typeOf = func(f *avro.Field, to string) (string, avro.Schema, bool) { return to, f.Type(), true }
+	return fe, nil
+}
+
+// joinPath renders a dotted path for messages.
+func joinPath(p []string) string { return strings.Join(p, ".") }
