@@ -275,8 +275,14 @@ func (c *connector) status() ConnectorStatus {
 }
 
 func (c *connector) info() ConnectorInfo {
-	return ConnectorInfo{Name: c.spec.Name, Type: c.spec.kind, Plugin: c.spec.Plugin, Topics: c.spec.Topics,
+	in := ConnectorInfo{Name: c.spec.Name, Type: c.spec.kind, Plugin: c.spec.Plugin, Topics: c.spec.Topics,
 		Config: c.spec.params.Redacted(), Tasks: []TaskID{{c.spec.Name, 0}}}
+	for _, t := range c.spec.Transforms {
+		m := t.params.Redacted()
+		m["type"] = t.Type
+		in.Transforms = append(in.Transforms, m)
+	}
+	return in
 }
 
 func (c *connector) env() Env {

@@ -288,7 +288,9 @@ type ConnectorInfo struct {
 	Plugin string         `json:"plugin"`
 	Topics []string       `json:"topics,omitempty"`
 	Config map[string]any `json:"config"`
-	Tasks  []TaskID       `json:"tasks"`
+	// Transforms are the chain in order: type and parameters, redacted.
+	Transforms []map[string]any `json:"transforms,omitempty"`
+	Tasks      []TaskID         `json:"tasks"`
 }
 
 // TaskID names a task.

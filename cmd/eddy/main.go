@@ -78,7 +78,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.server, "server", os.Getenv("EDDY_SERVER"), "use the admin API of a running `eddy run`, e.g. http://127.0.0.1:8083 [$EDDY_SERVER]")
 	pf.StringVar(&a.token, "token", os.Getenv("EDDY_TOKEN"), "bearer token for --server [$EDDY_TOKEN]")
 	root.AddCommand(a.topicsCommand(), a.produceCommand(), a.consumeCommand(), a.groupsCommand(),
-		a.registryCommand(), a.benchCommand(), a.runCommand(), a.validateCommand())
+		a.registryCommand(), a.benchCommand(), a.runCommand(), a.validateCommand(), a.connectorsCommand(), a.pluginsCommand())
 	return root
 }
 

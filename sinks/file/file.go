@@ -25,7 +25,7 @@ import (
 
 // New builds the sink from validated params.
 func New(p connect.Params, _ connect.Env) (connect.Sink, error) {
-	return &Sink{path: p.String("path"), fsync: p.Bool("fsync"), headers: p.Bool("include_headers"), failOn: p.String("fail_on_field")}, nil
+	return &Sink{path: p.String("path"), fsync: p.Bool("fsync"), headers: p.Bool("include_headers")}, nil
 }
 
 // Sink appends JSON lines to a file.
@@ -33,7 +33,6 @@ type Sink struct {
 	path    string
 	fsync   bool
 	headers bool
-	failOn  string
 
 	f    *os.File
 	next map[elog.TopicPartition]int64
@@ -134,13 +133,6 @@ func (s *Sink) Write(_ context.Context, recs []connect.Record) error {
 		if r.Offset < s.next[tp] {
 			continue
 		}
-		if s.failOn != "" && rejected(r.Value, s.failOn) {
-			if err := s.flush(); err != nil {
-				return err
-			}
-			s.commit(moved)
-			return &connect.RecordError{Index: i, Err: fmt.Errorf("field %s is true: rejected by fail_on_field", s.failOn)}
-		}
 		l := line{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli(), Key: jsonable(r.Key), Value: jsonable(r.Value)}
 		if s.headers && len(r.Headers) > 0 {
 			l.Headers = make(map[string]string, len(r.Headers))
@@ -209,18 +201,6 @@ func (s *Sink) Close() error {
 	err := s.f.Close()
 	s.f = nil
 	return err
-}
-
-func rejected(v any, field string) bool {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return false
-	}
-	if after, ok := m["after"].(map[string]any); ok {
-		m = after
-	}
-	b, _ := m[field].(bool)
-	return b
 }
 
 // jsonable renders values JSON has no form for: times as RFC 3339,

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eddy-cdc/eddy/connect"
+)
+
+// Each malformed connector config fails `eddy validate` with exit 2 and
+// exactly this message (FILE stands for the config's path).
+func TestConnectorConfigErrors(t *testing.T) {
+	const gen = "connectors:\n  - name: gen\n    plugin: datagen-source\n"
+	const sink = "connectors:\n  - name: out\n    plugin: file-sink\n    topics: [a]\n"
+	for _, c := range []struct{ yaml, want string }{
+		{"connectors:\n  - plugin: datagen-source\n",
+			"FILE:2: connectors[0].name: required"},
+		{"connectors:\n  - name: \"a b\"\n    plugin: datagen-source\n",
+			`FILE:2: connectors[0].name: "a b": names are letters, digits, '.', '_' and '-', up to 200`},
+		{gen + "  - name: gen\n    plugin: datagen-source\n",
+			`FILE:4: connectors[1].name: "gen" is already the name of connectors[0]`},
+		{"connectors:\n  - name: gen\n",
+			"FILE:2: connectors[0].plugin: required (sources: datagen-source; sinks: file-sink)"},
+		{"connectors:\n  - name: gen\n    plugin: postgres\n",
+			`FILE:3: connectors[0].plugin: "postgres" is unknown plugin (sources: datagen-source; sinks: file-sink)`},
+		{"connectors:\n  - name: gen\n    plugin: unwrap\n",
+			`FILE:3: connectors[0].plugin: "unwrap" is a transform, not a connector plugin (sources: datagen-source; sinks: file-sink)`},
+		{gen + "    plugn: x\n",
+			"FILE:4: plugn: unknown key"},
+		{gen + "    config:\n      rat: 5\n",
+			"FILE:5: connectors[0].config.rat: unknown parameter of datagen-source (it takes topic_prefix, tables, keys, rate, max_events, batch_size, payload_bytes, seed, format)"},
+		{gen + "    config:\n      rate: fast\n",
+			`FILE:5: connectors[0].config.rate: "fast" is not an integer`},
+		{gen + "    config:\n      keys: 0\n",
+			"FILE:5: connectors[0].config.keys: 0 is below the minimum 1"},
+		{gen + "    config:\n      batch_size: 1000000\n",
+			"FILE:5: connectors[0].config.batch_size: 1e+06 is above the maximum 100000"},
+		{gen + "    config:\n      format: xml\n",
+			`FILE:5: connectors[0].config.format: "xml" is not one of avro, json`},
+		{gen + "    config:\n      tables: orders\n",
+			"FILE:5: connectors[0].config.tables: must be a list such as [a, b]"},
+		{gen + "    config: [1, 2]\n",
+			"FILE:4: connectors[0].config: must be a mapping of parameter: value"},
+		{gen + "    topics: [a]\n",
+			"FILE:4: connectors[0].topics: a source writes the topics its plugin names; topics is for sinks"},
+		{"connectors:\n  - name: out\n    plugin: file-sink\n    config:\n      path: /tmp/x\n",
+			"FILE:2: connectors[0].topics: required: the topics sink out consumes"},
+		{"connectors:\n  - name: out\n    plugin: file-sink\n    topics: [a]\n",
+			"FILE:2: connectors[0].config.path: required by file-sink"},
+		{sink + "    config:\n      path: /tmp/x\n      fsync: sometimes\n",
+			`FILE:7: connectors[0].config.fsync: "sometimes" is not true or false`},
+		{"connectors:\n  - name: out\n    plugin: file-sink\n    topics: [\"bad topic\"]\n    config: {path: /tmp/x}\n",
+			`FILE:4: connectors[0].topics[0]: invalid topic: topic name "bad topic" may hold only letters, digits, '.', '_' and '-'`},
+		{gen + "    transforms:\n      - type: explode\n",
+			`FILE:5: connectors[0].transforms[0].type: "explode" is not a transform (transforms: drop_fields, filter, insert_header, mask_fields, rename_fields, route, unwrap)`},
+		{gen + "    transforms:\n      - regex: a\n",
+			"FILE:5: connectors[0].transforms[0].type: required (transforms: drop_fields, filter, insert_header, mask_fields, rename_fields, route, unwrap)"},
+		{gen + "    transforms:\n      - type: route\n        regex: a\n",
+			"FILE:5: connectors[0].transforms[0].replacement: required by route"},
+		{gen + "    transforms:\n      - type: route\n        regex: \"(\"\n        replacement: b\n",
+			"FILE:5: connectors[0].transforms[0]: regex: error parsing regexp: missing closing ): `^(?:()$`"},
+		{gen + "    transforms:\n      - type: unwrap\n        delete_handling: keep\n",
+			`FILE:6: connectors[0].transforms[0].delete_handling: "keep" is not one of drop, tombstone, rewrite`},
+		{gen + "    transforms:\n      - type: filter\n        action: keep\n",
+			"FILE:5: connectors[0].transforms[0]: a filter needs tables, ops or a field"},
+		{gen + "    transforms:\n      - type: filter\n        ops: [x]\n",
+			`FILE:5: connectors[0].transforms[0]: ops: "x" is not one of c, u, d, r, t`},
+		{gen + "    transforms:\n      - type: rename_fields\n        renames: [a]\n",
+			"FILE:6: connectors[0].transforms[0].renames: must be a mapping such as {a: b}"},
+		{gen + "    errors:\n      tolerance: some\n",
+			`FILE:5: connectors[0].errors.tolerance: "some" is not none or all`},
+		{gen + "    errors:\n      retry_timeout: long\n",
+			`FILE:5: connectors[0].errors.retry_timeout: "long" is not a duration such as 30s or 5m`},
+		{gen + "    errors:\n      dead_letter_topic: dlq\n",
+			"FILE:5: connectors[0].errors.dead_letter_topic: records go to the dead-letter topic only under tolerance: all"},
+		{gen + "    errors:\n      tolerence: all\n",
+			"FILE:5: tolerence: unknown key"},
+		{gen + "    schedule: \"every day\"\n",
+			`FILE:4: connectors[0].schedule: "every day": expected exactly 5 fields, found 2: [every day]`},
+		{"jobs:\n  - name: clean\n    plugin: log-clean\n",
+			"FILE:2: jobs[0].schedule: required: a job runs on its cron schedule"},
+		{"jobs:\n  - name: clean\n    plugin: datagen-source\n    schedule: \"@daily\"\n",
+			`FILE:3: jobs[0].plugin: "datagen-source" is not a job plugin (jobs: log-clean)`},
+		{"shutdown_timeout: soon\n",
+			`FILE:1: shutdown_timeout: "soon" is not a duration such as 30s`},
+	} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "eddy.yaml")
+		os.WriteFile(path, []byte(c.yaml+"data_dir: "+filepath.Join(dir, "data")+"\n"), 0o644)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var out, errb bytes.Buffer
+		code := run(ctx, []string{"validate", "-c", path}, strings.NewReader(""), &out, &errb)
+		cancel()
+		want := "eddy: " + strings.ReplaceAll(c.want, "FILE", path) + "\n"
+		if code != 2 || errb.String() != want {
+			t.Errorf("config:\n%s\ngot exit %d, %q\nwant exit 2, %q", c.yaml, code, errb.String(), want)
+		}
+	}
+}
+
+// Every source and sink of the catalog has an implementation, and the
+// reverse.
+func TestCatalogMatchesImplementations(t *testing.T) {
+	cat, err := connect.BuiltinCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := builtinPlugins().Check(cat); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// docs/plugins.md is what `eddy plugins --markdown` prints.
+func TestPluginDocsAreCurrent(t *testing.T) {
+	cat, err := connect.BuiltinCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have, err := os.ReadFile("../../docs/plugins.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(have, cat.Markdown()) {
+		t.Fatal("docs/plugins.md is stale: run `go run ./cmd/eddy plugins --markdown > docs/plugins.md`")
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"plugins", "--markdown"}, strings.NewReader(""), &out, &errb); code != 0 || !bytes.Equal(out.Bytes(), have) {
+		t.Fatalf("eddy plugins --markdown: exit %d, %s", code, errb.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"plugins", "file-sink"}, strings.NewReader(""), &out, &errb); code != 0 || !strings.Contains(out.String(), "path") || !strings.Contains(out.String(), "required") {
+		t.Fatalf("eddy plugins file-sink: exit %d, %s", code, out.String())
+	}
+	if code := run(context.Background(), []string{"plugins", "nope"}, strings.NewReader(""), &out, &errb); code != 2 {
+		t.Fatalf("eddy plugins nope: exit %d", code)
+	}
+}

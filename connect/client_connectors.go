@@ -1,0 +1,47 @@
+package connect
+
+import (
+	"context"
+	"net/url"
+)
+
+// The connector operations of the admin API, for `eddy connectors`.
+
+// ListConnectors returns the names of the server's connectors.
+func (c *Client) ListConnectors(ctx context.Context) ([]string, error) {
+	var out []string
+	return out, c.do(ctx, "GET", "/connectors", nil, &out)
+}
+
+// ConnectorStatus returns a connector's and its task's state.
+func (c *Client) ConnectorStatus(ctx context.Context, name string) (ConnectorStatus, error) {
+	var out ConnectorStatus
+	return out, c.do(ctx, "GET", "/connectors/"+url.PathEscape(name)+"/status", nil, &out)
+}
+
+// ConnectorInfo returns a connector's config, secrets redacted.
+func (c *Client) ConnectorInfo(ctx context.Context, name string) (ConnectorInfo, error) {
+	var out ConnectorInfo
+	return out, c.do(ctx, "GET", "/connectors/"+url.PathEscape(name), nil, &out)
+}
+
+// ControlConnector runs pause, resume, stop or restart.
+func (c *Client) ControlConnector(ctx context.Context, name, action string) error {
+	method := "PUT"
+	if action == "restart" {
+		method = "POST"
+	}
+	return c.do(ctx, method, "/connectors/"+url.PathEscape(name)+"/"+action, nil, nil)
+}
+
+// ConnectorOffsets returns a connector's stored position or committed
+// offsets.
+func (c *Client) ConnectorOffsets(ctx context.Context, name string) (ConnectorOffsets, error) {
+	var out ConnectorOffsets
+	return out, c.do(ctx, "GET", "/connectors/"+url.PathEscape(name)+"/offsets", nil, &out)
+}
+
+// ResetConnectorOffsets resets a stopped connector's offsets.
+func (c *Client) ResetConnectorOffsets(ctx context.Context, name string) error {
+	return c.do(ctx, "DELETE", "/connectors/"+url.PathEscape(name)+"/offsets", nil, nil)
+}
