@@ -130,17 +130,25 @@ func field(f *avro.Field, name string, typ avro.Schema) (*avro.Field, error) {
 	return avro.NewField(name, typ, opts...)
 }
 
-// rebuildEnvelope replaces the row schema in before and after.
+// rebuildEnvelope replaces the row schema in before and after: defined in
+// the first of them, referred to by name in the second (a named type may be
+// defined once per schema).
 func rebuildEnvelope(env *avro.RecordSchema, row *avro.RecordSchema) (*avro.RecordSchema, error) {
 	fields := make([]*avro.Field, 0, len(env.Fields()))
-	nullRow, err := avro.NewUnionSchema([]avro.Schema{avro.NewNullSchema(), row})
-	if err != nil {
-		return nil, err
-	}
+	defined := false
 	for _, f := range env.Fields() {
 		typ := f.Type()
 		if f.Name() == "before" || f.Name() == "after" {
-			typ = nullRow
+			var branch avro.Schema = row
+			if defined {
+				branch = avro.NewRefSchema(row)
+			}
+			defined = true
+			u, err := avro.NewUnionSchema([]avro.Schema{avro.NewNullSchema(), branch})
+			if err != nil {
+				return nil, err
+			}
+			typ = u
 		}
 		nf, err := field(f, f.Name(), typ)
 		if err != nil {

@@ -1,0 +1,597 @@
+package connect_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/datagencheck"
+	elog "github.com/eddy-cdc/eddy/log"
+	"github.com/eddy-cdc/eddy/registry"
+	"github.com/eddy-cdc/eddy/sinks/file"
+	"github.com/eddy-cdc/eddy/sources/datagen"
+)
+
+// testCatalog is the built-in catalog plus test-sink, a sink of these
+// tests that rejects some records and takes a secret.
+func testCatalog(t *testing.T) *connect.Catalog {
+	t.Helper()
+	text := string(mustRead(t, "../plugins.yaml")) + `
+  - name: test-sink
+    kind: sink
+    description: Records what it gets; rejects records whose key id is divisible by reject_modulo.
+    params:
+      - name: reject_modulo
+        type: int
+        default: 0
+        doc: Reject keys divisible by this (0 rejects nothing).
+      - name: password
+        type: string
+        default: ""
+        secret: true
+        doc: A secret that must never be shown.
+`
+	cat, err := connect.ParseCatalog("plugins.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// testSink keeps what it is given.
+type testSink struct {
+	mod int64
+	mu  *sync.Mutex
+	got *[]connect.Record
+}
+
+func (s *testSink) Open(context.Context) error { return nil }
+func (s *testSink) Close() error               { return nil }
+func (s *testSink) Write(_ context.Context, recs []connect.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, r := range recs {
+		if id, ok := r.Key.(map[string]any)["id"].(int64); ok && s.mod > 0 && id%s.mod == 0 && r.Value != nil {
+			return &connect.RecordError{Index: i, Err: fmt.Errorf("id %d is divisible by %d", id, s.mod)}
+		}
+		*s.got = append(*s.got, r)
+	}
+	return nil
+}
+
+type harness struct {
+	dir  string
+	log  *elog.Log
+	reg  *registry.Registry
+	w    *connect.Worker
+	cfg  *connect.Config
+	cat  *connect.Catalog
+	mu   sync.Mutex
+	sunk []connect.Record
+}
+
+// start opens a log in dir and runs the connectors of yaml (data_dir is
+// added).
+func start(t *testing.T, dir, yaml string) *harness {
+	t.Helper()
+	h := &harness{dir: dir, cat: testCatalog(t)}
+	path := filepath.Join(dir, "eddy.yaml")
+	if err := os.WriteFile(path, []byte("data_dir: "+filepath.Join(dir, "data")+"\n"+yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := connect.LoadConfigWith(path, h.cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg = cfg
+	if h.log, err = elog.Open(cfg.DataDir, elog.WithDefaults(cfg.LogDefaults())); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if h.reg, err = registry.Open(ctx, h.log); err != nil {
+		t.Fatal(err)
+	}
+	plugins := connect.Plugins{
+		Sources: map[string]func(connect.Params, connect.Env) (connect.Source, error){"datagen-source": datagen.New},
+		Sinks: map[string]func(connect.Params, connect.Env) (connect.Sink, error){
+			"file-sink": file.New,
+			"test-sink": func(p connect.Params, _ connect.Env) (connect.Sink, error) {
+				return &testSink{mod: p.Int("reject_modulo"), mu: &h.mu, got: &h.sunk}, nil
+			},
+		},
+	}
+	if h.w, err = connect.NewWorker(ctx, h.log, registry.NewSerde(registry.Local(h.reg)), plugins); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cfg.Connectors {
+		if err := h.w.Add(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, j := range cfg.Jobs {
+		if err := h.w.AddJob(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { h.stop(t) })
+	return h
+}
+
+func (h *harness) stop(t *testing.T) {
+	if h.w == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.w.Close(ctx); err != nil {
+		t.Error(err)
+	}
+	h.log.Close()
+	h.w = nil
+}
+
+func (h *harness) params(t *testing.T, name string) connect.Params {
+	for _, c := range h.cfg.Connectors {
+		if c.Name == name {
+			return c.Params()
+		}
+	}
+	t.Fatalf("no connector %s", name)
+	return connect.Params{}
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func taskState(t *testing.T, w *connect.Worker, name string) (string, string) {
+	st, err := w.Status(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Tasks[0].State, st.Tasks[0].Trace
+}
+
+func fileLines(path string) int {
+	b, _ := os.ReadFile(path)
+	return strings.Count(string(b), "\n")
+}
+
+const genSink = `
+connectors:
+  - name: gen
+    plugin: datagen-source
+    config: {rate: 0, max_events: %d, keys: 37, tables: [orders, customers], batch_size: 256, topic_prefix: t}
+  - name: out
+    plugin: file-sink
+    topics: [t.public.orders, t.public.customers]
+    config: {path: %s}
+`
+
+// datagen -> log (Avro) -> file: every event exactly once, in per-key
+// order, and the offsets of both connectors where they should be.
+func TestDatagenToFile(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.jsonl")
+	const n = 3000
+	h := start(t, dir, fmt.Sprintf(genSink, n, out))
+	want, err := datagencheck.Expected(h.params(t, "gen"), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, w := range want {
+		total += len(w)
+	}
+	waitFor(t, "the file sink to catch up", 30*time.Second, func() bool { return fileLines(out) >= total })
+	if err := datagencheck.Verify(out, h.params(t, "gen"), n); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gen", "out"} {
+		if s, tr := taskState(t, h.w, name); s != connect.StateRunning {
+			t.Fatalf("%s: %s %s", name, s, tr)
+		}
+	}
+	// The source's stored position is its last event; the sink's group has
+	// committed the end of both topics.
+	o, err := h.w.Offsets("gen")
+	if err != nil || len(o.Offsets) != 1 {
+		t.Fatalf("gen offsets: %+v %v", o, err)
+	}
+	waitFor(t, "the sink's commits", 10*time.Second, func() bool {
+		o, _ := h.w.Offsets("out")
+		var sum int64
+		for _, e := range o.Offsets {
+			sum += e.Offset["kafka_offset"].(int64)
+		}
+		return sum == int64(total)
+	})
+	// The records carry their connector and source position.
+	tp, _ := h.log.Topic("t.public.orders")
+	p, _ := tp.Partition(0)
+	res, _ := p.Fetch(0, 1<<16)
+	recs, _ := elog.DecodeBatches(nil, res.Data, 0)
+	if len(recs) == 0 || string(header(recs[0], connect.HeaderConnector)) != "gen" || len(header(recs[0], connect.HeaderPosition)) != 9 {
+		t.Fatalf("first record's headers: %+v", recs[0].Headers)
+	}
+}
+
+func header(r elog.Record, k string) []byte {
+	for _, h := range r.Headers {
+		if h.Key == k {
+			return h.Value
+		}
+	}
+	return nil
+}
+
+// After a crash between the append and the storing of its position, the
+// log holds records past the stored position: a restart regenerates them
+// and must skip them, appending nothing twice.
+func TestSourceRestartSkipsWhatTheLogHolds(t *testing.T) {
+	dir := t.TempDir()
+	const n = 1000
+	yaml := fmt.Sprintf(genSink, n, filepath.Join(dir, "out.jsonl"))
+	h := start(t, dir, yaml)
+	hw := func() (sum int64) {
+		for _, name := range []string{"t.public.orders", "t.public.customers"} {
+			tp, err := h.log.Topic(name)
+			if err != nil {
+				return -1
+			}
+			p, _ := tp.Partition(0)
+			sum += p.HighWatermark()
+		}
+		return sum
+	}
+	var want int64
+	waitFor(t, "the source to finish", 30*time.Second, func() bool {
+		o, _ := h.w.Offsets("gen")
+		if len(o.Offsets) == 0 {
+			return false
+		}
+		want = hw()
+		return o.Offsets[0].Offset["position"].([]byte)[7] == byte((n-1)%256)
+	})
+	h.stop(t)
+
+	// Rewind the stored position to event 199, as if the last batches had
+	// been appended but their positions never stored.
+	l, err := elog.Open(filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ot, _ := l.Topic(connect.OffsetsTopic)
+	if _, err := ot.Produce(context.Background(), []elog.Record{{
+		Key:   []byte(`["gen",{"task":0}]`),
+		Value: []byte(`{"position":"AAAAAAAAAMcA","ends":{"t.public.orders":[0],"t.public.customers":[0]}}`),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+
+	h = start(t, dir, yaml)
+	waitFor(t, "the source to catch up again", 30*time.Second, func() bool {
+		o, _ := h.w.Offsets("gen")
+		return len(o.Offsets) == 1 && o.Offsets[0].Offset["position"].([]byte)[7] == byte((n-1)%256)
+	})
+	if got := hw(); got != want {
+		t.Fatalf("the log holds %d records after the restart, %d before: records were appended twice", got, want)
+	}
+	if err := datagencheck.Verify(filepath.Join(dir, "out.jsonl"), h.params(t, "gen"), n); err != nil {
+		waitFor(t, "the sink", 10*time.Second, func() bool { return datagencheck.Verify(filepath.Join(dir, "out.jsonl"), h.params(t, "gen"), n) == nil })
+	}
+}
+
+const dlqYAML = `
+connectors:
+  - name: gen
+    plugin: datagen-source
+    config: {rate: 0, max_events: %d, keys: 50, tables: [orders], topic_prefix: d}
+  - name: picky
+    plugin: test-sink
+    topics: [d.public.orders]
+    config: {reject_modulo: 7, password: hunter2}
+    errors: %s
+`
+
+// A sink rejecting some records under tolerance all: exactly those go to
+// the dead-letter topic, with the original bytes and the error headers.
+func TestSinkDeadLetters(t *testing.T) {
+	dir := t.TempDir()
+	const n = 500
+	h := start(t, dir, fmt.Sprintf(dlqYAML, n, "{tolerance: all, dead_letter_topic: dlq, log: true}"))
+	// Expected rejections: non-tombstone events whose key is divisible by 7.
+	var rejected, accepted int
+	for i := range n {
+		key := i % 50
+		round := i / 50
+		deleted := round%10 == 9
+		if key%7 == 0 {
+			rejected++
+		} else {
+			accepted++
+		}
+		if deleted {
+			accepted++ // the tombstone passes
+		}
+	}
+	waitFor(t, "the sink to take every record", 30*time.Second, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.sunk) >= accepted
+	})
+	dt, err := h.log.Topic("dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, _ := dt.Partition(0)
+	waitFor(t, "the dead letters", 10*time.Second, func() bool { return dp.HighWatermark() == int64(rejected) })
+	res, _ := dp.Fetch(0, 16<<20)
+	dead, _ := elog.DecodeBatches(nil, res.Data, 0)
+	src, _ := h.log.Topic("d.public.orders")
+	sp, _ := src.Partition(0)
+	for _, d := range dead {
+		hd := map[string]string{}
+		for _, x := range d.Headers {
+			hd[x.Key] = string(x.Value)
+		}
+		if hd[connect.HeaderErrTopic] != "d.public.orders" || hd[connect.HeaderErrConnector] != "picky" ||
+			hd[connect.HeaderErrStage] != "TASK_PUT" || !strings.Contains(hd[connect.HeaderErrMessage], "divisible by 7") ||
+			hd[connect.HeaderErrClass] == "" || hd[connect.HeaderErrStack] == "" || hd[connect.HeaderErrPartition] != "0" {
+			t.Fatalf("dead letter headers: %v", hd)
+		}
+		var off int64
+		fmt.Sscan(hd[connect.HeaderErrOffset], &off)
+		r, _ := sp.Fetch(off, 1<<20)
+		orig, _ := elog.DecodeBatches(nil, r.Data, off)
+		if string(orig[0].Value) != string(d.Value) || string(orig[0].Key) != string(d.Key) {
+			t.Fatalf("dead letter of offset %d does not hold the original key and value", off)
+		}
+	}
+	h.mu.Lock()
+	for _, r := range h.sunk {
+		if id := r.Key.(map[string]any)["id"].(int64); id%7 == 0 && r.Value != nil {
+			t.Fatalf("the sink got rejected key %d", id)
+		}
+	}
+	h.mu.Unlock()
+	if s, tr := taskState(t, h.w, "picky"); s != connect.StateRunning {
+		t.Fatalf("picky: %s %s", s, tr)
+	}
+}
+
+// Under tolerance none the first rejected record fails the task, with the
+// error in its status, and the other connectors keep running.
+func TestSinkFailsUnderToleranceNone(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir, fmt.Sprintf(dlqYAML, 200, "{tolerance: none}"))
+	waitFor(t, "the task to fail", 30*time.Second, func() bool {
+		s, _ := taskState(t, h.w, "picky")
+		return s == connect.StateFailed
+	})
+	_, trace := taskState(t, h.w, "picky")
+	if !strings.Contains(trace, "divisible by 7") || !strings.Contains(trace, "d.public.orders/0 offset 0") {
+		t.Fatalf("trace: %s", trace)
+	}
+	st, _ := h.w.Status("picky")
+	if st.Connector.State != connect.StateFailed {
+		t.Fatalf("connector state %s", st.Connector.State)
+	}
+	if s, _ := taskState(t, h.w, "gen"); s != connect.StateRunning {
+		t.Fatalf("gen: %s", s)
+	}
+	// The failed record's offset is not committed.
+	o, _ := h.w.Offsets("picky")
+	for _, e := range o.Offsets {
+		if e.Offset["kafka_offset"].(int64) > 0 {
+			t.Fatalf("committed past the failed record: %+v", o)
+		}
+	}
+}
+
+// The admin API: bearer token, secrets redacted everywhere, pause, resume,
+// stop, offsets reset, restart, 404 and 409.
+func TestConnectorAdminAPI(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir, `
+connectors:
+  - name: gen
+    plugin: datagen-source
+    config: {rate: 2000, tables: [orders], topic_prefix: a}
+    transforms:
+      - type: mask_fields
+        fields: [customer]
+        salt: pepper-secret
+  - name: picky
+    plugin: test-sink
+    topics: [a.public.orders]
+    config: {password: hunter2}
+`)
+	srv := httptest.NewServer(connect.NewAdminServer(connect.NewLocal(h.log), nil, connect.WithToken("tok"), connect.WithWorker(h.w, h.cat)))
+	defer srv.Close()
+	call := func(method, path, token string) (int, string) {
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	expect := func(method, path string, status int, contains ...string) string {
+		t.Helper()
+		code, body := call(method, path, "tok")
+		if code != status {
+			t.Fatalf("%s %s: %d %s, want %d", method, path, code, body, status)
+		}
+		for _, c := range contains {
+			if !strings.Contains(body, c) {
+				t.Fatalf("%s %s: %s lacks %q", method, path, body, c)
+			}
+		}
+		for _, secret := range []string{"hunter2", "pepper-secret"} {
+			if strings.Contains(body, secret) {
+				t.Fatalf("%s %s shows a secret: %s", method, path, body)
+			}
+		}
+		return body
+	}
+	if code, _ := call("GET", "/connectors", ""); code != 401 {
+		t.Fatalf("no token: %d", code)
+	}
+	if code, _ := call("GET", "/connectors", "wrong"); code != 401 {
+		t.Fatalf("wrong token: %d", code)
+	}
+	if code, _ := call("GET", "/healthz", ""); code != 200 {
+		t.Fatalf("healthz: %d", code)
+	}
+	expect("GET", "/connectors", 200, `["gen","picky"]`)
+	expect("GET", "/connectors/picky", 200, `"password":"\u003credacted\u003e"`)
+	expect("GET", "/connectors/gen", 200, `"salt":"\u003credacted\u003e"`)
+	expect("GET", "/connectors?expand=info", 200, "redacted")
+	expect("GET", "/connectors?expand=status", 200, `"RUNNING"`)
+	expect("GET", "/connectors/picky/config", 200, "redacted")
+	expect("GET", "/connectors/nope/status", 404, "unknown_connector")
+	expect("PUT", "/connectors/nope/pause", 404)
+	expect("GET", "/connector-plugins", 200, `"class":"datagen-source"`, `"class":"file-sink"`)
+	expect("GET", "/connector-plugins/unwrap/config", 200, "delete_handling")
+	expect("GET", "/connector-plugins/nope/config", 404)
+
+	hw := func() int64 {
+		tp, err := h.log.Topic("a.public.orders")
+		if err != nil {
+			return 0
+		}
+		p, _ := tp.Partition(0)
+		return p.HighWatermark()
+	}
+	waitFor(t, "records", 10*time.Second, func() bool {
+		if s, tr := taskState(t, h.w, "gen"); s != connect.StateRunning {
+			t.Fatalf("gen: %s %s", s, tr)
+		}
+		return hw() > 0
+	})
+	expect("PUT", "/connectors/gen/pause", 202)
+	waitFor(t, "PAUSED", 10*time.Second, func() bool {
+		s, _ := taskState(t, h.w, "gen")
+		return s == connect.StatePaused
+	})
+	expect("GET", "/connectors/gen/status", 200, `"state":"PAUSED"`)
+	before := hw()
+	time.Sleep(300 * time.Millisecond)
+	if hw() != before {
+		t.Fatal("a paused source kept appending")
+	}
+	expect("PUT", "/connectors/gen/resume", 202)
+	waitFor(t, "records after resume", 10*time.Second, func() bool { return hw() > before })
+	expect("GET", "/connectors/gen/status", 200, `"state":"RUNNING"`)
+
+	expect("DELETE", "/connectors/gen/offsets", 409, "connector_state")
+	expect("POST", "/connectors/gen/restart", 204)
+	waitFor(t, "RUNNING after restart", 10*time.Second, func() bool {
+		s, _ := taskState(t, h.w, "gen")
+		return s == connect.StateRunning
+	})
+	expect("PUT", "/connectors/gen/stop", 204)
+	expect("GET", "/connectors/gen/status", 200, `"state":"STOPPED"`, `"state":"UNASSIGNED"`)
+	expect("POST", "/connectors/gen/restart", 409)
+	expect("GET", "/connectors/gen/offsets", 200, `"position"`)
+	expect("DELETE", "/connectors/gen/offsets", 200)
+	expect("GET", "/connectors/gen/offsets", 200, `"offsets":[]`)
+	expect("PUT", "/connectors/gen/resume", 202)
+	waitFor(t, "RUNNING after resume", 10*time.Second, func() bool {
+		s, _ := taskState(t, h.w, "gen")
+		return s == connect.StateRunning
+	})
+	expect("GET", "/connectors/picky/offsets", 200, `"kafka_topic":"a.public.orders"`)
+	expect("GET", "/metrics", 200, `eddy_connector_records_out_total{connector="gen"}`, `eddy_connector_batch_seconds_bucket{connector="gen"`, `eddy_group_lag{group="connect-picky"`)
+}
+
+// A scheduled connector runs at its ticks until drained; a job runs on
+// its schedule; both are visible in status.
+func TestSchedules(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir, `
+connectors:
+  - name: batch
+    plugin: datagen-source
+    config: {rate: 0, max_events: 100, tables: [orders], topic_prefix: s}
+    schedule: "@every 1s"
+jobs:
+  - name: clean
+    plugin: log-clean
+    schedule: "@every 1s"
+`)
+	st, _ := h.w.Status("batch")
+	if st.Schedule == nil || st.Schedule.Cron != "@every 1s" || st.Tasks[0].State != connect.StateUnassigned {
+		t.Fatalf("before the first tick: %+v", st)
+	}
+	waitFor(t, "the scheduled run", 10*time.Second, func() bool {
+		st, _ := h.w.Status("batch")
+		o, _ := h.w.Offsets("batch")
+		return st.Schedule.LastRun != nil && st.Tasks[0].State == connect.StateUnassigned && len(o.Offsets) == 1
+	})
+	waitFor(t, "the job", 10*time.Second, func() bool {
+		js := h.w.Jobs()
+		return len(js) == 1 && js[0].Runs > 0 && js[0].LastErr == ""
+	})
+	tp, _ := h.log.Topic("s.public.orders")
+	p, _ := tp.Partition(0)
+	if p.HighWatermark() != 100 { // 100 creates of 1000 keys
+		t.Fatalf("high watermark %d", p.HighWatermark())
+	}
+}
+
+// Closing the worker drains every task and returns promptly.
+func TestCloseDrains(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir, fmt.Sprintf(genSink, 1_000_000, filepath.Join(dir, "out.jsonl")))
+	waitFor(t, "records", 10*time.Second, func() bool { return fileLines(filepath.Join(dir, "out.jsonl")) > 1000 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := h.w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("close took %s", d)
+	}
+	for _, n := range []string{"gen", "out"} {
+		if _, err := h.w.Status(n); errors.Is(err, connect.ErrUnknownConnector) {
+			t.Fatal(err)
+		}
+	}
+	h.log.Close()
+	h.w = nil
+}
