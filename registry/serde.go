@@ -74,38 +74,90 @@ func (r remoteSource) RegisterSchema(ctx context.Context, subject, schema string
 type Serde struct {
 	src Source
 
-	mu    sync.RWMutex
-	byID  map[int]avro.Schema
-	idFor map[subjectSchema]int
+	mu     sync.RWMutex
+	byID   map[int]avro.Schema
+	idFor  map[subjectSchema]int // by schema object: the per-record fast path
+	byText map[string]int        // by subject and full schema JSON
+	codecs map[avro.Schema]avro.API
 }
 
+// subjectSchema keys registrations by the schema object itself: sources
+// and transforms reuse their schema objects, so a lookup is one map probe.
+// (Fingerprints would not do: they are of the Parsing Canonical Form, which
+// drops defaults and docs, so two schemas that differ in a default, and
+// in compatibility, would share an id.)
 type subjectSchema struct {
-	subject     string
-	fingerprint [32]byte
+	subject string
+	schema  avro.Schema
 }
+
+// maxCachedSchemas bounds the object cache against a source that builds a
+// new schema object per record; past it the cache starts over.
+const maxCachedSchemas = 100_000
 
 // NewSerde returns a Serde over src.
 func NewSerde(src Source) *Serde {
-	return &Serde{src: src, byID: map[int]avro.Schema{}, idFor: map[subjectSchema]int{}}
+	return &Serde{src: src, byID: map[int]avro.Schema{}, idFor: map[subjectSchema]int{}, byText: map[string]int{}, codecs: map[avro.Schema]avro.API{}}
+}
+
+// codec returns the encoder and decoder cache of one schema. hamba/avro's
+// shared cache keys compiled codecs by the Parsing Canonical Form's
+// fingerprint, in which a reference to a named type is just its name: two
+// versions of a schema that both refer to "Value", defined differently,
+// would share the codec compiled for the first and misread the second.
+// Within one schema a name has one definition, so a cache per schema is
+// safe.
+func (s *Serde) codec(schema avro.Schema) avro.API {
+	s.mu.RLock()
+	api, ok := s.codecs[schema]
+	s.mu.RUnlock()
+	if ok {
+		return api
+	}
+	api = avro.Config{}.Freeze()
+	s.mu.Lock()
+	if len(s.codecs) >= maxCachedSchemas {
+		s.codecs = map[avro.Schema]avro.API{}
+	}
+	s.codecs[schema] = api
+	s.mu.Unlock()
+	return api
 }
 
 // Register returns the id of schema under subject, registering it the
 // first time (the registry applies the subject's compatibility level).
 func (s *Serde) Register(ctx context.Context, subject string, schema avro.Schema) (int, error) {
-	key := subjectSchema{subject, schema.Fingerprint()}
+	key := subjectSchema{subject, schema}
 	s.mu.RLock()
 	id, ok := s.idFor[key]
 	s.mu.RUnlock()
 	if ok {
 		return id, nil
 	}
-	id, err := s.src.RegisterSchema(ctx, subject, schema.String())
+	// The full JSON, defaults and docs included: the registry checks
+	// compatibility on it.
+	text, err := json.Marshal(schema)
 	if err != nil {
 		return 0, fmt.Errorf("register schema under %s: %w", subject, err)
 	}
+	textKey := subject + "\x00" + string(text)
+	s.mu.RLock()
+	id, ok = s.byText[textKey]
+	s.mu.RUnlock()
+	if !ok {
+		if id, err = s.src.RegisterSchema(ctx, subject, string(text)); err != nil {
+			return 0, fmt.Errorf("register schema under %s: %w", subject, err)
+		}
+	}
 	s.mu.Lock()
+	if len(s.idFor) >= maxCachedSchemas {
+		s.idFor, s.byText = map[subjectSchema]int{}, map[string]int{}
+	}
 	s.idFor[key] = id
-	s.byID[id] = schema
+	s.byText[textKey] = id
+	if _, known := s.byID[id]; !known {
+		s.byID[id] = schema
+	}
 	s.mu.Unlock()
 	return id, nil
 }
@@ -117,12 +169,7 @@ func (s *Serde) Encode(ctx context.Context, dst []byte, subject string, schema a
 	if err != nil {
 		return dst, err
 	}
-	return AppendWire(dst, id, schema, v)
-}
-
-// AppendWire appends v in the wire format with a known schema id.
-func AppendWire(dst []byte, id int, schema avro.Schema, v any) ([]byte, error) {
-	body, err := avro.Marshal(schema, v)
+	body, err := s.codec(schema).Marshal(schema, v)
 	if err != nil {
 		return dst, fmt.Errorf("encode with schema %d: %w", id, err)
 	}
@@ -168,7 +215,7 @@ func (s *Serde) Decode(ctx context.Context, data []byte, v any) (avro.Schema, er
 	if err != nil {
 		return nil, err
 	}
-	if err := avro.Unmarshal(sch, body, v); err != nil {
+	if err := s.codec(sch).Unmarshal(sch, body, v); err != nil {
 		return nil, fmt.Errorf("decode with schema %d: %w", id, err)
 	}
 	return sch, nil
@@ -189,13 +236,15 @@ func (s *Serde) DecodeJSON(ctx context.Context, data []byte) ([]byte, error) {
 // json format: no registry and no header. v is checked against schema
 // first, by encoding it, so a value that does not fit is refused with the
 // reason, and the JSON is the same DecodeJSON gives for the Avro form.
+// It compiles a codec per call (see Serde.codec for why it shares none).
 func EncodeJSON(schema avro.Schema, v any) ([]byte, error) {
-	body, err := avro.Marshal(schema, v)
+	api := avro.Config{}.Freeze()
+	body, err := api.Marshal(schema, v)
 	if err != nil {
 		return nil, fmt.Errorf("value does not match schema %s: %w", schema.Type(), err)
 	}
 	var generic any
-	if err := avro.Unmarshal(schema, body, &generic); err != nil {
+	if err := api.Unmarshal(schema, body, &generic); err != nil {
 		return nil, fmt.Errorf("render as JSON: %w", err)
 	}
 	return json.Marshal(generic)

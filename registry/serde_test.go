@@ -223,3 +223,77 @@ func TestParsingCanonicalForm(t *testing.T) {
 		t.Fatal("the registered text must be kept as written")
 	}
 }
+
+// A Serde registers the whole schema, defaults and docs included, and two
+// schemas that differ only in a default get their own versions: the
+// registry's compatibility checks depend on defaults.
+func TestSerdeRegistersDefaults(t *testing.T) {
+	ctx := context.Background()
+	_, r := testAPI(t)
+	s := NewSerde(Local(r))
+	v1 := avro.MustParse(`{"type":"record","name":"u","fields":[{"name":"id","type":"long"}]}`)
+	v2 := avro.MustParse(`{"type":"record","name":"u","fields":[{"name":"id","type":"long"},{"name":"tag","type":["null","string"],"default":null}]}`)
+	v2b := avro.MustParse(`{"type":"record","name":"u","fields":[{"name":"id","type":"long"},{"name":"tag","type":["null","string"]}]}`)
+	id1, err := s.Register(ctx, "u-value", v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// BACKWARD (the default level) accepts a new field only with a default.
+	id2, err := s.Register(ctx, "u-value", v2)
+	if err != nil || id2 == id1 {
+		t.Fatalf("adding a field with a default: id %d, %v", id2, err)
+	}
+	got, err := r.Get("u-value", Latest, false)
+	if err != nil || !strings.Contains(got.Schema.Text, `"default":null`) {
+		t.Fatalf("registered text %q, %v", got.Schema.Text, err)
+	}
+	if _, err := NewSerde(Local(r)).Register(ctx, "w-value", v2b); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.Register(ctx, "u-value", v2b); err == nil && id == id2 {
+		t.Fatal("a schema without the default shared the id of the one with it")
+	}
+}
+
+// Two versions of a schema that refer to the same record name, defined
+// differently, each encode and decode with their own definition (a shared
+// hamba/avro codec cache would give the second the first's codec).
+func TestSerdeKeepsVersionsWithSameNamesApart(t *testing.T) {
+	ctx := context.Background()
+	_, r := testAPI(t)
+	s := NewSerde(Local(r))
+	parse := func(fields string) avro.Schema {
+		sch, err := avro.ParseWithCache(`{"type":"record","name":"Envelope","namespace":"n","fields":[
+			{"name":"before","type":["null",{"type":"record","name":"Value","fields":[`+fields+`]}],"default":null},
+			{"name":"after","type":["null","Value"],"default":null}]}`, "", &avro.SchemaCache{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sch
+	}
+	v1 := parse(`{"name":"id","type":"long"}`)
+	v2 := parse(`{"name":"id","type":"long"},{"name":"name","type":["null","string"],"default":null}`)
+	row1 := map[string]any{"before": nil, "after": map[string]any{"n.Value": map[string]any{"id": int64(1)}}}
+	row2 := map[string]any{"before": nil, "after": map[string]any{"n.Value": map[string]any{"id": int64(2), "name": map[string]any{"string": "x"}}}}
+	d1, err := s.Encode(ctx, nil, "e-value", v1, row1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := s.Encode(ctx, nil, "e-value", v2, row2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		data []byte
+		want string
+	}{{d1, `{"after":{"n.Value":{"id":1}},"before":null}`}, {d2, `{"after":{"n.Value":{"id":2,"name":"x"}},"before":null}`}} {
+		got, err := NewSerde(Local(r)).DecodeJSON(ctx, c.data) // a fresh serde, as a consumer has
+		if err != nil || string(got) != c.want {
+			t.Fatalf("decoded %s, %v; want %s", got, err, c.want)
+		}
+		got, err = s.DecodeJSON(ctx, c.data) // and the writer's own
+		if err != nil || string(got) != c.want {
+			t.Fatalf("decoded %s, %v; want %s", got, err, c.want)
+		}
+	}
+}

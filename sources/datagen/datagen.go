@@ -65,11 +65,11 @@ type tableSchemas struct {
 
 func newTableSchemas(prefix, table string) (tableSchemas, error) {
 	ns := prefix + ".public." + table
-	key, err := avro.Parse(fmt.Sprintf(`{"type":"record","name":"Key","namespace":%q,"fields":[{"name":"id","type":"long"}]}`, ns))
+	key, err := avro.ParseWithCache(fmt.Sprintf(`{"type":"record","name":"Key","namespace":%q,"fields":[{"name":"id","type":"long"}]}`, ns), "", &avro.SchemaCache{})
 	if err != nil {
 		return tableSchemas{}, err
 	}
-	value, err := avro.Parse(fmt.Sprintf(`{"type":"record","name":"Envelope","namespace":%q,"fields":[
+	value, err := avro.ParseWithCache(fmt.Sprintf(`{"type":"record","name":"Envelope","namespace":%q,"fields":[
 		{"name":"before","type":["null",{"type":"record","name":"Value","fields":[
 			{"name":"id","type":"long"},
 			{"name":"customer","type":"string"},
@@ -90,7 +90,7 @@ func newTableSchemas(prefix, table string) (tableSchemas, error) {
 			{"name":"table","type":"string"},
 			{"name":"seq","type":"long"}]}},
 		{"name":"op","type":"string"},
-		{"name":"ts_ms","type":["null","long"],"default":null}]}`, ns))
+		{"name":"ts_ms","type":["null","long"],"default":null}]}`, ns), "", &avro.SchemaCache{})
 	if err != nil {
 		return tableSchemas{}, err
 	}
