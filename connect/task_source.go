@@ -60,7 +60,7 @@ func (c *connector) runSource(stopCtx, workCtx context.Context) (progressed bool
 		format = c.spec.params.String("format")
 	}
 	b := &sourceBatch{c: c, conv: NewConverter(c.w.serde, format), ts: ts, skip: skip,
-		committed: stored.Position, ends: cloneEnds(stored.Ends), byTopic: map[string][]elog.Record{}}
+		committed: stored.Position, ends: cloneEnds(stored.Ends), topics: map[string]*elog.Topic{}, byPart: map[partKey][]elog.Record{}}
 	for {
 		if err := c.gate(stopCtx, nil); err != nil {
 			return progressed, err
@@ -95,16 +95,34 @@ func (c *connector) runSource(stopCtx, workCtx context.Context) (progressed bool
 	}
 }
 
+// partKey names one partition of one topic.
+type partKey struct {
+	topic     string
+	partition int
+}
+
 // sourceBatch carries a source task's state from batch to batch.
 type sourceBatch struct {
 	c         *connector
 	conv      *Converter
 	ts        []Transform
-	skip      []byte             // records at or before this are in the log already
+	skip      map[partKey][]byte // per partition: records at or before this are in the log already
 	committed []byte             // the stored position
 	ends      map[string][]int64 // see SourceOffset.Ends
 	buf       []byte
-	byTopic   map[string][]elog.Record
+	topics    map[string]*elog.Topic
+	byPart    map[partKey][]elog.Record
+}
+
+// partitionOf places a record as Kafka's default partitioner places a
+// keyed one; a keyless record goes by the hash of its source position, so
+// a record regenerated after a crash lands where it landed before and
+// the per-partition skip finds it.
+func partitionOf(r *elog.Record, position []byte, n int) int {
+	if r.Key != nil {
+		return elog.PartitionForKey(r.Key, n)
+	}
+	return elog.PartitionForKey(position, n)
 }
 
 // deliver takes one polled batch through steps 2 to 5 and returns the
@@ -115,17 +133,14 @@ func (b *sourceBatch) deliver(ctx context.Context, recs []Record) ([]byte, error
 	m := c.w.metrics
 	m.recordsIn.WithLabelValues(c.spec.Name).Add(float64(len(recs)))
 	b.buf = b.buf[:0]
-	for t := range b.byTopic {
-		b.byTopic[t] = b.byTopic[t][:0]
+	for k := range b.byPart {
+		b.byPart[k] = b.byPart[k][:0]
 	}
 	last := recs[len(recs)-1].Position
 	var newest time.Time
 	nameHdr := []byte(c.spec.Name)
 	for i := range recs {
 		r := &recs[i]
-		if b.skip != nil && bytes.Compare(r.Position, b.skip) <= 0 {
-			continue
-		}
 		keep, err := applyTransforms(b.ts, r)
 		if err != nil {
 			if err := c.failRecord(ctx, StageTransform, r, nil, err); err != nil {
@@ -136,6 +151,10 @@ func (b *sourceBatch) deliver(ctx context.Context, recs []Record) ([]byte, error
 		if !keep {
 			continue
 		}
+		t, err := b.topic(r.Topic)
+		if err != nil {
+			return nil, err
+		}
 		r.Headers = append(r.Headers, elog.Header{Key: HeaderConnector, Value: nameHdr}, elog.Header{Key: HeaderPosition, Value: r.Position})
 		var out elog.Record
 		if b.buf, err = b.conv.Encode(ctx, r, b.buf, &out); err != nil {
@@ -144,7 +163,11 @@ func (b *sourceBatch) deliver(ctx context.Context, recs []Record) ([]byte, error
 			}
 			continue
 		}
-		b.byTopic[r.Topic] = append(b.byTopic[r.Topic], out)
+		k := partKey{r.Topic, partitionOf(&out, r.Position, t.Partitions())}
+		if s := b.skip[k]; s != nil && bytes.Compare(r.Position, s) <= 0 {
+			continue // appended before a crash, with its position not yet stored
+		}
+		b.byPart[k] = append(b.byPart[k], out)
 		if r.Timestamp.After(newest) {
 			newest = r.Timestamp
 		}
@@ -152,20 +175,15 @@ func (b *sourceBatch) deliver(ctx context.Context, recs []Record) ([]byte, error
 	if err := b.noteNewTopics(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.append(ctx, recs); err != nil {
+	n, err := b.append(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if err := c.w.offsets.Put(ctx, c.spec.Name, SourceOffset{Position: last, Ends: b.ends}); err != nil {
 		return nil, err
 	}
 	b.committed = last
-	if b.skip != nil && bytes.Compare(last, b.skip) >= 0 {
-		b.skip = nil
-	}
-	n := 0
-	for _, rs := range b.byTopic {
-		n += len(rs)
-	}
+	b.dropPassedSkips(last)
 	m.recordsOut.WithLabelValues(c.spec.Name).Add(float64(n))
 	m.batch.WithLabelValues(c.spec.Name).Observe(time.Since(start).Seconds())
 	if !newest.IsZero() {
@@ -174,18 +192,37 @@ func (b *sourceBatch) deliver(ctx context.Context, recs []Record) ([]byte, error
 	return last, nil
 }
 
+// dropPassedSkips forgets skip marks the source has gone past.
+func (b *sourceBatch) dropPassedSkips(last []byte) {
+	for k, s := range b.skip {
+		if bytes.Compare(last, s) >= 0 {
+			delete(b.skip, k)
+		}
+	}
+}
+
+// topic returns a topic by name, creating it with the worker's defaults.
+func (b *sourceBatch) topic(name string) (*elog.Topic, error) {
+	if t := b.topics[name]; t != nil {
+		return t, nil
+	}
+	t, err := b.c.w.ensureTopic(name)
+	if err != nil {
+		return nil, permanent{fmt.Errorf("topic %s: %w", name, err)}
+	}
+	b.topics[name] = t
+	return t, nil
+}
+
 // noteNewTopics stores, before the first append to a topic, where this
 // connector's records there begin, so a restart knows where to look.
 func (b *sourceBatch) noteNewTopics(ctx context.Context) error {
 	added := false
-	for name, rs := range b.byTopic {
-		if _, ok := b.ends[name]; ok || len(rs) == 0 {
+	for k, rs := range b.byPart {
+		if _, ok := b.ends[k.topic]; ok || len(rs) == 0 {
 			continue
 		}
-		t, err := b.c.w.ensureTopic(name)
-		if err != nil {
-			return permanent{fmt.Errorf("topic %s: %w", name, err)}
-		}
+		t := b.topics[k.topic]
 		ends := make([]int64, t.Partitions())
 		for i := range ends {
 			p, err := t.Partition(i)
@@ -194,7 +231,7 @@ func (b *sourceBatch) noteNewTopics(ctx context.Context) error {
 			}
 			ends[i] = p.HighWatermark()
 		}
-		b.ends[name] = ends
+		b.ends[k.topic] = ends
 		added = true
 	}
 	if !added {
@@ -203,75 +240,77 @@ func (b *sourceBatch) noteNewTopics(ctx context.Context) error {
 	return b.c.w.offsets.Put(ctx, b.c.spec.Name, SourceOffset{Position: b.committed, Ends: b.ends})
 }
 
-// append writes each topic's records, topics in parallel, and moves ends.
-func (b *sourceBatch) append(ctx context.Context, recs []Record) error {
+// append writes each partition's records, partitions in parallel, waits
+// until all are durable and moves ends. Partitions of a batch may become
+// durable while others do not (a crash, a full disk): that is what the
+// per-partition skip is for.
+func (b *sourceBatch) append(ctx context.Context) (int, error) {
 	type result struct {
-		topic string
-		res   []elog.Produced
-		err   error
+		k    partKey
+		next int64
+		err  error
 	}
 	var wg sync.WaitGroup
-	results := make(chan result, len(b.byTopic))
-	for name, rs := range b.byTopic {
+	results := make(chan result, len(b.byPart))
+	total := 0
+	for k, rs := range b.byPart {
 		if len(rs) == 0 {
 			continue
 		}
+		total += len(rs)
+		p, err := b.topics[k.topic].Partition(k.partition)
+		if err != nil {
+			return 0, err
+		}
+		limit := b.topics[k.topic].Config().MaxBatchBytes / 2
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t, err := b.c.w.ensureTopic(name)
-			if err != nil {
-				results <- result{name, nil, err}
-				return
-			}
-			res, err := produceChunked(ctx, t, rs)
-			results <- result{name, res, err}
+			next, err := appendChunked(ctx, p, rs, limit)
+			results <- result{k, next, err}
 		}()
 	}
 	wg.Wait()
 	close(results)
 	var errs []error
 	for r := range results {
+		ends := b.ends[r.k.topic]
+		for r.k.partition >= len(ends) {
+			ends = append(ends, 0)
+		}
+		ends[r.k.partition] = max(ends[r.k.partition], r.next)
+		b.ends[r.k.topic] = ends
 		if r.err != nil {
-			errs = append(errs, fmt.Errorf("append to %s: %w", r.topic, r.err))
+			errs = append(errs, fmt.Errorf("append to %s/%d: %w", r.k.topic, r.k.partition, r.err))
 		}
-		ends := b.ends[r.topic]
-		for _, p := range r.res {
-			for p.Partition >= len(ends) {
-				ends = append(ends, 0)
-			}
-			ends[p.Partition] = max(ends[p.Partition], p.Offset+1)
-		}
-		b.ends[r.topic] = ends
 	}
 	if err := errors.Join(errs...); err != nil {
 		if errors.Is(err, elog.ErrRecordTooLarge) || errors.Is(err, elog.ErrInvalidRecord) {
-			return permanent{err}
+			return 0, permanent{err}
 		}
-		return err
+		return 0, err
 	}
-	return nil
+	return total, nil
 }
 
-// produceChunked appends records in calls small enough that each
-// partition's batch stays under the topic's max_batch_bytes.
-func produceChunked(ctx context.Context, t *elog.Topic, rs []elog.Record) ([]elog.Produced, error) {
-	limit := t.Config().MaxBatchBytes / 2
-	var out []elog.Produced
+// appendChunked appends records in batches that stay under limit bytes
+// and returns the offset after the last durable one (0 if none).
+func appendChunked(ctx context.Context, p *elog.Partition, rs []elog.Record, limit int) (int64, error) {
+	var next int64
 	for len(rs) > 0 {
 		n, size := 0, 0
 		for n < len(rs) && (n == 0 || size+recordSize(&rs[n]) < limit) {
 			size += recordSize(&rs[n])
 			n++
 		}
-		res, err := t.Produce(ctx, rs[:n])
-		out = append(out, res...)
+		_, last, err := p.Append(ctx, rs[:n])
 		if err != nil {
-			return out, err
+			return next, err
 		}
+		next = last + 1
 		rs = rs[n:]
 	}
-	return out, nil
+	return next, nil
 }
 
 func recordSize(r *elog.Record) int {
@@ -283,10 +322,10 @@ func recordSize(r *elog.Record) int {
 }
 
 // scanTail reads this connector's records that the log holds beyond the
-// stored offset's ends and returns the greatest source position among
-// them (nil when none is past the stored position).
-func (c *connector) scanTail(ctx context.Context, stored SourceOffset) ([]byte, error) {
-	var newest []byte
+// stored offset's ends and returns, per partition, the greatest source
+// position among them that is past the stored position.
+func (c *connector) scanTail(ctx context.Context, stored SourceOffset) (map[partKey][]byte, error) {
+	skip := map[partKey][]byte{}
 	var recs []elog.Record
 	for name, ends := range stored.Ends {
 		t, err := c.w.log.Topic(name)
@@ -301,6 +340,7 @@ func (c *connector) scanTail(ctx context.Context, stored SourceOffset) ([]byte, 
 			if err != nil {
 				return nil, err
 			}
+			k := partKey{name, i}
 			off := max(from, p.LogStartOffset())
 			for off < p.HighWatermark() {
 				res, err := p.Fetch(off, 1<<20)
@@ -315,8 +355,8 @@ func (c *connector) scanTail(ctx context.Context, stored SourceOffset) ([]byte, 
 					if string(headerOf(r.Headers, HeaderConnector)) != c.spec.Name {
 						continue
 					}
-					if pos := headerOf(r.Headers, HeaderPosition); bytes.Compare(pos, newest) > 0 {
-						newest = bytes.Clone(pos)
+					if pos := headerOf(r.Headers, HeaderPosition); bytes.Compare(pos, stored.Position) > 0 && bytes.Compare(pos, skip[k]) > 0 {
+						skip[k] = bytes.Clone(pos)
 					}
 				}
 				if res.NextOffset <= off {
@@ -329,13 +369,10 @@ func (c *connector) scanTail(ctx context.Context, stored SourceOffset) ([]byte, 
 			}
 		}
 	}
-	if newest != nil && bytes.Compare(newest, stored.Position) <= 0 {
-		return nil, nil
+	if len(skip) > 0 {
+		c.w.logger.Info("records past the stored position are in the log already; skipping them", "connector", c.spec.Name, "partitions", len(skip))
 	}
-	if newest != nil {
-		c.w.logger.Info("records past the stored position are in the log already; skipping them", "connector", c.spec.Name)
-	}
-	return newest, nil
+	return skip, nil
 }
 
 func headerOf(hs []elog.Header, k string) []byte {

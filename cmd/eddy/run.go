@@ -81,12 +81,12 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 	}
 	reg, err := registry.Open(ctx, l)
 	if err != nil {
-		return err
+		return stoppedWhileStarting(ctx, logger, err)
 	}
 	worker, err := connect.NewWorker(ctx, l, registry.NewSerde(registry.Local(reg)), builtinPlugins(),
 		connect.WithWorkerLogger(logger), connect.WithTopicDefaults(cfg.LogDefaults()))
 	if err != nil {
-		return err
+		return stoppedWhileStarting(ctx, logger, err)
 	}
 	// Stop order: the listeners, then the tasks (each drains its batch),
 	// then the log (deferred above).
@@ -170,4 +170,14 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// stoppedWhileStarting turns a start interrupted by SIGTERM into a clean
+// stop: nothing was acknowledged yet, so there is nothing to drain.
+func stoppedWhileStarting(ctx context.Context, logger *slog.Logger, err error) error {
+	if ctx.Err() != nil {
+		logger.Info("stopped while starting")
+		return nil
+	}
+	return err
 }

@@ -27,6 +27,7 @@ func Start(t testing.TB, helper string, env ...string) *Child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+helper+"$", "-test.count=1")
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr // the child's log shows with a failing test's output
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -70,4 +71,27 @@ func (c *Child) KillAfterFirstLine(t testing.TB, d time.Duration) []string {
 		out = append(out, line)
 	}
 	return out
+}
+
+// Terminate sends SIGTERM, as a service manager stops a server, and waits
+// up to timeout for the child to exit; it returns the exit code (-1 when
+// the child had to be killed) and how long the exit took.
+func (c *Child) Terminate(t testing.TB, timeout time.Duration) (int, time.Duration) {
+	t.Helper()
+	select { // the first line says the child is ready for signals
+	case <-c.started:
+	case <-time.After(20 * time.Second):
+	}
+	start := time.Now()
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		c.cmd.Process.Kill()
+		<-done
+		return -1, time.Since(start)
+	}
+	return c.cmd.ProcessState.ExitCode(), time.Since(start)
 }

@@ -6,6 +6,7 @@ package datagencheck
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -52,17 +53,19 @@ type line struct {
 	} `json:"value"`
 }
 
-// Read returns the file's lines as per topic and key markers, in file
-// order, and an error for a line that appears twice or does not parse.
+// Read returns the file's complete lines as per topic and key markers, in
+// file order, and an error for a line that appears twice or does not
+// parse. A torn last line (a crash mid-write) is left out: the sink cuts
+// it when it opens the file.
 func Read(path string) (map[string][]string, int, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer f.Close()
+	data = data[:bytes.LastIndexByte(data, '\n')+1]
 	got := map[string][]string{}
 	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	n := 0
 	for sc.Scan() {
@@ -107,7 +110,11 @@ func Verify(path string, p connect.Params, n uint64) error {
 	for k, w := range want {
 		total += len(w)
 		if g := got[k]; !slices.Equal(g, w) {
-			return fmt.Errorf("key %s: have %v, want %v", k, clip(g), clip(w))
+			i := 0
+			for i < len(g) && i < len(w) && g[i] == w[i] {
+				i++
+			}
+			return fmt.Errorf("key %s: %d events, want %d; from event %d on have %v, want %v", k, len(g), len(w), i, clip(g[i:]), clip(w[i:]))
 		}
 	}
 	if lines != total {
