@@ -26,6 +26,8 @@ services:
 bench: build
 	./bin/eddy bench log
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./log/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./registry/
+	$(GO) test -run '^$$' -bench . -benchtime 200000x ./connect/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBatches -fuzztime 5m ./log/

@@ -284,12 +284,14 @@ func positioned(path, msg string) string {
 var envRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 // interpolate replaces ${VAR} and ${VAR:-default}; an unset VAR without a
-// default is an error naming the line.
+// default is an error naming the line. Comments are left alone, so a
+// commented-out line may mention a variable that is not set.
 func interpolate(s string) (string, error) {
 	var errs []error
 	lines := strings.Split(s, "\n")
 	for i, line := range lines {
-		lines[i] = envRE.ReplaceAllStringFunc(line, func(m string) string {
+		code, comment := splitComment(line)
+		lines[i] = envRE.ReplaceAllStringFunc(code, func(m string) string {
 			g := envRE.FindStringSubmatch(m)
 			if v, ok := os.LookupEnv(g[1]); ok {
 				return v
@@ -299,12 +301,32 @@ func interpolate(s string) (string, error) {
 			}
 			errs = append(errs, fmt.Errorf("line %d: environment variable %s is not set", i+1, g[1]))
 			return m
-		})
+		}) + comment
 	}
 	if len(errs) > 0 {
 		return "", errs[0]
 	}
 	return strings.Join(lines, "\n"), nil
+}
+
+// splitComment cuts a YAML line at its comment: a # at the start or after
+// a space or tab, outside quotes.
+func splitComment(line string) (string, string) {
+	var quote byte
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
+			return line[:i], line[i:]
+		}
+	}
+	return line, ""
 }
 
 // yamlKeys lists the yaml keys of a struct type's fields.

@@ -1,17 +1,40 @@
-// Package connect is Eddy's runtime around the log. So far it holds what
-// `eddy run` and the CLI share:
+// Package connect is Eddy's runtime: it runs connectors that move changes
+// from sources into the log and from the log into sinks, and serves what
+// people steer them with.
 //
-//   - Broker, the operations on a log (topics, produce, fetch, consumer
-//     groups), with two implementations: LocalBroker over a log opened in
-//     this process, and Client over the admin API of a running server.
-//     Both return the log package's sentinel errors, so callers branch on
-//     them the same way whichever they hold.
-//   - AdminServer, the HTTP admin API: topics, records (JSON, or raw
-//     RecordBatch v2 bytes for clients that decode batches themselves),
-//     groups with lag, Prometheus /metrics, /healthz and /readyz.
-//   - Config, eddy.yaml: every error names the file, the line and the key.
+//   - Catalog is plugins.yaml, embedded in the binary: every source, sink,
+//     transform and job with its parameters' types, defaults, and whether
+//     they are required or secret. Config (eddy.yaml) is checked against it;
+//     every error names the file, the line and the key, and a plugin gets
+//     Params whose values already have their declared types.
+//   - Source and Sink are the contracts plugins implement (sources/*,
+//     sinks/*); Plugins maps catalog names to their constructors. A sink
+//     that keeps its offsets with its data implements OffsetStore.
+//   - Worker runs one task per connector, each a goroutine it owns. A task
+//     is RUNNING, PAUSED, FAILED (with its error) or UNASSIGNED (stopped,
+//     or a scheduled connector between runs). Transient failures restart it
+//     with exponential backoff until errors.retry_timeout; a failure never
+//     reaches another connector. Close drains every task: the batch in
+//     hand is finished and committed.
+//   - The checkpoint protocol (task_source.go): poll, transform, serialize
+//     through the registry, append durably, store the position in
+//     __connect_offsets durably, then acknowledge the source. Records carry
+//     their connector and position in headers, so after a crash the records
+//     the log holds past the stored position are found, per partition, and
+//     not appended twice. A source's position is never acknowledged before
+//     its records are durable.
+//   - Sinks (task_sink.go) consume in the group connect-<name> and commit
+//     only after the sink reports a batch stored.
+//   - Errors: a record that cannot be transformed, converted or delivered
+//     fails the task (errors.tolerance none) or goes to the dead-letter
+//     topic with Kafka Connect's __connect.errors.* headers (all).
+//   - Converter writes Avro in the Confluent wire format (or JSON) and reads
+//     whatever it finds; Transform implements the single-message transforms.
+//   - AdminServer is the HTTP admin API: Kafka Connect's connector paths,
+//     topics, records, groups with lag, Prometheus /metrics, health.
+//   - Broker is the operations on a log, in this process (LocalBroker) or
+//     over the admin API (Client), for the CLI.
 //
-// Connectors, tasks, the checkpoint protocol, transforms and schedules join
-// this package as they are built; it must never import a source or a sink
-// by name outside the plugin catalog.
+// This package must never import a source or a sink by name: cmd/eddy
+// assembles Plugins.
 package connect

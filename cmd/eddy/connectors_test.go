@@ -140,3 +140,17 @@ func TestPluginDocsAreCurrent(t *testing.T) {
 		t.Fatalf("eddy plugins nope: exit %d", code)
 	}
 }
+
+// The example eddy.yaml of the repository is valid, and a commented-out
+// line may name an unset variable.
+func TestExampleConfigValidates(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"validate", "-c", "../../eddy.yaml"}, strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("eddy.yaml: exit %d: %s", code, errb.String())
+	}
+	path := filepath.Join(t.TempDir(), "eddy.yaml")
+	os.WriteFile(path, []byte("data_dir: /tmp/x\napi:\n  # token: ${EDDY_TEST_SURELY_UNSET}\n  listen: \"127.0.0.1:1\" # port ${EDDY_TEST_SURELY_UNSET}\n"), 0o644)
+	if code := run(context.Background(), []string{"validate", "-c", path}, strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("commented variable: exit %d: %s", code, errb.String())
+	}
+}
