@@ -2,6 +2,7 @@ package connect
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/big"
@@ -18,14 +19,33 @@ import (
 // wire format with schemas in the registry (subjects <topic>-key and
 // <topic>-value), or JSON. Reading detects the format of each key and value,
 // so a sink reads what any producer wrote.
+//
+// A Converter belongs to one task; it is not safe for concurrent use.
 type Converter struct {
-	serde *registry.Serde
-	json  bool // write JSON rather than Avro
+	serde  *registry.Serde
+	json   bool // write JSON rather than Avro
+	codecs map[avro.Schema]*avroCodec
 }
 
 // NewConverter writes Avro through serde (format "avro") or JSON ("json").
 func NewConverter(serde *registry.Serde, format string) *Converter {
-	return &Converter{serde: serde, json: format == "json"}
+	return &Converter{serde: serde, json: format == "json", codecs: map[avro.Schema]*avroCodec{}}
+}
+
+// codec returns the compiled codec of a schema object.
+func (c *Converter) codec(s avro.Schema) (*avroCodec, error) {
+	if k := c.codecs[s]; k != nil {
+		return k, nil
+	}
+	k, err := compileAvro(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.codecs) >= 10_000 { // a source minting a schema per record
+		clear(c.codecs)
+	}
+	c.codecs[s] = k
+	return k, nil
 }
 
 // Encode fills out's key, value, headers and timestamp from r. The
@@ -71,11 +91,21 @@ func (c *Converter) encodeOne(ctx context.Context, topic, suffix string, schema 
 		}
 		return append(buf, b...), nil
 	}
-	w, err := wrapUnions(schema, v)
+	id, err := c.serde.Register(ctx, topic+suffix, schema)
 	if err != nil {
 		return buf, err
 	}
-	return c.serde.Encode(ctx, buf, topic+suffix, schema, w)
+	k, err := c.codec(schema)
+	if err != nil {
+		return buf, err
+	}
+	start := len(buf)
+	buf = append(buf, 0)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(id))
+	if buf, err = k.enc(buf, v); err != nil {
+		return buf[:start], fmt.Errorf("encode with schema %d: %w", id, err)
+	}
+	return buf, nil
 }
 
 // Decode reads a log record into a Record: Avro wire format (by its
@@ -97,12 +127,23 @@ func (c *Converter) decodeOne(ctx context.Context, data []byte) (any, avro.Schem
 	case data == nil:
 		return nil, nil, nil
 	case len(data) >= 5 && data[0] == 0:
-		var v any
-		s, err := c.serde.Decode(ctx, data, &v)
+		id, body, err := registry.SplitWire(data)
 		if err != nil {
 			return nil, nil, err
 		}
-		return unwrapUnions(s, v), s, nil
+		s, err := c.serde.Schema(ctx, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		k, err := c.codec(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		v, err := k.dec(&avroReader{b: body})
+		if err != nil {
+			return nil, nil, fmt.Errorf("decode with schema %d: %w", id, err)
+		}
+		return v, s, nil
 	case json.Valid(data):
 		var v any
 		if err := json.Unmarshal(data, &v); err == nil {
@@ -115,103 +156,8 @@ func (c *Converter) decodeOne(ctx context.Context, data []byte) (any, avro.Schem
 	return append([]byte(nil), data...), nil, nil
 }
 
-// wrapUnions rewrites v into the form hamba/avro encodes: a non-null
-// union value becomes {branch name: value}. Maps are copied, never edited,
-// so r.Value stays as the source made it.
-func wrapUnions(s avro.Schema, v any) (any, error) {
-	switch s := deref(s).(type) {
-	case *avro.RecordSchema:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("%s: want a record (map), have %T", s.FullName(), v)
-		}
-		out := make(map[string]any, len(m))
-		for _, f := range s.Fields() {
-			fv, ok := m[f.Name()]
-			if !ok {
-				continue // hamba writes the field's default or fails naming it
-			}
-			w, err := wrapUnions(f.Type(), fv)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", f.Name(), err)
-			}
-			out[f.Name()] = w
-		}
-		return out, nil
-	case *avro.UnionSchema:
-		if v == nil {
-			return nil, nil
-		}
-		b := unionBranch(s, v)
-		if b == nil {
-			return nil, fmt.Errorf("no branch of union %s takes a %T", s.String(), v)
-		}
-		w, err := wrapUnions(b, v)
-		if err != nil {
-			return nil, err
-		}
-		return map[string]any{branchName(b): w}, nil
-	case *avro.ArraySchema:
-		a, ok := v.([]any)
-		if !ok || !needsWrap(s.Items()) {
-			return v, nil
-		}
-		out := make([]any, len(a))
-		for i := range a {
-			w, err := wrapUnions(s.Items(), a[i])
-			if err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
-			}
-			out[i] = w
-		}
-		return out, nil
-	case *avro.MapSchema:
-		m, ok := v.(map[string]any)
-		if !ok || !needsWrap(s.Values()) {
-			return v, nil
-		}
-		out := make(map[string]any, len(m))
-		for k, e := range m {
-			w, err := wrapUnions(s.Values(), e)
-			if err != nil {
-				return nil, fmt.Errorf("[%q]: %w", k, err)
-			}
-			out[k] = w
-		}
-		return out, nil
-	}
-	return v, nil
-}
-
-func needsWrap(s avro.Schema) bool {
-	switch deref(s).(type) {
-	case *avro.RecordSchema, *avro.UnionSchema, *avro.ArraySchema, *avro.MapSchema:
-		return true
-	}
-	return false
-}
-
-// unionBranch picks the branch for a non-null value: the only non-null
-// branch, or the first whose type fits the Go value.
-func unionBranch(u *avro.UnionSchema, v any) avro.Schema {
-	var only avro.Schema
-	n := 0
-	for _, t := range u.Types() {
-		if t.Type() != avro.Null {
-			only, n = t, n+1
-		}
-	}
-	if n == 1 {
-		return only
-	}
-	for _, t := range u.Types() {
-		if fits(t, v) {
-			return t
-		}
-	}
-	return nil
-}
-
+// fits reports whether a Go value can be written as s (for unions with
+// several non-null branches).
 func fits(s avro.Schema, v any) bool {
 	s = deref(s)
 	switch v.(type) {
@@ -235,59 +181,6 @@ func fits(s avro.Schema, v any) bool {
 		return s.Type() == avro.Bytes || s.Type() == avro.Fixed
 	}
 	return false
-}
-
-// branchName is how hamba/avro names a union branch: the full name of a
-// named type, type.logicalType for logical types, else the type.
-func branchName(s avro.Schema) string {
-	s = deref(s)
-	if n, ok := s.(avro.NamedSchema); ok {
-		return n.FullName()
-	}
-	if l, ok := s.(avro.LogicalTypeSchema); ok && l.Logical() != nil {
-		return string(s.Type()) + "." + string(l.Logical().Type())
-	}
-	return string(s.Type())
-}
-
-// unwrapUnions undoes hamba's {branch: value} form in decoded data, in
-// place, guided by the writer's schema.
-func unwrapUnions(s avro.Schema, v any) any {
-	switch s := deref(s).(type) {
-	case *avro.RecordSchema:
-		if m, ok := v.(map[string]any); ok {
-			for _, f := range s.Fields() {
-				if fv, ok := m[f.Name()]; ok {
-					m[f.Name()] = unwrapUnions(f.Type(), fv)
-				}
-			}
-		}
-	case *avro.UnionSchema:
-		m, ok := v.(map[string]any)
-		if !ok || len(m) != 1 {
-			return v
-		}
-		for k, inner := range m {
-			for _, t := range s.Types() {
-				if branchName(t) == k || string(t.Type()) == k {
-					return unwrapUnions(t, inner)
-				}
-			}
-		}
-	case *avro.ArraySchema:
-		if a, ok := v.([]any); ok && needsWrap(s.Items()) {
-			for i := range a {
-				a[i] = unwrapUnions(s.Items(), a[i])
-			}
-		}
-	case *avro.MapSchema:
-		if m, ok := v.(map[string]any); ok && needsWrap(s.Values()) {
-			for k := range m {
-				m[k] = unwrapUnions(s.Values(), m[k])
-			}
-		}
-	}
-	return v
 }
 
 // JSONValue makes a decoded value JSON-friendly, in place: decimals

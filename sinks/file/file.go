@@ -8,16 +8,13 @@ package file
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"github.com/eddy-cdc/eddy/connect"
 	elog "github.com/eddy-cdc/eddy/log"
@@ -36,19 +33,7 @@ type Sink struct {
 
 	f    *os.File
 	next map[elog.TopicPartition]int64
-	buf  bytes.Buffer
-}
-
-// line is the shape of one output line; the first three fields come first
-// so that Offsets can read them without decoding the rest.
-type line struct {
-	Topic     string            `json:"topic"`
-	Partition int               `json:"partition"`
-	Offset    int64             `json:"offset"`
-	Timestamp int64             `json:"timestamp"`
-	Key       any               `json:"key"`
-	Value     any               `json:"value"`
-	Headers   map[string]string `json:"headers,omitempty"`
+	out  []byte // the lines of the batch being written
 }
 
 // Open opens the file, cutting a torn last line, and reads every line's
@@ -123,9 +108,7 @@ func (s *Sink) Offsets(context.Context) (map[elog.TopicPartition]int64, error) {
 // Write appends the records' lines in one write and fsyncs. Records the
 // file already holds (a replay after a crash) are skipped.
 func (s *Sink) Write(_ context.Context, recs []connect.Record) error {
-	s.buf.Reset()
-	enc := json.NewEncoder(&s.buf)
-	enc.SetEscapeHTML(false)
+	s.out = s.out[:0]
 	var moved []position
 	for i := range recs {
 		r := &recs[i]
@@ -133,19 +116,15 @@ func (s *Sink) Write(_ context.Context, recs []connect.Record) error {
 		if r.Offset < s.next[tp] {
 			continue
 		}
-		l := line{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli(), Key: jsonable(r.Key), Value: jsonable(r.Value)}
-		if s.headers && len(r.Headers) > 0 {
-			l.Headers = make(map[string]string, len(r.Headers))
-			for _, h := range r.Headers {
-				l.Headers[h.Key] = string(h.Value)
-			}
-		}
-		if err := enc.Encode(&l); err != nil {
+		start := len(s.out)
+		var err error
+		if s.out, err = s.appendLine(s.out, r); err != nil {
+			s.out = s.out[:start]
 			if err := s.flush(); err != nil {
 				return err
 			}
 			s.commit(moved)
-			return &connect.RecordError{Index: i, Err: fmt.Errorf("render as JSON: %w", err)}
+			return &connect.RecordError{Index: i, Err: err}
 		}
 		moved = append(moved, position{tp, r.Offset + 1})
 	}
@@ -154,6 +133,41 @@ func (s *Sink) Write(_ context.Context, recs []connect.Record) error {
 	}
 	s.commit(moved)
 	return nil
+}
+
+// appendLine renders one record as a JSON line; the position comes first,
+// as scan expects.
+func (s *Sink) appendLine(dst []byte, r *connect.Record) ([]byte, error) {
+	dst = append(dst, `{"topic":`...)
+	dst = connect.AppendJSONString(dst, r.Topic)
+	dst = append(dst, `,"partition":`...)
+	dst = strconv.AppendInt(dst, int64(r.Partition), 10)
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendInt(dst, r.Offset, 10)
+	dst = append(dst, `,"timestamp":`...)
+	dst = strconv.AppendInt(dst, r.Timestamp.UnixMilli(), 10)
+	dst = append(dst, `,"key":`...)
+	var err error
+	if dst, err = connect.AppendJSON(dst, r.Key, r.KeySchema); err != nil {
+		return dst, err
+	}
+	dst = append(dst, `,"value":`...)
+	if dst, err = connect.AppendJSON(dst, r.Value, r.ValueSchema); err != nil {
+		return dst, err
+	}
+	if s.headers && len(r.Headers) > 0 {
+		dst = append(dst, `,"headers":{`...)
+		for i, h := range r.Headers {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = connect.AppendJSONString(dst, h.Key)
+			dst = append(dst, ':')
+			dst = connect.AppendJSONString(dst, string(h.Value))
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, '}', '\n'), nil
 }
 
 // position is the next offset of a partition after a written record.
@@ -172,14 +186,14 @@ func (s *Sink) commit(moved []position) {
 // flush writes the buffered lines and fsyncs. After a failed write the
 // file is cut back to where it was, so a retry does not leave half a batch.
 func (s *Sink) flush() error {
-	if s.buf.Len() == 0 {
+	if len(s.out) == 0 {
 		return nil
 	}
 	at, err := s.f.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return fmt.Errorf("file sink: %w", err)
 	}
-	if _, err := s.f.Write(s.buf.Bytes()); err != nil {
+	if _, err := s.f.Write(s.out); err != nil {
 		s.f.Truncate(at)
 		s.f.Seek(at, io.SeekStart)
 		return fmt.Errorf("file sink: write %s: %w", s.path, err)
@@ -189,7 +203,7 @@ func (s *Sink) flush() error {
 			return fmt.Errorf("file sink: fsync %s: %w", s.path, err)
 		}
 	}
-	s.buf.Reset()
+	s.out = s.out[:0]
 	return nil
 }
 
@@ -201,28 +215,4 @@ func (s *Sink) Close() error {
 	err := s.f.Close()
 	s.f = nil
 	return err
-}
-
-// jsonable renders values JSON has no form for: times as RFC 3339,
-// decimals as exact strings, bytes as base64.
-func jsonable(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = jsonable(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = jsonable(e)
-		}
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
-	case []byte:
-		return base64.StdEncoding.EncodeToString(x)
-	case float64:
-		if x != x || x > 1.7976931348623157e308 || x < -1.7976931348623157e308 {
-			return strconv.FormatFloat(x, 'g', -1, 64) // NaN and infinities as strings
-		}
-	}
-	return connect.JSONValue(v)
 }

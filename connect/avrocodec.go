@@ -1,0 +1,723 @@
+package connect
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/hamba/avro/v2"
+)
+
+// avroCodec writes and reads Avro binary for one schema in Eddy's value
+// model: records as map[string]any, a nullable field as nil or its value
+// (no union wrappers), arrays as []any, logical types as Go types
+// (timestamps and dates as time.Time, times as time.Duration, decimals as
+// *big.Rat). It is compiled once per schema into a tree of small codecs,
+// so a record costs a type switch per field and no reflection; hamba/avro's
+// generic map path looked up a codec per field value and needed the union
+// wrappers allocated on every record.
+//
+// Decoding never panics on malformed input: every length is checked
+// against what is left.
+type avroCodec struct {
+	enc func(dst []byte, v any) ([]byte, error)
+	dec func(r *avroReader) (any, error)
+}
+
+var errShortAvro = errors.New("avro: data ends early")
+
+// compileAvro builds the codec of s; named types refer back to their
+// codecs, so recursive records compile.
+func compileAvro(s avro.Schema) (*avroCodec, error) {
+	return compileNode(s, map[string]*avroCodec{})
+}
+
+func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error) {
+	switch s := s.(type) {
+	case *avro.RefSchema:
+		if c := named[s.Schema().FullName()]; c != nil {
+			return &avroCodec{
+				enc: func(dst []byte, v any) ([]byte, error) { return c.enc(dst, v) },
+				dec: func(r *avroReader) (any, error) { return c.dec(r) },
+			}, nil
+		}
+		return compileNode(s.Schema(), named)
+	case *avro.NullSchema:
+		return &avroCodec{
+			enc: func(dst []byte, v any) ([]byte, error) {
+				if v != nil {
+					return dst, fmt.Errorf("null: have %T", v)
+				}
+				return dst, nil
+			},
+			dec: func(*avroReader) (any, error) { return nil, nil },
+		}, nil
+	case *avro.PrimitiveSchema:
+		return compilePrimitive(s)
+	case *avro.RecordSchema:
+		return compileRecord(s, named)
+	case *avro.EnumSchema:
+		syms := s.Symbols()
+		index := make(map[string]int, len(syms))
+		for i, sym := range syms {
+			index[sym] = i
+		}
+		return &avroCodec{
+			enc: func(dst []byte, v any) ([]byte, error) {
+				str, ok := v.(string)
+				if !ok {
+					return dst, fmt.Errorf("enum %s: want a string, have %T", s.FullName(), v)
+				}
+				i, ok := index[str]
+				if !ok {
+					return dst, fmt.Errorf("enum %s: %q is not a symbol", s.FullName(), str)
+				}
+				return binary.AppendVarint(dst, int64(i)), nil
+			},
+			dec: func(r *avroReader) (any, error) {
+				i, err := r.long()
+				if err != nil {
+					return nil, err
+				}
+				if i < 0 || i >= int64(len(syms)) {
+					return nil, fmt.Errorf("enum %s: index %d out of range", s.FullName(), i)
+				}
+				return syms[i], nil
+			},
+		}, nil
+	case *avro.FixedSchema:
+		return compileFixed(s)
+	case *avro.ArraySchema:
+		items, err := compileNode(s.Items(), named)
+		if err != nil {
+			return nil, err
+		}
+		return &avroCodec{
+			enc: func(dst []byte, v any) ([]byte, error) {
+				a, ok := v.([]any)
+				if !ok {
+					if v == nil {
+						return append(dst, 0), nil
+					}
+					return dst, fmt.Errorf("array: want []any, have %T", v)
+				}
+				if len(a) > 0 {
+					dst = binary.AppendVarint(dst, int64(len(a)))
+					for i, e := range a {
+						var err error
+						if dst, err = items.enc(dst, e); err != nil {
+							return dst, fmt.Errorf("[%d]: %w", i, err)
+						}
+					}
+				}
+				return append(dst, 0), nil
+			},
+			dec: func(r *avroReader) (any, error) {
+				out := []any{}
+				err := r.blocks(func() error {
+					e, err := items.dec(r)
+					out = append(out, e)
+					return err
+				})
+				return out, err
+			},
+		}, nil
+	case *avro.MapSchema:
+		vals, err := compileNode(s.Values(), named)
+		if err != nil {
+			return nil, err
+		}
+		return &avroCodec{
+			enc: func(dst []byte, v any) ([]byte, error) {
+				var err error
+				switch m := v.(type) {
+				case map[string]any:
+					if len(m) > 0 {
+						dst = binary.AppendVarint(dst, int64(len(m)))
+						for k, e := range m {
+							dst = appendAvroString(dst, k)
+							if dst, err = vals.enc(dst, e); err != nil {
+								return dst, fmt.Errorf("[%q]: %w", k, err)
+							}
+						}
+					}
+				case map[string]string:
+					if len(m) > 0 {
+						dst = binary.AppendVarint(dst, int64(len(m)))
+						for k, e := range m {
+							dst = appendAvroString(dst, k)
+							if dst, err = vals.enc(dst, e); err != nil {
+								return dst, fmt.Errorf("[%q]: %w", k, err)
+							}
+						}
+					}
+				case nil:
+				default:
+					return dst, fmt.Errorf("map: want map[string]any, have %T", v)
+				}
+				return append(dst, 0), nil
+			},
+			dec: func(r *avroReader) (any, error) {
+				out := map[string]any{}
+				err := r.blocks(func() error {
+					k, err := r.str()
+					if err != nil {
+						return err
+					}
+					e, err := vals.dec(r)
+					out[k] = e
+					return err
+				})
+				return out, err
+			},
+		}, nil
+	case *avro.UnionSchema:
+		return compileUnion(s, named)
+	}
+	return nil, fmt.Errorf("avro: schema type %s is not supported", s.Type())
+}
+
+func compileRecord(s *avro.RecordSchema, named map[string]*avroCodec) (*avroCodec, error) {
+	c := &avroCodec{}
+	named[s.FullName()] = c
+	type fieldCodec struct {
+		name   string
+		codec  *avroCodec
+		def    any
+		hasDef bool
+	}
+	fields := make([]fieldCodec, len(s.Fields()))
+	for i, f := range s.Fields() {
+		fc, err := compileNode(f.Type(), named)
+		if err != nil {
+			return nil, fmt.Errorf("%s.%s: %w", s.FullName(), f.Name(), err)
+		}
+		fields[i] = fieldCodec{name: f.Name(), codec: fc, hasDef: f.HasDefault()}
+		if f.HasDefault() {
+			fields[i].def = f.Default()
+		}
+	}
+	c.enc = func(dst []byte, v any) ([]byte, error) {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return dst, fmt.Errorf("record %s: want a map, have %T", s.FullName(), v)
+		}
+		for i := range fields {
+			f := &fields[i]
+			fv, ok := m[f.name]
+			if !ok {
+				if !f.hasDef {
+					return dst, fmt.Errorf("record %s: field %s is missing and has no default", s.FullName(), f.name)
+				}
+				fv = f.def
+			}
+			var err error
+			if dst, err = f.codec.enc(dst, fv); err != nil {
+				return dst, fmt.Errorf("%s: %w", f.name, err)
+			}
+		}
+		return dst, nil
+	}
+	c.dec = func(r *avroReader) (any, error) {
+		if r.depth++; r.depth > maxAvroDepth {
+			return nil, fmt.Errorf("avro: records nest deeper than %d", maxAvroDepth)
+		}
+		defer func() { r.depth-- }()
+		m := make(map[string]any, len(fields))
+		for i := range fields {
+			v, err := fields[i].codec.dec(r)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", fields[i].name, err)
+			}
+			m[fields[i].name] = v
+		}
+		return m, nil
+	}
+	return c, nil
+}
+
+const maxAvroDepth = 256
+
+func compileUnion(s *avro.UnionSchema, named map[string]*avroCodec) (*avroCodec, error) {
+	types := s.Types()
+	codecs := make([]*avroCodec, len(types))
+	null, only := -1, -1
+	for i, t := range types {
+		c, err := compileNode(t, named)
+		if err != nil {
+			return nil, err
+		}
+		codecs[i] = c
+		if t.Type() == avro.Null {
+			null = i
+		} else if only == -1 {
+			only = i
+		} else {
+			only = -2 // several non-null branches
+		}
+	}
+	return &avroCodec{
+		enc: func(dst []byte, v any) ([]byte, error) {
+			i := -1
+			switch {
+			case v == nil:
+				i = null
+			case only >= 0:
+				i = only
+			default:
+				for j, t := range types {
+					if fits(t, v) {
+						i = j
+						break
+					}
+				}
+			}
+			if i < 0 {
+				return dst, fmt.Errorf("no branch of union %s takes a %T", s.String(), v)
+			}
+			dst = binary.AppendVarint(dst, int64(i))
+			return codecs[i].enc(dst, v)
+		},
+		dec: func(r *avroReader) (any, error) {
+			i, err := r.long()
+			if err != nil {
+				return nil, err
+			}
+			if i < 0 || i >= int64(len(codecs)) {
+				return nil, fmt.Errorf("union: branch %d out of range", i)
+			}
+			return codecs[i].dec(r)
+		},
+	}, nil
+}
+
+func compileFixed(s *avro.FixedSchema) (*avroCodec, error) {
+	size := s.Size()
+	if d, ok := s.Logical().(*avro.DecimalLogicalSchema); ok {
+		scale := d.Scale()
+		return &avroCodec{
+			enc: func(dst []byte, v any) ([]byte, error) {
+				n, err := unscaled(v, scale)
+				if err != nil {
+					return dst, err
+				}
+				b := twosComplement(n)
+				if len(b) > size {
+					return dst, fmt.Errorf("decimal: %v does not fit %d bytes", v, size)
+				}
+				pad := byte(0)
+				if n.Sign() < 0 {
+					pad = 0xff
+				}
+				for range size - len(b) {
+					dst = append(dst, pad)
+				}
+				return append(dst, b...), nil
+			},
+			dec: func(r *avroReader) (any, error) {
+				b, err := r.take(size)
+				if err != nil {
+					return nil, err
+				}
+				return ratOf(b, scale), nil
+			},
+		}, nil
+	}
+	return &avroCodec{
+		enc: func(dst []byte, v any) ([]byte, error) {
+			b, ok := v.([]byte)
+			if !ok || len(b) != size {
+				return dst, fmt.Errorf("fixed %s: want %d bytes, have %T", s.FullName(), size, v)
+			}
+			return append(dst, b...), nil
+		},
+		dec: func(r *avroReader) (any, error) {
+			b, err := r.take(size)
+			return append([]byte(nil), b...), err
+		},
+	}, nil
+}
+
+func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
+	var logical avro.LogicalType
+	if s.Logical() != nil {
+		logical = s.Logical().Type()
+	}
+	switch s.Type() {
+	case avro.Boolean:
+		return &avroCodec{
+			enc: func(dst []byte, v any) ([]byte, error) {
+				b, ok := v.(bool)
+				if !ok {
+					return dst, fmt.Errorf("boolean: have %T", v)
+				}
+				if b {
+					return append(dst, 1), nil
+				}
+				return append(dst, 0), nil
+			},
+			dec: func(r *avroReader) (any, error) {
+				b, err := r.take(1)
+				if err != nil {
+					return nil, err
+				}
+				return b[0] != 0, nil
+			},
+		}, nil
+	case avro.Int:
+		return compileInt(logical), nil
+	case avro.Long:
+		return compileLong(logical), nil
+	case avro.Float:
+		return &avroCodec{
+			enc: func(dst []byte, v any) ([]byte, error) {
+				f, ok := toFloat(v)
+				if !ok {
+					return dst, fmt.Errorf("float: have %T", v)
+				}
+				return binary.LittleEndian.AppendUint32(dst, math.Float32bits(float32(f))), nil
+			},
+			dec: func(r *avroReader) (any, error) {
+				b, err := r.take(4)
+				if err != nil {
+					return nil, err
+				}
+				return math.Float32frombits(binary.LittleEndian.Uint32(b)), nil
+			},
+		}, nil
+	case avro.Double:
+		return &avroCodec{
+			enc: func(dst []byte, v any) ([]byte, error) {
+				f, ok := toFloat(v)
+				if !ok {
+					return dst, fmt.Errorf("double: have %T", v)
+				}
+				return binary.LittleEndian.AppendUint64(dst, math.Float64bits(f)), nil
+			},
+			dec: func(r *avroReader) (any, error) {
+				b, err := r.take(8)
+				if err != nil {
+					return nil, err
+				}
+				return math.Float64frombits(binary.LittleEndian.Uint64(b)), nil
+			},
+		}, nil
+	case avro.String:
+		return &avroCodec{
+			enc: func(dst []byte, v any) ([]byte, error) {
+				switch x := v.(type) {
+				case string:
+					return appendAvroString(dst, x), nil
+				case []byte:
+					return appendAvroString(dst, string(x)), nil
+				}
+				return dst, fmt.Errorf("string: have %T", v)
+			},
+			dec: func(r *avroReader) (any, error) { return r.str() },
+		}, nil
+	case avro.Bytes:
+		if d, ok := s.Logical().(*avro.DecimalLogicalSchema); ok {
+			scale := d.Scale()
+			return &avroCodec{
+				enc: func(dst []byte, v any) ([]byte, error) {
+					n, err := unscaled(v, scale)
+					if err != nil {
+						return dst, err
+					}
+					b := twosComplement(n)
+					dst = binary.AppendVarint(dst, int64(len(b)))
+					return append(dst, b...), nil
+				},
+				dec: func(r *avroReader) (any, error) {
+					b, err := r.bytes()
+					if err != nil {
+						return nil, err
+					}
+					return ratOf(b, scale), nil
+				},
+			}, nil
+		}
+		return &avroCodec{
+			enc: func(dst []byte, v any) ([]byte, error) {
+				switch x := v.(type) {
+				case []byte:
+					dst = binary.AppendVarint(dst, int64(len(x)))
+					return append(dst, x...), nil
+				case string:
+					return appendAvroString(dst, x), nil
+				}
+				return dst, fmt.Errorf("bytes: have %T", v)
+			},
+			dec: func(r *avroReader) (any, error) {
+				b, err := r.bytes()
+				return append([]byte(nil), b...), err
+			},
+		}, nil
+	}
+	return nil, fmt.Errorf("avro: primitive %s is not supported", s.Type())
+}
+
+func compileInt(logical avro.LogicalType) *avroCodec {
+	return &avroCodec{
+		enc: func(dst []byte, v any) ([]byte, error) {
+			var n int64
+			switch x := v.(type) {
+			case time.Time:
+				if logical != avro.Date {
+					return dst, fmt.Errorf("int: have a time")
+				}
+				n = int64(math.Floor(float64(x.Unix()) / 86400))
+			case time.Duration:
+				n = x.Milliseconds()
+			default:
+				var ok bool
+				if n, ok = toInt(v); !ok {
+					return dst, fmt.Errorf("int: have %T", v)
+				}
+			}
+			if n < math.MinInt32 || n > math.MaxInt32 {
+				return dst, fmt.Errorf("int: %d is out of range", n)
+			}
+			return binary.AppendVarint(dst, n), nil
+		},
+		dec: func(r *avroReader) (any, error) {
+			n, err := r.long()
+			if err != nil {
+				return nil, err
+			}
+			if n < math.MinInt32 || n > math.MaxInt32 {
+				return nil, fmt.Errorf("int: %d is out of range", n)
+			}
+			switch logical {
+			case avro.Date:
+				return time.Unix(n*86400, 0).UTC(), nil
+			case avro.TimeMillis:
+				return time.Duration(n) * time.Millisecond, nil
+			}
+			return int(n), nil
+		},
+	}
+}
+
+func compileLong(logical avro.LogicalType) *avroCodec {
+	return &avroCodec{
+		enc: func(dst []byte, v any) ([]byte, error) {
+			var n int64
+			switch x := v.(type) {
+			case int64:
+				n = x
+			case time.Time:
+				switch logical {
+				case avro.TimestampMillis, avro.LocalTimestampMillis:
+					n = x.UnixMilli()
+				case avro.TimestampMicros, avro.LocalTimestampMicros:
+					n = x.UnixMicro()
+				default:
+					return dst, fmt.Errorf("long: have a time")
+				}
+			case time.Duration:
+				n = x.Microseconds()
+			default:
+				var ok bool
+				if n, ok = toInt(v); !ok {
+					return dst, fmt.Errorf("long: have %T", v)
+				}
+			}
+			return binary.AppendVarint(dst, n), nil
+		},
+		dec: func(r *avroReader) (any, error) {
+			n, err := r.long()
+			if err != nil {
+				return nil, err
+			}
+			switch logical {
+			case avro.TimestampMillis, avro.LocalTimestampMillis:
+				return time.UnixMilli(n).UTC(), nil
+			case avro.TimestampMicros, avro.LocalTimestampMicros:
+				return time.UnixMicro(n).UTC(), nil
+			case avro.TimeMicros:
+				return time.Duration(n) * time.Microsecond, nil
+			}
+			return n, nil
+		},
+	}
+}
+
+func toInt(v any) (int64, bool) {
+	switch x := v.(type) {
+	case int64:
+		return x, true
+	case int:
+		return int64(x), true
+	case int32:
+		return int64(x), true
+	case int16:
+		return int64(x), true
+	case int8:
+		return int64(x), true
+	case uint8:
+		return int64(x), true
+	case uint16:
+		return int64(x), true
+	case uint32:
+		return int64(x), true
+	case float64: // JSON numbers
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+			return int64(x), true
+		}
+	}
+	return 0, false
+}
+
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case float32:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case int:
+		return float64(x), true
+	case int32:
+		return float64(x), true
+	}
+	return 0, false
+}
+
+// unscaled is v * 10^scale as an integer: v a *big.Rat, a decimal string
+// or an integer; a value with more digits than the scale is refused.
+func unscaled(v any, scale int) (*big.Int, error) {
+	var r *big.Rat
+	switch x := v.(type) {
+	case *big.Rat:
+		r = x
+	case string:
+		var ok bool
+		if r, ok = new(big.Rat).SetString(strings.TrimSpace(x)); !ok {
+			return nil, fmt.Errorf("decimal: %q is not a number", x)
+		}
+	case big.Rat:
+		r = &x
+	default:
+		n, ok := toInt(v)
+		if !ok {
+			return nil, fmt.Errorf("decimal: have %T", v)
+		}
+		r = new(big.Rat).SetInt64(n)
+	}
+	s := new(big.Rat).Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale)), nil)))
+	if !s.IsInt() {
+		return nil, fmt.Errorf("decimal: %s has more than %d digits after the point", r.FloatString(scale+4), scale)
+	}
+	return s.Num(), nil
+}
+
+// twosComplement is n as big-endian two's complement in the fewest bytes.
+func twosComplement(n *big.Int) []byte {
+	if n.Sign() >= 0 {
+		b := n.Bytes()
+		if len(b) == 0 || b[0]&0x80 != 0 {
+			b = append([]byte{0}, b...)
+		}
+		return b
+	}
+	// -n - 1, inverted
+	m := new(big.Int).Neg(n)
+	m.Sub(m, big.NewInt(1))
+	b := m.Bytes()
+	for i := range b {
+		b[i] = ^b[i]
+	}
+	if len(b) == 0 || b[0]&0x80 == 0 {
+		b = append([]byte{0xff}, b...)
+	}
+	return b
+}
+
+func ratOf(b []byte, scale int) *big.Rat {
+	n := new(big.Int).SetBytes(b)
+	if len(b) > 0 && b[0]&0x80 != 0 {
+		n.Sub(n, new(big.Int).Lsh(big.NewInt(1), uint(len(b)*8)))
+	}
+	return new(big.Rat).SetFrac(n, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale)), nil))
+}
+
+func appendAvroString(dst []byte, s string) []byte {
+	dst = binary.AppendVarint(dst, int64(len(s)))
+	return append(dst, s...)
+}
+
+// avroReader reads Avro binary with bounds checks.
+type avroReader struct {
+	b     []byte
+	i     int
+	depth int
+}
+
+func (r *avroReader) long() (int64, error) {
+	v, n := binary.Varint(r.b[r.i:])
+	if n <= 0 {
+		return 0, errShortAvro
+	}
+	r.i += n
+	return v, nil
+}
+
+func (r *avroReader) take(n int) ([]byte, error) {
+	if n < 0 || n > len(r.b)-r.i {
+		return nil, errShortAvro
+	}
+	b := r.b[r.i : r.i+n]
+	r.i += n
+	return b, nil
+}
+
+func (r *avroReader) bytes() ([]byte, error) {
+	n, err := r.long()
+	if err != nil {
+		return nil, err
+	}
+	if n < 0 || n > int64(len(r.b)-r.i) {
+		return nil, errShortAvro
+	}
+	return r.take(int(n))
+}
+
+func (r *avroReader) str() (string, error) {
+	b, err := r.bytes()
+	return string(b), err
+}
+
+// blocks reads the blocks of an array or map, calling item per item.
+func (r *avroReader) blocks(item func() error) error {
+	for {
+		n, err := r.long()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if n < 0 {
+			n = -n
+			if _, err := r.long(); err != nil { // the block's size in bytes
+				return err
+			}
+		}
+		// Items of most types take a byte or more; null takes none. Bound
+		// the count so a corrupt one cannot make us loop for ages.
+		if n > int64(len(r.b)-r.i)+1<<20 {
+			return errShortAvro
+		}
+		for range n {
+			if err := item(); err != nil {
+				return err
+			}
+		}
+	}
+}
