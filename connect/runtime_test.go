@@ -41,6 +41,14 @@ func testCatalog(t testing.TB) *connect.Catalog {
         default: ""
         secret: true
         doc: A secret that must never be shown.
+  - name: flaky-source
+    kind: source
+    description: Fails its first polls, then hands out one record a poll.
+    params:
+      - name: failures
+        type: int
+        default: 3
+        doc: Polls that fail, over all restarts.
   - name: replay-source
     kind: source
     description: Hands out records the test made beforehand, in batches, so a benchmark measures the runtime without a generator.
@@ -89,6 +97,7 @@ func (s *testSink) Write(_ context.Context, recs []connect.Record) error {
 
 type harness struct {
 	replay []connect.Record // what replay-source hands out
+	polls  int              // flaky-source's polls over all its lives
 	dir    string
 	log    *elog.Log
 	reg    *registry.Registry
@@ -123,6 +132,9 @@ func start(t testing.TB, dir, yaml string, replay ...connect.Record) *harness {
 	plugins := connect.Plugins{
 		Sources: map[string]func(connect.Params, connect.Env) (connect.Source, error){
 			"datagen-source": datagen.New,
+			"flaky-source": func(p connect.Params, _ connect.Env) (connect.Source, error) {
+				return &flakySource{h: h, failures: int(p.Int("failures"))}, nil
+			},
 			"replay-source": func(p connect.Params, _ connect.Env) (connect.Source, error) {
 				return &replaySource{recs: h.replay, batch: int(p.Int("batch_size"))}, nil
 			},
@@ -653,3 +665,92 @@ func (s *replaySource) Poll(ctx context.Context) ([]connect.Record, error) {
 
 func (s *replaySource) Commit(context.Context, []byte) error { return nil }
 func (s *replaySource) Close() error                         { return nil }
+
+// flakySource fails its first polls (over restarts), then works.
+type flakySource struct {
+	h        *harness
+	failures int
+	n        uint64
+}
+
+func (s *flakySource) Open(_ context.Context, pos []byte) error {
+	if len(pos) == 8 {
+		s.n = binary.BigEndian.Uint64(pos) + 1
+	}
+	return nil
+}
+
+func (s *flakySource) Poll(ctx context.Context) ([]connect.Record, error) {
+	s.h.mu.Lock()
+	s.h.polls++
+	failing := s.h.polls <= s.failures
+	s.h.mu.Unlock()
+	if failing {
+		return nil, errors.New("the database went away")
+	}
+	time.Sleep(5 * time.Millisecond)
+	pos := binary.BigEndian.AppendUint64(nil, s.n)
+	s.n++
+	return []connect.Record{{Topic: "flaky", Key: "k", Value: fmt.Sprint(s.n), Position: pos}}, nil
+}
+
+func (s *flakySource) Commit(context.Context, []byte) error { return nil }
+func (s *flakySource) Close() error                       { return nil }
+
+// A task that fails restarts with exponential backoff and recovers; one
+// that keeps failing past errors.retry_timeout stays FAILED with its error,
+// and restarting it brings it back.
+func TestTaskRetriesWithBackoff(t *testing.T) {
+	h := start(t, t.TempDir(), `
+connectors:
+  - name: flaky
+    plugin: flaky-source
+    config: {failures: 4}
+    errors: {retry_timeout: 1m, retry_max_delay: 200ms}
+`)
+	sawRestarting := false
+	waitFor(t, "records after the failures", 20*time.Second, func() bool {
+		if s, tr := taskState(t, h.w, "flaky"); s == connect.StateRestarting && strings.Contains(tr, "went away") {
+			sawRestarting = true
+		}
+		tp, err := h.log.Topic("flaky")
+		if err != nil {
+			return false
+		}
+		p, _ := tp.Partition(0)
+		return p.HighWatermark() >= 3
+	})
+	if s, _ := taskState(t, h.w, "flaky"); s != connect.StateRunning || !sawRestarting {
+		t.Fatalf("state %s, saw RESTARTING: %v", s, sawRestarting)
+	}
+	h.stop(t)
+
+	h = start(t, t.TempDir(), `
+connectors:
+  - name: flaky
+    plugin: flaky-source
+    config: {failures: 1000000}
+    errors: {retry_timeout: 600ms, retry_max_delay: 100ms}
+`)
+	waitFor(t, "FAILED after the retry timeout", 20*time.Second, func() bool {
+		s, _ := taskState(t, h.w, "flaky")
+		return s == connect.StateFailed
+	})
+	if _, tr := taskState(t, h.w, "flaky"); !strings.Contains(tr, "gave up after retrying for 600ms") || !strings.Contains(tr, "went away") {
+		t.Fatalf("trace: %s", tr)
+	}
+	h.mu.Lock()
+	polls := h.polls
+	h.polls = 1 << 30 // from now on the source works
+	h.mu.Unlock()
+	if polls < 3 || polls > 12 {
+		t.Fatalf("%d polls in 600ms of backoff from 100ms capped at 100ms", polls)
+	}
+	if err := h.w.Restart(context.Background(), "flaky"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "RUNNING after restart", 10*time.Second, func() bool {
+		s, _ := taskState(t, h.w, "flaky")
+		return s == connect.StateRunning
+	})
+}

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -152,5 +154,88 @@ func TestExampleConfigValidates(t *testing.T) {
 	os.WriteFile(path, []byte("data_dir: /tmp/x\napi:\n  # token: ${EDDY_TEST_SURELY_UNSET}\n  listen: \"127.0.0.1:1\" # port ${EDDY_TEST_SURELY_UNSET}\n"), 0o644)
 	if code := run(context.Background(), []string{"validate", "-c", path}, strings.NewReader(""), &out, &errb); code != 0 {
 		t.Fatalf("commented variable: exit %d: %s", code, errb.String())
+	}
+}
+
+// eddy connectors against a running server: list, status, pause, resume,
+// restart, stop, offsets and their reset, with the token; errors exit 1.
+func TestConnectorsCommand(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := filepath.Join(dir, "eddy.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`data_dir: %s
+api: {listen: %q, token: s3cret}
+registry: {listen: "127.0.0.1:0"}
+connectors:
+  - name: gen
+    plugin: datagen-source
+    config: {rate: 500, tables: [orders], topic_prefix: c}
+  - name: out
+    plugin: file-sink
+    topics: [c.public.orders]
+    config: {path: %s}
+`, filepath.Join(dir, "data"), addr, filepath.Join(dir, "out.jsonl"))), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var errb bytes.Buffer
+	go func() { done <- run(ctx, []string{"run", "-c", cfg}, strings.NewReader(""), io.Discard, &errb) }()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("eddy run exited %d: %s", code, errb.String())
+		}
+	}()
+	server := []string{"--server", "http://" + addr, "--token", "s3cret"}
+	cli := func(args ...string) result {
+		return eddy(t, "", append(append([]string{"connectors"}, args...), server...)...)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := cli("list")
+		if r.code == 0 && strings.Contains(r.stdout, "gen") && strings.Contains(r.stdout, "RUNNING") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("list: %+v; server: %s", r, errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out := must(t, cli("status", "gen")); !strings.Contains(out, "Connector: gen (source)") || !strings.Contains(out, "State: RUNNING") {
+		t.Fatalf("status: %s", out)
+	}
+	must(t, cli("pause", "gen"))
+	for deadline = time.Now().Add(10 * time.Second); !strings.Contains(must(t, cli("status", "gen")), "Task 0: PAUSED"); {
+		if time.Now().After(deadline) {
+			t.Fatal("never PAUSED")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	must(t, cli("resume", "gen"))
+	must(t, cli("restart", "out"))
+	if r := cli("offsets", "gen", "--reset"); r.code != 1 || !strings.Contains(r.stderr, "must be stopped") {
+		t.Fatalf("reset while running: %+v", r)
+	}
+	must(t, cli("stop", "gen"))
+	if out := must(t, cli("offsets", "gen")); !strings.Contains(out, `"position"`) {
+		t.Fatalf("offsets: %s", out)
+	}
+	must(t, cli("offsets", "gen", "--reset"))
+	if out := must(t, cli("offsets", "gen")); !strings.Contains(out, `"offsets": []`) {
+		t.Fatalf("offsets after reset: %s", out)
+	}
+	if out := must(t, cli("offsets", "out")); !strings.Contains(out, `"kafka_topic": "c.public.orders"`) {
+		t.Fatalf("sink offsets: %s", out)
+	}
+	if r := cli("status", "nope"); r.code != 1 || !strings.Contains(r.stderr, "unknown connector") {
+		t.Fatalf("unknown connector: %+v", r)
+	}
+	if r := eddy(t, "", "connectors", "list", "--server", "http://"+addr); r.code != 1 || !strings.Contains(r.stderr, "unauthorized") {
+		t.Fatalf("no token: %+v", r)
+	}
+	if r := eddy(t, "", "connectors", "list", "--data-dir", dir); r.code != 2 {
+		t.Fatalf("--data-dir: %+v", r)
+	}
+	if strings.Contains(errb.String(), "s3cret") {
+		t.Fatal("the token was logged")
 	}
 }
