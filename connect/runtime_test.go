@@ -695,7 +695,7 @@ func (s *flakySource) Poll(ctx context.Context) ([]connect.Record, error) {
 }
 
 func (s *flakySource) Commit(context.Context, []byte) error { return nil }
-func (s *flakySource) Close() error                       { return nil }
+func (s *flakySource) Close() error                         { return nil }
 
 // A task that fails restarts with exponential backoff and recovers; one
 // that keeps failing past errors.retry_timeout stays FAILED with its error,
