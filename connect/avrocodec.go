@@ -2,6 +2,7 @@ package connect
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -569,6 +570,9 @@ func toInt(v any) (int64, bool) {
 		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
 			return int64(x), true
 		}
+	case json.Number:
+		n, err := x.Int64()
+		return n, err == nil
 	}
 	return 0, false
 }
@@ -585,6 +589,9 @@ func toFloat(v any) (float64, bool) {
 		return float64(x), true
 	case int32:
 		return float64(x), true
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
 	}
 	return 0, false
 }

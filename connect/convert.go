@@ -1,6 +1,7 @@
 package connect
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -85,11 +86,7 @@ func (c *Converter) encodeOne(ctx context.Context, topic, suffix string, schema 
 		}
 	}
 	if c.json || schema == nil {
-		b, err := json.Marshal(jsonValue(v))
-		if err != nil {
-			return buf, err
-		}
-		return append(buf, b...), nil
+		return AppendJSON(buf, v, schema)
 	}
 	id, err := c.serde.Register(ctx, topic+suffix, schema)
 	if err != nil {
@@ -145,8 +142,12 @@ func (c *Converter) decodeOne(ctx context.Context, data []byte) (any, avro.Schem
 		}
 		return v, s, nil
 	case json.Valid(data):
+		// Numbers stay json.Number, so a long survives exactly and is
+		// written back as it came.
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
 		var v any
-		if err := json.Unmarshal(data, &v); err == nil {
+		if err := dec.Decode(&v); err == nil {
 			return v, nil, nil
 		}
 	}
@@ -179,40 +180,10 @@ func fits(s avro.Schema, v any) bool {
 		return s.Type() == avro.Long || s.Type() == avro.Int
 	case *big.Rat:
 		return s.Type() == avro.Bytes || s.Type() == avro.Fixed
+	case json.Number:
+		return s.Type() == avro.Long || s.Type() == avro.Int || s.Type() == avro.Double || s.Type() == avro.Float
 	}
 	return false
-}
-
-// JSONValue makes a decoded value JSON-friendly, in place: decimals
-// (*big.Rat) become exact strings.
-func JSONValue(v any) any { return jsonValue(v) }
-
-// jsonValue makes a decoded value JSON-friendly: decimals as strings with
-// their digits, bytes stay base64 (encoding/json's choice), times RFC 3339.
-func jsonValue(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			if r, ok := e.(*big.Rat); ok {
-				x[k] = ratString(r)
-			} else if _, nested := e.(map[string]any); nested {
-				jsonValue(e)
-			} else if _, nested := e.([]any); nested {
-				jsonValue(e)
-			}
-		}
-	case []any:
-		for i, e := range x {
-			if r, ok := e.(*big.Rat); ok {
-				x[i] = ratString(r)
-			} else {
-				jsonValue(e)
-			}
-		}
-	case *big.Rat:
-		return ratString(x)
-	}
-	return v
 }
 
 // ratString renders a decimal exactly. An Avro decimal is an integer over

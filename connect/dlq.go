@@ -2,7 +2,6 @@ package connect
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -102,7 +101,7 @@ func rawOrJSON(v any) ([]byte, error) {
 	case string:
 		return []byte(x), nil
 	}
-	return json.Marshal(jsonValue(v))
+	return AppendJSON(nil, v, nil)
 }
 
 // errorClass is the Go type of the innermost error, the closest thing to

@@ -40,6 +40,8 @@ func AppendJSON(dst []byte, v any, s avro.Schema) ([]byte, error) {
 		return appendJSONFloat(dst, x, 64), nil
 	case float32:
 		return appendJSONFloat(dst, float64(x), 32), nil
+	case json.Number:
+		return append(dst, x...), nil
 	case []byte:
 		dst = append(dst, '"')
 		dst = base64.StdEncoding.AppendEncode(dst, x)

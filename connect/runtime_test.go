@@ -221,13 +221,19 @@ connectors:
     config: {path: %s}
 `
 
-// datagen -> log (Avro) -> file: every event exactly once, in per-key
-// order, and the offsets of both connectors where they should be.
+// datagen -> log (Avro, or JSON) -> file: every event exactly once, in
+// per-key order, and the offsets of both connectors where they should be.
 func TestDatagenToFile(t *testing.T) {
+	for _, format := range []string{"avro", "json"} {
+		t.Run(format, func(t *testing.T) { testDatagenToFile(t, format) })
+	}
+}
+
+func testDatagenToFile(t *testing.T, format string) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.jsonl")
 	const n = 3000
-	h := start(t, dir, fmt.Sprintf(genSink, n, out))
+	h := start(t, dir, strings.Replace(fmt.Sprintf(genSink, n, out), "topic_prefix: t}", "topic_prefix: t, format: "+format+"}", 1))
 	want, err := datagencheck.Expected(h.params(t, "gen"), n)
 	if err != nil {
 		t.Fatal(err)
@@ -266,6 +272,9 @@ func TestDatagenToFile(t *testing.T) {
 	recs, _ := elog.DecodeBatches(nil, res.Data, 0)
 	if len(recs) == 0 || string(header(recs[0], connect.HeaderConnector)) != "gen" || len(header(recs[0], connect.HeaderPosition)) != 9 {
 		t.Fatalf("first record's headers: %+v", recs[0].Headers)
+	}
+	if avro := recs[0].Value[0] == 0; avro != (format == "avro") {
+		t.Fatalf("format %s, but the value starts with %q", format, recs[0].Value[:8])
 	}
 }
 

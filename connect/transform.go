@@ -2,7 +2,6 @@ package connect
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/hamba/avro/v2"
 )
@@ -280,6 +279,3 @@ func newRename(p Params) (*fieldEdit, error) {
 	fe.typeOf = func(f *avro.Field, to string) (string, avro.Schema, bool) { return to, f.Type(), true }
 	return fe, nil
 }
-
-// joinPath renders a dotted path for messages.
-func joinPath(p []string) string { return strings.Join(p, ".") }
