@@ -104,34 +104,31 @@ func nonNullOrNil(s avro.Schema) avro.Schema {
 	return nonNull(s)
 }
 
-// followsSchema reports whether m holds exactly the fields of rs.
-func followsSchema(m map[string]any, rs *avro.RecordSchema) bool {
-	if len(rs.Fields()) != len(m) {
-		return false
-	}
-	for _, f := range rs.Fields() {
-		if _, ok := m[f.Name()]; !ok {
-			return false
-		}
-	}
-	return true
-}
-
 func appendJSONObject(dst []byte, m map[string]any, s avro.Schema) ([]byte, error) {
 	var err error
+	start := len(dst)
 	dst = append(dst, '{')
-	if rs, ok := nonNullOrNil(s).(*avro.RecordSchema); ok && followsSchema(m, rs) {
+	if rs, ok := nonNullOrNil(s).(*avro.RecordSchema); ok && len(rs.Fields()) == len(m) {
+		complete := true
 		for i, f := range rs.Fields() {
+			fv, ok := m[f.Name()]
+			if !ok {
+				complete = false // the value does not follow its schema: render what it holds
+				break
+			}
 			if i > 0 {
 				dst = append(dst, ',')
 			}
 			dst = appendJSONString(dst, f.Name())
 			dst = append(dst, ':')
-			if dst, err = AppendJSON(dst, m[f.Name()], nonNull(f.Type())); err != nil {
+			if dst, err = AppendJSON(dst, fv, nonNull(f.Type())); err != nil {
 				return dst, err
 			}
 		}
-		return append(dst, '}'), nil
+		if complete {
+			return append(dst, '}'), nil
+		}
+		dst = append(dst[:start], '{')
 	}
 	keys := make([]string, 0, len(m))
 	for k := range m {
