@@ -265,7 +265,7 @@ func compileUnion(s *avro.UnionSchema, named map[string]*avroCodec) (*avroCodec,
 		enc: func(dst []byte, v any) ([]byte, error) {
 			i := -1
 			switch {
-			case v == nil:
+			case isNull(v):
 				i = null
 			case only >= 0:
 				i = only
@@ -294,6 +294,19 @@ func compileUnion(s *avro.UnionSchema, named map[string]*avroCodec) (*avroCodec,
 			return codecs[i].dec(r)
 		},
 	}, nil
+}
+
+// isNull is nil, or a nil map or slice of the value model in an interface.
+func isNull(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		return x == nil
+	case []any:
+		return x == nil
+	}
+	return false
 }
 
 func compileFixed(s *avro.FixedSchema) (*avroCodec, error) {

@@ -211,7 +211,7 @@ func (c *Config) checkConnectors(path string, cat *Catalog) error {
 		}
 		p := cat.Plugin(cs.Plugin)
 		if p == nil || (p.Kind != KindSource && p.Kind != KindSink) {
-			what := "unknown plugin"
+			what := "not a known plugin"
 			if p != nil {
 				what = "a " + p.Kind + ", not a connector plugin"
 			}

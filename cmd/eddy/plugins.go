@@ -4,6 +4,7 @@ import (
 	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/sinks/file"
 	"github.com/eddy-cdc/eddy/sources/datagen"
+	"github.com/eddy-cdc/eddy/sources/postgres"
 )
 
 // builtinPlugins are the implementations behind plugins.yaml's sources and
@@ -11,7 +12,8 @@ import (
 func builtinPlugins() connect.Plugins {
 	return connect.Plugins{
 		Sources: map[string]func(connect.Params, connect.Env) (connect.Source, error){
-			"datagen-source": datagen.New,
+			"datagen-source":  datagen.New,
+			"postgres-source": postgres.New,
 		},
 		Sinks: map[string]func(connect.Params, connect.Env) (connect.Sink, error){
 			"file-sink": file.New,

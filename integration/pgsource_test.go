@@ -1,0 +1,327 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eddy-cdc/eddy/connect"
+	elog "github.com/eddy-cdc/eddy/log"
+	"github.com/eddy-cdc/eddy/registry"
+	"github.com/eddy-cdc/eddy/sources/postgres"
+)
+
+// testDB creates a database of its own for a test and drops it (and any
+// slot left in it) after.
+func testDB(t *testing.T) (dsn string, conn *pgx.Conn) {
+	t.Helper()
+	requireService(t, "PostgreSQL", "127.0.0.1:5432")
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, postgresDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("eddy_it_%d_%d", time.Now().UnixNano()%1e9, rand.IntN(1e6))
+	if _, err := admin.Exec(ctx, "create database "+name); err != nil {
+		t.Fatal(err)
+	}
+	dsn = strings.Replace(postgresDSN, "/postgres?", "/"+name+"?", 1)
+	conn, err = pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close(ctx)
+		admin.Exec(ctx, "select pg_terminate_backend(active_pid) from pg_replication_slots where database = $1 and active_pid is not null", name)
+		admin.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = $1", name)
+		admin.Exec(ctx, "drop database "+name+" with (force)")
+		admin.Close(ctx)
+	})
+	return dsn, conn
+}
+
+// pipeline runs eddy's worker over a log in dir with the connectors of
+// yaml (postgres-source available).
+type pipeline struct {
+	log *elog.Log
+	w   *connect.Worker
+	reg *registry.Registry
+}
+
+func startPipeline(t *testing.T, dir, yaml string) *pipeline {
+	t.Helper()
+	path := filepath.Join(dir, "eddy.yaml")
+	os.WriteFile(path, []byte("data_dir: "+filepath.Join(dir, "data")+"\n"+yaml), 0o644)
+	cfg, err := connect.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := elog.Open(cfg.DataDir, elog.WithDefaults(cfg.LogDefaults()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	reg, err := registry.Open(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugins := connect.Plugins{Sources: map[string]func(connect.Params, connect.Env) (connect.Source, error){"postgres-source": postgres.New}}
+	w, err := connect.NewWorker(ctx, l, registry.NewSerde(registry.Local(reg)), plugins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cfg.Connectors {
+		if err := w.Add(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &pipeline{log: l, w: w, reg: reg}
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+func (p *pipeline) stop(t *testing.T) {
+	if p.w == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.w.Close(ctx); err != nil {
+		t.Error(err)
+	}
+	p.log.Close()
+	p.w = nil
+}
+
+// change is one decoded event of the log.
+type change struct {
+	op     string
+	before map[string]any
+	after  map[string]any
+	key    int64
+	snap   string
+}
+
+// readChanges decodes every record of topic, partition by partition in
+// offset order (a key lives in one partition, so per-key order holds).
+func (p *pipeline) readChanges(t *testing.T, topic string) []change {
+	t.Helper()
+	tp, err := p.log.Topic(topic)
+	if err != nil {
+		return nil
+	}
+	conv := connect.NewConverter(registry.NewSerde(registry.Local(p.reg)), "avro")
+	var out []change
+	for i := range tp.Partitions() {
+		part, _ := tp.Partition(i)
+		for off := part.LogStartOffset(); off < part.HighWatermark(); {
+			res, err := part.Fetch(off, 4<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, err := elog.DecodeBatches(nil, res.Data, off)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j := range recs {
+				r, err := conv.Decode(context.Background(), topic, i, &recs[j])
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := change{}
+				if k, ok := r.Key.(map[string]any); ok {
+					c.key = toInt64(k["id"])
+				}
+				if r.Value == nil {
+					c.op = "tombstone"
+				} else {
+					v := r.Value.(map[string]any)
+					c.op = v["op"].(string)
+					c.before, _ = v["before"].(map[string]any)
+					c.after, _ = v["after"].(map[string]any)
+					c.snap, _ = v["source"].(map[string]any)["snapshot"].(string)
+				}
+				out = append(out, c)
+			}
+			off = res.NextOffset
+		}
+	}
+	return out
+}
+
+func toInt64(v any) int64 {
+	switch x := v.(type) {
+	case int:
+		return int64(x)
+	case int32:
+		return int64(x)
+	case int64:
+		return x
+	}
+	return -1
+}
+
+// replay applies the changes to a table image, checking that every key's
+// version column goes up by exactly one from change to change: a change
+// missed leaves a gap, a change doubled repeats a version.
+func replay(t *testing.T, changes []change) map[int64]int64 {
+	t.Helper()
+	state := map[int64]int64{}
+	for _, c := range changes {
+		switch c.op {
+		case "r", "c":
+			if _, ok := state[c.key]; ok && c.op == "c" {
+				t.Fatalf("create of key %d, which exists", c.key)
+			}
+			v := toInt64(c.after["v"])
+			if c.op == "c" && v != 0 {
+				t.Fatalf("create of key %d at version %d", c.key, v)
+			}
+			if c.op == "r" {
+				if _, dup := state[c.key]; dup {
+					t.Fatalf("snapshot read key %d twice", c.key)
+				}
+			}
+			state[c.key] = v
+		case "u":
+			v := toInt64(c.after["v"])
+			if prev, ok := state[c.key]; !ok || v != prev+1 {
+				t.Fatalf("update of key %d to version %d after %d (present %v): a change missed or doubled", c.key, v, prev, ok)
+			}
+			state[c.key] = v
+		case "d":
+			if _, ok := state[c.key]; !ok {
+				t.Fatalf("delete of key %d, which does not exist", c.key)
+			}
+			delete(state, c.key)
+		}
+	}
+	return state
+}
+
+func tableImage(t *testing.T, conn *pgx.Conn) map[int64]int64 {
+	rows, err := conn.Query(context.Background(), "select id, v from orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	m := map[int64]int64{}
+	for rows.Next() {
+		var id, v int64
+		rows.Scan(&id, &v)
+		m[id] = v
+	}
+	return m
+}
+
+// writeLoad runs transactions of inserts, updates (v = v + 1) and deletes
+// for d, from a connection of its own.
+func writeLoad(t *testing.T, dsn string, d time.Duration, keys int) int {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	defer conn.Close(ctx)
+	rng := rand.New(rand.NewPCG(1, 2))
+	n := 0
+	for end := time.Now().Add(d); time.Now().Before(end); n++ {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Error(err)
+			return n
+		}
+		for range 1 + rng.IntN(4) {
+			id := 1 + rng.IntN(keys)
+			switch rng.IntN(10) {
+			case 0:
+				_, err = tx.Exec(ctx, "delete from orders where id = $1", id)
+			case 1, 2:
+				_, err = tx.Exec(ctx, "insert into orders (id, v, note) values ($1, 0, 'new') on conflict (id) do update set v = orders.v + 1", id)
+			default:
+				_, err = tx.Exec(ctx, "update orders set v = v + 1, note = md5(random()::text) where id = $1", id)
+			}
+			if err != nil {
+				t.Error(err)
+				tx.Rollback(ctx)
+				return n
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Error(err)
+			return n
+		}
+	}
+	return n
+}
+
+func pgSourceYAML(dsn, extra string) string {
+	return fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config:
+      dsn: %q
+      tables: [public.orders]
+      topic_prefix: shop
+      snapshot_chunk_rows: 700
+      batch_size: 500
+%s`, dsn, extra)
+}
+
+// A snapshot taken while writers change the table, then the stream: every
+// row and every change in the log exactly once, and the log's image of the
+// table equal to the table.
+func TestPostgresSnapshotThenStreamUnderWrites(t *testing.T) {
+	dsn, conn := testDB(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, `create table orders (id int primary key, v bigint not null, note text);
+		insert into orders select g, 0, 'initial' from generate_series(1, 5000) g`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int)
+	go func() { done <- writeLoad(t, dsn, 3*time.Second, 6000) }()
+	time.Sleep(200 * time.Millisecond) // the snapshot starts while the writers run
+	p := startPipeline(t, t.TempDir(), pgSourceYAML(dsn, ""))
+	txns := <-done
+	want := tableImage(t, conn)
+	var got map[int64]int64
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if st, _ := p.w.Status("pg"); st.Tasks[0].State == connect.StateFailed {
+			t.Fatalf("the connector failed: %s", st.Tasks[0].Trace)
+		}
+		changes := p.readChanges(t, "shop.public.orders")
+		got = replay(t, changes)
+		if len(got) == len(want) && fmt.Sprint(got) == fmt.Sprint(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			st, _ := p.w.Status("pg")
+			t.Fatalf("after %d transactions the log's image has %d rows, the table %d; status %+v", txns, len(got), len(want), st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	changes := p.readChanges(t, "shop.public.orders")
+	var reads, last int
+	for _, c := range changes {
+		if c.op == "r" {
+			reads++
+			if c.snap == "last" {
+				last++
+			}
+		}
+	}
+	if reads == 0 || last != 1 {
+		t.Fatalf("%d snapshot reads, %d marked last", reads, last)
+	}
+	t.Logf("%d transactions, %d events, %d snapshot reads", txns, len(changes), reads)
+}

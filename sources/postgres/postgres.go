@@ -1,0 +1,273 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/eddy-cdc/eddy/connect"
+)
+
+// Snapshot modes.
+const (
+	SnapshotInitial     = "initial"
+	SnapshotNever       = "never"
+	SnapshotInitialOnly = "initial_only"
+	SnapshotWhenNeeded  = "when_needed"
+)
+
+type config struct {
+	dsn               string
+	slot, publication string
+	tables, exclude   []string
+	snapshot          string
+	prefix            string
+	heartbeat         time.Duration
+	heartbeatQuery    string
+	toast             string
+	dropSlot          bool
+	batch             int
+	chunk             int
+}
+
+// Source captures changes of the configured tables; see the package doc.
+type Source struct {
+	cfg  config
+	name string
+	log  *slog.Logger
+	user string
+	db   string
+
+	conn   *pgx.Conn      // catalog, snapshot, heartbeats
+	repl   *pgconn.PgConn // the replication protocol
+	order  []*table
+	byName map[string]*table
+	byRel  map[uint32]*table
+
+	snap *snapshot // set while the initial snapshot runs
+	done bool      // initial_only, after its snapshot
+
+	// Streaming.
+	streaming   bool
+	resumeAfter []byte // records at or before this are in the log
+	txn         txnState
+	completed   []txnEnd // transactions whose records were all emitted
+	latestEnd   pglogrepl.LSN
+	emitted     []byte // last position handed out
+	committed   []byte // last position the runtime committed
+	confirmed   pglogrepl.LSN
+	nextStatus  time.Time
+	nextBeat    time.Time
+}
+
+type txnState struct {
+	open       bool
+	finalLSN   pglogrepl.LSN
+	xid        uint32
+	commitTime time.Time
+	seq        uint64
+	emitted    bool
+}
+
+// txnEnd is a transaction whose last record has been emitted: once that
+// record is committed, the slot may be confirmed up to end.
+type txnEnd struct {
+	last []byte
+	end  pglogrepl.LSN
+}
+
+// New builds the source from validated params.
+func New(p connect.Params, env connect.Env) (connect.Source, error) {
+	cfg := config{
+		dsn: p.String("dsn"), slot: p.String("slot"), publication: p.String("publication"),
+		tables: p.Strings("tables"), exclude: p.Strings("exclude_tables"), snapshot: p.String("snapshot"),
+		prefix: p.String("topic_prefix"), heartbeat: p.Duration("heartbeat_interval"), heartbeatQuery: p.String("heartbeat_query"),
+		toast: p.String("toast_placeholder"), dropSlot: p.Bool("slot_drop_on_delete"), batch: int(p.Int("batch_size")), chunk: int(p.Int("snapshot_chunk_rows")),
+	}
+	if cfg.slot == "" {
+		cfg.slot = "eddy_" + avroName(env.Connector)
+	}
+	if cfg.publication == "" {
+		cfg.publication = "eddy_" + avroName(env.Connector)
+	}
+	if len(cfg.tables) == 0 {
+		return nil, fmt.Errorf("tables: name at least one table or pattern (such as public.*)")
+	}
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Source{cfg: cfg, name: env.Connector, log: log}, nil
+}
+
+// Open connects, checks the server, and positions the source: a snapshot
+// when there is nothing to continue from (and the mode asks for one),
+// else the slot's stream after position.
+func (s *Source) Open(ctx context.Context, position []byte) error {
+	conn, err := pgx.Connect(ctx, s.cfg.dsn)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	s.conn = conn
+	s.user, s.db = conn.Config().User, conn.Config().Database
+	if err := s.preflight(ctx); err != nil {
+		return err
+	}
+	if err := s.loadTables(ctx); err != nil {
+		return err
+	}
+	if err := s.ensurePublication(ctx); err != nil {
+		return err
+	}
+	slot, err := s.readSlot(ctx)
+	if err != nil {
+		return err
+	}
+	rcfg, err := pgconn.ParseConfig(s.cfg.dsn)
+	if err != nil {
+		return fmt.Errorf("dsn: %w", err)
+	}
+	rcfg.RuntimeParams["replication"] = "database"
+	if s.repl, err = pgconn.ConnectConfig(ctx, rcfg); err != nil {
+		return fmt.Errorf("replication connection: %w", err)
+	}
+
+	streamingPos := len(position) > 0 && position[0] == posStream
+	snapshotDone := len(position) > 0 && position[0] == posSnapshot && bytes.Equal(position[9:], snapshotEndMark)
+	switch {
+	case streamingPos || snapshotDone:
+		if !slot.exists {
+			if s.cfg.snapshot == SnapshotWhenNeeded {
+				s.log.Warn("the slot is gone: taking a new snapshot", "slot", s.cfg.slot)
+				return s.startSnapshot(ctx, slot)
+			}
+			return fmt.Errorf("%w: slot %s is missing, so the changes after the stored position cannot be read: set snapshot: when_needed to take a new snapshot, or reset the connector's offsets", ErrPreflight, s.cfg.slot)
+		}
+		if s.cfg.snapshot == SnapshotInitialOnly {
+			s.done = true
+			return nil
+		}
+		return s.startStream(ctx, 0, position)
+	case s.cfg.snapshot == SnapshotNever:
+		if !slot.exists {
+			res, err := pglogrepl.CreateReplicationSlot(ctx, s.repl, s.cfg.slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{SnapshotAction: "NOEXPORT_SNAPSHOT"})
+			if err != nil {
+				return fmt.Errorf("create slot %s: %w", s.cfg.slot, err)
+			}
+			s.log.Info("created replication slot", "slot", s.cfg.slot, "lsn", res.ConsistentPoint)
+		}
+		return s.startStream(ctx, 0, position)
+	default: // nothing stored yet, or a snapshot a crash interrupted
+		return s.startSnapshot(ctx, slot)
+	}
+}
+
+// Position kinds: the first byte of every position.
+const (
+	posSnapshot = 0x00
+	posStream   = 0x01
+)
+
+// snapshotEndMark is the table and row of the last snapshot record, the
+// greatest of its epoch: a stored position ending so says the snapshot is
+// complete.
+var snapshotEndMark = bytes.Repeat([]byte{0xff}, 12)
+
+func snapshotPos(epoch uint64, table uint32, row uint64) []byte {
+	b := make([]byte, 0, 21)
+	b = append(b, posSnapshot)
+	b = binary.BigEndian.AppendUint64(b, epoch)
+	b = binary.BigEndian.AppendUint32(b, table)
+	return binary.BigEndian.AppendUint64(b, row)
+}
+
+func streamPos(lsn pglogrepl.LSN, seq uint64) []byte {
+	b := make([]byte, 0, 17)
+	b = append(b, posStream)
+	b = binary.BigEndian.AppendUint64(b, uint64(lsn))
+	return binary.BigEndian.AppendUint64(b, seq)
+}
+
+// Poll returns the next records: snapshot reads first, then changes.
+func (s *Source) Poll(ctx context.Context) ([]connect.Record, error) {
+	if s.done {
+		return nil, io.EOF
+	}
+	if s.snap != nil {
+		return s.pollSnapshot(ctx)
+	}
+	return s.pollStream(ctx)
+}
+
+// Commit records that every record up to position is durable; the slot is
+// confirmed up to the end of each transaction that is now wholly durable.
+func (s *Source) Commit(ctx context.Context, position []byte) error {
+	s.committed = position
+	if !s.streaming {
+		return nil
+	}
+	to := s.confirmed
+	for len(s.completed) > 0 && bytes.Compare(s.completed[0].last, position) <= 0 {
+		to = max(to, s.completed[0].end)
+		s.completed = s.completed[1:]
+	}
+	if bytes.Equal(position, s.emitted) && !s.txn.open {
+		to = max(to, s.latestEnd) // nothing in flight: transactions without captured rows may go too
+	}
+	if to > s.confirmed {
+		s.confirmed = to
+		return s.sendStatus(ctx)
+	}
+	return nil
+}
+
+func (s *Source) sendStatus(ctx context.Context) error {
+	s.nextStatus = time.Now().Add(10 * time.Second)
+	if s.confirmed == 0 {
+		return nil // nothing confirmed yet: leave the slot where it is
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.repl, pglogrepl.StandbyStatusUpdate{WALWritePosition: s.confirmed, WALFlushPosition: s.confirmed, WALApplyPosition: s.confirmed})
+	if err != nil {
+		return fmt.Errorf("confirm %s to slot %s: %w", s.confirmed, s.cfg.slot, err)
+	}
+	return nil
+}
+
+// Close closes both connections.
+func (s *Source) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	if s.snap != nil && s.snap.tx != nil {
+		s.snap.tx.Rollback(ctx)
+	}
+	if s.repl != nil {
+		errs = append(errs, s.repl.Close(ctx))
+	}
+	if s.conn != nil {
+		errs = append(errs, s.conn.Close(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// source is the "source" block of an event.
+func (s *Source) source(t *table, ts time.Time, snapshot string, xid uint32, lsn pglogrepl.LSN) map[string]any {
+	m := map[string]any{"version": "eddy", "connector": "postgresql", "name": s.cfg.prefix, "ts_ms": ts.UnixMilli(),
+		"snapshot": snapshot, "db": s.db, "schema": t.schema, "table": t.name, "txId": nil, "lsn": nil}
+	if xid != 0 {
+		m["txId"] = int64(xid)
+	}
+	if lsn != 0 {
+		m["lsn"] = int64(lsn)
+	}
+	return m
+}

@@ -1,0 +1,318 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/eddy-cdc/eddy/connect"
+)
+
+// startStream starts pgoutput from lsn (0: the slot's confirmed position);
+// records at or before position are dropped as already logged.
+func (s *Source) startStream(ctx context.Context, lsn pglogrepl.LSN, position []byte) error {
+	args := []string{"proto_version '1'", "publication_names '" + strings.ReplaceAll(s.cfg.publication, "'", "''") + "'"}
+	if err := pglogrepl.StartReplication(ctx, s.repl, s.cfg.slot, lsn, pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
+		return fmt.Errorf("start replication from slot %s: %w", s.cfg.slot, err)
+	}
+	s.streaming, s.resumeAfter = true, position
+	s.byRel = map[uint32]*table{}
+	for _, t := range s.order {
+		s.byRel[t.relID] = t
+	}
+	s.nextStatus = time.Now().Add(10 * time.Second)
+	s.nextBeat = time.Now().Add(s.cfg.heartbeat)
+	s.log.Info("streaming", "slot", s.cfg.slot, "from", lsn)
+	return nil
+}
+
+// pollStream reads replication messages until it has a batch, or some
+// records and a short pause, keeping the connection alive meanwhile.
+func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
+	var out []connect.Record
+	for len(out) < s.cfg.batch {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		if now.After(s.nextStatus) {
+			if err := s.sendStatus(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if s.cfg.heartbeat > 0 && s.cfg.heartbeatQuery != "" && now.After(s.nextBeat) && len(out) == 0 {
+			s.nextBeat = now.Add(s.cfg.heartbeat)
+			if _, err := s.conn.Exec(ctx, s.cfg.heartbeatQuery); err != nil {
+				return nil, fmt.Errorf("heartbeat query: %w", err)
+			}
+		}
+		wait := time.Until(s.nextStatus)
+		if len(out) > 0 {
+			wait = 2 * time.Millisecond // a short pause ends the batch
+		} else if s.cfg.heartbeat > 0 {
+			wait = min(wait, time.Until(s.nextBeat))
+		}
+		rctx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
+		msg, err := s.repl.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if pgconn.Timeout(err) {
+				if len(out) > 0 {
+					return out, nil
+				}
+				continue
+			}
+			return nil, fmt.Errorf("receive from slot %s: %w", s.cfg.slot, err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if len(m.Data) == 0 {
+				continue
+			}
+			switch m.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(m.Data[1:])
+				if err != nil {
+					return nil, err
+				}
+				if ka.ReplyRequested {
+					s.nextStatus = time.Time{}
+				}
+			case pglogrepl.XLogDataByteID:
+				xld, err := pglogrepl.ParseXLogData(m.Data[1:])
+				if err != nil {
+					return nil, err
+				}
+				if out, err = s.handle(ctx, xld, out); err != nil {
+					return nil, err
+				}
+			}
+		case *pgproto3.ErrorResponse:
+			return nil, fmt.Errorf("slot %s: %s", s.cfg.slot, m.Message)
+		}
+	}
+	return out, nil
+}
+
+// handle turns one pgoutput message into records.
+func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []connect.Record) ([]connect.Record, error) {
+	msg, err := pglogrepl.Parse(xld.WALData)
+	if err != nil {
+		return out, fmt.Errorf("decode pgoutput: %w", err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.RelationMessage:
+		return out, s.relation(ctx, m)
+	case *pglogrepl.BeginMessage:
+		s.txn = txnState{open: true, finalLSN: m.FinalLSN, xid: m.Xid, commitTime: m.CommitTime}
+	case *pglogrepl.CommitMessage:
+		if s.txn.emitted {
+			s.completed = append(s.completed, txnEnd{last: s.emitted, end: m.TransactionEndLSN})
+		}
+		s.latestEnd = max(s.latestEnd, m.TransactionEndLSN)
+		s.txn.open = false
+		if len(out) == 0 && len(s.completed) == 0 && bytes.Equal(s.emitted, s.committed) {
+			// Nothing in flight (a transaction with nothing for us, or
+			// whose records the log holds): the slot may move past it with
+			// the next status update.
+			s.confirmed = max(s.confirmed, s.latestEnd)
+		}
+	case *pglogrepl.InsertMessage:
+		t, err := s.tableOf(m.RelationID)
+		if err != nil || t == nil {
+			return out, err
+		}
+		after, err := s.tuple(t, m.Tuple, nil)
+		if err != nil {
+			return out, err
+		}
+		return s.emit(out, t, "c", nil, after)
+	case *pglogrepl.UpdateMessage:
+		t, err := s.tableOf(m.RelationID)
+		if err != nil || t == nil {
+			return out, err
+		}
+		var before map[string]any
+		if m.OldTuple != nil {
+			if before, err = s.tuple(t, m.OldTuple, nil); err != nil {
+				return out, err
+			}
+		}
+		after, err := s.tuple(t, m.NewTuple, before)
+		if err != nil {
+			return out, err
+		}
+		if before != nil && m.OldTupleType == 'K' && !reflect.DeepEqual(t.key(before), t.key(after)) {
+			// The key changed: a delete of the old key (and its
+			// tombstone), then a create of the new one, as Debezium does.
+			if out, err = s.emit(out, t, "d", before, nil); err != nil {
+				return out, err
+			}
+			return s.emit(out, t, "c", nil, after)
+		}
+		return s.emit(out, t, "u", before, after)
+	case *pglogrepl.DeleteMessage:
+		t, err := s.tableOf(m.RelationID)
+		if err != nil || t == nil {
+			return out, err
+		}
+		before, err := s.tuple(t, m.OldTuple, nil)
+		if err != nil {
+			return out, err
+		}
+		return s.emit(out, t, "d", before, nil)
+	case *pglogrepl.TruncateMessage:
+		for _, id := range m.RelationIDs {
+			t, err := s.tableOf(id)
+			if err != nil {
+				return out, err
+			}
+			if t != nil {
+				if out, err = s.emit(out, t, "t", nil, nil); err != nil {
+					return out, err
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// tableOf returns a captured table by relation id (nil if not captured).
+func (s *Source) tableOf(id uint32) (*table, error) {
+	return s.byRel[id], nil
+}
+
+// relation handles a Relation message: the first for a table, or one after
+// DDL. A changed column set rebuilds the table's schemas, and the first
+// event that uses them registers the new version.
+func (s *Source) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
+	t := s.byName[m.Namespace+"."+m.RelationName]
+	if t == nil {
+		return nil
+	}
+	s.byRel[m.RelationID] = t
+	keys := map[string]bool{}
+	for _, i := range t.keyCols {
+		keys[t.cols[i].name] = true
+	}
+	cols := make([]column, len(m.Columns))
+	same := len(m.Columns) == len(t.cols)
+	for i, mc := range m.Columns {
+		c := mapColumn(mc.Name, mc.DataType, mc.TypeModifier)
+		c.key = keys[mc.Name]
+		cols[i] = c
+		if same && (t.cols[i].name != mc.Name || t.cols[i].oid != mc.DataType || t.cols[i].typmod != mc.TypeModifier) {
+			same = false
+		}
+	}
+	if same {
+		return nil
+	}
+	nt := *t
+	nt.cols, nt.keyCols, nt.relID = cols, nil, m.RelationID
+	for i, c := range cols {
+		if c.key {
+			nt.keyCols = append(nt.keyCols, i)
+		}
+	}
+	if err := nt.buildSchemas(s.cfg.prefix); err != nil {
+		return err
+	}
+	*t = nt
+	s.log.Info("table changed: new schema", "table", m.Namespace+"."+m.RelationName, "columns", len(cols))
+	return nil
+}
+
+// tuple decodes a tuple; an unchanged TOASTed value takes the value in
+// prev when known, else the placeholder.
+func (s *Source) tuple(t *table, td *pglogrepl.TupleData, prev map[string]any) (map[string]any, error) {
+	if td == nil {
+		return nil, nil
+	}
+	m := make(map[string]any, len(t.cols))
+	for i, c := range t.cols {
+		name := avroName(c.name)
+		if i >= len(td.Columns) {
+			m[name] = nil
+			continue
+		}
+		col := td.Columns[i]
+		switch col.DataType {
+		case 'n':
+			m[name] = nil
+		case 'u':
+			if v, ok := prev[name]; ok && v != nil {
+				m[name] = v
+				continue
+			}
+			m[name] = s.toastValue(c.schema)
+		case 't':
+			v, err := c.decode(string(col.Data))
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s.%s: %w", t.schema, t.name, c.name, err)
+			}
+			m[name] = v
+		default:
+			return nil, fmt.Errorf("%s.%s.%s: tuple data of kind %q", t.schema, t.name, c.name, col.DataType)
+		}
+	}
+	return m, nil
+}
+
+// toastValue stands for an unchanged TOASTed value: the placeholder for
+// text and bytes, null for other types.
+func (s *Source) toastValue(sc avro.Schema) any {
+	switch sc.Type() {
+	case avro.String:
+		return s.cfg.toast
+	case avro.Bytes:
+		if _, decimal := sc.(*avro.PrimitiveSchema).Logical().(*avro.DecimalLogicalSchema); !decimal {
+			return []byte(s.cfg.toast)
+		}
+	}
+	return nil
+}
+
+// emit appends a change (and a tombstone after a delete) with the next
+// positions of the transaction, unless the log already holds them.
+func (s *Source) emit(out []connect.Record, t *table, op string, before, after map[string]any) ([]connect.Record, error) {
+	now := time.Now()
+	row := after
+	if row == nil {
+		row = before
+	}
+	value := map[string]any{"before": nilIfEmpty(before), "after": nilIfEmpty(after), "op": op, "ts_ms": now.UnixMilli(),
+		"source": s.source(t, s.txn.commitTime, "false", s.txn.xid, s.txn.finalLSN)}
+	recs := []connect.Record{{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Value: value, ValueSchema: t.valueSchema, Timestamp: s.txn.commitTime}}
+	if op == "d" && len(t.keyCols) > 0 {
+		recs = append(recs, connect.Record{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Timestamp: s.txn.commitTime})
+	}
+	for _, r := range recs {
+		r.Position = streamPos(s.txn.finalLSN, s.txn.seq)
+		s.txn.seq++
+		if s.resumeAfter != nil && bytes.Compare(r.Position, s.resumeAfter) <= 0 {
+			continue
+		}
+		s.txn.emitted = true
+		s.emitted = r.Position
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// nilIfEmpty keeps a missing row state a plain nil (a typed nil map in an
+// interface is not null).
+func nilIfEmpty(m map[string]any) any {
+	if m == nil {
+		return nil
+	}
+	return m
+}
