@@ -176,20 +176,18 @@ func replay(t *testing.T, changes []change) map[int64]int64 {
 	state := map[int64]int64{}
 	for _, c := range changes {
 		switch c.op {
-		case "r", "c":
-			if _, ok := state[c.key]; ok && c.op == "c" {
+		case "r":
+			// A snapshot a crash interrupted is taken again from the start,
+			// so a key may be read twice; the last read stands.
+			state[c.key] = toInt64(c.after["v"])
+		case "c":
+			if _, ok := state[c.key]; ok {
 				t.Fatalf("create of key %d, which exists", c.key)
 			}
-			v := toInt64(c.after["v"])
-			if c.op == "c" && v != 0 {
+			if v := toInt64(c.after["v"]); v != 0 {
 				t.Fatalf("create of key %d at version %d", c.key, v)
 			}
-			if c.op == "r" {
-				if _, dup := state[c.key]; dup {
-					t.Fatalf("snapshot read key %d twice", c.key)
-				}
-			}
-			state[c.key] = v
+			state[c.key] = 0
 		case "u":
 			v := toInt64(c.after["v"])
 			if prev, ok := state[c.key]; !ok || v != prev+1 {
@@ -206,8 +204,8 @@ func replay(t *testing.T, changes []change) map[int64]int64 {
 	return state
 }
 
-func tableImage(t *testing.T, conn *pgx.Conn) map[int64]int64 {
-	rows, err := conn.Query(context.Background(), "select id, v from orders")
+func tableImage(t *testing.T, conn *pgx.Conn, table string) map[int64]int64 {
+	rows, err := conn.Query(context.Background(), "select id, v from "+table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +290,7 @@ func TestPostgresSnapshotThenStreamUnderWrites(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // the snapshot starts while the writers run
 	p := startPipeline(t, t.TempDir(), pgSourceYAML(dsn, ""))
 	txns := <-done
-	want := tableImage(t, conn)
+	want := tableImage(t, conn, "orders")
 	var got map[int64]int64
 	deadline := time.Now().Add(60 * time.Second)
 	for {
