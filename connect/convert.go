@@ -26,6 +26,9 @@ type Converter struct {
 	serde  *registry.Serde
 	json   bool // write JSON rather than Avro
 	codecs map[avro.Schema]*avroCodec
+	// Level, when set, is the compatibility level given to the subjects
+	// this converter registers first, unless they have their own.
+	Level registry.Level
 }
 
 // NewConverter writes Avro through serde (format "avro") or JSON ("json").
@@ -87,6 +90,11 @@ func (c *Converter) encodeOne(ctx context.Context, topic, suffix string, schema 
 	}
 	if c.json || schema == nil {
 		return AppendJSON(buf, v, schema)
+	}
+	if c.Level != "" {
+		if err := c.serde.DefaultLevel(ctx, topic+suffix, c.Level); err != nil {
+			return buf, err
+		}
 	}
 	id, err := c.serde.Register(ctx, topic+suffix, schema)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	elog "github.com/eddy-cdc/eddy/log"
+	"github.com/eddy-cdc/eddy/registry"
 )
 
 // Headers the runtime adds to every record a source connector appends:
@@ -59,7 +60,11 @@ func (c *connector) runSource(stopCtx, workCtx context.Context) (progressed bool
 	if c.spec.params.Has("format") {
 		format = c.spec.params.String("format")
 	}
-	b := &sourceBatch{c: c, conv: NewConverter(c.w.serde, format), ts: ts, skip: skip,
+	conv := NewConverter(c.w.serde, format)
+	if c.spec.params.Has("schema_compatibility") {
+		conv.Level = registry.Level(c.spec.params.String("schema_compatibility"))
+	}
+	b := &sourceBatch{c: c, conv: conv, ts: ts, skip: skip,
 		committed: stored.Position, ends: cloneEnds(stored.Ends), topics: map[string]*elog.Topic{}, byPart: map[partKey][]elog.Record{}}
 	for {
 		if err := c.gate(stopCtx, nil); err != nil {

@@ -27,6 +27,9 @@ var ErrNotWireFormat = errors.New("not in the Confluent wire format")
 type Source interface {
 	SchemaByID(ctx context.Context, id int) (avro.Schema, error)
 	RegisterSchema(ctx context.Context, subject, schema string) (int, error)
+	// DefaultLevel sets a subject's compatibility level unless it has
+	// one of its own.
+	DefaultLevel(ctx context.Context, subject string, level Level) error
 }
 
 type localSource struct{ r *Registry }
@@ -45,6 +48,13 @@ func (l localSource) SchemaByID(_ context.Context, id int) (avro.Schema, error) 
 func (l localSource) RegisterSchema(ctx context.Context, subject, schema string) (int, error) {
 	id, _, err := l.r.Register(ctx, subject, schema, nil)
 	return id, err
+}
+
+func (l localSource) DefaultLevel(ctx context.Context, subject string, level Level) error {
+	if _, ok := l.r.SubjectLevel(subject); ok {
+		return nil
+	}
+	return l.r.SetLevel(ctx, subject, level)
 }
 
 type remoteSource struct{ c *hregistry.Client }
@@ -68,17 +78,25 @@ func (r remoteSource) RegisterSchema(ctx context.Context, subject, schema string
 	return id, err
 }
 
+func (r remoteSource) DefaultLevel(ctx context.Context, subject string, level Level) error {
+	if _, err := r.c.GetCompatibilityLevel(ctx, subject); err == nil {
+		return nil // the subject has its own level (or the server answers with the global one)
+	}
+	return r.c.SetCompatibilityLevel(ctx, subject, string(level))
+}
+
 // Serde encodes and decodes records in the Confluent wire format, caching
 // schemas by id and registrations by subject and schema, so the registry is
 // asked once per schema, not once per record. It is safe for concurrent use.
 type Serde struct {
 	src Source
 
-	mu     sync.RWMutex
-	byID   map[int]avro.Schema
-	idFor  map[subjectSchema]int // by schema object: the per-record fast path
-	byText map[string]int        // by subject and full schema JSON
-	codecs map[avro.Schema]avro.API
+	mu      sync.RWMutex
+	byID    map[int]avro.Schema
+	idFor   map[subjectSchema]int // by schema object: the per-record fast path
+	byText  map[string]int        // by subject and full schema JSON
+	codecs  map[avro.Schema]avro.API
+	leveled map[string]bool
 }
 
 // subjectSchema keys registrations by the schema object itself: sources
@@ -97,7 +115,7 @@ const maxCachedSchemas = 100_000
 
 // NewSerde returns a Serde over src.
 func NewSerde(src Source) *Serde {
-	return &Serde{src: src, byID: map[int]avro.Schema{}, idFor: map[subjectSchema]int{}, byText: map[string]int{}, codecs: map[avro.Schema]avro.API{}}
+	return &Serde{src: src, byID: map[int]avro.Schema{}, idFor: map[subjectSchema]int{}, byText: map[string]int{}, codecs: map[avro.Schema]avro.API{}, leveled: map[string]bool{}}
 }
 
 // codec returns the encoder and decoder cache of one schema. hamba/avro's
@@ -160,6 +178,24 @@ func (s *Serde) Register(ctx context.Context, subject string, schema avro.Schema
 	}
 	s.mu.Unlock()
 	return id, nil
+}
+
+// DefaultLevel sets a subject's compatibility level unless it has its own,
+// once per subject and Serde.
+func (s *Serde) DefaultLevel(ctx context.Context, subject string, level Level) error {
+	s.mu.RLock()
+	done := s.leveled[subject]
+	s.mu.RUnlock()
+	if done {
+		return nil
+	}
+	if err := s.src.DefaultLevel(ctx, subject, level); err != nil {
+		return fmt.Errorf("compatibility of %s: %w", subject, err)
+	}
+	s.mu.Lock()
+	s.leveled[subject] = true
+	s.mu.Unlock()
+	return nil
 }
 
 // Encode appends v, written with schema registered under subject, to dst in

@@ -1,0 +1,90 @@
+package integration
+
+import (
+	"context"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/eddy-cdc/eddy/connect"
+)
+
+// waitChanges waits until the topic holds at least n events and returns
+// them; a FAILED connector ends the wait with its error.
+func (p *pipeline) waitChanges(t *testing.T, topic string, n int) []change {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if st, _ := p.w.Status("pg"); st.Tasks[0].State == connect.StateFailed {
+			t.Fatalf("the connector failed: %s", st.Tasks[0].Trace)
+		}
+		if cs := p.readChanges(t, topic); len(cs) >= n {
+			return cs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d events in %s after 30s: %d", n, topic, len(p.readChanges(t, topic)))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Schema changes mid-stream, unchanged TOASTed values and truncate: each
+// DDL registers a new schema version before the first event that needs
+// it; an update that leaves a TOASTed value alone carries the placeholder;
+// a truncate is an event of its own.
+func TestPostgresDDLToastTruncate(t *testing.T) {
+	dsn, conn := testDB(t)
+	ctx := context.Background()
+	exec := func(q string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(`create table orders (id int primary key, v bigint not null, big text)`)
+	p := startPipeline(t, t.TempDir(), pgSourceYAML(dsn, ""))
+	const topic = "shop.public.orders"
+	time.Sleep(300 * time.Millisecond) // streaming has begun (an empty snapshot)
+	exec(`insert into orders values (1, 0, (select string_agg(md5(g::text), '') from generate_series(1, 400) g))`)
+	exec(`update orders set v = 1 where id = 1`)
+	cs := p.waitChanges(t, topic, 2)
+	if big, _ := cs[0].after["big"].(string); len(big) != 12800 {
+		t.Fatalf("insert: big has %d characters", len(big))
+	}
+	if cs[1].op != "u" || cs[1].after["big"] != "__eddy_unavailable_value" {
+		t.Fatalf("update of another column: big = %.40v", cs[1].after["big"])
+	}
+
+	exec(`alter table orders add column tag text`)
+	exec(`insert into orders (id, v, tag) values (2, 0, 'new column')`)
+	cs = p.waitChanges(t, topic, 3)
+	if cs[2].after["tag"] != "new column" {
+		t.Fatalf("after add column: %v", cs[2].after)
+	}
+	exec(`alter table orders drop column tag`)
+	exec(`alter table orders alter column v type numeric(12,2)`)
+	exec(`alter table orders rename column big to body`)
+	exec(`insert into orders (id, v, body) values (3, 12.5, 'renamed')`)
+	cs = p.waitChanges(t, topic, 4)
+	after := cs[3].after
+	if _, ok := after["tag"]; ok || after["body"] != "renamed" || after["v"].(*big.Rat).Cmp(big.NewRat(25, 2)) != 0 {
+		t.Fatalf("after drop, retype and rename: %v", after)
+	}
+	versions, err := p.reg.Versions(topic+"-value", false)
+	if err != nil || len(versions) < 3 {
+		t.Fatalf("value schema versions: %v, %v", versions, err)
+	}
+
+	exec(`truncate orders`)
+	cs = p.waitChanges(t, topic, 5)
+	if cs[4].op != "t" {
+		t.Fatalf("truncate: %+v", cs[4])
+	}
+	exec(`delete from orders`) // nothing left: no events
+	exec(`insert into orders (id, v) values (9, 0)`)
+	exec(`delete from orders where id = 9`)
+	cs = p.waitChanges(t, topic, 8)
+	if cs[6].op != "d" || cs[6].key != 9 || cs[7].op != "tombstone" {
+		t.Fatalf("delete and tombstone: %+v %+v", cs[6], cs[7])
+	}
+}
