@@ -29,7 +29,7 @@ func peakRSS(pid int) int64 {
 }
 
 // waitSlot waits until the slot has confirmed the server's current WAL end.
-func waitSlot(t *testing.T, conn *pgx.Conn, slot string, d time.Duration) time.Duration {
+func waitSlot(t *testing.T, conn *pgx.Conn, slot string, d time.Duration, logs ...string) time.Duration {
 	t.Helper()
 	ctx := context.Background()
 	var lsn string
@@ -42,7 +42,14 @@ func waitSlot(t *testing.T, conn *pgx.Conn, slot string, d time.Duration) time.D
 			return time.Since(start)
 		}
 		if time.Since(start) > d {
-			t.Fatalf("slot %s did not reach %s in %s", slot, lsn, d)
+			var confirmed string
+			conn.QueryRow(ctx, "select coalesce(confirmed_flush_lsn::text, '') from pg_replication_slots where slot_name = $1", slot).Scan(&confirmed)
+			var tail string
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				tail += string(b[max(0, len(b)-6000):])
+			}
+			t.Fatalf("slot %s did not reach %s in %s (it is at %q)\n%s", slot, lsn, d, confirmed, tail)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -79,7 +86,7 @@ connectors:
 	if _, err := conn.Exec(ctx, `insert into big select g, 0, md5(g::text) from generate_series(1, 1000000) g`); err != nil {
 		t.Fatal(err)
 	}
-	took := waitSlot(t, conn, "eddy_pg", 3*time.Minute)
+	took := waitSlot(t, conn, "eddy_pg", 3*time.Minute, filepath.Join(dir, "eddy.log"))
 	rss := peakRSS(p.cmd.Process.Pid)
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	p.cmd.Wait()

@@ -28,6 +28,15 @@ func testDB(t *testing.T) (dsn string, conn *pgx.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Databases and slots a killed test run left behind would only get in
+	// the way (a slot name is global): tests here run one at a time.
+	admin.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database like 'eddy_it_%' and not active")
+	if rows, err := admin.Query(ctx, "select datname from pg_database where datname like 'eddy_it_%'"); err == nil {
+		stale, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, db := range stale {
+			admin.Exec(ctx, "drop database "+db+" with (force)")
+		}
+	}
 	name := fmt.Sprintf("eddy_it_%d_%d", time.Now().UnixNano()%1e9, rand.IntN(1e6))
 	if _, err := admin.Exec(ctx, "create database "+name); err != nil {
 		t.Fatal(err)
@@ -37,12 +46,29 @@ func testDB(t *testing.T) (dsn string, conn *pgx.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	admin.Close(ctx)
 	t.Cleanup(func() {
 		conn.Close(ctx)
-		admin.Exec(ctx, "select pg_terminate_backend(active_pid) from pg_replication_slots where database = $1 and active_pid is not null", name)
-		admin.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = $1", name)
-		admin.Exec(ctx, "drop database "+name+" with (force)")
-		admin.Close(ctx)
+		admin, err := pgx.Connect(ctx, postgresDSN) // a fresh one: the server may have restarted
+		if err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+			return
+		}
+		defer admin.Close(ctx)
+		// A killed eddy's walsender may hold its slot a moment longer.
+		for range 50 {
+			admin.Exec(ctx, "select pg_terminate_backend(active_pid) from pg_replication_slots where database = $1 and active_pid is not null", name)
+			admin.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = $1 and not active", name)
+			var left int
+			admin.QueryRow(ctx, "select count(*) from pg_replication_slots where database = $1", name).Scan(&left)
+			if left == 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if _, err := admin.Exec(ctx, "drop database "+name+" with (force)"); err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+		}
 	})
 	return dsn, conn
 }

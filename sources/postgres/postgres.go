@@ -60,10 +60,9 @@ type Source struct {
 	streaming   bool
 	resumeAfter []byte // records at or before this are in the log
 	txn         txnState
-	completed   []txnEnd // transactions whose records were all emitted
-	latestEnd   pglogrepl.LSN
-	emitted     []byte // last position handed out
-	committed   []byte // last position the runtime committed
+	completed   []txnEnd // watermarks: the slot may move to end once last is committed
+	emitted     []byte   // last position handed out
+	committed   []byte   // last position the runtime committed
 	confirmed   pglogrepl.LSN
 	nextStatus  time.Time
 	nextBeat    time.Time
@@ -78,8 +77,9 @@ type txnState struct {
 	emitted    bool
 }
 
-// txnEnd is a transaction whose last record has been emitted: once that
-// record is committed, the slot may be confirmed up to end.
+// txnEnd is a watermark: once the record at last (the newest emitted when
+// a transaction ended or the server reported its position) is committed,
+// the slot may be confirmed up to end.
 type txnEnd struct {
 	last []byte
 	end  pglogrepl.LSN
@@ -215,16 +215,9 @@ func (s *Source) Commit(ctx context.Context, position []byte) error {
 	if !s.streaming {
 		return nil
 	}
-	to := s.confirmed
-	for len(s.completed) > 0 && bytes.Compare(s.completed[0].last, position) <= 0 {
-		to = max(to, s.completed[0].end)
-		s.completed = s.completed[1:]
-	}
-	if bytes.Equal(position, s.emitted) && !s.txn.open {
-		to = max(to, s.latestEnd) // nothing in flight: transactions without captured rows may go too
-	}
-	if to > s.confirmed {
-		s.confirmed = to
+	before := s.confirmed
+	s.release(position)
+	if s.confirmed > before {
 		return s.sendStatus(ctx)
 	}
 	return nil

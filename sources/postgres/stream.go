@@ -83,6 +83,13 @@ func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
 				if err != nil {
 					return nil, err
 				}
+				if !s.txn.open {
+					// The walsender has sent everything before ServerWALEnd,
+					// and all of it has been handled: once what was emitted
+					// is durable, the slot may move up to there (without it a
+					// shutting-down server waits for us forever).
+					s.watermark(ka.ServerWALEnd, len(out) == 0)
+				}
 				if ka.ReplyRequested {
 					s.nextStatus = time.Time{}
 				}
@@ -114,17 +121,8 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []conne
 	case *pglogrepl.BeginMessage:
 		s.txn = txnState{open: true, finalLSN: m.FinalLSN, xid: m.Xid, commitTime: m.CommitTime}
 	case *pglogrepl.CommitMessage:
-		if s.txn.emitted {
-			s.completed = append(s.completed, txnEnd{last: s.emitted, end: m.TransactionEndLSN})
-		}
-		s.latestEnd = max(s.latestEnd, m.TransactionEndLSN)
 		s.txn.open = false
-		if len(out) == 0 && len(s.completed) == 0 && bytes.Equal(s.emitted, s.committed) {
-			// Nothing in flight (a transaction with nothing for us, or
-			// whose records the log holds): the slot may move past it with
-			// the next status update.
-			s.confirmed = max(s.confirmed, s.latestEnd)
-		}
+		s.watermark(m.TransactionEndLSN, len(out) == 0)
 	case *pglogrepl.InsertMessage:
 		t, err := s.tableOf(m.RelationID)
 		if err != nil || t == nil {
@@ -183,6 +181,28 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []conne
 		}
 	}
 	return out, nil
+}
+
+// watermark notes that the slot may be confirmed up to lsn once every
+// record emitted so far is committed; with nothing in flight (idle), that
+// is now.
+func (s *Source) watermark(lsn pglogrepl.LSN, idle bool) {
+	if n := len(s.completed); n > 0 && bytes.Equal(s.completed[n-1].last, s.emitted) {
+		s.completed[n-1].end = max(s.completed[n-1].end, lsn)
+	} else {
+		s.completed = append(s.completed, txnEnd{last: s.emitted, end: lsn})
+	}
+	if idle && bytes.Equal(s.emitted, s.committed) {
+		s.release(s.committed)
+	}
+}
+
+// release confirms the slot up to every watermark at or before position.
+func (s *Source) release(position []byte) {
+	for len(s.completed) > 0 && bytes.Compare(s.completed[0].last, position) <= 0 {
+		s.confirmed = max(s.confirmed, s.completed[0].end)
+		s.completed = s.completed[1:]
+	}
 }
 
 // tableOf returns a captured table by relation id (nil if not captured).
