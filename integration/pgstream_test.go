@@ -145,3 +145,37 @@ func TestPostgresRestartMidStream(t *testing.T) {
 	}
 	t.Logf("%d transactions across a PostgreSQL restart", txns)
 }
+
+// When the captured tables are idle but the server is not, the slot keeps
+// moving with the server's WAL, so it holds back no WAL; a heartbeat query
+// makes the connector write some of its own when the whole server is idle.
+func TestPostgresIdleSlotAdvances(t *testing.T) {
+	dsn, conn := testDB(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, `create table orders (id int primary key, v bigint not null, note text);
+		create table other (id serial primary key, x text);
+		create table heartbeat (id int primary key, at timestamptz); insert into heartbeat values (1, now())`); err != nil {
+		t.Fatal(err)
+	}
+	p := startPipeline(t, t.TempDir(), pgSourceYAML(dsn, `      heartbeat_interval: 200ms
+      heartbeat_query: "update heartbeat set at = now()"
+`))
+	time.Sleep(500 * time.Millisecond)
+	for range 200 {
+		if _, err := conn.Exec(ctx, "insert into other (x) select md5(g::text) from generate_series(1, 50) g"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSlot(t, conn, "eddy_pg", 30*time.Second) // nothing captured, yet the slot caught up
+	var before string
+	conn.QueryRow(ctx, "select confirmed_flush_lsn::text from pg_replication_slots where slot_name = 'eddy_pg'").Scan(&before)
+	time.Sleep(time.Second) // only the heartbeat writes now
+	var moved bool
+	conn.QueryRow(ctx, "select confirmed_flush_lsn > $1::pg_lsn from pg_replication_slots where slot_name = 'eddy_pg'", before).Scan(&moved)
+	if !moved {
+		t.Fatal("the heartbeat did not move the slot")
+	}
+	if len(p.readChanges(t, "shop.public.orders")) != 0 {
+		t.Fatal("events for an idle table")
+	}
+}

@@ -66,6 +66,7 @@ type Source struct {
 	confirmed   pglogrepl.LSN
 	nextStatus  time.Time
 	nextBeat    time.Time
+	nextPing    time.Time // when idle, ask the server where it is
 }
 
 type txnState struct {
@@ -218,17 +219,20 @@ func (s *Source) Commit(ctx context.Context, position []byte) error {
 	before := s.confirmed
 	s.release(position)
 	if s.confirmed > before {
-		return s.sendStatus(ctx)
+		return s.sendStatus(ctx, false)
 	}
 	return nil
 }
 
-func (s *Source) sendStatus(ctx context.Context) error {
+// sendStatus reports the confirmed position; with reply, it asks the
+// server for a keepalive, whose position tells an idle source how far the
+// server has read.
+func (s *Source) sendStatus(ctx context.Context, reply bool) error {
 	s.nextStatus = time.Now().Add(10 * time.Second)
-	if s.confirmed == 0 {
+	if s.confirmed == 0 && !reply {
 		return nil // nothing confirmed yet: leave the slot where it is
 	}
-	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.repl, pglogrepl.StandbyStatusUpdate{WALWritePosition: s.confirmed, WALFlushPosition: s.confirmed, WALApplyPosition: s.confirmed})
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.repl, pglogrepl.StandbyStatusUpdate{WALWritePosition: s.confirmed, WALFlushPosition: s.confirmed, WALApplyPosition: s.confirmed, ReplyRequested: reply})
 	if err != nil {
 		return fmt.Errorf("confirm %s to slot %s: %w", s.confirmed, s.cfg.slot, err)
 	}

@@ -16,6 +16,10 @@ import (
 	"github.com/eddy-cdc/eddy/connect"
 )
 
+// pingEvery is how often an idle source asks the server how far it has
+// read, so the slot follows the server's WAL while the tables are quiet.
+const pingEvery = time.Second
+
 // startStream starts pgoutput from lsn (0: the slot's confirmed position);
 // records at or before position are dropped as already logged.
 func (s *Source) startStream(ctx context.Context, lsn pglogrepl.LSN, position []byte) error {
@@ -43,8 +47,12 @@ func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
 			return nil, err
 		}
 		now := time.Now()
-		if now.After(s.nextStatus) {
-			if err := s.sendStatus(ctx); err != nil {
+		idle := len(out) == 0 && !s.txn.open && bytes.Equal(s.emitted, s.committed)
+		if now.After(s.nextStatus) || (idle && now.After(s.nextPing)) {
+			if idle {
+				s.nextPing = now.Add(pingEvery)
+			}
+			if err := s.sendStatus(ctx, idle); err != nil {
 				return nil, err
 			}
 		}
@@ -55,6 +63,9 @@ func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
 			}
 		}
 		wait := time.Until(s.nextStatus)
+		if idle {
+			wait = min(wait, time.Until(s.nextPing))
+		}
 		if len(out) > 0 {
 			wait = 2 * time.Millisecond // a short pause ends the batch
 		} else if s.cfg.heartbeat > 0 {
@@ -88,7 +99,11 @@ func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
 					// and all of it has been handled: once what was emitted
 					// is durable, the slot may move up to there (without it a
 					// shutting-down server waits for us forever).
+					before := s.confirmed
 					s.watermark(ka.ServerWALEnd, len(out) == 0)
+					if s.confirmed > before {
+						s.nextStatus = time.Time{}
+					}
 				}
 				if ka.ReplyRequested {
 					s.nextStatus = time.Time{}
