@@ -29,6 +29,13 @@ type connector struct {
 	done    chan struct{}
 	wake    chan struct{} // closed and replaced when target changes
 	lastRun time.Time
+	lag     *int64 // bytes behind upstream, from a LagReporter source
+}
+
+func (c *connector) setLag(n int64) {
+	c.lock()
+	c.lag = &n
+	c.unlock()
 }
 
 func (w *Worker) newConnector(spec ConnectorSpec) (*connector, error) {
@@ -263,6 +270,9 @@ func (c *connector) status() ConnectorStatus {
 		st.Connector.State = StateFailed
 	case c.state == StateUnassigned && c.schedule == nil:
 		st.Connector.State = StateUnassigned
+	}
+	if c.lag != nil {
+		st.SourceLagBytes = c.lag
 	}
 	if c.schedule != nil {
 		st.Schedule = &Schedule{Cron: c.spec.Schedule, NextRun: c.schedule.Next(time.Now())}

@@ -8,6 +8,7 @@ type Metrics struct {
 	recordsOut  *prometheus.CounterVec
 	batch       *prometheus.HistogramVec
 	sourceLag   *prometheus.GaugeVec
+	lagBytes    *prometheus.GaugeVec
 	errors      *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
 }
@@ -24,6 +25,8 @@ func newMetrics() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, l),
 		sourceLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "eddy_connector_source_lag_seconds",
 			Help: "Time between a record's timestamp at the source and its durable append, for the last batch."}, l),
+		lagBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "eddy_connector_source_lag_bytes",
+			Help: "How far the source's acknowledged position is behind its upstream, in bytes of WAL or binlog (sources that can tell)."}, l),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eddy_connector_errors_total",
 			Help: "Task failures and records that could not be handled."}, l),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eddy_connector_dead_letter_records_total",
@@ -43,5 +46,5 @@ func (m *Metrics) add(name string) {
 
 // Collectors lists the series for a Prometheus registry.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.recordsIn, m.recordsOut, m.batch, m.sourceLag, m.errors, m.deadLetters}
+	return []prometheus.Collector{m.recordsIn, m.recordsOut, m.batch, m.sourceLag, m.lagBytes, m.errors, m.deadLetters}
 }

@@ -62,6 +62,13 @@ type Source interface {
 	Close() error
 }
 
+// LagReporter is a source that can say how far behind its upstream it is,
+// in the upstream's own unit (bytes of WAL or binlog). The runtime asks
+// after each batch and while idle, from the task's goroutine.
+type LagReporter interface {
+	LagBytes() (int64, bool)
+}
+
 // Sink is what a sink plugin does. Write is called from one goroutine.
 type Sink interface {
 	Open(ctx context.Context) error

@@ -70,6 +70,12 @@ func (c *connector) runSource(stopCtx, workCtx context.Context) (progressed bool
 		if err := c.gate(stopCtx, nil); err != nil {
 			return progressed, err
 		}
+		if lr, ok := src.(LagReporter); ok {
+			if n, ok := lr.LagBytes(); ok {
+				c.w.metrics.lagBytes.WithLabelValues(c.spec.Name).Set(float64(n))
+				c.setLag(n)
+			}
+		}
 		recs, err := src.Poll(stopCtx)
 		if errors.Is(err, io.EOF) {
 			if c.schedule != nil {

@@ -255,6 +255,9 @@ type ConnectorStatus struct {
 	Tasks     []TaskStatus `json:"tasks"`
 	Type      string       `json:"type"`
 	Schedule  *Schedule    `json:"schedule,omitempty"`
+	// SourceLagBytes is how far a source is behind its upstream (WAL or
+	// binlog bytes), for sources that can tell.
+	SourceLagBytes *int64 `json:"source_lag_bytes,omitempty"`
 }
 
 // StateInfo is a connector's state.

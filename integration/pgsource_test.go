@@ -347,5 +347,8 @@ func TestPostgresSnapshotThenStreamUnderWrites(t *testing.T) {
 	if reads == 0 || last != 1 {
 		t.Fatalf("%d snapshot reads, %d marked last", reads, last)
 	}
+	if st, _ := p.w.Status("pg"); st.SourceLagBytes == nil || *st.SourceLagBytes < 0 {
+		t.Fatalf("no source lag in the status: %+v", st)
+	}
 	t.Logf("%d transactions, %d events, %d snapshot reads", txns, len(changes), reads)
 }

@@ -67,6 +67,9 @@ type Source struct {
 	nextStatus  time.Time
 	nextBeat    time.Time
 	nextPing    time.Time // when idle, ask the server where it is
+	nextLag     time.Time
+	lagBytes    int64
+	lagKnown    bool
 }
 
 type txnState struct {
@@ -267,4 +270,25 @@ func (s *Source) source(t *table, ts time.Time, snapshot string, xid uint32, lsn
 		m["lsn"] = int64(lsn)
 	}
 	return m
+}
+
+// LagBytes is how far the slot's confirmed position is behind the server's
+// current WAL, measured at most every few seconds.
+func (s *Source) LagBytes() (int64, bool) {
+	if !s.streaming || s.conn == nil || time.Now().Before(s.nextLag) {
+		return s.lagBytes, s.lagKnown
+	}
+	s.nextLag = time.Now().Add(5 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var cur string
+	if err := s.conn.QueryRow(ctx, "select pg_current_wal_lsn()::text").Scan(&cur); err != nil {
+		return s.lagBytes, s.lagKnown
+	}
+	lsn, err := pglogrepl.ParseLSN(cur)
+	if err != nil {
+		return s.lagBytes, s.lagKnown
+	}
+	s.lagBytes, s.lagKnown = max(int64(lsn)-int64(s.confirmed), 0), true
+	return s.lagBytes, true
 }
