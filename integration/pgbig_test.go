@@ -29,7 +29,7 @@ func peakRSS(pid int) int64 {
 }
 
 // waitSlot waits until the slot has confirmed the server's current WAL end.
-func waitSlot(t *testing.T, conn *pgx.Conn, slot string, d time.Duration, logs ...string) time.Duration {
+func waitSlot(t testing.TB, conn *pgx.Conn, slot string, d time.Duration, logs ...string) time.Duration {
 	t.Helper()
 	ctx := context.Background()
 	var lsn string

@@ -20,7 +20,7 @@ import (
 
 // testDB creates a database of its own for a test and drops it (and any
 // slot left in it) after.
-func testDB(t *testing.T) (dsn string, conn *pgx.Conn) {
+func testDB(t testing.TB) (dsn string, conn *pgx.Conn) {
 	t.Helper()
 	requireService(t, "PostgreSQL", "127.0.0.1:5432")
 	ctx := context.Background()
@@ -81,7 +81,7 @@ type pipeline struct {
 	reg *registry.Registry
 }
 
-func startPipeline(t *testing.T, dir, yaml string) *pipeline {
+func startPipeline(t testing.TB, dir, yaml string) *pipeline {
 	t.Helper()
 	path := filepath.Join(dir, "eddy.yaml")
 	os.WriteFile(path, []byte("data_dir: "+filepath.Join(dir, "data")+"\n"+yaml), 0o644)
@@ -113,7 +113,7 @@ func startPipeline(t *testing.T, dir, yaml string) *pipeline {
 	return p
 }
 
-func (p *pipeline) stop(t *testing.T) {
+func (p *pipeline) stop(t testing.TB) {
 	if p.w == nil {
 		return
 	}
@@ -137,7 +137,7 @@ type change struct {
 
 // readChanges decodes every record of topic, partition by partition in
 // offset order (a key lives in one partition, so per-key order holds).
-func (p *pipeline) readChanges(t *testing.T, topic string) []change {
+func (p *pipeline) readChanges(t testing.TB, topic string) []change {
 	t.Helper()
 	tp, err := p.log.Topic(topic)
 	if err != nil {

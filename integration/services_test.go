@@ -18,7 +18,7 @@ const (
 
 // requireService skips when nothing listens at addr: the only reason a test
 // here may skip. CI runs scripts/test-services.sh first, so it never does.
-func requireService(t *testing.T, name, addr string) {
+func requireService(t testing.TB, name, addr string) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {

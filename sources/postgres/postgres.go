@@ -79,6 +79,7 @@ type txnState struct {
 	commitTime time.Time
 	seq        uint64
 	emitted    bool
+	sources    map[*table]map[string]any
 }
 
 // txnEnd is a watermark: once the record at last (the newest emitted when
@@ -257,6 +258,21 @@ func (s *Source) Close() error {
 		errs = append(errs, s.conn.Close(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// txnSource is the source block of a table's events in the current
+// transaction: the same for all of them, so built once and shared (no
+// transform edits the source block).
+func (s *Source) txnSource(t *table) map[string]any {
+	if s.txn.sources == nil {
+		s.txn.sources = map[*table]map[string]any{}
+	}
+	m := s.txn.sources[t]
+	if m == nil {
+		m = s.source(t, s.txn.commitTime, "false", s.txn.xid, s.txn.finalLSN)
+		s.txn.sources[t] = m
+	}
+	return m
 }
 
 // source is the "source" block of an event.

@@ -16,6 +16,34 @@ import (
 	"github.com/eddy-cdc/eddy/connect"
 )
 
+// reusableDeadline hands out one deadline context for as long as the
+// deadline stays the same: making one per message cost more than decoding
+// the message.
+type reusableDeadline struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
+	deadline time.Time
+}
+
+func (r *reusableDeadline) get(parent context.Context, deadline time.Time) context.Context {
+	if r.ctx == nil || !deadline.Equal(r.deadline) || r.ctx.Err() != nil {
+		r.stop()
+		r.ctx, r.cancel = context.WithDeadline(parent, deadline)
+		r.deadline = deadline
+	}
+	return r.ctx
+}
+
+func (r *reusableDeadline) stop() {
+	if r.cancel != nil {
+		r.cancel()
+	}
+}
+
+// maxLinger bounds how long a batch waits for more records: the latency a
+// change may gain before its append starts.
+const maxLinger = 10 * time.Millisecond
+
 // pingEvery is how often an idle source asks the server how far it has
 // read, so the slot follows the server's WAL while the tables are quiet.
 const pingEvery = time.Second
@@ -41,8 +69,18 @@ func (s *Source) startStream(ctx context.Context, lsn pglogrepl.LSN, position []
 // pollStream reads replication messages until it has a batch, or some
 // records and a short pause, keeping the connection alive meanwhile.
 func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
-	var out []connect.Record
+	out := make([]connect.Record, 0, s.cfg.batch)
+	var first time.Time // when out got its first record
+	var rd reusableDeadline
+	defer rd.stop()
 	for len(out) < s.cfg.batch {
+		if len(out) > 0 {
+			if first.IsZero() {
+				first = time.Now()
+			} else if time.Since(first) >= maxLinger {
+				return out, nil // under a steady trickle, do not wait for a full batch
+			}
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -62,18 +100,19 @@ func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
 				return nil, fmt.Errorf("heartbeat query: %w", err)
 			}
 		}
-		wait := time.Until(s.nextStatus)
-		if idle {
-			wait = min(wait, time.Until(s.nextPing))
+		deadline := s.nextStatus
+		if idle && s.nextPing.Before(deadline) {
+			deadline = s.nextPing
 		}
 		if len(out) > 0 {
-			wait = 2 * time.Millisecond // a short pause ends the batch
-		} else if s.cfg.heartbeat > 0 {
-			wait = min(wait, time.Until(s.nextBeat))
+			deadline = first.Add(maxLinger) // the batch goes when it is full or this old
+		} else if s.cfg.heartbeat > 0 && s.nextBeat.Before(deadline) {
+			deadline = s.nextBeat
 		}
-		rctx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
-		msg, err := s.repl.ReceiveMessage(rctx)
-		cancel()
+		if deadline.Before(now.Add(time.Millisecond)) {
+			deadline = now.Add(time.Millisecond)
+		}
+		msg, err := s.repl.ReceiveMessage(rd.get(ctx, deadline))
 		if err != nil {
 			if pgconn.Timeout(err) {
 				if len(out) > 0 {
@@ -325,7 +364,7 @@ func (s *Source) emit(out []connect.Record, t *table, op string, before, after m
 		row = before
 	}
 	value := map[string]any{"before": nilIfEmpty(before), "after": nilIfEmpty(after), "op": op, "ts_ms": now.UnixMilli(),
-		"source": s.source(t, s.txn.commitTime, "false", s.txn.xid, s.txn.finalLSN)}
+		"source": s.txnSource(t)}
 	recs := []connect.Record{{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Value: value, ValueSchema: t.valueSchema, Timestamp: s.txn.commitTime}}
 	if op == "d" && len(t.keyCols) > 0 {
 		recs = append(recs, connect.Record{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Timestamp: s.txn.commitTime})
