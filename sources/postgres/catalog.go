@@ -134,7 +134,7 @@ func (s *Source) describe(ctx context.Context, t *table, oid uint32, ident strin
 		if err := rows.Scan(&name, &typ, &typmod, &pk, &identIdx); err != nil {
 			return err
 		}
-		c := mapColumn(name, typ, typmod)
+		c := mapType(name, typ, typmod, s.types)
 		c.key = pk
 		hasPK = hasPK || pk
 		hasIdentIndex = hasIdentIndex || identIdx

@@ -51,6 +51,7 @@ type Source struct {
 	repl   *pgconn.PgConn // the replication protocol
 	order  []*table
 	byName map[string]*table
+	types  map[uint32]typeInfo
 	byRel  map[uint32]*table
 
 	snap *snapshot // set while the initial snapshot runs
@@ -125,6 +126,9 @@ func (s *Source) Open(ctx context.Context, position []byte) error {
 	s.conn = conn
 	s.user, s.db = conn.Config().User, conn.Config().Database
 	if err := s.preflight(ctx); err != nil {
+		return err
+	}
+	if s.types, err = loadTypes(ctx, conn); err != nil {
 		return err
 	}
 	if err := s.loadTables(ctx); err != nil {

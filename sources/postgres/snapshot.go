@@ -85,7 +85,11 @@ func (s *Source) pollSnapshot(ctx context.Context) ([]connect.Record, error) {
 		if !sn.open {
 			cols := make([]string, len(t.cols))
 			for i, c := range t.cols {
-				cols[i] = pgx.Identifier{c.name}.Sanitize() + "::text"
+				// The type's output function, as pgoutput uses: a ::text
+				// cast differs for some types (char(n) loses its padding,
+				// bool reads true, inet shows a /32).
+				id := pgx.Identifier{c.name}.Sanitize()
+				cols[i] = fmt.Sprintf("case when %s is null then null else format('%%s', %s) end", id, id)
 			}
 			q := fmt.Sprintf("declare eddy_snapshot no scroll cursor for select %s from %s", strings.Join(cols, ", "), pgx.Identifier{t.schema, t.name}.Sanitize())
 			if len(t.keyCols) > 0 {

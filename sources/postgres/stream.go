@@ -280,7 +280,7 @@ func (s *Source) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 	cols := make([]column, len(m.Columns))
 	same := len(m.Columns) == len(t.cols)
 	for i, mc := range m.Columns {
-		c := mapColumn(mc.Name, mc.DataType, mc.TypeModifier)
+		c := mapType(mc.Name, mc.DataType, mc.TypeModifier, s.types)
 		c.key = keys[mc.Name]
 		cols[i] = c
 		if same && (t.cols[i].name != mc.Name || t.cols[i].oid != mc.DataType || t.cols[i].typmod != mc.TypeModifier) {

@@ -1,14 +1,17 @@
 package postgres
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"math/big"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hamba/avro/v2"
+	"github.com/jackc/pgx/v5"
 )
 
 // Type OIDs of the built-in types with a mapping of their own; every other
@@ -30,6 +33,90 @@ const (
 	oidUUID        = 2950
 )
 
+// typeInfo is what the catalog says of a type the fixed mapping does not
+// name: domains map as their base type, arrays as Avro arrays of their
+// element, hstore as a map.
+type typeInfo struct {
+	kind   byte // 'd' domain, 'a' array, 'h' hstore
+	base   uint32
+	typmod int32
+}
+
+// loadTypes reads the domains, arrays and hstore of the database.
+func loadTypes(ctx context.Context, conn *pgx.Conn) (map[uint32]typeInfo, error) {
+	rows, err := conn.Query(ctx, `select oid, typtype::text, typbasetype, typtypmod, typelem, typcategory::text, typname from pg_type
+		where typtype = 'd' or (typcategory = 'A' and typelem <> 0) or typname = 'hstore'`)
+	if err != nil {
+		return nil, fmt.Errorf("read types: %w", err)
+	}
+	defer rows.Close()
+	out := map[uint32]typeInfo{}
+	for rows.Next() {
+		var oid, base, elem uint32
+		var typtype, cat, name string
+		var typmod int32
+		if err := rows.Scan(&oid, &typtype, &base, &typmod, &elem, &cat, &name); err != nil {
+			return nil, err
+		}
+		switch {
+		case name == "hstore":
+			out[oid] = typeInfo{kind: 'h'}
+		case typtype == "d":
+			out[oid] = typeInfo{kind: 'd', base: base, typmod: typmod}
+		case cat == "A":
+			out[oid] = typeInfo{kind: 'a', base: elem}
+		}
+	}
+	return out, rows.Err()
+}
+
+// mapType maps any type: the catalog's domains, arrays and hstore first,
+// then the built-in mapping.
+func mapType(name string, oid uint32, typmod int32, types map[uint32]typeInfo) column {
+	ti, ok := types[oid]
+	if !ok {
+		return mapColumn(name, oid, typmod)
+	}
+	switch ti.kind {
+	case 'd':
+		tm := typmod
+		if ti.typmod >= 0 {
+			tm = ti.typmod
+		}
+		c := mapType(name, ti.base, tm, types)
+		c.oid, c.typmod = oid, typmod
+		return c
+	case 'h':
+		c := column{name: name, oid: oid, typmod: typmod}
+		c.schema = avro.NewMapSchema(nullableString)
+		c.decode = func(s string) (any, error) { return parseHstore(s) }
+		return c
+	}
+	elem := mapType(name, ti.base, typmod, types)
+	c := column{name: name, oid: oid, typmod: typmod}
+	items, _ := avro.NewUnionSchema([]avro.Schema{avro.NewNullSchema(), elem.schema})
+	c.schema = avro.NewArraySchema(items)
+	c.decode = func(s string) (any, error) {
+		parts, err := parseArray(s)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]any, len(parts))
+		for i, p := range parts {
+			if p == nil {
+				continue
+			}
+			if out[i], err = elem.decode(*p); err != nil {
+				return nil, fmt.Errorf("[%d]: %w", i, err)
+			}
+		}
+		return out, nil
+	}
+	return c
+}
+
+var nullableString, _ = avro.NewUnionSchema([]avro.Schema{avro.NewNullSchema(), avro.NewPrimitiveSchema(avro.String, nil)})
+
 // column is how one column maps: its Avro type and the decoder of its
 // text form.
 type column struct {
@@ -48,7 +135,7 @@ func mapColumn(name string, oid uint32, typmod int32) column {
 	switch oid {
 	case oidBool:
 		c.schema = prim(avro.Boolean, nil)
-		c.decode = func(s string) (any, error) { return s == "t", nil }
+		c.decode = func(s string) (any, error) { return s == "t" || s == "true", nil }
 	case oidInt2, oidInt4:
 		c.schema = prim(avro.Int, nil)
 		c.decode = func(s string) (any, error) {
@@ -74,7 +161,7 @@ func mapColumn(name string, oid uint32, typmod int32) column {
 			c.decode = func(s string) (any, error) {
 				r, ok := new(big.Rat).SetString(s)
 				if !ok {
-					return nil, fmt.Errorf("numeric %q does not fit numeric(%d,%d) as a decimal", s, prec, scale)
+					return nil, nil // NaN and ±Infinity have no decimal: null (see docs/types-postgres.md)
 				}
 				return r, nil
 			}
@@ -92,13 +179,13 @@ func mapColumn(name string, oid uint32, typmod int32) column {
 		}
 	case oidDate:
 		c.schema = prim(avro.Int, avro.NewPrimitiveLogicalSchema(avro.Date))
-		c.decode = func(s string) (any, error) { return time.Parse("2006-01-02", s) }
+		c.decode = parseDate
 	case oidTime:
 		c.schema = prim(avro.Long, avro.NewPrimitiveLogicalSchema(avro.TimeMicros))
 		c.decode = parseTimeOfDay
 	case oidTimestamp:
 		c.schema = prim(avro.Long, avro.NewPrimitiveLogicalSchema(avro.LocalTimestampMicros))
-		c.decode = func(s string) (any, error) { return time.Parse("2006-01-02 15:04:05.999999", s) }
+		c.decode = func(s string) (any, error) { return parseTimestamp(s, "2006-01-02 15:04:05.999999") }
 	case oidTimestamptz:
 		c.schema = prim(avro.Long, avro.NewPrimitiveLogicalSchema(avro.TimestampMicros))
 		c.decode = parseTimestamptz
@@ -124,13 +211,191 @@ func parseTimeOfDay(s string) (any, error) {
 		time.Duration(t.Second())*time.Second + time.Duration(t.Nanosecond()), nil
 }
 
+// Infinite dates and timestamps become the greatest and least values the
+// Avro type holds.
+var (
+	infinityMicros = time.UnixMicro(math.MaxInt64).UTC()
+	minusInfMicros = time.UnixMicro(math.MinInt64).UTC()
+	infinityDate   = time.Unix(math.MaxInt32*86400, 0).UTC()
+	minusInfDate   = time.Unix(math.MinInt32*86400, 0).UTC()
+)
+
+// bc turns "0044-03-15 BC" into the astronomical year "-0043-03-15" that
+// time.Parse does not read either, so it returns the year offset instead.
+func bc(s string) (string, bool) {
+	if r, ok := strings.CutSuffix(s, " BC"); ok {
+		return r, true
+	}
+	return s, false
+}
+
+func parseDate(s string) (any, error) {
+	switch s {
+	case "infinity":
+		return infinityDate, nil
+	case "-infinity":
+		return minusInfDate, nil
+	}
+	r, isBC := bc(s)
+	t, err := time.Parse("2006-01-02", r)
+	if err != nil {
+		return nil, err
+	}
+	return fromBC(t, isBC), nil
+}
+
+// fromBC moves a year of the Common Era to the same year Before it (year
+// 1 BC is year 0).
+func fromBC(t time.Time, isBC bool) time.Time {
+	if !isBC {
+		return t
+	}
+	return t.AddDate(1-2*t.Year(), 0, 0)
+}
+
+func parseTimestamp(s, layout string) (any, error) {
+	switch s {
+	case "infinity":
+		return infinityMicros, nil
+	case "-infinity":
+		return minusInfMicros, nil
+	}
+	r, isBC := bc(s)
+	t, err := time.Parse(layout, r)
+	if err != nil {
+		return nil, err
+	}
+	return fromBC(t, isBC).UTC(), nil
+}
+
 // parseTimestamptz reads PostgreSQL's ISO output ("2024-01-02
 // 03:04:05.123456+00", offsets with minutes too) as an instant.
 func parseTimestamptz(s string) (any, error) {
+	var err error
 	for _, layout := range []string{"2006-01-02 15:04:05.999999-07", "2006-01-02 15:04:05.999999-07:00", "2006-01-02 15:04:05.999999-07:00:00"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t.UTC(), nil
+		var v any
+		if v, err = parseTimestamp(s, layout); err == nil {
+			return v, nil
 		}
 	}
 	return nil, fmt.Errorf("timestamptz %q: not in ISO format", s)
+}
+
+// parseArray reads a one-dimensional array's text form, {a,"b c",NULL},
+// into its elements (nil for NULL).
+func parseArray(s string) ([]*string, error) {
+	if i := strings.IndexByte(s, '='); i >= 0 && strings.HasPrefix(s, "[") {
+		s = s[i+1:] // [0:2]={...}: explicit bounds
+	}
+	if len(s) < 2 || s[0] != '{' || s[len(s)-1] != '}' {
+		return nil, fmt.Errorf("array %q: not in text form", s)
+	}
+	body := s[1 : len(s)-1]
+	var out []*string
+	if body == "" {
+		return out, nil
+	}
+	for i := 0; i <= len(body); {
+		if i < len(body) && body[i] == '{' {
+			return nil, fmt.Errorf("array %q: multi-dimensional arrays are not supported", s)
+		}
+		var elem strings.Builder
+		quoted := i < len(body) && body[i] == '"'
+		if quoted {
+			i++
+			for i < len(body) && body[i] != '"' {
+				if body[i] == '\\' && i+1 < len(body) {
+					i++
+				}
+				elem.WriteByte(body[i])
+				i++
+			}
+			i++ // the closing quote
+		} else {
+			for i < len(body) && body[i] != ',' {
+				elem.WriteByte(body[i])
+				i++
+			}
+		}
+		v := elem.String()
+		if !quoted && strings.EqualFold(v, "NULL") {
+			out = append(out, nil)
+		} else {
+			out = append(out, &v)
+		}
+		if i >= len(body) {
+			break
+		}
+		if body[i] != ',' {
+			return nil, fmt.Errorf("array %q: unexpected %q", s, body[i])
+		}
+		i++
+	}
+	return out, nil
+}
+
+// parseHstore reads hstore's text form, "a"=>"1", "b"=>NULL.
+func parseHstore(s string) (map[string]any, error) {
+	out := map[string]any{}
+	i := 0
+	quotedString := func() (string, bool, error) {
+		for i < len(s) && s[i] == ' ' {
+			i++
+		}
+		if strings.HasPrefix(s[i:], "NULL") {
+			i += 4
+			return "", true, nil
+		}
+		if i >= len(s) || s[i] != '"' {
+			return "", false, fmt.Errorf("hstore %q: expected a quoted string at %d", s, i)
+		}
+		i++
+		var b strings.Builder
+		for i < len(s) && s[i] != '"' {
+			if s[i] == '\\' && i+1 < len(s) {
+				i++
+			}
+			b.WriteByte(s[i])
+			i++
+		}
+		if i >= len(s) {
+			return "", false, fmt.Errorf("hstore %q: unterminated string", s)
+		}
+		i++
+		return b.String(), false, nil
+	}
+	for {
+		for i < len(s) && s[i] == ' ' {
+			i++
+		}
+		if i >= len(s) {
+			return out, nil
+		}
+		k, _, err := quotedString()
+		if err != nil {
+			return nil, err
+		}
+		if !strings.HasPrefix(s[i:], "=>") {
+			return nil, fmt.Errorf("hstore %q: expected => at %d", s, i)
+		}
+		i += 2
+		v, null, err := quotedString()
+		if err != nil {
+			return nil, err
+		}
+		if null {
+			out[k] = nil
+		} else {
+			out[k] = v
+		}
+		for i < len(s) && s[i] == ' ' {
+			i++
+		}
+		if i < len(s) {
+			if s[i] != ',' {
+				return nil, fmt.Errorf("hstore %q: expected , at %d", s, i)
+			}
+			i++
+		}
+	}
 }
