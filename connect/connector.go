@@ -183,6 +183,16 @@ func (c *connector) setState(state, trace string) {
 // straight to FAILED.
 type permanent struct{ err error }
 
+// Permanent marks a plugin's error as one that retrying will not fix (a
+// missing table, a permission, a setting): the task stops FAILED with it at
+// once instead of retrying until errors.retry_timeout.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanent{err}
+}
+
 func (p permanent) Error() string { return p.err.Error() }
 func (p permanent) Unwrap() error { return p.err }
 

@@ -54,6 +54,10 @@ func (c *connector) runSource(stopCtx, workCtx context.Context) (progressed bool
 		return false, fmt.Errorf("read back the log's tail: %w", err)
 	}
 	if err := src.Open(stopCtx, stored.Position); err != nil {
+		var p permanent
+		if errors.As(err, &p) {
+			return false, permanent{fmt.Errorf("open source: %w", p.err)}
+		}
 		return false, fmt.Errorf("open source: %w", err)
 	}
 	format := "avro"

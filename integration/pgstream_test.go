@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,4 +179,58 @@ func TestPostgresIdleSlotAdvances(t *testing.T) {
 	if len(p.readChanges(t, "shop.public.orders")) != 0 {
 		t.Fatal("events for an idle table")
 	}
+}
+
+// Setup mistakes stop the connector at once (FAILED, not retried) with an
+// error that says what to do.
+func TestPostgresPreflightErrors(t *testing.T) {
+	dsn, conn := testDB(t)
+	ctx := context.Background()
+	for _, q := range []string{
+		"create table nokey (a int, b text)",
+		"create table orders (id int primary key, v bigint not null, note text)",
+		"select pg_create_logical_replication_slot('foreign_slot', 'test_decoding')",
+		"drop role if exists eddy_norepl",
+		"create role eddy_norepl login",
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	defer conn.Exec(ctx, "drop role if exists eddy_norepl")
+	noRepl := strings.Replace(dsn, "postgres@", "eddy_norepl@", 1)
+	for _, c := range []struct {
+		name, dsn, config, want string
+	}{
+		{"no primary key", dsn, "tables: [nokey]",
+			"table public.nokey has no primary key and its replica identity is DEFAULT, so updates and deletes cannot be captured: add a primary key, or ALTER TABLE public.nokey REPLICA IDENTITY FULL"},
+		{"missing table", dsn, "tables: [public.nothere]", "table public.nothere does not exist"},
+		{"foreign slot", dsn, "tables: [orders], slot: foreign_slot",
+			"slot foreign_slot uses plugin test_decoding, not pgoutput: it belongs to another tool; choose another slot name"},
+		{"no replication", noRepl, "tables: [orders]", "role eddy_norepl lacks REPLICATION: ALTER ROLE eddy_norepl WITH REPLICATION"},
+	} {
+		p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, %s}
+`, c.dsn, c.config))
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, _ := p.w.Status("pg")
+			if st.Tasks[0].State == "FAILED" {
+				if !strings.Contains(st.Tasks[0].Trace, c.want) {
+					t.Errorf("%s: trace %q lacks %q", c.name, st.Tasks[0].Trace, c.want)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s: not FAILED after 10s: %+v", c.name, st.Tasks[0])
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		p.stop(t)
+	}
+	conn.Exec(ctx, "select pg_drop_replication_slot('foreign_slot')")
 }

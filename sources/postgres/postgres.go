@@ -34,7 +34,6 @@ type config struct {
 	heartbeat         time.Duration
 	heartbeatQuery    string
 	toast             string
-	dropSlot          bool
 	batch             int
 	chunk             int
 }
@@ -97,7 +96,7 @@ func New(p connect.Params, env connect.Env) (connect.Source, error) {
 		dsn: p.String("dsn"), slot: p.String("slot"), publication: p.String("publication"),
 		tables: p.Strings("tables"), exclude: p.Strings("exclude_tables"), snapshot: p.String("snapshot"),
 		prefix: p.String("topic_prefix"), heartbeat: p.Duration("heartbeat_interval"), heartbeatQuery: p.String("heartbeat_query"),
-		toast: p.String("toast_placeholder"), dropSlot: p.Bool("slot_drop_on_delete"), batch: int(p.Int("batch_size")), chunk: int(p.Int("snapshot_chunk_rows")),
+		toast: p.String("toast_placeholder"), batch: int(p.Int("batch_size")), chunk: int(p.Int("snapshot_chunk_rows")),
 	}
 	if cfg.slot == "" {
 		cfg.slot = "eddy_" + avroName(env.Connector)
@@ -117,8 +116,17 @@ func New(p connect.Params, env connect.Env) (connect.Source, error) {
 
 // Open connects, checks the server, and positions the source: a snapshot
 // when there is nothing to continue from (and the mode asks for one),
-// else the slot's stream after position.
+// else the slot's stream after position. A preflight failure is permanent:
+// the connector stops with it rather than retrying.
 func (s *Source) Open(ctx context.Context, position []byte) error {
+	err := s.open(ctx, position)
+	if errors.Is(err, ErrPreflight) {
+		return connect.Permanent(err)
+	}
+	return err
+}
+
+func (s *Source) open(ctx context.Context, position []byte) error {
 	conn, err := pgx.Connect(ctx, s.cfg.dsn)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
