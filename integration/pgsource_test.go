@@ -220,6 +220,8 @@ func replay(t *testing.T, changes []change) map[int64]int64 {
 				t.Fatalf("update of key %d to version %d after %d (present %v): a change missed or doubled", c.key, v, prev, ok)
 			}
 			state[c.key] = v
+		case "t": // a truncate, or a snapshot taken again: the table starts over
+			clear(state)
 		case "d":
 			if _, ok := state[c.key]; !ok {
 				t.Fatalf("delete of key %d, which does not exist", c.key)

@@ -234,3 +234,47 @@ connectors:
 	}
 	conn.Exec(ctx, "select pg_drop_replication_slot('foreign_slot')")
 }
+
+// Before-images: the whole old row under REPLICA IDENTITY FULL, the key
+// alone otherwise (and no before-image for an update that keeps the key).
+func TestPostgresBeforeImages(t *testing.T) {
+	dsn, conn := testDB(t)
+	ctx := context.Background()
+	for _, q := range []string{
+		"create table orders (id int primary key, v bigint not null, note text)",
+		"create table items (id int primary key, v bigint not null, note text)",
+		"alter table items replica identity full",
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [orders, items], topic_prefix: shop}
+`, dsn))
+	time.Sleep(300 * time.Millisecond)
+	for _, tb := range []string{"orders", "items"} {
+		for _, q := range []string{"insert into %s values (1, 0, 'a')", "update %s set v = 1, note = 'b' where id = 1", "delete from %s where id = 1"} {
+			if _, err := conn.Exec(ctx, fmt.Sprintf(q, tb)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	full := p.waitChanges(t, "shop.public.items", 4)
+	if b := full[1].before; b == nil || b["note"] != "a" || toInt64(b["v"]) != 0 {
+		t.Fatalf("FULL update before-image: %v", b)
+	}
+	if b := full[2].before; b == nil || b["note"] != "b" {
+		t.Fatalf("FULL delete before-image: %v", b)
+	}
+	def := p.waitChanges(t, "shop.public.orders", 4)
+	if def[1].before != nil {
+		t.Fatalf("DEFAULT update before-image: %v", def[1].before)
+	}
+	if b := def[2].before; b == nil || toInt64(b["id"]) != 1 || b["note"] != nil {
+		t.Fatalf("DEFAULT delete before-image (the key only): %v", b)
+	}
+}

@@ -165,7 +165,7 @@ func (s *Source) open(ctx context.Context, position []byte) error {
 		if !slot.exists {
 			if s.cfg.snapshot == SnapshotWhenNeeded {
 				s.log.Warn("the slot is gone: taking a new snapshot", "slot", s.cfg.slot)
-				return s.startSnapshot(ctx, slot)
+				return s.startSnapshot(ctx, slot, true)
 			}
 			return fmt.Errorf("%w: slot %s is missing, so the changes after the stored position cannot be read: set snapshot: when_needed to take a new snapshot, or reset the connector's offsets", ErrPreflight, s.cfg.slot)
 		}
@@ -184,7 +184,7 @@ func (s *Source) open(ctx context.Context, position []byte) error {
 		}
 		return s.startStream(ctx, 0, position)
 	default: // nothing stored yet, or a snapshot a crash interrupted
-		return s.startSnapshot(ctx, slot)
+		return s.startSnapshot(ctx, slot, len(position) > 0)
 	}
 }
 

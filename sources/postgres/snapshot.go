@@ -24,13 +24,26 @@ type snapshot struct {
 	row        uint64
 	held       *connect.Record // the newest read, held back to mark the last one
 	started    time.Time
+	// retake says an earlier snapshot (or stream) of these tables may be in
+	// the log: each table's reads are then preceded by a truncate event, so
+	// a consumer drops rows that vanished in between instead of keeping
+	// them forever.
+	retake bool
+}
+
+// push emits the held record and holds rec in its place.
+func (sn *snapshot) push(rec connect.Record, out *[]connect.Record) {
+	if sn.held != nil {
+		*out = append(*out, *sn.held)
+	}
+	sn.held = &rec
 }
 
 // startSnapshot (re)creates the slot with an exported snapshot and opens
 // the snapshot transaction on it. A snapshot a crash interrupted starts
 // over under a new slot and a new epoch, so its reads sort after the old
 // ones and none is skipped as already logged.
-func (s *Source) startSnapshot(ctx context.Context, slot slotInfo) error {
+func (s *Source) startSnapshot(ctx context.Context, slot slotInfo, retake bool) error {
 	if slot.exists {
 		if err := pglogrepl.DropReplicationSlot(ctx, s.repl, s.cfg.slot, pglogrepl.DropReplicationSlotOptions{Wait: true}); err != nil {
 			return fmt.Errorf("drop slot %s to take a new snapshot: %w", s.cfg.slot, err)
@@ -52,7 +65,7 @@ func (s *Source) startSnapshot(ctx context.Context, slot slotInfo) error {
 		tx.Rollback(ctx)
 		return fmt.Errorf("use the slot's snapshot %s: %w", res.SnapshotName, err)
 	}
-	s.snap = &snapshot{epoch: uint64(time.Now().UnixNano()), tx: tx, consistent: lsn, started: time.Now()}
+	s.snap = &snapshot{epoch: uint64(time.Now().UnixNano()), tx: tx, consistent: lsn, started: time.Now(), retake: retake}
 	s.log.Info("snapshot started", "slot", s.cfg.slot, "lsn", lsn, "tables", len(s.order))
 	return nil
 }
@@ -102,7 +115,13 @@ func (s *Source) pollSnapshot(ctx context.Context) ([]connect.Record, error) {
 			if _, err := sn.tx.Exec(ctx, q); err != nil {
 				return nil, fmt.Errorf("snapshot %s.%s: %w", t.schema, t.name, err)
 			}
-			sn.open, sn.row = true, 0
+			sn.open, sn.row = true, 1
+			if sn.retake {
+				now := time.Now()
+				value := map[string]any{"before": nil, "after": nil, "op": "t", "ts_ms": now.UnixMilli(), "source": s.source(t, now, "true", 0, 0)}
+				sn.push(connect.Record{Topic: t.topic, Value: value, ValueSchema: t.valueSchema, Timestamp: now,
+					Position: snapshotPos(sn.epoch, uint32(t.index), 0)}, &out)
+			}
 		}
 		n, err := s.readChunk(ctx, t, &out)
 		if err != nil {
@@ -143,15 +162,12 @@ func (s *Source) readChunk(ctx context.Context, t *table, out *[]connect.Record)
 		if err != nil {
 			return n, err
 		}
-		if sn.held != nil {
-			*out = append(*out, *sn.held)
-		}
 		pos := snapshotPos(sn.epoch, uint32(t.index), sn.row)
 		sn.row++
 		n++
 		value := map[string]any{"before": nil, "after": row, "op": "r", "ts_ms": now.UnixMilli(),
 			"source": s.source(t, now, "true", 0, 0)}
-		sn.held = &connect.Record{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Value: value, ValueSchema: t.valueSchema, Timestamp: now, Position: pos}
+		sn.push(connect.Record{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Value: value, ValueSchema: t.valueSchema, Timestamp: now, Position: pos}, out)
 	}
 	return n, rows.Err()
 }
