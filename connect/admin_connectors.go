@@ -227,7 +227,10 @@ func (w *Worker) ResetOffsets(ctx context.Context, name string) error {
 		return fmt.Errorf("%w: connector %s must be stopped (PUT /connectors/%s/stop) before its offsets are reset", ErrConnectorState, name, name)
 	}
 	if c.spec.kind == KindSource {
-		return w.offsets.Delete(ctx, name)
+		if err := w.offsets.Delete(ctx, name); err != nil {
+			return err
+		}
+		return c.resetSource(ctx)
 	}
 	for _, t := range c.spec.Topics {
 		if _, err := w.log.Groups().ResetOffsets(ctx, GroupFor(name), t, elog.OffsetSpec{Kind: "earliest"}); err != nil {

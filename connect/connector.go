@@ -29,7 +29,14 @@ type connector struct {
 	done    chan struct{}
 	wake    chan struct{} // closed and replaced when target changes
 	lastRun time.Time
-	lag     *int64 // bytes behind upstream, from a LagReporter source
+	lag     *int64   // bytes behind upstream, from a LagReporter source
+	lagSecs *float64 // commit-to-durable time of the last batch's newest record
+}
+
+func (c *connector) setLagSeconds(v float64) {
+	c.lock()
+	c.lagSecs = &v
+	c.unlock()
 }
 
 func (c *connector) setLag(n int64) {
@@ -284,6 +291,9 @@ func (c *connector) status() ConnectorStatus {
 	if c.lag != nil {
 		st.SourceLagBytes = c.lag
 	}
+	if c.lagSecs != nil {
+		st.SourceLagSeconds = c.lagSecs
+	}
 	if c.schedule != nil {
 		st.Schedule = &Schedule{Cron: c.spec.Schedule, NextRun: c.schedule.Next(time.Now())}
 		if !c.lastRun.IsZero() {
@@ -303,6 +313,26 @@ func (c *connector) info() ConnectorInfo {
 		in.Transforms = append(in.Transforms, m)
 	}
 	return in
+}
+
+// resetSource lets a source release its upstream state after its offsets
+// were deleted.
+func (c *connector) resetSource(ctx context.Context) error {
+	factory := c.w.plugins.Sources[c.spec.Plugin]
+	if factory == nil {
+		return nil
+	}
+	src, err := factory(c.spec.params, c.env())
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if r, ok := src.(Resetter); ok {
+		if err := r.Reset(ctx); err != nil {
+			return fmt.Errorf("reset %s: %w", c.spec.Name, err)
+		}
+	}
+	return nil
 }
 
 func (c *connector) env() Env {

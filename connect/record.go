@@ -62,6 +62,13 @@ type Source interface {
 	Close() error
 }
 
+// Resetter is a source with state upstream to release when its offsets
+// are deleted (a replication slot, say); Reset is called on a fresh
+// instance, not opened, while the connector is stopped.
+type Resetter interface {
+	Reset(ctx context.Context) error
+}
+
 // LagReporter is a source that can say how far behind its upstream it is,
 // in the upstream's own unit (bytes of WAL or binlog). The runtime asks
 // after each batch and while idle, from the task's goroutine.

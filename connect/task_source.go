@@ -202,7 +202,9 @@ func (b *sourceBatch) deliver(ctx context.Context, recs []Record) ([]byte, error
 	m.recordsOut.WithLabelValues(c.spec.Name).Add(float64(n))
 	m.batch.WithLabelValues(c.spec.Name).Observe(time.Since(start).Seconds())
 	if !newest.IsZero() {
-		m.sourceLag.WithLabelValues(c.spec.Name).Set(time.Since(newest).Seconds())
+		lag := time.Since(newest).Seconds()
+		m.sourceLag.WithLabelValues(c.spec.Name).Set(lag)
+		c.setLagSeconds(lag)
 	}
 	return last, nil
 }

@@ -258,6 +258,9 @@ type ConnectorStatus struct {
 	// SourceLagBytes is how far a source is behind its upstream (WAL or
 	// binlog bytes), for sources that can tell.
 	SourceLagBytes *int64 `json:"source_lag_bytes,omitempty"`
+	// SourceLagSeconds is how old the newest record of the last batch was
+	// (by its source timestamp) when it became durable.
+	SourceLagSeconds *float64 `json:"source_lag_seconds,omitempty"`
 }
 
 // StateInfo is a connector's state.

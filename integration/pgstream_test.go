@@ -278,3 +278,41 @@ connectors:
 		t.Fatalf("DEFAULT delete before-image (the key only): %v", b)
 	}
 }
+
+// slot_drop_on_delete: deleting a stopped connector's offsets drops its
+// slot, so a connector taken out of service holds no WAL.
+func TestPostgresSlotDropOnDelete(t *testing.T) {
+	dsn, conn := testDB(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, "create table orders (id int primary key, v bigint not null, note text)"); err != nil {
+		t.Fatal(err)
+	}
+	p := startPipeline(t, t.TempDir(), pgSourceYAML(dsn, "      slot_drop_on_delete: true\n"))
+	slots := func() int {
+		var n int
+		conn.QueryRow(ctx, "select count(*) from pg_replication_slots where slot_name = 'eddy_pg'").Scan(&n)
+		return n
+	}
+	for deadline := time.Now().Add(10 * time.Second); slots() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no slot")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := conn.Exec(ctx, "insert into orders values (1, 0, 'x')"); err != nil {
+		t.Fatal(err)
+	}
+	p.waitChanges(t, "shop.public.orders", 1)
+	if err := p.w.Stop(ctx, "pg"); err != nil {
+		t.Fatal(err)
+	}
+	if slots() != 1 {
+		t.Fatal("stopping dropped the slot")
+	}
+	if err := p.w.ResetOffsets(ctx, "pg"); err != nil {
+		t.Fatal(err)
+	}
+	if slots() != 0 {
+		t.Fatal("the slot survived the offsets' deletion")
+	}
+}

@@ -34,6 +34,7 @@ type config struct {
 	heartbeat         time.Duration
 	heartbeatQuery    string
 	toast             string
+	dropSlot          bool
 	batch             int
 	chunk             int
 }
@@ -96,7 +97,7 @@ func New(p connect.Params, env connect.Env) (connect.Source, error) {
 		dsn: p.String("dsn"), slot: p.String("slot"), publication: p.String("publication"),
 		tables: p.Strings("tables"), exclude: p.Strings("exclude_tables"), snapshot: p.String("snapshot"),
 		prefix: p.String("topic_prefix"), heartbeat: p.Duration("heartbeat_interval"), heartbeatQuery: p.String("heartbeat_query"),
-		toast: p.String("toast_placeholder"), batch: int(p.Int("batch_size")), chunk: int(p.Int("snapshot_chunk_rows")),
+		toast: p.String("toast_placeholder"), dropSlot: p.Bool("slot_drop_on_delete"), batch: int(p.Int("batch_size")), chunk: int(p.Int("snapshot_chunk_rows")),
 	}
 	if cfg.slot == "" {
 		cfg.slot = "eddy_" + avroName(env.Connector)
@@ -319,4 +320,33 @@ func (s *Source) LagBytes() (int64, bool) {
 	}
 	s.lagBytes, s.lagKnown = max(int64(lsn)-int64(s.confirmed), 0), true
 	return s.lagBytes, true
+}
+
+// Reset drops the slot when slot_drop_on_delete is set: the connector's
+// offsets are gone, so nothing will read the slot again, and a slot nobody
+// reads holds WAL on the server forever.
+func (s *Source) Reset(ctx context.Context) error {
+	if !s.cfg.dropSlot {
+		return nil
+	}
+	conn, err := pgx.Connect(ctx, s.cfg.dsn)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	// The stopped task's walsender may hold the slot a moment longer.
+	for try := 0; ; try++ {
+		_, err := conn.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = $1 and database = current_database()", s.cfg.slot)
+		var pgErr *pgconn.PgError
+		if err != nil && errors.As(err, &pgErr) && pgErr.Code == "55006" && try < 50 {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("drop slot %s: %w", s.cfg.slot, err)
+		}
+		break
+	}
+	s.log.Info("dropped the replication slot", "slot", s.cfg.slot)
+	return nil
 }
