@@ -30,6 +30,11 @@ type Record struct {
 	// last durable one and skips records at or before what the log holds.
 	Position []byte
 
+	// Broadcast asks the runtime to append the record to every partition of
+	// its topic: a truncate, which concerns the keys of all partitions,
+	// must reach each partition's consumer in that partition's order.
+	Broadcast bool
+
 	// Partition and Offset are set on records read from the log.
 	Partition int
 	Offset    int64

@@ -178,11 +178,17 @@ func (b *sourceBatch) deliver(ctx context.Context, recs []Record) ([]byte, error
 			}
 			continue
 		}
-		k := partKey{r.Topic, partitionOf(&out, r.Position, t.Partitions())}
-		if s := b.skip[k]; s != nil && bytes.Compare(r.Position, s) <= 0 {
-			continue // appended before a crash, with its position not yet stored
+		first, last := partitionOf(&out, r.Position, t.Partitions()), -1
+		if r.Broadcast {
+			first, last = 0, t.Partitions()-1
 		}
-		b.byPart[k] = append(b.byPart[k], out)
+		for p := first; p <= max(first, last); p++ {
+			k := partKey{r.Topic, p}
+			if s := b.skip[k]; s != nil && bytes.Compare(r.Position, s) <= 0 {
+				continue // appended before a crash, with its position not yet stored
+			}
+			b.byPart[k] = append(b.byPart[k], out)
+		}
 		if r.Timestamp.After(newest) {
 			newest = r.Timestamp
 		}

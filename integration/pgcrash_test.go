@@ -237,6 +237,8 @@ func TestPostgresKillDuringSnapshot(t *testing.T) {
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`data_dir: %s
 api: {listen: "127.0.0.1:0"}
 registry: {listen: "127.0.0.1:0"}
+topics:
+  - {name: shop.public.orders, partitions: 3}
 connectors:
   - name: pg
     plugin: postgres-source

@@ -115,7 +115,7 @@ func excluded(patterns []string, full string) bool {
 // keyed by the identity's columns.
 func (s *Source) describe(ctx context.Context, t *table, oid uint32, ident string) error {
 	rows, err := s.conn.Query(ctx, `
-		select a.attname, a.atttypid, a.atttypmod,
+		select a.attname, a.atttypid, a.atttypmod, a.attndims,
 		       coalesce((select true from pg_index i where i.indrelid = a.attrelid and i.indisprimary and a.attnum = any(i.indkey)), false),
 		       coalesce((select true from pg_index i where i.indrelid = a.attrelid and i.indisreplident and a.attnum = any(i.indkey)), false)
 		from pg_attribute a where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped order by a.attnum`, oid)
@@ -129,12 +129,12 @@ func (s *Source) describe(ctx context.Context, t *table, oid uint32, ident strin
 	for rows.Next() {
 		var name string
 		var typ uint32
-		var typmod int32
+		var typmod, dims int32
 		var pk, identIdx bool
-		if err := rows.Scan(&name, &typ, &typmod, &pk, &identIdx); err != nil {
+		if err := rows.Scan(&name, &typ, &typmod, &dims, &pk, &identIdx); err != nil {
 			return err
 		}
-		c := mapType(name, typ, typmod, s.types)
+		c := mapType(name, typ, typmod, s.types, int(dims))
 		c.key = pk
 		hasPK = hasPK || pk
 		hasIdentIndex = hasIdentIndex || identIdx

@@ -79,7 +79,11 @@ func (t *table) buildSchemas(prefix string) error {
 			continue
 		}
 		_ = i
-		f := fmt.Sprintf(`{"name":%q,"type":["null",%s],"default":null}`, avroName(c.name), typ)
+		nt, err := json.Marshal(withNull(c.schema))
+		if err != nil {
+			return err
+		}
+		f := fmt.Sprintf(`{"name":%q,"type":%s,"default":null}`, avroName(c.name), nt)
 		valueFields = append(valueFields, json.RawMessage(f))
 	}
 	join := func(fs []json.RawMessage) string {

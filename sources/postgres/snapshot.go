@@ -120,7 +120,7 @@ func (s *Source) pollSnapshot(ctx context.Context) ([]connect.Record, error) {
 				now := time.Now()
 				value := map[string]any{"before": nil, "after": nil, "op": "t", "ts_ms": now.UnixMilli(), "source": s.source(t, now, "true", 0, 0)}
 				sn.push(connect.Record{Topic: t.topic, Value: value, ValueSchema: t.valueSchema, Timestamp: now,
-					Position: snapshotPos(sn.epoch, uint32(t.index), 0)}, &out)
+					Position: snapshotPos(sn.epoch, uint32(t.index), 0), Broadcast: true}, &out)
 			}
 		}
 		n, err := s.readChunk(ctx, t, &out)

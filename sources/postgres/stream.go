@@ -277,10 +277,14 @@ func (s *Source) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 	for _, i := range t.keyCols {
 		keys[t.cols[i].name] = true
 	}
+	dims := map[string]int{} // pgoutput does not say; the catalog did
+	for _, c := range t.cols {
+		dims[c.name] = c.dims
+	}
 	cols := make([]column, len(m.Columns))
 	same := len(m.Columns) == len(t.cols)
 	for i, mc := range m.Columns {
-		c := mapType(mc.Name, mc.DataType, mc.TypeModifier, s.types)
+		c := mapType(mc.Name, mc.DataType, mc.TypeModifier, s.types, dims[mc.Name])
 		c.key = keys[mc.Name]
 		cols[i] = c
 		if same && (t.cols[i].name != mc.Name || t.cols[i].oid != mc.DataType || t.cols[i].typmod != mc.TypeModifier) {
@@ -368,6 +372,9 @@ func (s *Source) emit(out []connect.Record, t *table, op string, before, after m
 	recs := []connect.Record{{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Value: value, ValueSchema: t.valueSchema, Timestamp: s.txn.commitTime}}
 	if op == "d" && len(t.keyCols) > 0 {
 		recs = append(recs, connect.Record{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Timestamp: s.txn.commitTime})
+	}
+	if op == "t" {
+		recs[0].Broadcast = true // every partition's consumer must see it in order
 	}
 	for _, r := range recs {
 		r.Position = streamPos(s.txn.finalLSN, s.txn.seq)

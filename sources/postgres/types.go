@@ -70,9 +70,23 @@ func loadTypes(ctx context.Context, conn *pgx.Conn) (map[uint32]typeInfo, error)
 	return out, rows.Err()
 }
 
+// withNull is s made nullable: ["null", s], or null added to a union (a
+// union may not hold another union).
+func withNull(s avro.Schema) avro.Schema {
+	members := []avro.Schema{avro.NewNullSchema()}
+	if u, ok := s.(*avro.UnionSchema); ok {
+		members = append(members, u.Types()...)
+	} else {
+		members = append(members, s)
+	}
+	u, _ := avro.NewUnionSchema(members)
+	return u
+}
+
 // mapType maps any type: the catalog's domains, arrays and hstore first,
-// then the built-in mapping.
-func mapType(name string, oid uint32, typmod int32, types map[uint32]typeInfo) column {
+// then the built-in mapping. dims is an array column's declared number of
+// dimensions (attndims); 0 or 1 is a plain array.
+func mapType(name string, oid uint32, typmod int32, types map[uint32]typeInfo, dims int) column {
 	ti, ok := types[oid]
 	if !ok {
 		return mapColumn(name, oid, typmod)
@@ -83,7 +97,7 @@ func mapType(name string, oid uint32, typmod int32, types map[uint32]typeInfo) c
 		if ti.typmod >= 0 {
 			tm = ti.typmod
 		}
-		c := mapType(name, ti.base, tm, types)
+		c := mapType(name, ti.base, tm, types, dims)
 		c.oid, c.typmod = oid, typmod
 		return c
 	case 'h':
@@ -92,27 +106,51 @@ func mapType(name string, oid uint32, typmod int32, types map[uint32]typeInfo) c
 		c.decode = func(s string) (any, error) { return parseHstore(s) }
 		return c
 	}
-	elem := mapType(name, ti.base, typmod, types)
-	c := column{name: name, oid: oid, typmod: typmod}
-	items, _ := avro.NewUnionSchema([]avro.Schema{avro.NewNullSchema(), elem.schema})
-	c.schema = avro.NewArraySchema(items)
+	elem := mapType(name, ti.base, typmod, types, 0)
+	c := column{name: name, oid: oid, typmod: typmod, dims: max(dims, 1)}
+	c.schema = elem.schema
+	for range c.dims {
+		c.schema = avro.NewArraySchema(withNull(c.schema))
+	}
+	depth := c.dims
 	c.decode = func(s string) (any, error) {
-		parts, err := parseArray(s)
+		v, err := parseArray(s)
 		if err != nil {
 			return nil, err
 		}
-		out := make([]any, len(parts))
-		for i, p := range parts {
-			if p == nil {
-				continue
-			}
-			if out[i], err = elem.decode(*p); err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
-			}
-		}
-		return out, nil
+		return decodeArray(v, depth, elem.decode)
 	}
 	return c
+}
+
+// decodeArray decodes a parsed array of the given depth: nested []any
+// down to the elements, each decoded by elem.
+func decodeArray(v []any, depth int, elem func(string) (any, error)) (any, error) {
+	out := make([]any, len(v))
+	for i, e := range v {
+		switch x := e.(type) {
+		case nil:
+		case []any:
+			if depth < 2 {
+				return nil, fmt.Errorf("an array of more dimensions than the column declares (%d): declare them, such as int[][]", depth)
+			}
+			d, err := decodeArray(x, depth-1, elem)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = d
+		case string:
+			if depth > 1 {
+				return nil, fmt.Errorf("an array of fewer dimensions than the column declares (%d)", depth)
+			}
+			d, err := elem(x)
+			if err != nil {
+				return nil, fmt.Errorf("[%d]: %w", i, err)
+			}
+			out[i] = d
+		}
+	}
+	return out, nil
 }
 
 var nullableString, _ = avro.NewUnionSchema([]avro.Schema{avro.NewNullSchema(), avro.NewPrimitiveSchema(avro.String, nil)})
@@ -120,6 +158,7 @@ var nullableString, _ = avro.NewUnionSchema([]avro.Schema{avro.NewNullSchema(), 
 // column is how one column maps: its Avro type and the decoder of its
 // text form.
 type column struct {
+	dims   int // arrays: dimensions
 	name   string
 	oid    uint32
 	typmod int32
@@ -155,13 +194,13 @@ func mapColumn(name string, oid uint32, typmod int32) column {
 		c.schema = prim(avro.Double, nil)
 		c.decode = func(s string) (any, error) { return strconv.ParseFloat(s, 64) }
 	case oidNumeric:
-		if typmod >= 4 { // numeric(p, s): an exact decimal
+		if typmod >= 4 { // numeric(p, s): an exact decimal, or the special values as text
 			prec, scale := int((typmod-4)>>16)&0xffff, int(typmod-4)&0xffff
-			c.schema = prim(avro.Bytes, avro.NewDecimalLogicalSchema(prec, scale))
+			c.schema, _ = avro.NewUnionSchema([]avro.Schema{prim(avro.Bytes, avro.NewDecimalLogicalSchema(prec, scale)), prim(avro.String, nil)})
 			c.decode = func(s string) (any, error) {
 				r, ok := new(big.Rat).SetString(s)
 				if !ok {
-					return nil, nil // NaN and ±Infinity have no decimal: null (see docs/types-postgres.md)
+					return s, nil // NaN, Infinity, -Infinity: no decimal holds them
 				}
 				return r, nil
 			}
@@ -281,57 +320,84 @@ func parseTimestamptz(s string) (any, error) {
 	return nil, fmt.Errorf("timestamptz %q: not in ISO format", s)
 }
 
-// parseArray reads a one-dimensional array's text form, {a,"b c",NULL},
-// into its elements (nil for NULL).
-func parseArray(s string) ([]*string, error) {
+// parseArray reads an array's text form, {a,"b c",NULL} or {{1,2},{3,4}},
+// into nested []any of strings (nil for NULL).
+func parseArray(s string) ([]any, error) {
 	if i := strings.IndexByte(s, '='); i >= 0 && strings.HasPrefix(s, "[") {
 		s = s[i+1:] // [0:2]={...}: explicit bounds
 	}
-	if len(s) < 2 || s[0] != '{' || s[len(s)-1] != '}' {
-		return nil, fmt.Errorf("array %q: not in text form", s)
+	p := &arrayParser{s: s}
+	v, err := p.array()
+	if err != nil {
+		return nil, err
 	}
-	body := s[1 : len(s)-1]
-	var out []*string
-	if body == "" {
+	if p.i != len(s) {
+		return nil, fmt.Errorf("array %q: trailing text at %d", s, p.i)
+	}
+	return v, nil
+}
+
+type arrayParser struct {
+	s string
+	i int
+}
+
+func (p *arrayParser) array() ([]any, error) {
+	if p.i >= len(p.s) || p.s[p.i] != '{' {
+		return nil, fmt.Errorf("array %q: expected { at %d", p.s, p.i)
+	}
+	p.i++
+	out := []any{}
+	if p.i < len(p.s) && p.s[p.i] == '}' {
+		p.i++
 		return out, nil
 	}
-	for i := 0; i <= len(body); {
-		if i < len(body) && body[i] == '{' {
-			return nil, fmt.Errorf("array %q: multi-dimensional arrays are not supported", s)
+	for {
+		if p.i >= len(p.s) {
+			return nil, fmt.Errorf("array %q: unterminated", p.s)
 		}
-		var elem strings.Builder
-		quoted := i < len(body) && body[i] == '"'
-		if quoted {
-			i++
-			for i < len(body) && body[i] != '"' {
-				if body[i] == '\\' && i+1 < len(body) {
-					i++
+		switch p.s[p.i] {
+		case '{':
+			sub, err := p.array()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, sub)
+		case '"':
+			p.i++
+			var b strings.Builder
+			for p.i < len(p.s) && p.s[p.i] != '"' {
+				if p.s[p.i] == '\\' && p.i+1 < len(p.s) {
+					p.i++
 				}
-				elem.WriteByte(body[i])
-				i++
+				b.WriteByte(p.s[p.i])
+				p.i++
 			}
-			i++ // the closing quote
-		} else {
-			for i < len(body) && body[i] != ',' {
-				elem.WriteByte(body[i])
-				i++
+			p.i++
+			out = append(out, b.String())
+		default:
+			start := p.i
+			for p.i < len(p.s) && p.s[p.i] != ',' && p.s[p.i] != '}' {
+				p.i++
+			}
+			if v := p.s[start:p.i]; strings.EqualFold(v, "NULL") {
+				out = append(out, nil)
+			} else {
+				out = append(out, v)
 			}
 		}
-		v := elem.String()
-		if !quoted && strings.EqualFold(v, "NULL") {
-			out = append(out, nil)
-		} else {
-			out = append(out, &v)
+		if p.i >= len(p.s) {
+			return nil, fmt.Errorf("array %q: unterminated", p.s)
 		}
-		if i >= len(body) {
-			break
+		if p.s[p.i] == '}' {
+			p.i++
+			return out, nil
 		}
-		if body[i] != ',' {
-			return nil, fmt.Errorf("array %q: unexpected %q", s, body[i])
+		if p.s[p.i] != ',' {
+			return nil, fmt.Errorf("array %q: unexpected %q at %d", p.s, p.s[p.i], p.i)
 		}
-		i++
+		p.i++
 	}
-	return out, nil
 }
 
 // parseHstore reads hstore's text form, "a"=>"1", "b"=>NULL.
