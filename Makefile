@@ -28,6 +28,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./log/
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./registry/
 	$(GO) test -run '^$$' -bench . -benchtime 200000x ./connect/
+	$(GO) test -run '^$$' -bench Postgres -benchtime 1x ./integration/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBatches -fuzztime 5m ./log/
