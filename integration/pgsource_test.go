@@ -15,6 +15,7 @@ import (
 	"github.com/eddy-cdc/eddy/connect"
 	elog "github.com/eddy-cdc/eddy/log"
 	"github.com/eddy-cdc/eddy/registry"
+	sqlsink "github.com/eddy-cdc/eddy/sinks/sql"
 	"github.com/eddy-cdc/eddy/sources/postgres"
 )
 
@@ -30,14 +31,15 @@ func testDB(t testing.TB) (dsn string, conn *pgx.Conn) {
 	}
 	// Databases and slots a killed test run left behind would only get in
 	// the way (a slot name is global): tests here run one at a time.
-	admin.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database like 'eddy_it_%' and not active")
-	if rows, err := admin.Query(ctx, "select datname from pg_database where datname like 'eddy_it_%'"); err == nil {
+	mine := fmt.Sprintf("eddy_it_%d_", os.Getpid())
+	admin.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database like 'eddy_it_%' and database not like $1 and not active", mine+"%")
+	if rows, err := admin.Query(ctx, "select datname from pg_database where datname like 'eddy_it_%' and datname not like $1", mine+"%"); err == nil {
 		stale, _ := pgx.CollectRows(rows, pgx.RowTo[string])
 		for _, db := range stale {
 			admin.Exec(ctx, "drop database "+db+" with (force)")
 		}
 	}
-	name := fmt.Sprintf("eddy_it_%d_%d", time.Now().UnixNano()%1e9, rand.IntN(1e6))
+	name := fmt.Sprintf("%s%d_%d", mine, time.Now().UnixNano()%1e9, rand.IntN(1e6))
 	if _, err := admin.Exec(ctx, "create database "+name); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +100,10 @@ func startPipeline(t testing.TB, dir, yaml string) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plugins := connect.Plugins{Sources: map[string]func(connect.Params, connect.Env) (connect.Source, error){"postgres-source": postgres.New}}
+	plugins := connect.Plugins{
+		Sources: map[string]func(connect.Params, connect.Env) (connect.Source, error){"postgres-source": postgres.New},
+		Sinks:   map[string]func(connect.Params, connect.Env) (connect.Sink, error){"postgres-sink": sqlsink.NewPostgres},
+	}
 	w, err := connect.NewWorker(ctx, l, registry.NewSerde(registry.Local(reg)), plugins)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/sinks/file"
+	"github.com/eddy-cdc/eddy/sinks/sql"
 	"github.com/eddy-cdc/eddy/sources/datagen"
 	"github.com/eddy-cdc/eddy/sources/postgres"
 )
@@ -16,7 +17,8 @@ func builtinPlugins() connect.Plugins {
 			"postgres-source": postgres.New,
 		},
 		Sinks: map[string]func(connect.Params, connect.Env) (connect.Sink, error){
-			"file-sink": file.New,
+			"file-sink":     file.New,
+			"postgres-sink": sql.NewPostgres,
 		},
 	}
 }

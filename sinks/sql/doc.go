@@ -1,0 +1,13 @@
+// Package sql holds the database sinks: postgres-sink (and, next,
+// mysql-sink). A sink keeps a copy of the captured tables in a target
+// database, exactly once: each batch's rows and the sink's offsets (table
+// eddy_offsets: connector, topic, partition, next offset) are written in
+// one target transaction, and on start the sink resumes from what that
+// table says.
+//
+// A batch collapses to the last change of each key (the final state of a
+// key depends on its last change only), then applies deletes and upserts
+// and moves the offsets, in one transaction. A batch that fails is retried
+// record by record, each with its offset, so the record at fault is found
+// and reported (connect.RecordError) with everything before it committed.
+package sql

@@ -1,0 +1,396 @@
+package sql
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eddy-cdc/eddy/connect"
+	elog "github.com/eddy-cdc/eddy/log"
+)
+
+// sinkBase is what both database sinks read from their params.
+type sinkBase struct {
+	connector  string
+	template   string
+	mode       string // upsert | insert
+	pkMode     string // record_key | fields | none
+	pkFields   []string
+	deletes    bool
+	autoCreate bool
+	autoEvolve bool
+	log        *slog.Logger
+}
+
+func newBase(p connect.Params, env connect.Env) sinkBase {
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return sinkBase{connector: env.Connector, template: p.String("table"), mode: p.String("mode"), pkMode: p.String("primary_key"),
+		pkFields: p.Strings("primary_key_fields"), deletes: p.Bool("delete"), autoCreate: p.Bool("auto_create"), autoEvolve: p.Bool("auto_evolve"), log: log}
+}
+
+// Postgres is the postgres-sink plugin.
+type Postgres struct {
+	sinkBase
+	dsn    string
+	conn   *pgx.Conn
+	tables map[string]*targetTable
+}
+
+// targetTable is what the sink knows of a target table's columns.
+type targetTable struct {
+	cols map[string]string // name -> type
+	pk   []string
+}
+
+// NewPostgres builds the sink from validated params.
+func NewPostgres(p connect.Params, env connect.Env) (connect.Sink, error) {
+	s := &Postgres{sinkBase: newBase(p, env), dsn: p.String("dsn"), tables: map[string]*targetTable{}}
+	if s.pkMode == "fields" && len(s.pkFields) == 0 {
+		return nil, fmt.Errorf("primary_key: fields needs primary_key_fields")
+	}
+	return s, nil
+}
+
+const offsetsDDL = `create table if not exists eddy_offsets (
+	connector text not null, topic text not null, partition int not null, next_offset bigint not null,
+	primary key (connector, topic, partition))`
+
+// Open connects and makes sure eddy_offsets exists.
+func (s *Postgres) Open(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, s.dsn)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	s.conn = conn
+	if _, err := conn.Exec(ctx, offsetsDDL); err != nil {
+		return fmt.Errorf("create eddy_offsets: %w", err)
+	}
+	return nil
+}
+
+// Offsets reads where each partition resumes from eddy_offsets.
+func (s *Postgres) Offsets(ctx context.Context) (map[elog.TopicPartition]int64, error) {
+	rows, err := s.conn.Query(ctx, "select topic, partition, next_offset from eddy_offsets where connector = $1", s.connector)
+	if err != nil {
+		return nil, fmt.Errorf("read eddy_offsets: %w", err)
+	}
+	defer rows.Close()
+	out := map[elog.TopicPartition]int64{}
+	for rows.Next() {
+		var tp elog.TopicPartition
+		var next int64
+		if err := rows.Scan(&tp.Topic, &tp.Partition, &next); err != nil {
+			return nil, err
+		}
+		out[tp] = next
+	}
+	return out, rows.Err()
+}
+
+// Close closes the connection.
+func (s *Postgres) Close() error {
+	if s.conn == nil {
+		return nil
+	}
+	return s.conn.Close(context.Background())
+}
+
+// Write applies the records and their offsets in one transaction; when
+// that fails it goes record by record to find the one at fault.
+func (s *Postgres) Write(ctx context.Context, recs []connect.Record) error {
+	changes, errAt, err := s.changes(recs)
+	if err != nil && errAt == 0 {
+		return &connect.RecordError{Index: 0, Err: err}
+	}
+	if err == nil {
+		if err = s.apply(ctx, changes, offsetsOf(recs)); err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || s.conn.IsClosed() {
+			return err // the connection, not a record: retried whole
+		}
+		s.log.Warn("batch failed; applying record by record to find the one at fault", "connector", s.connector, "err", err)
+	}
+	for i := range recs {
+		cs, _, cerr := s.changes(recs[i : i+1])
+		if cerr == nil {
+			cerr = s.apply(ctx, cs, offsetsOf(recs[i:i+1]))
+		}
+		if cerr != nil {
+			if ctx.Err() != nil || s.conn.IsClosed() {
+				return cerr
+			}
+			return &connect.RecordError{Index: i, Err: cerr}
+		}
+	}
+	return nil
+}
+
+// changes turns records into the last change of each key, in order of
+// first appearance. errAt is the index of a record that cannot be read.
+func (s *Postgres) changes(recs []connect.Record) ([]change, int, error) {
+	var out []change
+	at := map[string]int{}
+	for i := range recs {
+		c, ok, err := s.toChange(&recs[i], i)
+		if err != nil {
+			return nil, i, err
+		}
+		if !ok {
+			continue
+		}
+		k := c.table + "\x00" + fmt.Sprint(sortedKey(c.key))
+		if c.key == nil {
+			k = fmt.Sprintf("%s\x00#%d", c.table, i) // keyless: every row stands
+		}
+		if j, seen := at[k]; seen {
+			out[j] = c
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, c)
+	}
+	return out, 0, nil
+}
+
+func sortedKey(m map[string]any) []any {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]any, 0, 2*len(names))
+	for _, n := range names {
+		out = append(out, n, m[n])
+	}
+	return out
+}
+
+func offsetsOf(recs []connect.Record) map[elog.TopicPartition]int64 {
+	out := map[elog.TopicPartition]int64{}
+	for _, r := range recs {
+		tp := elog.TopicPartition{Topic: r.Topic, Partition: r.Partition}
+		out[tp] = max(out[tp], r.Offset+1)
+	}
+	return out
+}
+
+// apply writes changes and offsets in one transaction.
+func (s *Postgres) apply(ctx context.Context, changes []change, offsets map[elog.TopicPartition]int64) error {
+	tx, err := s.conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	touched := map[string]*targetTable{}
+	for _, c := range changes {
+		t, err := s.ensureTable(ctx, tx, c)
+		if err != nil {
+			return err
+		}
+		touched[c.table] = t
+		if c.row == nil && len(t.cols) > 0 { // a delete where there is no table yet has nothing to do
+			if err := s.delete(ctx, tx, c, t); err != nil {
+				return err
+			}
+		}
+	}
+	// Upserts grouped by table and column set, many rows a statement.
+	groups := map[string][]change{}
+	var order []string
+	for _, c := range changes {
+		if c.row == nil {
+			continue
+		}
+		g := c.table + "\x00" + strings.Join(sortedNames(c.row), ",")
+		if _, ok := groups[g]; !ok {
+			order = append(order, g)
+		}
+		groups[g] = append(groups[g], c)
+	}
+	for _, g := range order {
+		if err := s.upsert(ctx, tx, groups[g], touched[groups[g][0].table]); err != nil {
+			return err
+		}
+	}
+	for tp, next := range offsets {
+		if _, err := tx.Exec(ctx, `insert into eddy_offsets values ($1, $2, $3, $4)
+			on conflict (connector, topic, partition) do update set next_offset = greatest(eddy_offsets.next_offset, excluded.next_offset)`,
+			s.connector, tp.Topic, tp.Partition, next); err != nil {
+			return fmt.Errorf("store offsets: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		for name := range touched {
+			delete(s.tables, name) // DDL of the failed transaction did not happen
+		}
+		return err
+	}
+	return nil
+}
+
+func sortedNames(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for n := range m {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ensureTable creates the target table, or adds the columns it lacks,
+// as auto_create and auto_evolve allow.
+func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targetTable, error) {
+	t := s.tables[c.table]
+	if t == nil {
+		rows, err := tx.Query(ctx, `select a.attname, format_type(a.atttypid, a.atttypmod) from pg_attribute a
+			where a.attrelid = to_regclass($1) and a.attnum > 0 and not a.attisdropped`, pgx.Identifier{c.table}.Sanitize())
+		if err != nil {
+			return nil, err
+		}
+		cols := map[string]string{}
+		for rows.Next() {
+			var n, typ string
+			rows.Scan(&n, &typ)
+			cols[n] = typ
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		t = &targetTable{cols: cols}
+		for k := range c.key {
+			t.pk = append(t.pk, k)
+		}
+		sort.Strings(t.pk)
+		if s.pkMode == "fields" {
+			t.pk = s.pkFields
+		}
+		s.tables[c.table] = t
+	}
+	if len(t.cols) == 0 && c.row != nil {
+		{
+			if !s.autoCreate || c.schema == nil {
+				return nil, fmt.Errorf("table %s does not exist (set auto_create: true to create it)", c.table)
+			}
+			var defs []string
+			for _, f := range c.schema.Fields() {
+				typ := pgType(f.Type())
+				t.cols[f.Name()] = typ
+				def := pgx.Identifier{f.Name()}.Sanitize() + " " + typ
+				defs = append(defs, def)
+			}
+			if len(t.pk) > 0 && s.pkMode != "none" {
+				keys := make([]string, len(t.pk))
+				for i, k := range t.pk {
+					keys[i] = pgx.Identifier{k}.Sanitize()
+				}
+				defs = append(defs, "primary key ("+strings.Join(keys, ", ")+")")
+			}
+			if _, err := tx.Exec(ctx, "create table "+pgx.Identifier{c.table}.Sanitize()+" ("+strings.Join(defs, ", ")+")"); err != nil {
+				return nil, fmt.Errorf("create table %s: %w", c.table, err)
+			}
+			s.log.Info("created table", "table", c.table)
+		}
+	}
+	if c.schema != nil {
+		for _, f := range c.schema.Fields() {
+			if _, ok := t.cols[f.Name()]; ok {
+				continue
+			}
+			if !s.autoEvolve {
+				return nil, fmt.Errorf("table %s has no column %s (set auto_evolve: true to add it)", c.table, f.Name())
+			}
+			typ := pgType(f.Type())
+			if _, err := tx.Exec(ctx, fmt.Sprintf("alter table %s add column if not exists %s %s", pgx.Identifier{c.table}.Sanitize(), pgx.Identifier{f.Name()}.Sanitize(), typ)); err != nil {
+				return nil, fmt.Errorf("add column %s.%s: %w", c.table, f.Name(), err)
+			}
+			t.cols[f.Name()] = typ
+			s.log.Info("added column", "table", c.table, "column", f.Name(), "type", typ)
+		}
+	}
+	return t, nil
+}
+
+func (s *Postgres) delete(ctx context.Context, tx pgx.Tx, c change, t *targetTable) error {
+	if len(c.key) == 0 {
+		return nil
+	}
+	var conds []string
+	var args []any
+	for _, k := range sortedNames(c.key) {
+		v, err := pgText(c.key[k], t.cols[k])
+		if err != nil {
+			return err
+		}
+		args = append(args, v)
+		conds = append(conds, fmt.Sprintf("%s = $%d::%s", pgx.Identifier{k}.Sanitize(), len(args), castType(t.cols[k])))
+	}
+	_, err := tx.Exec(ctx, "delete from "+pgx.Identifier{c.table}.Sanitize()+" where "+strings.Join(conds, " and "), args...)
+	return err
+}
+
+// castType is the type a text parameter is cast to.
+func castType(typ string) string {
+	if typ == "" {
+		return "text"
+	}
+	return typ
+}
+
+// upsert writes rows with the same columns: INSERT ... ON CONFLICT DO
+// UPDATE, many rows a statement.
+func (s *Postgres) upsert(ctx context.Context, tx pgx.Tx, cs []change, t *targetTable) error {
+	cols := sortedNames(cs[0].row)
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+	}
+	perStmt := max(1, 30000/len(cols))
+	for start := 0; start < len(cs); start += perStmt {
+		chunk := cs[start:min(start+perStmt, len(cs))]
+		var sb strings.Builder
+		args := make([]any, 0, len(chunk)*len(cols))
+		sb.WriteString("insert into " + pgx.Identifier{cs[0].table}.Sanitize() + " (" + strings.Join(quoted, ", ") + ") values ")
+		for i, c := range chunk {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteByte('(')
+			for j, col := range cols {
+				v, err := pgText(c.row[col], t.cols[col])
+				if err != nil {
+					return fmt.Errorf("%s.%s: %w", cs[0].table, col, err)
+				}
+				args = append(args, v)
+				if j > 0 {
+					sb.WriteString(", ")
+				}
+				fmt.Fprintf(&sb, "$%d::%s", len(args), castType(t.cols[col]))
+			}
+			sb.WriteByte(')')
+		}
+		if s.mode == "upsert" && len(t.pk) > 0 && s.pkMode != "none" {
+			keys := make([]string, len(t.pk))
+			for i, k := range t.pk {
+				keys[i] = pgx.Identifier{k}.Sanitize()
+			}
+			var sets []string
+			for _, c := range quoted {
+				sets = append(sets, c+" = excluded."+c)
+			}
+			sb.WriteString(" on conflict (" + strings.Join(keys, ", ") + ") do update set " + strings.Join(sets, ", "))
+		}
+		if _, err := tx.Exec(ctx, sb.String(), args...); err != nil {
+			return fmt.Errorf("write %s: %w", cs[0].table, err)
+		}
+	}
+	return nil
+}
