@@ -204,3 +204,86 @@ connectors:
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(float64(len(ls)), "records")
 }
+
+// postgres-sink: 200,000 rows of 10 columns from the log into an empty
+// target, against a plain COPY of the same rows into an empty table in the
+// same run.
+func BenchmarkPostgresSinkUpsert(b *testing.B) {
+	srcDSN, src := testDB(b)
+	dstDSN, dst := testDB(b)
+	ctx := context.Background()
+	const n = 200_000
+	if _, err := src.Exec(ctx, `create table wide (id bigint primary key, a int, b bigint, c text, d text, e numeric(12,2), f timestamptz, g boolean, h double precision, i text)`); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := src.Exec(ctx, `insert into wide select g, g % 1000, g * 7, md5(g::text), 'constant', g / 3.0, now(), g % 2 = 0, g * 1.5, repeat('x', 20) from generate_series(1, $1) g`, n); err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	p := startPipeline(b, dir, fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [wide], topic_prefix: shop, snapshot: initial_only}
+`, srcDSN))
+	tp, err := p.log.EnsureTopic("shop.public.wide", elog.TopicConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	part, _ := tp.Partition(0)
+	for deadline := time.Now().Add(5 * time.Minute); part.HighWatermark() < n; {
+		if time.Now().After(deadline) {
+			b.Fatal("the snapshot did not finish")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.stop(b)
+
+	// A plain COPY of the same rows, as the baseline.
+	rows, err := src.Query(ctx, "select * from wide")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var all [][]any
+	for rows.Next() {
+		v, _ := rows.Values()
+		all = append(all, v)
+	}
+	rows.Close()
+	if _, err := dst.Exec(ctx, `create table copied (id bigint primary key, a int, b bigint, c text, d text, e numeric(12,2), f timestamptz, g boolean, h double precision, i text)`); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	if _, err := dst.CopyFrom(ctx, pgx.Identifier{"copied"}, []string{"id", "a", "b", "c", "d", "e", "f", "g", "h", "i"}, pgx.CopyFromRows(all)); err != nil {
+		b.Fatal(err)
+	}
+	copyTook := time.Since(start)
+
+	start = time.Now()
+	p = startPipeline(b, dir, fmt.Sprintf(`
+connectors:
+  - name: replica
+    plugin: postgres-sink
+    topics: [shop.public.wide]
+    config: {dsn: %q}
+`, dstDSN))
+	for {
+		var got int64
+		dst.QueryRow(ctx, "select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'").Scan(&got)
+		if got >= n {
+			break
+		}
+		if st, _ := p.w.Status("replica"); st.Tasks[0].State == "FAILED" {
+			b.Fatalf("the sink failed: %s", st.Tasks[0].Trace)
+		}
+		if time.Since(start) > 10*time.Minute {
+			b.Fatal("the sink did not finish")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sinkTook := time.Since(start)
+	b.ReportMetric(n/copyTook.Seconds(), "copy-rows/s")
+	b.ReportMetric(n/sinkTook.Seconds(), "sink-rows/s")
+	b.ReportMetric(copyTook.Seconds()/sinkTook.Seconds(), "x-of-copy")
+}

@@ -1,6 +1,7 @@
 package sql
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -345,9 +346,17 @@ func castType(typ string) string {
 	return typ
 }
 
-// upsert writes rows with the same columns: INSERT ... ON CONFLICT DO
-// UPDATE, many rows a statement.
+// copyThreshold is the number of rows from which a batch goes through
+// COPY into a staging table rather than a multi-row INSERT.
+const copyThreshold = 64
+
+// upsert writes rows with the same columns: through COPY into a staging
+// table and one INSERT ... SELECT ... ON CONFLICT DO UPDATE for large
+// batches, else a multi-row INSERT.
 func (s *Postgres) upsert(ctx context.Context, tx pgx.Tx, cs []change, t *targetTable) error {
+	if len(cs) >= copyThreshold {
+		return s.upsertCopy(ctx, tx, cs, t)
+	}
 	cols := sortedNames(cs[0].row)
 	quoted := make([]string, len(cols))
 	for i, c := range cols {
@@ -393,4 +402,80 @@ func (s *Postgres) upsert(ctx context.Context, tx pgx.Tx, cs []change, t *target
 		}
 	}
 	return nil
+}
+
+// conflictClause is the ON CONFLICT part of an upsert ("" for insert mode).
+func (s *Postgres) conflictClause(t *targetTable, quoted []string) string {
+	if s.mode != "upsert" || len(t.pk) == 0 || s.pkMode == "none" {
+		return ""
+	}
+	keys := make([]string, len(t.pk))
+	for i, k := range t.pk {
+		keys[i] = pgx.Identifier{k}.Sanitize()
+	}
+	sets := make([]string, len(quoted))
+	for i, c := range quoted {
+		sets[i] = c + " = excluded." + c
+	}
+	return " on conflict (" + strings.Join(keys, ", ") + ") do update set " + strings.Join(sets, ", ")
+}
+
+// upsertCopy stages the rows with COPY (text format) in a temporary table
+// that the transaction drops, then upserts them in one statement.
+func (s *Postgres) upsertCopy(ctx context.Context, tx pgx.Tx, cs []change, t *targetTable) error {
+	cols := sortedNames(cs[0].row)
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+	}
+	target := pgx.Identifier{cs[0].table}.Sanitize()
+	list := strings.Join(quoted, ", ")
+	if _, err := tx.Exec(ctx, "create temp table eddy_stage on commit drop as select "+list+" from "+target+" with no data"); err != nil {
+		return fmt.Errorf("stage %s: %w", cs[0].table, err)
+	}
+	var buf []byte
+	for _, c := range cs {
+		for j, col := range cols {
+			if j > 0 {
+				buf = append(buf, '\t')
+			}
+			v, err := pgText(c.row[col], t.cols[col])
+			if err != nil {
+				return fmt.Errorf("%s.%s: %w", cs[0].table, col, err)
+			}
+			if v == nil {
+				buf = append(buf, `\N`...)
+				continue
+			}
+			buf = appendCopyText(buf, v.(string))
+		}
+		buf = append(buf, '\n')
+	}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf), "copy eddy_stage ("+list+") from stdin"); err != nil {
+		return fmt.Errorf("copy into %s: %w", cs[0].table, err)
+	}
+	if _, err := tx.Exec(ctx, "insert into "+target+" ("+list+") select "+list+" from eddy_stage"+s.conflictClause(t, quoted)); err != nil {
+		return fmt.Errorf("write %s: %w", cs[0].table, err)
+	}
+	_, err := tx.Exec(ctx, "drop table eddy_stage")
+	return err
+}
+
+// appendCopyText escapes a value for COPY's text format.
+func appendCopyText(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			dst = append(dst, '\\', '\\')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
 }
