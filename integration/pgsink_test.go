@@ -3,6 +3,10 @@ package integration
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,4 +100,104 @@ connectors:
 		}
 	}
 	t.Logf("%d transactions, %d rows equal", txns, len(a))
+}
+
+// Kill -9 eddy run at 20 random points of a PostgreSQL -> log ->
+// PostgreSQL pipeline under a mixed workload: at the end the target equals
+// the source row by row, and eddy_offsets equals the log's high
+// watermarks.
+func TestPostgresToPostgresKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test")
+	}
+	srcDSN, src := testDB(t)
+	dstDSN, dst := testDB(t)
+	ctx := context.Background()
+	tables := []string{"orders", "customers"}
+	for _, tb := range tables {
+		if _, err := src.Exec(ctx, fmt.Sprintf(`create table %s (id int primary key, v bigint not null, note text)`, tb)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.Exec(ctx, fmt.Sprintf(`insert into %s select g, 0, 'initial' from generate_series(1, 1500) g`, tb)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := buildEddy(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "eddy.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`data_dir: %s
+api: {listen: "127.0.0.1:0"}
+registry: {listen: "127.0.0.1:0"}
+topics:
+  - {name: shop.public.orders, partitions: 3}
+  - {name: shop.public.customers, partitions: 2}
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [orders, customers], topic_prefix: shop, batch_size: 300}
+  - name: replica
+    plugin: postgres-sink
+    topics: [shop.public.orders, shop.public.customers]
+    config: {dsn: %q}
+`, filepath.Join(dir, "data"), srcDSN, dstDSN)), 0o644)
+	logPath := filepath.Join(dir, "eddy.log")
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() { done <- mixedLoad(srcDSN, tables, 2000, 21, stop) }()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 4))
+	for round := range 20 {
+		p := startEddy(t, bin, cfg, logPath)
+		select {
+		case <-p.up:
+		case <-time.After(30 * time.Second):
+			p.kill()
+			t.Fatalf("round %d: eddy did not start", round)
+		}
+		time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond)
+		p.kill()
+	}
+	close(stop)
+	txns := <-done
+	p := startEddy(t, bin, cfg, logPath)
+	defer p.kill()
+	<-p.up
+	waitSlot(t, src, "eddy_pg", 2*time.Minute, logPath)
+	// The sink has caught up when eddy_offsets holds every partition's end.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var got int64
+		dst.QueryRow(ctx, "select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'").Scan(&got)
+		var equal = true
+		for _, tb := range tables {
+			a := tableRows(t, src, "select id, v, note from "+tb+" order by id")
+			b := tableRows(t, dst, "select id, v, note from public_"+tb+" order by id")
+			equal = equal && fmt.Sprint(a) == fmt.Sprint(b)
+		}
+		if equal {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("the target never matched the source (offsets sum %d)\n%.4000s", got, b[max(0, len(b)-4000):])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Wait()
+	// eddy_offsets equals the log's high watermarks.
+	reader := startPipeline(t, dir, "")
+	var want int64
+	for _, tb := range tables {
+		tp, _ := reader.log.Topic("shop.public." + tb)
+		for i := range tp.Partitions() {
+			part, _ := tp.Partition(i)
+			want += part.HighWatermark()
+			var next int64
+			dst.QueryRow(ctx, "select next_offset from eddy_offsets where connector = 'replica' and topic = $1 and partition = $2", "shop.public."+tb, i).Scan(&next)
+			if next != part.HighWatermark() {
+				t.Fatalf("eddy_offsets %s/%d = %d, high watermark %d", tb, i, next, part.HighWatermark())
+			}
+		}
+	}
+	t.Logf("%d transactions, 20 kills, %d records delivered exactly once", txns, want)
 }
