@@ -291,17 +291,23 @@ func interpolate(s string) (string, error) {
 	lines := strings.Split(s, "\n")
 	for i, line := range lines {
 		code, comment := splitComment(line)
-		lines[i] = envRE.ReplaceAllStringFunc(code, func(m string) string {
-			g := envRE.FindStringSubmatch(m)
-			if v, ok := os.LookupEnv(g[1]); ok {
-				return v
-			}
-			if g[2] != "" {
-				return g[3]
-			}
-			errs = append(errs, fmt.Errorf("line %d: environment variable %s is not set", i+1, g[1]))
-			return m
-		}) + comment
+		// $${...} is a literal ${...}, for values that use that syntax
+		// themselves (a sink's table template).
+		parts := strings.Split(code, "$${")
+		for j := range parts {
+			parts[j] = envRE.ReplaceAllStringFunc(parts[j], func(m string) string {
+				g := envRE.FindStringSubmatch(m)
+				if v, ok := os.LookupEnv(g[1]); ok {
+					return v
+				}
+				if g[2] != "" {
+					return g[3]
+				}
+				errs = append(errs, fmt.Errorf("line %d: environment variable %s is not set", i+1, g[1]))
+				return m
+			})
+		}
+		lines[i] = strings.Join(parts, "${") + comment
 	}
 	if len(errs) > 0 {
 		return "", errs[0]

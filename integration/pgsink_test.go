@@ -68,6 +68,14 @@ connectors:
 	time.Sleep(time.Second)
 	close(stop)
 	txns := <-done
+	// A truncate reaches the target through each of the 3 partitions, and
+	// rows written after it stay.
+	if _, err := src.Exec(ctx, "truncate orders"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Exec(ctx, "insert into orders (id, v, note) select g, 0, 'after truncate' from generate_series(1, 50) g"); err != nil {
+		t.Fatal(err)
+	}
 	waitSlot(t, src, "eddy_pg", time.Minute)
 	tp, _ := p.log.Topic("shop.public.orders")
 	deadline := time.Now().Add(60 * time.Second)

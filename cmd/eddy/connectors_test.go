@@ -147,8 +147,18 @@ func TestPluginDocsAreCurrent(t *testing.T) {
 // line may name an unset variable.
 func TestExampleConfigValidates(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"validate", "-c", "../../eddy.yaml"}, strings.NewReader(""), &out, &errb); code != 0 {
-		t.Fatalf("eddy.yaml: exit %d: %s", code, errb.String())
+	examples, _ := filepath.Glob("../../examples/*.yaml")
+	for _, f := range append(examples, "../../eddy.yaml") {
+		if code := run(context.Background(), []string{"validate", "-c", f}, strings.NewReader(""), &out, &errb); code != 0 {
+			t.Fatalf("%s: exit %d: %s", f, code, errb.String())
+		}
+	}
+	// $${...} stays a literal ${...}.
+	lit := filepath.Join(t.TempDir(), "eddy.yaml")
+	os.WriteFile(lit, []byte("data_dir: /tmp/x\nconnectors:\n  - name: out\n    plugin: file-sink\n    topics: [a]\n    config: {path: \"/tmp/$${table}\"}\n"), 0o644)
+	cfg, err := connect.LoadConfig(lit)
+	if err != nil || cfg.Connectors[0].Params().String("path") != "/tmp/${table}" {
+		t.Fatalf("$${table}: %v %v", err, cfg)
 	}
 	path := filepath.Join(t.TempDir(), "eddy.yaml")
 	os.WriteFile(path, []byte("data_dir: /tmp/x\napi:\n  # token: ${EDDY_TEST_SURELY_UNSET}\n  listen: \"127.0.0.1:1\" # port ${EDDY_TEST_SURELY_UNSET}\n"), 0o644)

@@ -42,6 +42,12 @@ type Postgres struct {
 	dsn    string
 	conn   *pgx.Conn
 	tables map[string]*targetTable
+	// truncated is, per target table, the source position of the last
+	// truncate applied (stored in eddy_truncates with it). A truncate is
+	// in every partition of its topic; the first copy applies it, and the
+	// records of other partitions from before it (by source position) are
+	// superseded and skipped, so no partition brings back a row it wiped.
+	truncated map[string][]byte
 }
 
 // targetTable is what the sink knows of a target table's columns.
@@ -52,7 +58,7 @@ type targetTable struct {
 
 // NewPostgres builds the sink from validated params.
 func NewPostgres(p connect.Params, env connect.Env) (connect.Sink, error) {
-	s := &Postgres{sinkBase: newBase(p, env), dsn: p.String("dsn"), tables: map[string]*targetTable{}}
+	s := &Postgres{sinkBase: newBase(p, env), dsn: p.String("dsn"), tables: map[string]*targetTable{}, truncated: map[string][]byte{}}
 	if s.pkMode == "fields" && len(s.pkFields) == 0 {
 		return nil, fmt.Errorf("primary_key: fields needs primary_key_fields")
 	}
@@ -73,8 +79,28 @@ func (s *Postgres) Open(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, offsetsDDL); err != nil {
 		return fmt.Errorf("create eddy_offsets: %w", err)
 	}
-	return nil
+	if _, err := conn.Exec(ctx, truncatesDDL); err != nil {
+		return fmt.Errorf("create eddy_truncates: %w", err)
+	}
+	rows, err := conn.Query(ctx, "select target, position from eddy_truncates where connector = $1", s.connector)
+	if err != nil {
+		return fmt.Errorf("read eddy_truncates: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var table string
+		var pos []byte
+		if err := rows.Scan(&table, &pos); err != nil {
+			return err
+		}
+		s.truncated[table] = pos
+	}
+	return rows.Err()
 }
+
+const truncatesDDL = `create table if not exists eddy_truncates (
+	connector text not null, target text not null, position bytea not null,
+	primary key (connector, target))`
 
 // Offsets reads where each partition resumes from eddy_offsets.
 func (s *Postgres) Offsets(ctx context.Context) (map[elog.TopicPartition]int64, error) {
@@ -139,12 +165,37 @@ func (s *Postgres) Write(ctx context.Context, recs []connect.Record) error {
 func (s *Postgres) changes(recs []connect.Record) ([]change, int, error) {
 	var out []change
 	at := map[string]int{}
+	truncated := map[string][]byte{} // as it will be once this batch applies
+	for k, v := range s.truncated {
+		truncated[k] = v
+	}
 	for i := range recs {
 		c, ok, err := s.toChange(&recs[i], i)
 		if err != nil {
 			return nil, i, err
 		}
 		if !ok {
+			continue
+		}
+		if tp := truncated[c.table]; tp != nil && c.pos != nil && bytes.Compare(c.pos, tp) <= 0 {
+			continue // from before a truncate already applied: superseded
+		}
+		if c.truncate {
+			// Everything of the table before it goes; the truncate leads.
+			kept := out[:0]
+			for _, o := range out {
+				if o.table != c.table {
+					kept = append(kept, o)
+				}
+			}
+			out = append([]change{c}, kept...)
+			at = map[string]int{}
+			for j, o := range out {
+				if !o.truncate {
+					at[o.table+"\x00"+fmt.Sprint(sortedKey(o.key))] = j
+				}
+			}
+			truncated[c.table] = c.pos
 			continue
 		}
 		k := c.table + "\x00" + fmt.Sprint(sortedKey(c.key))
@@ -191,7 +242,32 @@ func (s *Postgres) apply(ctx context.Context, changes []change, offsets map[elog
 	}
 	defer tx.Rollback(ctx)
 	touched := map[string]*targetTable{}
+	applied := map[string][]byte{}
 	for _, c := range changes {
+		if !c.truncate {
+			continue
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, "select to_regclass($1) is not null", pgx.Identifier{c.table}.Sanitize()).Scan(&exists); err != nil {
+			return err
+		}
+		if exists { // no table yet: nothing to empty, but the position still counts
+			if _, err := tx.Exec(ctx, "truncate table "+pgx.Identifier{c.table}.Sanitize()); err != nil {
+				return fmt.Errorf("truncate %s: %w", c.table, err)
+			}
+		}
+		if c.pos != nil {
+			if _, err := tx.Exec(ctx, `insert into eddy_truncates values ($1, $2, $3)
+				on conflict (connector, target) do update set position = excluded.position`, s.connector, c.table, c.pos); err != nil {
+				return fmt.Errorf("store truncate: %w", err)
+			}
+			applied[c.table] = c.pos
+		}
+	}
+	for _, c := range changes {
+		if c.truncate {
+			continue
+		}
 		t, err := s.ensureTable(ctx, tx, c)
 		if err != nil {
 			return err
@@ -233,6 +309,9 @@ func (s *Postgres) apply(ctx context.Context, changes []change, offsets map[elog
 			delete(s.tables, name) // DDL of the failed transaction did not happen
 		}
 		return err
+	}
+	for table, pos := range applied {
+		s.truncated[table] = pos
 	}
 	return nil
 }

@@ -11,11 +11,13 @@ import (
 
 // change is one record as a row operation.
 type change struct {
-	table  string
-	key    map[string]any // primary-key columns and values
-	row    map[string]any // the row to upsert; nil for a delete
-	schema *avro.RecordSchema
-	index  int // in the Write call
+	truncate bool   // the table starts over (a TRUNCATE, or a snapshot taken again)
+	pos      []byte // the source position (eddy.position), when the record has one
+	table    string
+	key      map[string]any // primary-key columns and values
+	row      map[string]any // the row to upsert; nil for a delete
+	schema   *avro.RecordSchema
+	index    int // in the Write call
 }
 
 // toChange reads a record in Debezium's envelope or flattened (after
@@ -47,8 +49,12 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 					key, _ = v["before"].(map[string]any)
 				}
 				c.key = key
+			case "t":
+				c.truncate, c.table = true, table
+				c.pos = r.Header(connect.HeaderPosition)
+				return c, true, nil
 			default:
-				return c, false, nil // truncate: not applied (see doc)
+				return c, false, nil
 			}
 		} else { // flattened
 			table = s.tableName(r.Topic, nil)
@@ -80,6 +86,7 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 	if c.key == nil && c.row == nil {
 		return c, false, nil
 	}
+	c.pos = r.Header(connect.HeaderPosition)
 	return c, true, nil
 }
 
