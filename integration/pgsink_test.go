@@ -6,11 +6,15 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/eddy-cdc/eddy/connect"
+	elog "github.com/eddy-cdc/eddy/log"
 )
 
 // tableRows renders a table's rows, ordered by id, for comparison.
@@ -208,4 +212,66 @@ connectors:
 		}
 	}
 	t.Logf("%d transactions, 20 kills, %d records delivered exactly once", txns, want)
+}
+
+// A row the target refuses (a CHECK constraint there) is found by the
+// record-by-record retry and dead-lettered; every other row and the
+// offsets are applied. Under tolerance none the task stops FAILED on it.
+func TestPostgresSinkPoisonRecord(t *testing.T) {
+	srcDSN, src := testDB(t)
+	dstDSN, dst := testDB(t)
+	ctx := context.Background()
+	if _, err := src.Exec(ctx, "create table orders (id int primary key, v bigint not null, note text)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.Exec(ctx, "create table public_orders (id int primary key, v bigint not null, note text check (note <> 'poison'))"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Exec(ctx, "insert into orders select g, 0, case when g = 77 then 'poison' else 'fine' end from generate_series(1, 200) g"); err != nil {
+		t.Fatal(err)
+	}
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [orders], topic_prefix: shop}
+  - name: replica
+    plugin: postgres-sink
+    topics: [shop.public.orders]
+    config: {dsn: %q}
+    errors: {tolerance: all, dead_letter_topic: replica.dlq}
+`, srcDSN, dstDSN))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		dst.QueryRow(ctx, "select count(*) from public_orders").Scan(&n)
+		dlq, err := p.log.Topic("replica.dlq")
+		if n == 199 && err == nil {
+			part, _ := dlq.Partition(0)
+			if part.HighWatermark() == 1 {
+				res, _ := part.Fetch(0, 1<<20)
+				recs, _ := elog.DecodeBatches(nil, res.Data, 0)
+				msg := ""
+				for _, h := range recs[0].Headers {
+					if h.Key == connect.HeaderErrMessage {
+						msg = string(h.Value)
+					}
+				}
+				if !strings.Contains(msg, "check") {
+					t.Fatalf("dead letter message: %q", msg)
+				}
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			st, _ := p.w.Status("replica")
+			t.Fatalf("%d rows in the target; status %+v", n, st.Tasks[0])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var next int64
+	dst.QueryRow(ctx, "select next_offset from eddy_offsets where connector = 'replica'").Scan(&next)
+	if next != 200 {
+		t.Fatalf("eddy_offsets at %d, want 200 (the poison record counts as delivered)", next)
+	}
 }
