@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -273,5 +274,78 @@ connectors:
 	dst.QueryRow(ctx, "select next_offset from eddy_offsets where connector = 'replica'").Scan(&next)
 	if next != 200 {
 		t.Fatalf("eddy_offsets at %d, want 200 (the poison record counts as delivered)", next)
+	}
+}
+
+// The target (here the same server as the source) restarted mid-stream:
+// the sink reconnects and retries, the source too, and the target ends
+// equal to the source.
+func TestPostgresToPostgresServerRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts PostgreSQL")
+	}
+	srcDSN, src := testDB(t)
+	dstDSN, _ := testDB(t)
+	ctx := context.Background()
+	if _, err := src.Exec(ctx, "create table orders (id int primary key, v bigint not null, note text)"); err != nil {
+		t.Fatal(err)
+	}
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [orders], topic_prefix: shop}
+  - name: replica
+    plugin: postgres-sink
+    topics: [shop.public.orders]
+    config: {dsn: %q}
+`, srcDSN, dstDSN))
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			n += mixedLoad(srcDSN, []string{"orders"}, 1500, uint64(n+31), stop)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	time.Sleep(time.Second)
+	t.Cleanup(func() { exec.Command("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start").Run() })
+	if out, err := exec.Command("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart").CombinedOutput(); err != nil {
+		t.Fatalf("restart PostgreSQL: %v\n%s", err, out)
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	txns := <-done
+	src, err := pgx.Connect(ctx, srcDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close(ctx)
+	dst, err := pgx.Connect(ctx, dstDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close(ctx)
+	waitSlot(t, src, "eddy_pg", time.Minute)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		a := tableRows(t, src, "select id, v, note from orders order by id")
+		b := tableRows(t, dst, "select id, v, note from public_orders order by id")
+		if fmt.Sprint(a) == fmt.Sprint(b) {
+			t.Logf("%d transactions across a server restart, %d rows equal", txns, len(a))
+			return
+		}
+		if time.Now().After(deadline) {
+			st, _ := p.w.Status("replica")
+			t.Fatalf("the target (%d rows) never matched the source (%d rows); sink %+v", len(b), len(a), st.Tasks[0])
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -132,6 +132,13 @@ func (s *Postgres) Close() error {
 // Write applies the records and their offsets in one transaction; when
 // that fails it goes record by record to find the one at fault.
 func (s *Postgres) Write(ctx context.Context, recs []connect.Record) error {
+	if s.conn.IsClosed() { // the server restarted or the network dropped: the runtime retries us
+		conn, err := pgx.Connect(ctx, s.dsn)
+		if err != nil {
+			return fmt.Errorf("reconnect: %w", err)
+		}
+		s.conn = conn
+	}
 	changes, errAt, err := s.changes(recs)
 	if err != nil && errAt == 0 {
 		return &connect.RecordError{Index: 0, Err: err}
