@@ -170,11 +170,17 @@ func TestPostgresIdleSlotAdvances(t *testing.T) {
 	waitSlot(t, conn, "eddy_pg", 30*time.Second) // nothing captured, yet the slot caught up
 	var before string
 	conn.QueryRow(ctx, "select confirmed_flush_lsn::text from pg_replication_slots where slot_name = 'eddy_pg'").Scan(&before)
-	time.Sleep(time.Second) // only the heartbeat writes now
-	var moved bool
-	conn.QueryRow(ctx, "select confirmed_flush_lsn > $1::pg_lsn from pg_replication_slots where slot_name = 'eddy_pg'", before).Scan(&moved)
-	if !moved {
-		t.Fatal("the heartbeat did not move the slot")
+	// Only the heartbeat writes now; the slot must still move.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var moved bool
+		conn.QueryRow(ctx, "select confirmed_flush_lsn > $1::pg_lsn from pg_replication_slots where slot_name = 'eddy_pg'", before).Scan(&moved)
+		if moved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the heartbeat did not move the slot in 10s")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if len(p.readChanges(t, "shop.public.orders")) != 0 {
 		t.Fatal("events for an idle table")
