@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -25,6 +26,7 @@ type sinkBase struct {
 	autoCreate bool
 	autoEvolve bool
 	log        *slog.Logger
+	names      map[tableKey]string // rendered table names
 }
 
 func newBase(p connect.Params, env connect.Env) sinkBase {
@@ -33,7 +35,8 @@ func newBase(p connect.Params, env connect.Env) sinkBase {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return sinkBase{connector: env.Connector, template: p.String("table"), mode: p.String("mode"), pkMode: p.String("primary_key"),
-		pkFields: p.Strings("primary_key_fields"), deletes: p.Bool("delete"), autoCreate: p.Bool("auto_create"), autoEvolve: p.Bool("auto_evolve"), log: log}
+		pkFields: p.Strings("primary_key_fields"), deletes: p.Bool("delete"), autoCreate: p.Bool("auto_create"), autoEvolve: p.Bool("auto_evolve"), log: log,
+		names: map[tableKey]string{}}
 }
 
 // Postgres is the postgres-sink plugin.
@@ -199,13 +202,13 @@ func (s *Postgres) changes(recs []connect.Record) ([]change, int, error) {
 			at = map[string]int{}
 			for j, o := range out {
 				if !o.truncate {
-					at[o.table+"\x00"+fmt.Sprint(sortedKey(o.key))] = j
+					at[o.table+"\x00"+keyString(o.key)] = j
 				}
 			}
 			truncated[c.table] = c.pos
 			continue
 		}
-		k := c.table + "\x00" + fmt.Sprint(sortedKey(c.key))
+		k := c.table + "\x00" + keyString(c.key)
 		if c.key == nil {
 			k = fmt.Sprintf("%s\x00#%d", c.table, i) // keyless: every row stands
 		}
@@ -219,17 +222,38 @@ func (s *Postgres) changes(recs []connect.Record) ([]change, int, error) {
 	return out, 0, nil
 }
 
-func sortedKey(m map[string]any) []any {
+// keyString identifies a key's values, for collapsing changes per key.
+func keyString(m map[string]any) string {
+	if len(m) == 1 { // the common case: no sort, little formatting
+		for n, v := range m {
+			return n + "=" + valueString(v)
+		}
+	}
 	names := make([]string, 0, len(m))
 	for n := range m {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	out := make([]any, 0, 2*len(names))
+	var b strings.Builder
 	for _, n := range names {
-		out = append(out, n, m[n])
+		b.WriteString(n)
+		b.WriteByte('=')
+		b.WriteString(valueString(m[n]))
+		b.WriteByte(0)
 	}
-	return out
+	return b.String()
+}
+
+func valueString(v any) string {
+	switch x := v.(type) {
+	case int:
+		return strconv.Itoa(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case string:
+		return x
+	}
+	return fmt.Sprint(v)
 }
 
 func offsetsOf(recs []connect.Record) map[elog.TopicPartition]int64 {

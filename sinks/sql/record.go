@@ -120,6 +120,23 @@ func rowSchema(s avro.Schema, field string) *avro.RecordSchema {
 // tableName applies the table template: ${topic}, ${schema}, ${table}
 // (from the source block, else the topic's last two parts).
 func (s *sinkBase) tableName(topic string, src map[string]any) string {
+	schemaV, _ := src["schema"].(string)
+	tableV, _ := src["table"].(string)
+	memo := tableKey{topic, schemaV, tableV}
+	if name, ok := s.names[memo]; ok {
+		return name
+	}
+	name := s.renderTable(topic, src)
+	if len(s.names) < 10000 {
+		s.names[memo] = name
+	}
+	return name
+}
+
+// tableKey is what a table name depends on.
+type tableKey struct{ topic, schema, table string }
+
+func (s *sinkBase) renderTable(topic string, src map[string]any) string {
 	parts := strings.Split(topic, ".")
 	schema, table := "", parts[len(parts)-1]
 	if len(parts) >= 2 {
