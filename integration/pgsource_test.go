@@ -102,7 +102,8 @@ func startPipeline(t testing.TB, dir, yaml string) *pipeline {
 	}
 	plugins := connect.Plugins{
 		Sources: map[string]func(connect.Params, connect.Env) (connect.Source, error){"postgres-source": postgres.New},
-		Sinks:   map[string]func(connect.Params, connect.Env) (connect.Sink, error){"postgres-sink": sqlsink.NewPostgres},
+		Sinks: map[string]func(connect.Params, connect.Env) (connect.Sink, error){
+			"postgres-sink": sqlsink.NewPostgres, "mysql-sink": sqlsink.NewMySQL},
 	}
 	w, err := connect.NewWorker(ctx, l, registry.NewSerde(registry.Local(reg)), plugins)
 	if err != nil {

@@ -19,6 +19,7 @@ func builtinPlugins() connect.Plugins {
 		Sinks: map[string]func(connect.Params, connect.Env) (connect.Sink, error){
 			"file-sink":     file.New,
 			"postgres-sink": sql.NewPostgres,
+			"mysql-sink":    sql.NewMySQL,
 		},
 	}
 }

@@ -27,6 +27,12 @@ type sinkBase struct {
 	autoEvolve bool
 	log        *slog.Logger
 	names      map[tableKey]string // rendered table names
+	// truncated is, per target table, the source position of the last
+	// truncate applied (stored in eddy_truncates with it). A truncate is
+	// in every partition of its topic; the first copy applies it, and the
+	// records of other partitions from before it (by source position) are
+	// superseded and skipped, so no partition brings back a row it wiped.
+	truncated map[string][]byte
 }
 
 func newBase(p connect.Params, env connect.Env) sinkBase {
@@ -36,7 +42,7 @@ func newBase(p connect.Params, env connect.Env) sinkBase {
 	}
 	return sinkBase{connector: env.Connector, template: p.String("table"), mode: p.String("mode"), pkMode: p.String("primary_key"),
 		pkFields: p.Strings("primary_key_fields"), deletes: p.Bool("delete"), autoCreate: p.Bool("auto_create"), autoEvolve: p.Bool("auto_evolve"), log: log,
-		names: map[tableKey]string{}}
+		names: map[tableKey]string{}, truncated: map[string][]byte{}}
 }
 
 // Postgres is the postgres-sink plugin.
@@ -45,12 +51,6 @@ type Postgres struct {
 	dsn    string
 	conn   *pgx.Conn
 	tables map[string]*targetTable
-	// truncated is, per target table, the source position of the last
-	// truncate applied (stored in eddy_truncates with it). A truncate is
-	// in every partition of its topic; the first copy applies it, and the
-	// records of other partitions from before it (by source position) are
-	// superseded and skipped, so no partition brings back a row it wiped.
-	truncated map[string][]byte
 }
 
 // targetTable is what the sink knows of a target table's columns.
@@ -61,7 +61,7 @@ type targetTable struct {
 
 // NewPostgres builds the sink from validated params.
 func NewPostgres(p connect.Params, env connect.Env) (connect.Sink, error) {
-	s := &Postgres{sinkBase: newBase(p, env), dsn: p.String("dsn"), tables: map[string]*targetTable{}, truncated: map[string][]byte{}}
+	s := &Postgres{sinkBase: newBase(p, env), dsn: p.String("dsn"), tables: map[string]*targetTable{}}
 	if s.pkMode == "fields" && len(s.pkFields) == 0 {
 		return nil, fmt.Errorf("primary_key: fields needs primary_key_fields")
 	}
@@ -172,7 +172,7 @@ func (s *Postgres) Write(ctx context.Context, recs []connect.Record) error {
 
 // changes turns records into the last change of each key, in order of
 // first appearance. errAt is the index of a record that cannot be read.
-func (s *Postgres) changes(recs []connect.Record) ([]change, int, error) {
+func (s *sinkBase) changes(recs []connect.Record) ([]change, int, error) {
 	var out []change
 	at := map[string]int{}
 	truncated := map[string][]byte{} // as it will be once this batch applies
@@ -377,19 +377,13 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 			return nil, err
 		}
 		t = &targetTable{cols: cols}
-		for k := range c.key {
-			t.pk = append(t.pk, k)
-		}
-		sort.Strings(t.pk)
-		if s.pkMode == "fields" {
-			t.pk = s.pkFields
-		}
+		t.pk = s.keyColumns(c)
 		s.tables[c.table] = t
 	}
 	if len(t.cols) == 0 && c.row != nil {
 		{
-			if !s.autoCreate || c.schema == nil {
-				return nil, fmt.Errorf("table %s does not exist (set auto_create: true to create it)", c.table)
+			if err := s.mayCreate(c); err != nil {
+				return nil, err
 			}
 			var defs []string
 			for _, f := range c.schema.Fields() {
@@ -446,6 +440,28 @@ func (s *Postgres) delete(ctx context.Context, tx pgx.Tx, c change, t *targetTab
 	}
 	_, err := tx.Exec(ctx, "delete from "+pgx.Identifier{c.table}.Sanitize()+" where "+strings.Join(conds, " and "), args...)
 	return err
+}
+
+// keyColumns are a new target table's primary-key columns: the record
+// key's fields, sorted, or primary_key_fields.
+func (s *sinkBase) keyColumns(c change) []string {
+	if s.pkMode == "fields" {
+		return s.pkFields
+	}
+	var pk []string
+	for k := range c.key {
+		pk = append(pk, k)
+	}
+	sort.Strings(pk)
+	return pk
+}
+
+// mayCreate says whether a missing table may be created for c.
+func (s *sinkBase) mayCreate(c change) error {
+	if !s.autoCreate || c.schema == nil {
+		return fmt.Errorf("table %s does not exist (set auto_create: true to create it)", c.table)
+	}
+	return nil
 }
 
 // castType is the type a text parameter is cast to.

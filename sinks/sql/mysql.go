@@ -1,0 +1,379 @@
+package sql
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/hamba/avro/v2"
+
+	"github.com/eddy-cdc/eddy/connect"
+	elog "github.com/eddy-cdc/eddy/log"
+)
+
+// MySQL is the mysql-sink plugin (MySQL and MariaDB). DDL commits
+// implicitly in MySQL, so tables are created and evolved before the data
+// transaction opens; a truncate is a DELETE inside it.
+type MySQL struct {
+	sinkBase
+	addr, user, password, db string
+	conn                     *client.Conn
+	tables                   map[string]*targetTable
+}
+
+// NewMySQL builds the sink from validated params; dsn is
+// mysql://user:password@host:port/database.
+func NewMySQL(p connect.Params, env connect.Env) (connect.Sink, error) {
+	u, err := url.Parse(p.String("dsn"))
+	if err != nil || u.Scheme != "mysql" || u.Host == "" || strings.Trim(u.Path, "/") == "" {
+		return nil, fmt.Errorf("dsn: want mysql://user:password@host:port/database")
+	}
+	pw, _ := u.User.Password()
+	s := &MySQL{sinkBase: newBase(p, env), addr: u.Host, user: u.User.Username(), password: pw, db: strings.Trim(u.Path, "/"), tables: map[string]*targetTable{}}
+	if s.pkMode == "fields" && len(s.pkFields) == 0 {
+		return nil, fmt.Errorf("primary_key: fields needs primary_key_fields")
+	}
+	return s, nil
+}
+
+func myIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
+
+// Open connects and makes sure eddy_offsets and eddy_truncates exist.
+func (s *MySQL) Open(ctx context.Context) error {
+	conn, err := client.ConnectWithContext(ctx, s.addr, s.user, s.password, s.db, 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	s.conn = conn
+	for _, q := range []string{
+		"create table if not exists eddy_offsets (connector varchar(191) not null, topic varchar(191) not null, `partition` int not null, next_offset bigint not null, primary key (connector, topic, `partition`)) engine=InnoDB",
+		"create table if not exists eddy_truncates (connector varchar(191) not null, target varchar(191) not null, position varbinary(64) not null, primary key (connector, target)) engine=InnoDB",
+	} {
+		if _, err := conn.Execute(q); err != nil {
+			return fmt.Errorf("%s: %w", q[:40], err)
+		}
+	}
+	res, err := conn.Execute("select target, position from eddy_truncates where connector = ?", s.connector)
+	if err != nil {
+		return fmt.Errorf("read eddy_truncates: %w", err)
+	}
+	for i := range res.RowNumber() {
+		t, _ := res.GetString(i, 0)
+		pos, _ := res.GetString(i, 1)
+		s.truncated[t] = []byte(pos)
+	}
+	return nil
+}
+
+// Offsets reads where each partition resumes from eddy_offsets.
+func (s *MySQL) Offsets(context.Context) (map[elog.TopicPartition]int64, error) {
+	res, err := s.conn.Execute("select topic, `partition`, next_offset from eddy_offsets where connector = ?", s.connector)
+	if err != nil {
+		return nil, fmt.Errorf("read eddy_offsets: %w", err)
+	}
+	out := map[elog.TopicPartition]int64{}
+	for i := range res.RowNumber() {
+		topic, _ := res.GetString(i, 0)
+		part, _ := res.GetInt(i, 1)
+		next, _ := res.GetInt(i, 2)
+		out[elog.TopicPartition{Topic: topic, Partition: int(part)}] = next
+	}
+	return out, nil
+}
+
+// Close closes the connection.
+func (s *MySQL) Close() error {
+	if s.conn == nil {
+		return nil
+	}
+	return s.conn.Close()
+}
+
+// Write applies the records and their offsets in one transaction; when
+// that fails it goes record by record to find the one at fault.
+func (s *MySQL) Write(ctx context.Context, recs []connect.Record) error {
+	if err := s.conn.Ping(); err != nil { // the server went away: reconnect, the runtime retries us
+		conn, cerr := client.ConnectWithContext(ctx, s.addr, s.user, s.password, s.db, 10*time.Second)
+		if cerr != nil {
+			return fmt.Errorf("reconnect: %w", cerr)
+		}
+		s.conn.Close()
+		s.conn = conn
+	}
+	changes, errAt, err := s.changes(recs)
+	if err != nil && errAt == 0 {
+		return &connect.RecordError{Index: 0, Err: err}
+	}
+	if err == nil {
+		if err = s.apply(changes, offsetsOf(recs)); err == nil {
+			return nil
+		}
+		if s.conn.Ping() != nil {
+			return err
+		}
+		s.log.Warn("batch failed; applying record by record to find the one at fault", "connector", s.connector, "err", err)
+	}
+	for i := range recs {
+		cs, _, cerr := s.changes(recs[i : i+1])
+		if cerr == nil {
+			cerr = s.apply(cs, offsetsOf(recs[i:i+1]))
+		}
+		if cerr != nil {
+			if s.conn.Ping() != nil {
+				return cerr
+			}
+			return &connect.RecordError{Index: i, Err: cerr}
+		}
+	}
+	return nil
+}
+
+func (s *MySQL) apply(changes []change, offsets map[elog.TopicPartition]int64) error {
+	// DDL first: it would commit an open transaction.
+	tables := map[string]*targetTable{}
+	for _, c := range changes {
+		if c.truncate {
+			continue
+		}
+		t, err := s.ensureTable(c)
+		if err != nil {
+			return err
+		}
+		tables[c.table] = t
+	}
+	if err := s.conn.Begin(); err != nil {
+		return err
+	}
+	applied, err := s.applyInTx(changes, offsets, tables)
+	if err != nil {
+		s.conn.Rollback()
+		return err
+	}
+	if err := s.conn.Commit(); err != nil {
+		return err
+	}
+	for table, pos := range applied {
+		s.truncated[table] = pos
+	}
+	return nil
+}
+
+func (s *MySQL) applyInTx(changes []change, offsets map[elog.TopicPartition]int64, tables map[string]*targetTable) (map[string][]byte, error) {
+	applied := map[string][]byte{}
+	for _, c := range changes {
+		if !c.truncate {
+			continue
+		}
+		if t := s.tables[c.table]; t != nil && len(t.cols) > 0 {
+			if _, err := s.conn.Execute("delete from " + myIdent(c.table)); err != nil {
+				return nil, fmt.Errorf("truncate %s: %w", c.table, err)
+			}
+		}
+		if c.pos != nil {
+			if _, err := s.conn.Execute("insert into eddy_truncates values (?, ?, ?) on duplicate key update position = values(position)", s.connector, c.table, c.pos); err != nil {
+				return nil, err
+			}
+			applied[c.table] = c.pos
+		}
+	}
+	groups := map[string][]change{}
+	var order []string
+	for _, c := range changes {
+		if c.truncate {
+			continue
+		}
+		t := tables[c.table]
+		if c.row == nil {
+			if len(t.cols) == 0 || len(c.key) == 0 {
+				continue
+			}
+			var conds []string
+			var args []any
+			for _, k := range sortedNames(c.key) {
+				conds = append(conds, myIdent(k)+" = ?")
+				v, err := myValue(c.key[k])
+				if err != nil {
+					return nil, err
+				}
+				args = append(args, v)
+			}
+			if _, err := s.conn.Execute("delete from "+myIdent(c.table)+" where "+strings.Join(conds, " and "), args...); err != nil {
+				return nil, fmt.Errorf("delete from %s: %w", c.table, err)
+			}
+			continue
+		}
+		g := c.table + "\x00" + strings.Join(sortedNames(c.row), ",")
+		if _, ok := groups[g]; !ok {
+			order = append(order, g)
+		}
+		groups[g] = append(groups[g], c)
+	}
+	for _, g := range order {
+		if err := s.upsert(groups[g]); err != nil {
+			return nil, err
+		}
+	}
+	for tp, next := range offsets {
+		if _, err := s.conn.Execute("insert into eddy_offsets values (?, ?, ?, ?) on duplicate key update next_offset = greatest(next_offset, values(next_offset))",
+			s.connector, tp.Topic, tp.Partition, next); err != nil {
+			return nil, fmt.Errorf("store offsets: %w", err)
+		}
+	}
+	return applied, nil
+}
+
+// upsert writes rows with the same columns: a multi-row INSERT ... ON
+// DUPLICATE KEY UPDATE.
+func (s *MySQL) upsert(cs []change) error {
+	cols := sortedNames(cs[0].row)
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = myIdent(c)
+	}
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
+	perStmt := max(1, 30000/len(cols))
+	for start := 0; start < len(cs); start += perStmt {
+		chunk := cs[start:min(start+perStmt, len(cs))]
+		args := make([]any, 0, len(chunk)*len(cols))
+		rows := make([]string, len(chunk))
+		for i, c := range chunk {
+			rows[i] = row
+			for _, col := range cols {
+				v, err := myValue(c.row[col])
+				if err != nil {
+					return fmt.Errorf("%s.%s: %w", c.table, col, err)
+				}
+				args = append(args, v)
+			}
+		}
+		q := "insert into " + myIdent(cs[0].table) + " (" + strings.Join(quoted, ", ") + ") values " + strings.Join(rows, ", ")
+		if s.mode == "upsert" && s.pkMode != "none" {
+			sets := make([]string, len(quoted))
+			for i, c := range quoted {
+				sets[i] = c + " = values(" + c + ")"
+			}
+			q += " on duplicate key update " + strings.Join(sets, ", ")
+		}
+		if _, err := s.conn.Execute(q, args...); err != nil {
+			return fmt.Errorf("write %s: %w", cs[0].table, err)
+		}
+	}
+	return nil
+}
+
+// ensureTable creates or evolves a table (outside any transaction).
+func (s *MySQL) ensureTable(c change) (*targetTable, error) {
+	t := s.tables[c.table]
+	if t == nil {
+		res, err := s.conn.Execute("select column_name, column_type from information_schema.columns where table_schema = database() and table_name = ?", c.table)
+		if err != nil {
+			return nil, err
+		}
+		t = &targetTable{cols: map[string]string{}}
+		for i := range res.RowNumber() {
+			n, _ := res.GetString(i, 0)
+			typ, _ := res.GetString(i, 1)
+			t.cols[n] = typ
+		}
+		t.pk = s.keyColumns(c)
+		s.tables[c.table] = t
+	}
+	if len(t.cols) == 0 && c.row != nil {
+		if err := s.mayCreate(c); err != nil {
+			return nil, err
+		}
+		isKey := map[string]bool{}
+		for _, k := range t.pk {
+			isKey[k] = true
+		}
+		var defs []string
+		for _, f := range c.schema.Fields() {
+			typ := myType(f.Type(), isKey[f.Name()])
+			t.cols[f.Name()] = typ
+			def := myIdent(f.Name()) + " " + typ
+			if isKey[f.Name()] {
+				def += " not null"
+			}
+			defs = append(defs, def)
+		}
+		if len(t.pk) > 0 && s.pkMode != "none" {
+			keys := make([]string, len(t.pk))
+			for i, k := range t.pk {
+				keys[i] = myIdent(k)
+			}
+			defs = append(defs, "primary key ("+strings.Join(keys, ", ")+")")
+		}
+		if _, err := s.conn.Execute("create table if not exists " + myIdent(c.table) + " (" + strings.Join(defs, ", ") + ") engine=InnoDB"); err != nil {
+			delete(s.tables, c.table)
+			return nil, fmt.Errorf("create table %s: %w", c.table, err)
+		}
+		s.log.Info("created table", "table", c.table)
+	}
+	if c.schema != nil && len(t.cols) > 0 {
+		for _, f := range c.schema.Fields() {
+			if _, ok := t.cols[f.Name()]; ok {
+				continue
+			}
+			if !s.autoEvolve {
+				return nil, fmt.Errorf("table %s has no column %s (set auto_evolve: true to add it)", c.table, f.Name())
+			}
+			typ := myType(f.Type(), false)
+			if _, err := s.conn.Execute(fmt.Sprintf("alter table %s add column if not exists %s %s", myIdent(c.table), myIdent(f.Name()), typ)); err != nil {
+				return nil, fmt.Errorf("add column %s.%s: %w", c.table, f.Name(), err)
+			}
+			t.cols[f.Name()] = typ
+		}
+	}
+	return t, nil
+}
+
+// myType is the MySQL/MariaDB column type for an Avro type; key columns
+// get bounded string types, which an index needs.
+func myType(sc avro.Schema, key bool) string {
+	pg := pgType(sc)
+	switch {
+	case strings.HasPrefix(pg, "numeric("):
+		return "decimal(" + strings.TrimPrefix(pg, "numeric(")
+	case pg == "text" && key:
+		return "varchar(191)"
+	case pg == "bytea" && key:
+		return "varbinary(255)"
+	}
+	return map[string]string{
+		"boolean": "boolean", "integer": "int", "bigint": "bigint", "real": "float", "double precision": "double",
+		"text": "longtext", "bytea": "longblob", "date": "date", "time": "time(6)", "timestamptz": "datetime(6)",
+		"timestamp": "datetime(6)", "uuid": "char(36)", "jsonb": "longtext",
+	}[pg]
+}
+
+// myValue is a value as a MySQL statement parameter.
+func myValue(v any) (any, error) {
+	switch x := v.(type) {
+	case nil, string, []byte, int64:
+		return x, nil
+	case int:
+		return int64(x), nil
+	case int32:
+		return int64(x), nil
+	case bool:
+		if x {
+			return int64(1), nil
+		}
+		return int64(0), nil
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	case float32:
+		return strconv.FormatFloat(float64(x), 'g', -1, 32), nil
+	case time.Time:
+		return x.UTC().Format("2006-01-02 15:04:05.999999"), nil
+	}
+	t, err := pgText(v, "")
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
