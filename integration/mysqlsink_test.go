@@ -11,7 +11,9 @@ import (
 )
 
 // mariaDB creates a database of its own on MariaDB and drops it after.
-func mariaDB(t *testing.T) (dsn string, conn *client.Conn) {
+func mariaDB(t *testing.T) (dsn string, conn *client.Conn) { return mariaDBB(t) }
+
+func mariaDBB(t testing.TB) (dsn string, conn *client.Conn) {
 	t.Helper()
 	requireService(t, "MariaDB", mariaAddr)
 	c, err := client.Connect(mariaAddr, "root", "", "")

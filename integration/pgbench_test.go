@@ -287,3 +287,61 @@ connectors:
 	b.ReportMetric(n/sinkTook.Seconds(), "sink-rows/s")
 	b.ReportMetric(copyTook.Seconds()/sinkTook.Seconds(), "x-of-copy")
 }
+
+// mysql-sink: 100,000 rows of 5 columns from the log into MariaDB.
+func BenchmarkMySQLSinkUpsert(b *testing.B) {
+	srcDSN, src := testDB(b)
+	myDSN, my := mariaDBB(b)
+	ctx := context.Background()
+	const n = 100_000
+	if _, err := src.Exec(ctx, `create table rows5 (id bigint primary key, a int, c text, e numeric(12,2), f timestamptz)`); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := src.Exec(ctx, `insert into rows5 select g, g % 1000, md5(g::text), g / 3.0, now() from generate_series(1, $1) g`, n); err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	p := startPipeline(b, dir, fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [rows5], topic_prefix: shop, snapshot: initial_only}
+`, srcDSN))
+	tp, err := p.log.EnsureTopic("shop.public.rows5", elog.TopicConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	part, _ := tp.Partition(0)
+	for deadline := time.Now().Add(5 * time.Minute); part.HighWatermark() < n; {
+		if time.Now().After(deadline) {
+			b.Fatal("the snapshot did not finish")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.stop(b)
+	b.ResetTimer()
+	start := time.Now()
+	p = startPipeline(b, dir, fmt.Sprintf(`
+connectors:
+  - name: replica
+    plugin: mysql-sink
+    topics: [shop.public.rows5]
+    config: {dsn: %q}
+`, myDSN))
+	for {
+		res, err := my.Execute("select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'")
+		if err == nil {
+			if got, _ := res.GetInt(0, 0); got >= n {
+				break
+			}
+		}
+		if st, _ := p.w.Status("replica"); st.Tasks[0].State == "FAILED" {
+			b.Fatalf("the sink failed: %s", st.Tasks[0].Trace)
+		}
+		if time.Since(start) > 10*time.Minute {
+			b.Fatal("the sink did not finish")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.ReportMetric(n/time.Since(start).Seconds(), "sink-rows/s")
+}

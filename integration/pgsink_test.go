@@ -116,15 +116,16 @@ connectors:
 }
 
 // Kill -9 eddy run at 20 random points of a PostgreSQL -> log ->
-// PostgreSQL pipeline under a mixed workload: at the end the target equals
-// the source row by row, and eddy_offsets equals the log's high
-// watermarks.
+// PostgreSQL and -> MariaDB pipeline under a mixed workload: at the end
+// both targets equal the source row by row, and both eddy_offsets tables
+// equal the log's high watermarks.
 func TestPostgresToPostgresKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test")
 	}
 	srcDSN, src := testDB(t)
 	dstDSN, dst := testDB(t)
+	myDSN, my := mariaDB(t)
 	ctx := context.Background()
 	tables := []string{"orders", "customers"}
 	for _, tb := range tables {
@@ -152,7 +153,11 @@ connectors:
     plugin: postgres-sink
     topics: [shop.public.orders, shop.public.customers]
     config: {dsn: %q}
-`, filepath.Join(dir, "data"), srcDSN, dstDSN)), 0o644)
+  - name: myreplica
+    plugin: mysql-sink
+    topics: [shop.public.orders, shop.public.customers]
+    config: {dsn: %q}
+`, filepath.Join(dir, "data"), srcDSN, dstDSN, myDSN)), 0o644)
 	logPath := filepath.Join(dir, "eddy.log")
 	stop := make(chan struct{})
 	done := make(chan int)
@@ -184,7 +189,8 @@ connectors:
 		for _, tb := range tables {
 			a := tableRows(t, src, "select id, v, note from "+tb+" order by id")
 			b := tableRows(t, dst, "select id, v, note from public_"+tb+" order by id")
-			equal = equal && fmt.Sprint(a) == fmt.Sprint(b)
+			m := mariaRows(t, my, "select id, v, note from public_"+tb+" order by id")
+			equal = equal && fmt.Sprint(a) == fmt.Sprint(b) && fmt.Sprint(a) == fmt.Sprint(m)
 		}
 		if equal {
 			break
@@ -209,6 +215,13 @@ connectors:
 			dst.QueryRow(ctx, "select next_offset from eddy_offsets where connector = 'replica' and topic = $1 and partition = $2", "shop.public."+tb, i).Scan(&next)
 			if next != part.HighWatermark() {
 				t.Fatalf("eddy_offsets %s/%d = %d, high watermark %d", tb, i, next, part.HighWatermark())
+			}
+			res, err := my.Execute("select next_offset from eddy_offsets where connector = 'myreplica' and topic = ? and `partition` = ?", "shop.public."+tb, i)
+			if err != nil || res.RowNumber() != 1 {
+				t.Fatalf("MariaDB eddy_offsets %s/%d: %v", tb, i, err)
+			}
+			if mn, _ := res.GetInt(0, 0); mn != part.HighWatermark() {
+				t.Fatalf("MariaDB eddy_offsets %s/%d = %d, high watermark %d", tb, i, mn, part.HighWatermark())
 			}
 		}
 	}
