@@ -7,10 +7,20 @@ import (
 
 // The connector operations of the admin API, for `eddy connectors`.
 
-// ListConnectors returns the names of the server's connectors.
-func (c *Client) ListConnectors(ctx context.Context) ([]string, error) {
-	var out []string
-	return out, c.do(ctx, "GET", "/connectors", nil, &out)
+// ConnectorStatuses returns every connector's status in one request
+// (GET /connectors?expand=status).
+func (c *Client) ConnectorStatuses(ctx context.Context) (map[string]ConnectorStatus, error) {
+	var raw map[string]struct {
+		Status ConnectorStatus `json:"status"`
+	}
+	if err := c.do(ctx, "GET", "/connectors?expand=status", nil, &raw); err != nil {
+		return nil, err
+	}
+	out := make(map[string]ConnectorStatus, len(raw))
+	for n, v := range raw {
+		out[n] = v.Status
+	}
+	return out, nil
 }
 
 // ConnectorStatus returns a connector's and its task's state.

@@ -41,14 +41,7 @@ type Record struct {
 }
 
 // Header returns the value of the last header named k, or nil.
-func (r *Record) Header(k string) []byte {
-	for i := len(r.Headers) - 1; i >= 0; i-- {
-		if r.Headers[i].Key == k {
-			return r.Headers[i].Value
-		}
-	}
-	return nil
-}
+func (r *Record) Header(k string) []byte { return headerOf(r.Headers, k) }
 
 // Source is what a source plugin does. The runtime calls Open once, then
 // Poll and Commit from one goroutine, then Close.

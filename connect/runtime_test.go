@@ -636,10 +636,16 @@ func TestCloseDrains(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("close took %s", d)
 	}
+	// Every task has stopped, and what the sink wrote is whole lines,
+	// none twice: the batch in hand finished before the task stopped.
 	for _, n := range []string{"gen", "out"} {
-		if _, err := h.w.Status(n); errors.Is(err, connect.ErrUnknownConnector) {
-			t.Fatal(err)
+		st, err := h.w.Status(n)
+		if err != nil || st.Tasks[0].State != connect.StateUnassigned {
+			t.Fatalf("%s after close: %+v, %v", n, st.Tasks, err)
 		}
+	}
+	if _, _, err := datagencheck.Read(filepath.Join(dir, "out.jsonl")); err != nil {
+		t.Fatal(err)
 	}
 	h.log.Close()
 	h.w = nil

@@ -107,8 +107,7 @@ func (w *Worker) Add(spec ConnectorSpec) error {
 	}
 	w.conns[spec.Name] = c
 	if c.schedule != nil {
-		id, _ := w.sched.AddFunc(spec.Schedule, func() { c.tick() })
-		c.entry = id
+		c.entry = w.sched.Schedule(c.schedule, cron.FuncJob(c.tick)) // parsed once, in newConnector
 		return nil
 	}
 	c.start()
@@ -120,9 +119,6 @@ func (w *Worker) AddJob(spec JobSpec) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	j := &job{w: w, spec: spec}
-	if _, err := ParseSchedule(spec.Schedule); err != nil {
-		return fmt.Errorf("job %s: %w", spec.Name, err)
-	}
 	id, err := w.sched.AddFunc(spec.Schedule, j.run)
 	if err != nil {
 		return fmt.Errorf("job %s: %w", spec.Name, err)

@@ -220,24 +220,7 @@ func BenchmarkPostgresSinkUpsert(b *testing.B) {
 		b.Fatal(err)
 	}
 	dir := b.TempDir()
-	p := startPipeline(b, dir, fmt.Sprintf(`
-connectors:
-  - name: pg
-    plugin: postgres-source
-    config: {dsn: %q, tables: [wide], topic_prefix: shop, snapshot: initial_only}
-`, srcDSN))
-	tp, err := p.log.EnsureTopic("shop.public.wide", elog.TopicConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	part, _ := tp.Partition(0)
-	for deadline := time.Now().Add(5 * time.Minute); part.HighWatermark() < n; {
-		if time.Now().After(deadline) {
-			b.Fatal("the snapshot did not finish")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	p.stop(b)
+	snapshotIntoLog(b, dir, srcDSN, "wide", n)
 
 	// A plain COPY of the same rows, as the baseline.
 	rows, err := src.Query(ctx, "select * from wide")
@@ -261,7 +244,7 @@ connectors:
 	copyTook := time.Since(start)
 
 	start = time.Now()
-	p = startPipeline(b, dir, fmt.Sprintf(`
+	p := startPipeline(b, dir, fmt.Sprintf(`
 connectors:
   - name: replica
     plugin: postgres-sink
@@ -301,27 +284,10 @@ func BenchmarkMySQLSinkUpsert(b *testing.B) {
 		b.Fatal(err)
 	}
 	dir := b.TempDir()
-	p := startPipeline(b, dir, fmt.Sprintf(`
-connectors:
-  - name: pg
-    plugin: postgres-source
-    config: {dsn: %q, tables: [rows5], topic_prefix: shop, snapshot: initial_only}
-`, srcDSN))
-	tp, err := p.log.EnsureTopic("shop.public.rows5", elog.TopicConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	part, _ := tp.Partition(0)
-	for deadline := time.Now().Add(5 * time.Minute); part.HighWatermark() < n; {
-		if time.Now().After(deadline) {
-			b.Fatal("the snapshot did not finish")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	p.stop(b)
+	snapshotIntoLog(b, dir, srcDSN, "rows5", n)
 	b.ResetTimer()
 	start := time.Now()
-	p = startPipeline(b, dir, fmt.Sprintf(`
+	p := startPipeline(b, dir, fmt.Sprintf(`
 connectors:
   - name: replica
     plugin: mysql-sink
@@ -344,4 +310,28 @@ connectors:
 		time.Sleep(10 * time.Millisecond)
 	}
 	b.ReportMetric(n/time.Since(start).Seconds(), "sink-rows/s")
+}
+
+// snapshotIntoLog puts the n rows of table into a log in dir (topic
+// shop.public.<table>) with an initial_only snapshot, and closes the log.
+func snapshotIntoLog(b *testing.B, dir, dsn, table string, n int64) {
+	b.Helper()
+	p := startPipeline(b, dir, fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [%s], topic_prefix: shop, snapshot: initial_only}
+`, dsn, table))
+	tp, err := p.log.EnsureTopic("shop.public."+table, elog.TopicConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	part, _ := tp.Partition(0)
+	for deadline := time.Now().Add(5 * time.Minute); part.HighWatermark() < n; {
+		if time.Now().After(deadline) {
+			b.Fatal("the snapshot did not finish")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.stop(b)
 }

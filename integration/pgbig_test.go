@@ -69,15 +69,11 @@ func TestPostgresMillionRowTransaction(t *testing.T) {
 	}
 	bin := buildEddy(t)
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "eddy.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`data_dir: %s
-api: {listen: "127.0.0.1:0"}
-registry: {listen: "127.0.0.1:0"}
-connectors:
+	cfg := eddyConfig(t, dir, fmt.Sprintf(`connectors:
   - name: pg
     plugin: postgres-source
     config: {dsn: %q, tables: [big], topic_prefix: shop}
-`, filepath.Join(dir, "data"), dsn)), 0o644)
+`, dsn))
 	p := startEddy(t, bin, cfg, filepath.Join(dir, "eddy.log"))
 	defer p.kill()
 	<-p.up

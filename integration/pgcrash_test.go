@@ -28,6 +28,18 @@ func buildEddy(t *testing.T) string {
 	return bin
 }
 
+// eddyConfig writes dir/eddy.yaml for an `eddy run` child: its log in
+// dir/data, both APIs on free ports, then body.
+func eddyConfig(t *testing.T, dir, body string) string {
+	t.Helper()
+	path := filepath.Join(dir, "eddy.yaml")
+	text := fmt.Sprintf("data_dir: %s\napi: {listen: \"127.0.0.1:0\"}\nregistry: {listen: \"127.0.0.1:0\"}\n%s", filepath.Join(dir, "data"), body)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // eddyProcess is `eddy run` as a child process.
 type eddyProcess struct {
 	cmd  *exec.Cmd
@@ -137,11 +149,7 @@ func TestPostgresKillRunDuringWrites(t *testing.T) {
 	}
 	bin := buildEddy(t)
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "eddy.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`data_dir: %s
-api: {listen: "127.0.0.1:0"}
-registry: {listen: "127.0.0.1:0"}
-topics:
+	cfg := eddyConfig(t, dir, fmt.Sprintf(`topics:
   - {name: shop.public.orders, partitions: 3}
   - {name: shop.public.customers, partitions: 2}
 connectors:
@@ -152,7 +160,7 @@ connectors:
       tables: [orders, customers, items]
       topic_prefix: shop
       batch_size: 300
-`, filepath.Join(dir, "data"), dsn)), 0o644)
+`, dsn))
 	logPath := filepath.Join(dir, "eddy.log")
 
 	stop := make(chan struct{})
@@ -233,17 +241,13 @@ func TestPostgresKillDuringSnapshot(t *testing.T) {
 	}
 	bin := buildEddy(t)
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "eddy.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`data_dir: %s
-api: {listen: "127.0.0.1:0"}
-registry: {listen: "127.0.0.1:0"}
-topics:
+	cfg := eddyConfig(t, dir, fmt.Sprintf(`topics:
   - {name: shop.public.orders, partitions: 3}
 connectors:
   - name: pg
     plugin: postgres-source
     config: {dsn: %q, tables: [orders], topic_prefix: shop, snapshot_chunk_rows: 5000}
-`, filepath.Join(dir, "data"), dsn)), 0o644)
+`, dsn))
 	logPath := filepath.Join(dir, "eddy.log")
 	stop := make(chan struct{})
 	done := make(chan int)

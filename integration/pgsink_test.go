@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -138,11 +137,7 @@ func TestPostgresToPostgresKill(t *testing.T) {
 	}
 	bin := buildEddy(t)
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "eddy.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`data_dir: %s
-api: {listen: "127.0.0.1:0"}
-registry: {listen: "127.0.0.1:0"}
-topics:
+	cfg := eddyConfig(t, dir, fmt.Sprintf(`topics:
   - {name: shop.public.orders, partitions: 3}
   - {name: shop.public.customers, partitions: 2}
 connectors:
@@ -157,7 +152,7 @@ connectors:
     plugin: mysql-sink
     topics: [shop.public.orders, shop.public.customers]
     config: {dsn: %q}
-`, filepath.Join(dir, "data"), srcDSN, dstDSN, myDSN)), 0o644)
+`, srcDSN, dstDSN, myDSN))
 	logPath := filepath.Join(dir, "eddy.log")
 	stop := make(chan struct{})
 	done := make(chan int)
@@ -313,29 +308,7 @@ connectors:
     topics: [shop.public.orders]
     config: {dsn: %q}
 `, srcDSN, dstDSN))
-	stop := make(chan struct{})
-	done := make(chan int)
-	go func() {
-		n := 0
-		for {
-			select {
-			case <-stop:
-				done <- n
-				return
-			default:
-			}
-			n += mixedLoad(srcDSN, []string{"orders"}, 1500, uint64(n+31), stop)
-			time.Sleep(100 * time.Millisecond)
-		}
-	}()
-	time.Sleep(time.Second)
-	t.Cleanup(func() { exec.Command("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start").Run() })
-	if out, err := exec.Command("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart").CombinedOutput(); err != nil {
-		t.Fatalf("restart PostgreSQL: %v\n%s", err, out)
-	}
-	time.Sleep(time.Second)
-	close(stop)
-	txns := <-done
+	txns := loadAcrossRestart(t, srcDSN, 31)
 	src, err := pgx.Connect(ctx, srcDSN)
 	if err != nil {
 		t.Fatal(err)

@@ -107,34 +107,9 @@ func TestPostgresRestartMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startPipeline(t, t.TempDir(), pgSourceYAML(dsn, ""))
-	stop := make(chan struct{})
-	done := make(chan int)
-	go func() {
-		n := 0
-		for {
-			select {
-			case <-stop:
-				done <- n
-				return
-			default:
-			}
-			n += mixedLoad(dsn, []string{"orders"}, 1500, uint64(n+1), stop)
-			time.Sleep(100 * time.Millisecond) // the server is away: try again
-		}
-	}()
-	time.Sleep(time.Second)
-	t.Cleanup(func() { // whatever happened, leave the server running for the next test
-		exec.Command("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start").Run()
-	})
-	out, err := exec.Command("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart").CombinedOutput()
-	if err != nil {
-		t.Fatalf("restart PostgreSQL: %v\n%s", err, out)
-	}
-	time.Sleep(time.Second)
-	close(stop)
-	txns := <-done
+	txns := loadAcrossRestart(t, dsn, 1)
 	conn.Close(ctx)
-	conn, err = pgx.Connect(ctx, dsn)
+	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,4 +296,41 @@ func TestPostgresSlotDropOnDelete(t *testing.T) {
 	if slots() != 0 {
 		t.Fatal("the slot survived the offsets' deletion")
 	}
+}
+
+// restartPostgres restarts the server, and leaves it running after the
+// test whatever happened.
+func restartPostgres(t *testing.T) {
+	t.Helper()
+	t.Cleanup(func() { exec.Command("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start").Run() })
+	if out, err := exec.Command("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart").CombinedOutput(); err != nil {
+		t.Fatalf("restart PostgreSQL: %v\n%s", err, out)
+	}
+}
+
+// loadAcrossRestart runs mixedLoad on orders for a second, restarts the
+// server, runs it a second more (reconnecting while the server is away)
+// and returns the transactions committed.
+func loadAcrossRestart(t *testing.T, dsn string, seed uint64) int {
+	t.Helper()
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			n += mixedLoad(dsn, []string{"orders"}, 1500, seed+uint64(n), stop)
+			time.Sleep(100 * time.Millisecond) // the server is away: try again
+		}
+	}()
+	time.Sleep(time.Second)
+	restartPostgres(t)
+	time.Sleep(time.Second)
+	close(stop)
+	return <-done
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -35,17 +36,19 @@ func (a *app) connectorsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			names, err := cl.ListConnectors(c.Context())
+			sts, err := cl.ConnectorStatuses(c.Context())
 			if err != nil {
 				return err
 			}
+			names := make([]string, 0, len(sts))
+			for n := range sts {
+				names = append(names, n)
+			}
+			sort.Strings(names)
 			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tTYPE\tSTATE\tTASK")
 			for _, n := range names {
-				st, err := cl.ConnectorStatus(c.Context(), n)
-				if err != nil {
-					return err
-				}
+				st := sts[n]
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", n, st.Type, st.Connector.State, st.Tasks[0].State)
 			}
 			return w.Flush()

@@ -230,10 +230,7 @@ func (s *MySQL) applyInTx(changes []change, offsets map[elog.TopicPartition]int6
 // DUPLICATE KEY UPDATE.
 func (s *MySQL) upsert(cs []change) error {
 	cols := sortedNames(cs[0].row)
-	quoted := make([]string, len(cols))
-	for i, c := range cols {
-		quoted[i] = myIdent(c)
-	}
+	quoted := quoteAll(cols, myIdent)
 	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
 	perStmt := max(1, 30000/len(cols))
 	for start := 0; start < len(cs); start += perStmt {
@@ -301,11 +298,7 @@ func (s *MySQL) ensureTable(c change) (*targetTable, error) {
 			defs = append(defs, def)
 		}
 		if len(t.pk) > 0 && s.pkMode != "none" {
-			keys := make([]string, len(t.pk))
-			for i, k := range t.pk {
-				keys[i] = myIdent(k)
-			}
-			defs = append(defs, "primary key ("+strings.Join(keys, ", ")+")")
+			defs = append(defs, "primary key ("+strings.Join(quoteAll(t.pk, myIdent), ", ")+")")
 		}
 		if _, err := s.conn.Execute("create table if not exists " + myIdent(c.table) + " (" + strings.Join(defs, ", ") + ") engine=InnoDB"); err != nil {
 			delete(s.tables, c.table)

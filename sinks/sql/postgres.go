@@ -279,11 +279,11 @@ func (s *Postgres) apply(ctx context.Context, changes []change, offsets map[elog
 			continue
 		}
 		var exists bool
-		if err := tx.QueryRow(ctx, "select to_regclass($1) is not null", pgx.Identifier{c.table}.Sanitize()).Scan(&exists); err != nil {
+		if err := tx.QueryRow(ctx, "select to_regclass($1) is not null", pgIdent(c.table)).Scan(&exists); err != nil {
 			return err
 		}
 		if exists { // no table yet: nothing to empty, but the position still counts
-			if _, err := tx.Exec(ctx, "truncate table "+pgx.Identifier{c.table}.Sanitize()); err != nil {
+			if _, err := tx.Exec(ctx, "truncate table "+pgIdent(c.table)); err != nil {
 				return fmt.Errorf("truncate %s: %w", c.table, err)
 			}
 		}
@@ -362,7 +362,7 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 	t := s.tables[c.table]
 	if t == nil {
 		rows, err := tx.Query(ctx, `select a.attname, format_type(a.atttypid, a.atttypmod) from pg_attribute a
-			where a.attrelid = to_regclass($1) and a.attnum > 0 and not a.attisdropped`, pgx.Identifier{c.table}.Sanitize())
+			where a.attrelid = to_regclass($1) and a.attnum > 0 and not a.attisdropped`, pgIdent(c.table))
 		if err != nil {
 			return nil, err
 		}
@@ -381,29 +381,22 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 		s.tables[c.table] = t
 	}
 	if len(t.cols) == 0 && c.row != nil {
-		{
-			if err := s.mayCreate(c); err != nil {
-				return nil, err
-			}
-			var defs []string
-			for _, f := range c.schema.Fields() {
-				typ := pgType(f.Type())
-				t.cols[f.Name()] = typ
-				def := pgx.Identifier{f.Name()}.Sanitize() + " " + typ
-				defs = append(defs, def)
-			}
-			if len(t.pk) > 0 && s.pkMode != "none" {
-				keys := make([]string, len(t.pk))
-				for i, k := range t.pk {
-					keys[i] = pgx.Identifier{k}.Sanitize()
-				}
-				defs = append(defs, "primary key ("+strings.Join(keys, ", ")+")")
-			}
-			if _, err := tx.Exec(ctx, "create table "+pgx.Identifier{c.table}.Sanitize()+" ("+strings.Join(defs, ", ")+")"); err != nil {
-				return nil, fmt.Errorf("create table %s: %w", c.table, err)
-			}
-			s.log.Info("created table", "table", c.table)
+		if err := s.mayCreate(c); err != nil {
+			return nil, err
 		}
+		var defs []string
+		for _, f := range c.schema.Fields() {
+			typ := pgType(f.Type())
+			t.cols[f.Name()] = typ
+			defs = append(defs, pgIdent(f.Name())+" "+typ)
+		}
+		if len(t.pk) > 0 && s.pkMode != "none" {
+			defs = append(defs, "primary key ("+strings.Join(quoteAll(t.pk, pgIdent), ", ")+")")
+		}
+		if _, err := tx.Exec(ctx, "create table "+pgIdent(c.table)+" ("+strings.Join(defs, ", ")+")"); err != nil {
+			return nil, fmt.Errorf("create table %s: %w", c.table, err)
+		}
+		s.log.Info("created table", "table", c.table)
 	}
 	if c.schema != nil {
 		for _, f := range c.schema.Fields() {
@@ -414,7 +407,7 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 				return nil, fmt.Errorf("table %s has no column %s (set auto_evolve: true to add it)", c.table, f.Name())
 			}
 			typ := pgType(f.Type())
-			if _, err := tx.Exec(ctx, fmt.Sprintf("alter table %s add column if not exists %s %s", pgx.Identifier{c.table}.Sanitize(), pgx.Identifier{f.Name()}.Sanitize(), typ)); err != nil {
+			if _, err := tx.Exec(ctx, fmt.Sprintf("alter table %s add column if not exists %s %s", pgIdent(c.table), pgIdent(f.Name()), typ)); err != nil {
 				return nil, fmt.Errorf("add column %s.%s: %w", c.table, f.Name(), err)
 			}
 			t.cols[f.Name()] = typ
@@ -436,9 +429,9 @@ func (s *Postgres) delete(ctx context.Context, tx pgx.Tx, c change, t *targetTab
 			return err
 		}
 		args = append(args, v)
-		conds = append(conds, fmt.Sprintf("%s = $%d::%s", pgx.Identifier{k}.Sanitize(), len(args), castType(t.cols[k])))
+		conds = append(conds, fmt.Sprintf("%s = $%d::%s", pgIdent(k), len(args), castType(t.cols[k])))
 	}
-	_, err := tx.Exec(ctx, "delete from "+pgx.Identifier{c.table}.Sanitize()+" where "+strings.Join(conds, " and "), args...)
+	_, err := tx.Exec(ctx, "delete from "+pgIdent(c.table)+" where "+strings.Join(conds, " and "), args...)
 	return err
 }
 
@@ -464,6 +457,18 @@ func (s *sinkBase) mayCreate(c change) error {
 	return nil
 }
 
+// pgIdent quotes a PostgreSQL identifier.
+func pgIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+// quoteAll quotes each identifier.
+func quoteAll(names []string, quote func(string) string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = quote(n)
+	}
+	return out
+}
+
 // castType is the type a text parameter is cast to.
 func castType(typ string) string {
 	if typ == "" {
@@ -484,16 +489,13 @@ func (s *Postgres) upsert(ctx context.Context, tx pgx.Tx, cs []change, t *target
 		return s.upsertCopy(ctx, tx, cs, t)
 	}
 	cols := sortedNames(cs[0].row)
-	quoted := make([]string, len(cols))
-	for i, c := range cols {
-		quoted[i] = pgx.Identifier{c}.Sanitize()
-	}
+	quoted := quoteAll(cols, pgIdent)
 	perStmt := max(1, 30000/len(cols))
 	for start := 0; start < len(cs); start += perStmt {
 		chunk := cs[start:min(start+perStmt, len(cs))]
 		var sb strings.Builder
 		args := make([]any, 0, len(chunk)*len(cols))
-		sb.WriteString("insert into " + pgx.Identifier{cs[0].table}.Sanitize() + " (" + strings.Join(quoted, ", ") + ") values ")
+		sb.WriteString("insert into " + pgIdent(cs[0].table) + " (" + strings.Join(quoted, ", ") + ") values ")
 		for i, c := range chunk {
 			if i > 0 {
 				sb.WriteString(", ")
@@ -512,17 +514,7 @@ func (s *Postgres) upsert(ctx context.Context, tx pgx.Tx, cs []change, t *target
 			}
 			sb.WriteByte(')')
 		}
-		if s.mode == "upsert" && len(t.pk) > 0 && s.pkMode != "none" {
-			keys := make([]string, len(t.pk))
-			for i, k := range t.pk {
-				keys[i] = pgx.Identifier{k}.Sanitize()
-			}
-			var sets []string
-			for _, c := range quoted {
-				sets = append(sets, c+" = excluded."+c)
-			}
-			sb.WriteString(" on conflict (" + strings.Join(keys, ", ") + ") do update set " + strings.Join(sets, ", "))
-		}
+		sb.WriteString(s.conflictClause(t, quoted))
 		if _, err := tx.Exec(ctx, sb.String(), args...); err != nil {
 			return fmt.Errorf("write %s: %w", cs[0].table, err)
 		}
@@ -535,10 +527,7 @@ func (s *Postgres) conflictClause(t *targetTable, quoted []string) string {
 	if s.mode != "upsert" || len(t.pk) == 0 || s.pkMode == "none" {
 		return ""
 	}
-	keys := make([]string, len(t.pk))
-	for i, k := range t.pk {
-		keys[i] = pgx.Identifier{k}.Sanitize()
-	}
+	keys := quoteAll(t.pk, pgIdent)
 	sets := make([]string, len(quoted))
 	for i, c := range quoted {
 		sets[i] = c + " = excluded." + c
@@ -550,11 +539,8 @@ func (s *Postgres) conflictClause(t *targetTable, quoted []string) string {
 // that the transaction drops, then upserts them in one statement.
 func (s *Postgres) upsertCopy(ctx context.Context, tx pgx.Tx, cs []change, t *targetTable) error {
 	cols := sortedNames(cs[0].row)
-	quoted := make([]string, len(cols))
-	for i, c := range cols {
-		quoted[i] = pgx.Identifier{c}.Sanitize()
-	}
-	target := pgx.Identifier{cs[0].table}.Sanitize()
+	quoted := quoteAll(cols, pgIdent)
+	target := pgIdent(cs[0].table)
 	list := strings.Join(quoted, ", ")
 	if _, err := tx.Exec(ctx, "create temp table eddy_stage on commit drop as select "+list+" from "+target+" with no data"); err != nil {
 		return fmt.Errorf("stage %s: %w", cs[0].table, err)

@@ -178,9 +178,9 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []conne
 		s.txn.open = false
 		s.watermark(m.TransactionEndLSN, len(out) == 0)
 	case *pglogrepl.InsertMessage:
-		t, err := s.tableOf(m.RelationID)
-		if err != nil || t == nil {
-			return out, err
+		t := s.byRel[m.RelationID]
+		if t == nil {
+			return out, nil // not a captured table
 		}
 		after, err := s.tuple(t, m.Tuple, nil)
 		if err != nil {
@@ -188,11 +188,12 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []conne
 		}
 		return s.emit(out, t, "c", nil, after)
 	case *pglogrepl.UpdateMessage:
-		t, err := s.tableOf(m.RelationID)
-		if err != nil || t == nil {
-			return out, err
+		t := s.byRel[m.RelationID]
+		if t == nil {
+			return out, nil
 		}
 		var before map[string]any
+		var err error
 		if m.OldTuple != nil {
 			if before, err = s.tuple(t, m.OldTuple, nil); err != nil {
 				return out, err
@@ -212,9 +213,9 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []conne
 		}
 		return s.emit(out, t, "u", before, after)
 	case *pglogrepl.DeleteMessage:
-		t, err := s.tableOf(m.RelationID)
-		if err != nil || t == nil {
-			return out, err
+		t := s.byRel[m.RelationID]
+		if t == nil {
+			return out, nil
 		}
 		before, err := s.tuple(t, m.OldTuple, nil)
 		if err != nil {
@@ -223,11 +224,7 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []conne
 		return s.emit(out, t, "d", before, nil)
 	case *pglogrepl.TruncateMessage:
 		for _, id := range m.RelationIDs {
-			t, err := s.tableOf(id)
-			if err != nil {
-				return out, err
-			}
-			if t != nil {
+			if t := s.byRel[id]; t != nil {
 				if out, err = s.emit(out, t, "t", nil, nil); err != nil {
 					return out, err
 				}
@@ -257,11 +254,6 @@ func (s *Source) release(position []byte) {
 		s.confirmed = max(s.confirmed, s.completed[0].end)
 		s.completed = s.completed[1:]
 	}
-}
-
-// tableOf returns a captured table by relation id (nil if not captured).
-func (s *Source) tableOf(id uint32) (*table, error) {
-	return s.byRel[id], nil
 }
 
 // relation handles a Relation message: the first for a table, or one after
