@@ -50,7 +50,7 @@ func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error)
 	case *avro.NullSchema:
 		return &avroCodec{
 			enc: func(dst []byte, v any) ([]byte, error) {
-				if v != nil {
+				if !isNull(v) {
 					return dst, fmt.Errorf("null: have %T", v)
 				}
 				return dst, nil

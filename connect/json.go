@@ -55,6 +55,9 @@ func AppendJSON(dst []byte, v any, s avro.Schema) ([]byte, error) {
 	case *big.Rat:
 		return appendJSONString(dst, ratString(x)), nil
 	case map[string]any:
+		if x == nil { // a missing row state, as the Avro codec takes it
+			return append(dst, "null"...), nil
+		}
 		return appendJSONObject(dst, x, s)
 	case []any:
 		var items avro.Schema

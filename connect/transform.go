@@ -48,7 +48,7 @@ func rows(v any) []map[string]any {
 	if isEnvelope(m) {
 		var out []map[string]any
 		for _, k := range []string{"before", "after"} {
-			if r, ok := m[k].(map[string]any); ok {
+			if r, ok := m[k].(map[string]any); ok && r != nil { // a nil map is a missing state
 				out = append(out, r)
 			}
 		}

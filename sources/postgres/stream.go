@@ -359,7 +359,7 @@ func (s *Source) emit(out []connect.Record, t *table, op string, before, after m
 	if row == nil {
 		row = before
 	}
-	value := map[string]any{"before": nilIfEmpty(before), "after": nilIfEmpty(after), "op": op, "ts_ms": now.UnixMilli(),
+	value := map[string]any{"before": before, "after": after, "op": op, "ts_ms": now.UnixMilli(),
 		"source": s.txnSource(t)}
 	recs := []connect.Record{{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Value: value, ValueSchema: t.valueSchema, Timestamp: s.txn.commitTime}}
 	if op == "d" && len(t.keyCols) > 0 {
@@ -379,13 +379,4 @@ func (s *Source) emit(out []connect.Record, t *table, op string, before, after m
 		out = append(out, r)
 	}
 	return out, nil
-}
-
-// nilIfEmpty keeps a missing row state a plain nil (a typed nil map in an
-// interface is not null).
-func nilIfEmpty(m map[string]any) any {
-	if m == nil {
-		return nil
-	}
-	return m
 }
