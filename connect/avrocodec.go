@@ -3,7 +3,6 @@ package connect
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
 // avroCodec writes and reads Avro binary for one schema in Eddy's value
@@ -26,10 +27,8 @@ import (
 // against what is left.
 type avroCodec struct {
 	enc func(dst []byte, v any) ([]byte, error)
-	dec func(r *avroReader) (any, error)
+	dec func(r *avrobin.Reader) (any, error)
 }
-
-var errShortAvro = errors.New("avro: data ends early")
 
 // compileAvro builds the codec of s; named types refer back to their
 // codecs, so recursive records compile.
@@ -43,7 +42,7 @@ func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error)
 		if c := named[s.Schema().FullName()]; c != nil {
 			return &avroCodec{
 				enc: func(dst []byte, v any) ([]byte, error) { return c.enc(dst, v) },
-				dec: func(r *avroReader) (any, error) { return c.dec(r) },
+				dec: func(r *avrobin.Reader) (any, error) { return c.dec(r) },
 			}, nil
 		}
 		return compileNode(s.Schema(), named)
@@ -55,7 +54,7 @@ func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error)
 				}
 				return dst, nil
 			},
-			dec: func(*avroReader) (any, error) { return nil, nil },
+			dec: func(*avrobin.Reader) (any, error) { return nil, nil },
 		}, nil
 	case *avro.PrimitiveSchema:
 		return compilePrimitive(s)
@@ -79,8 +78,8 @@ func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error)
 				}
 				return binary.AppendVarint(dst, int64(i)), nil
 			},
-			dec: func(r *avroReader) (any, error) {
-				i, err := r.long()
+			dec: func(r *avrobin.Reader) (any, error) {
+				i, err := r.Long()
 				if err != nil {
 					return nil, err
 				}
@@ -117,9 +116,9 @@ func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error)
 				}
 				return append(dst, 0), nil
 			},
-			dec: func(r *avroReader) (any, error) {
+			dec: func(r *avrobin.Reader) (any, error) {
 				out := []any{}
-				err := r.blocks(func() error {
+				err := r.Blocks(func() error {
 					e, err := items.dec(r)
 					out = append(out, e)
 					return err
@@ -162,10 +161,10 @@ func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error)
 				}
 				return append(dst, 0), nil
 			},
-			dec: func(r *avroReader) (any, error) {
+			dec: func(r *avrobin.Reader) (any, error) {
 				out := map[string]any{}
-				err := r.blocks(func() error {
-					k, err := r.str()
+				err := r.Blocks(func() error {
+					k, err := r.Str()
 					if err != nil {
 						return err
 					}
@@ -223,11 +222,11 @@ func compileRecord(s *avro.RecordSchema, named map[string]*avroCodec) (*avroCode
 		}
 		return dst, nil
 	}
-	c.dec = func(r *avroReader) (any, error) {
-		if r.depth++; r.depth > maxAvroDepth {
-			return nil, fmt.Errorf("avro: records nest deeper than %d", maxAvroDepth)
+	c.dec = func(r *avrobin.Reader) (any, error) {
+		if r.Depth++; r.Depth > avrobin.MaxDepth {
+			return nil, fmt.Errorf("avro: records nest deeper than %d", avrobin.MaxDepth)
 		}
-		defer func() { r.depth-- }()
+		defer func() { r.Depth-- }()
 		m := make(map[string]any, len(fields))
 		for i := range fields {
 			v, err := fields[i].codec.dec(r)
@@ -240,8 +239,6 @@ func compileRecord(s *avro.RecordSchema, named map[string]*avroCodec) (*avroCode
 	}
 	return c, nil
 }
-
-const maxAvroDepth = 256
 
 func compileUnion(s *avro.UnionSchema, named map[string]*avroCodec) (*avroCodec, error) {
 	types := s.Types()
@@ -283,8 +280,8 @@ func compileUnion(s *avro.UnionSchema, named map[string]*avroCodec) (*avroCodec,
 			dst = binary.AppendVarint(dst, int64(i))
 			return codecs[i].enc(dst, v)
 		},
-		dec: func(r *avroReader) (any, error) {
-			i, err := r.long()
+		dec: func(r *avrobin.Reader) (any, error) {
+			i, err := r.Long()
 			if err != nil {
 				return nil, err
 			}
@@ -332,8 +329,8 @@ func compileFixed(s *avro.FixedSchema) (*avroCodec, error) {
 				}
 				return append(dst, b...), nil
 			},
-			dec: func(r *avroReader) (any, error) {
-				b, err := r.take(size)
+			dec: func(r *avrobin.Reader) (any, error) {
+				b, err := r.Take(size)
 				if err != nil {
 					return nil, err
 				}
@@ -349,8 +346,8 @@ func compileFixed(s *avro.FixedSchema) (*avroCodec, error) {
 			}
 			return append(dst, b...), nil
 		},
-		dec: func(r *avroReader) (any, error) {
-			b, err := r.take(size)
+		dec: func(r *avrobin.Reader) (any, error) {
+			b, err := r.Take(size)
 			return append([]byte(nil), b...), err
 		},
 	}, nil
@@ -374,8 +371,8 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 				}
 				return append(dst, 0), nil
 			},
-			dec: func(r *avroReader) (any, error) {
-				b, err := r.take(1)
+			dec: func(r *avrobin.Reader) (any, error) {
+				b, err := r.Take(1)
 				if err != nil {
 					return nil, err
 				}
@@ -395,8 +392,8 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 				}
 				return binary.LittleEndian.AppendUint32(dst, math.Float32bits(float32(f))), nil
 			},
-			dec: func(r *avroReader) (any, error) {
-				b, err := r.take(4)
+			dec: func(r *avrobin.Reader) (any, error) {
+				b, err := r.Take(4)
 				if err != nil {
 					return nil, err
 				}
@@ -412,8 +409,8 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 				}
 				return binary.LittleEndian.AppendUint64(dst, math.Float64bits(f)), nil
 			},
-			dec: func(r *avroReader) (any, error) {
-				b, err := r.take(8)
+			dec: func(r *avrobin.Reader) (any, error) {
+				b, err := r.Take(8)
 				if err != nil {
 					return nil, err
 				}
@@ -431,7 +428,7 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 				}
 				return dst, fmt.Errorf("string: have %T", v)
 			},
-			dec: func(r *avroReader) (any, error) { return r.str() },
+			dec: func(r *avrobin.Reader) (any, error) { return r.Str() },
 		}, nil
 	case avro.Bytes:
 		if d, ok := s.Logical().(*avro.DecimalLogicalSchema); ok {
@@ -446,8 +443,8 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 					dst = binary.AppendVarint(dst, int64(len(b)))
 					return append(dst, b...), nil
 				},
-				dec: func(r *avroReader) (any, error) {
-					b, err := r.bytes()
+				dec: func(r *avrobin.Reader) (any, error) {
+					b, err := r.Bytes()
 					if err != nil {
 						return nil, err
 					}
@@ -466,8 +463,8 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 				}
 				return dst, fmt.Errorf("bytes: have %T", v)
 			},
-			dec: func(r *avroReader) (any, error) {
-				b, err := r.bytes()
+			dec: func(r *avrobin.Reader) (any, error) {
+				b, err := r.Bytes()
 				return append([]byte(nil), b...), err
 			},
 		}, nil
@@ -498,8 +495,8 @@ func compileInt(logical avro.LogicalType) *avroCodec {
 			}
 			return binary.AppendVarint(dst, n), nil
 		},
-		dec: func(r *avroReader) (any, error) {
-			n, err := r.long()
+		dec: func(r *avrobin.Reader) (any, error) {
+			n, err := r.Long()
 			if err != nil {
 				return nil, err
 			}
@@ -543,8 +540,8 @@ func compileLong(logical avro.LogicalType) *avroCodec {
 			}
 			return binary.AppendVarint(dst, n), nil
 		},
-		dec: func(r *avroReader) (any, error) {
-			n, err := r.long()
+		dec: func(r *avrobin.Reader) (any, error) {
+			n, err := r.Long()
 			if err != nil {
 				return nil, err
 			}
@@ -670,74 +667,4 @@ func ratOf(b []byte, scale int) *big.Rat {
 func appendAvroString(dst []byte, s string) []byte {
 	dst = binary.AppendVarint(dst, int64(len(s)))
 	return append(dst, s...)
-}
-
-// avroReader reads Avro binary with bounds checks.
-type avroReader struct {
-	b     []byte
-	i     int
-	depth int
-}
-
-func (r *avroReader) long() (int64, error) {
-	v, n := binary.Varint(r.b[r.i:])
-	if n <= 0 {
-		return 0, errShortAvro
-	}
-	r.i += n
-	return v, nil
-}
-
-func (r *avroReader) take(n int) ([]byte, error) {
-	if n < 0 || n > len(r.b)-r.i {
-		return nil, errShortAvro
-	}
-	b := r.b[r.i : r.i+n]
-	r.i += n
-	return b, nil
-}
-
-func (r *avroReader) bytes() ([]byte, error) {
-	n, err := r.long()
-	if err != nil {
-		return nil, err
-	}
-	if n < 0 || n > int64(len(r.b)-r.i) {
-		return nil, errShortAvro
-	}
-	return r.take(int(n))
-}
-
-func (r *avroReader) str() (string, error) {
-	b, err := r.bytes()
-	return string(b), err
-}
-
-// blocks reads the blocks of an array or map, calling item per item.
-func (r *avroReader) blocks(item func() error) error {
-	for {
-		n, err := r.long()
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return nil
-		}
-		if n < 0 {
-			n = -n
-			if _, err := r.long(); err != nil { // the block's size in bytes
-				return err
-			}
-		}
-		// Items of most types take a byte or more; null takes none. Bound
-		// the count so a corrupt one cannot make us loop for ages.
-		if n > int64(len(r.b)-r.i)+1<<20 {
-			return errShortAvro
-		}
-		for range n {
-			if err := item(); err != nil {
-				return err
-			}
-		}
-	}
 }

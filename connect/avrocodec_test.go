@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
 const matrixSchema = `{"type":"record","name":"M","namespace":"t","fields":[
@@ -95,7 +97,7 @@ func TestAvroCodecMatchesHamba(t *testing.T) {
 	if bytes.Equal(mine, theirs) {
 		t.Log("identical bytes") // they differ only in how arrays and maps are blocked
 	}
-	got, err := k.dec(&avroReader{b: theirs})
+	got, err := k.dec(avrobin.NewReader(theirs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +150,6 @@ func FuzzAvroDecode(f *testing.F) {
 	f.Add(good[:len(good)/2])
 	f.Add([]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		k.dec(&avroReader{b: b})
+		k.dec(avrobin.NewReader(b))
 	})
 }

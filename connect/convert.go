@@ -12,6 +12,7 @@ import (
 
 	"github.com/hamba/avro/v2"
 
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 	elog "github.com/eddy-cdc/eddy/log"
 	"github.com/eddy-cdc/eddy/registry"
 )
@@ -116,18 +117,28 @@ func (c *Converter) encodeOne(ctx context.Context, topic, suffix string, schema 
 // Decode reads a log record into a Record: Avro wire format (by its
 // schema id), JSON, or else raw bytes (text as a string).
 func (c *Converter) Decode(ctx context.Context, topic string, partition int, in *elog.Record) (Record, error) {
+	return c.decode(ctx, topic, partition, in, false)
+}
+
+// DecodeKeepingAvro is Decode, except that an Avro value is left in its
+// binary form as an *AvroValue, for a sink that reads values itself.
+func (c *Converter) DecodeKeepingAvro(ctx context.Context, topic string, partition int, in *elog.Record) (Record, error) {
+	return c.decode(ctx, topic, partition, in, true)
+}
+
+func (c *Converter) decode(ctx context.Context, topic string, partition int, in *elog.Record, keepAvro bool) (Record, error) {
 	r := Record{Topic: topic, Partition: partition, Offset: in.Offset, Timestamp: in.Timestamp, Headers: in.Headers}
 	var err error
-	if r.Key, r.KeySchema, err = c.decodeOne(ctx, in.Key); err != nil {
+	if r.Key, r.KeySchema, err = c.decodeOne(ctx, in.Key, false); err != nil {
 		return r, fmt.Errorf("deserialize key: %w", err)
 	}
-	if r.Value, r.ValueSchema, err = c.decodeOne(ctx, in.Value); err != nil {
+	if r.Value, r.ValueSchema, err = c.decodeOne(ctx, in.Value, keepAvro); err != nil {
 		return r, fmt.Errorf("deserialize value: %w", err)
 	}
 	return r, nil
 }
 
-func (c *Converter) decodeOne(ctx context.Context, data []byte) (any, avro.Schema, error) {
+func (c *Converter) decodeOne(ctx context.Context, data []byte, keepAvro bool) (any, avro.Schema, error) {
 	switch {
 	case data == nil:
 		return nil, nil, nil
@@ -144,7 +155,10 @@ func (c *Converter) decodeOne(ctx context.Context, data []byte) (any, avro.Schem
 		if err != nil {
 			return nil, nil, err
 		}
-		v, err := k.dec(&avroReader{b: body})
+		if keepAvro {
+			return &AvroValue{Schema: s, ID: id, Body: body, codec: k}, s, nil
+		}
+		v, err := k.dec(avrobin.NewReader(body))
 		if err != nil {
 			return nil, nil, fmt.Errorf("decode with schema %d: %w", id, err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hamba/avro/v2"
 
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -82,6 +83,45 @@ type Sink interface {
 	// Index cannot be (retrying will not help); any other error is retried.
 	Write(ctx context.Context, recs []Record) error
 	Close() error
+}
+
+// RawValueSink is a sink that can read record values in Avro binary. When
+// RawValues says yes and the connector has no transforms, the runtime
+// hands it each Avro value as an *AvroValue (keys are decoded as usual),
+// so a sink that needs a few fields, or can write the bytes on as they
+// are, is spared building the value model for every record.
+type RawValueSink interface {
+	RawValues() bool
+}
+
+// AvroValue is a record value left in Avro binary for a RawValueSink.
+// Body, the value without the wire header, aliases the fetched log data:
+// it is valid only until Write returns.
+type AvroValue struct {
+	Schema avro.Schema
+	ID     int // in the schema registry
+	Body   []byte
+	codec  *avroCodec
+}
+
+// NewAvroValue wraps the Avro binary body of a value written with schema
+// (registry id id), as the runtime hands it to a RawValueSink.
+func NewAvroValue(schema avro.Schema, id int, body []byte) (*AvroValue, error) {
+	k, err := compileAvro(schema)
+	if err != nil {
+		return nil, err
+	}
+	return &AvroValue{Schema: schema, ID: id, Body: body, codec: k}, nil
+}
+
+// Decode returns the value in the runtime's model, as a sink that does
+// not read Avro itself would have been given it.
+func (v *AvroValue) Decode() (any, error) {
+	out, err := v.codec.dec(avrobin.NewReader(v.Body))
+	if err != nil {
+		return nil, fmt.Errorf("decode with schema %d: %w", v.ID, err)
+	}
+	return out, nil
 }
 
 // OffsetStore is a sink that keeps its offsets with its data, atomically.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
 const testEnvelope = `{"type":"record","name":"Envelope","namespace":"t.public.orders","fields":[
@@ -82,7 +84,7 @@ func roundTrip(t *testing.T, r *Record) any {
 	if err := (avro.Config{}).Freeze().Unmarshal(s, b, &generic); err != nil {
 		t.Fatalf("hamba/avro cannot read it: %v", err)
 	}
-	out, err := k.dec(&avroReader{b: b})
+	out, err := k.dec(avrobin.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}

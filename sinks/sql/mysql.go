@@ -104,32 +104,7 @@ func (s *MySQL) Write(ctx context.Context, recs []connect.Record) error {
 		s.conn.Close()
 		s.conn = conn
 	}
-	changes, errAt, err := s.changes(recs)
-	if err != nil && errAt == 0 {
-		return &connect.RecordError{Index: 0, Err: err}
-	}
-	if err == nil {
-		if err = s.apply(changes, offsetsOf(recs)); err == nil {
-			return nil
-		}
-		if s.conn.Ping() != nil {
-			return err
-		}
-		s.log.Warn("batch failed; applying record by record to find the one at fault", "connector", s.connector, "err", err)
-	}
-	for i := range recs {
-		cs, _, cerr := s.changes(recs[i : i+1])
-		if cerr == nil {
-			cerr = s.apply(cs, offsetsOf(recs[i:i+1]))
-		}
-		if cerr != nil {
-			if s.conn.Ping() != nil {
-				return cerr
-			}
-			return &connect.RecordError{Index: i, Err: cerr}
-		}
-	}
-	return nil
+	return s.isolate(recs, 0, true, s.apply, func() bool { return s.conn.Ping() != nil })
 }
 
 func (s *MySQL) apply(changes []change, offsets map[elog.TopicPartition]int64) error {
@@ -156,9 +131,7 @@ func (s *MySQL) apply(changes []change, offsets map[elog.TopicPartition]int64) e
 	if err := s.conn.Commit(); err != nil {
 		return err
 	}
-	for table, pos := range applied {
-		s.truncated[table] = pos
-	}
+	s.keepTruncates(applied)
 	return nil
 }
 
@@ -187,6 +160,9 @@ func (s *MySQL) applyInTx(changes []change, offsets map[elog.TopicPartition]int6
 			continue
 		}
 		t := tables[c.table]
+		if err := c.decodeRow(); err != nil { // mysql-sink reads values, not raw Avro
+			return nil, fmt.Errorf("%s: %w", c.table, err)
+		}
 		if c.row == nil {
 			if len(t.cols) == 0 || len(c.key) == 0 {
 				continue
@@ -279,7 +255,7 @@ func (s *MySQL) ensureTable(c change) (*targetTable, error) {
 		t.pk = s.keyColumns(c)
 		s.tables[c.table] = t
 	}
-	if len(t.cols) == 0 && c.row != nil {
+	if len(t.cols) == 0 && c.upsert() {
 		if err := s.mayCreate(c); err != nil {
 			return nil, err
 		}

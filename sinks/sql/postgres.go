@@ -3,13 +3,17 @@ package sql
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/eddy-cdc/eddy/connect"
 	elog "github.com/eddy-cdc/eddy/log"
@@ -33,6 +37,8 @@ type sinkBase struct {
 	// records of other partitions from before it (by source position) are
 	// superseded and skipped, so no partition brings back a row it wiped.
 	truncated map[string][]byte
+	envelopes map[avro.Schema]*envelope // nil: not an envelope the raw path reads
+	lastRaw   lastRawName
 }
 
 func newBase(p connect.Params, env connect.Env) sinkBase {
@@ -42,7 +48,7 @@ func newBase(p connect.Params, env connect.Env) sinkBase {
 	}
 	return sinkBase{connector: env.Connector, template: p.String("table"), mode: p.String("mode"), pkMode: p.String("primary_key"),
 		pkFields: p.Strings("primary_key_fields"), deletes: p.Bool("delete"), autoCreate: p.Bool("auto_create"), autoEvolve: p.Bool("auto_evolve"), log: log,
-		names: map[tableKey]string{}, truncated: map[string][]byte{}}
+		names: map[tableKey]string{}, truncated: map[string][]byte{}, envelopes: map[avro.Schema]*envelope{}}
 }
 
 // Postgres is the postgres-sink plugin.
@@ -51,17 +57,28 @@ type Postgres struct {
 	dsn    string
 	conn   *pgx.Conn
 	tables map[string]*targetTable
+	// Caches: column lists by their joined names and by schema; compiled
+	// row renderers.
+	columns    map[string][]string
+	schemaCols map[*avro.RecordSchema]string
+	rowTexts   map[rowTextKey]rowText
 }
 
 // targetTable is what the sink knows of a target table's columns.
 type targetTable struct {
 	cols map[string]string // name -> type
 	pk   []string
+	// freshSkip is how many more batches skip the straight COPY of
+	// created rows after one met a row already there; freshBackoff is
+	// the next such pause, doubled each time, up to 64 batches.
+	freshSkip, freshBackoff int
+	fits                    map[*avro.RecordSchema]bool // schemas whose every field has a column
 }
 
 // NewPostgres builds the sink from validated params.
 func NewPostgres(p connect.Params, env connect.Env) (connect.Sink, error) {
-	s := &Postgres{sinkBase: newBase(p, env), dsn: p.String("dsn"), tables: map[string]*targetTable{}}
+	s := &Postgres{sinkBase: newBase(p, env), dsn: p.String("dsn"), tables: map[string]*targetTable{},
+		columns: map[string][]string{}, schemaCols: map[*avro.RecordSchema]string{}, rowTexts: map[rowTextKey]rowText{}}
 	if s.pkMode == "fields" && len(s.pkFields) == 0 {
 		return nil, fmt.Errorf("primary_key: fields needs primary_key_fields")
 	}
@@ -71,6 +88,9 @@ func NewPostgres(p connect.Params, env connect.Env) (connect.Sink, error) {
 const offsetsDDL = `create table if not exists eddy_offsets (
 	connector text not null, topic text not null, partition int not null, next_offset bigint not null,
 	primary key (connector, topic, partition))`
+
+// RawValues says the sink reads Avro envelopes from the log's bytes.
+func (s *Postgres) RawValues() bool { return true }
 
 // Open connects and makes sure eddy_offsets exists.
 func (s *Postgres) Open(ctx context.Context) error {
@@ -142,39 +162,44 @@ func (s *Postgres) Write(ctx context.Context, recs []connect.Record) error {
 		}
 		s.conn = conn
 	}
-	changes, errAt, err := s.changes(recs)
-	if err != nil && errAt == 0 {
-		return &connect.RecordError{Index: 0, Err: err}
-	}
+	return s.isolate(recs, 0, true, func(cs []change, offsets map[elog.TopicPartition]int64) error { return s.apply(ctx, cs, offsets) },
+		func() bool { return ctx.Err() != nil || s.conn.IsClosed() })
+}
+
+// isolate applies recs in one transaction. When that fails for a
+// record's sake, it halves them, committing each part that applies, until
+// the record at fault stands alone; that one comes back as a RecordError
+// with its index, everything before it delivered. A poison record in a
+// batch of n costs about 2·log2(n) transactions, not n. When gone says
+// the connection failed rather than a record, the error is returned as
+// is, and the runtime retries the batch.
+func (s *sinkBase) isolate(recs []connect.Record, base int, top bool, apply func([]change, map[elog.TopicPartition]int64) error, gone func() bool) error {
+	changes, err := s.changes(recs)
 	if err == nil {
-		if err = s.apply(ctx, changes, offsetsOf(recs)); err == nil {
-			return nil
-		}
-		if ctx.Err() != nil || s.conn.IsClosed() {
-			return err // the connection, not a record: retried whole
-		}
-		s.log.Warn("batch failed; applying record by record to find the one at fault", "connector", s.connector, "err", err)
+		err = apply(changes, offsetsOf(recs))
 	}
-	for i := range recs {
-		cs, _, cerr := s.changes(recs[i : i+1])
-		if cerr == nil {
-			cerr = s.apply(ctx, cs, offsetsOf(recs[i:i+1]))
-		}
-		if cerr != nil {
-			if ctx.Err() != nil || s.conn.IsClosed() {
-				return cerr
-			}
-			return &connect.RecordError{Index: i, Err: cerr}
-		}
+	if err == nil || gone() {
+		return err
 	}
-	return nil
+	if len(recs) == 1 {
+		return &connect.RecordError{Index: base, Err: err}
+	}
+	if top {
+		s.log.Warn("batch failed; applying it in halves to find the record at fault", "connector", s.connector, "records", len(recs), "err", err)
+	}
+	mid := len(recs) / 2
+	if err := s.isolate(recs[:mid], base, false, apply, gone); err != nil {
+		return err
+	}
+	return s.isolate(recs[mid:], base+mid, false, apply, gone)
 }
 
 // changes turns records into the last change of each key, in order of
-// first appearance. errAt is the index of a record that cannot be read.
-func (s *sinkBase) changes(recs []connect.Record) ([]change, int, error) {
-	var out []change
-	at := map[string]int{}
+// first appearance.
+func (s *sinkBase) changes(recs []connect.Record) ([]change, error) {
+	out := make([]change, 0, len(recs))
+	at := make(map[string]int, len(recs))
+	var kb []byte                    // the key of the change in hand; looked up without allocating
 	truncated := map[string][]byte{} // as it will be once this batch applies
 	for k, v := range s.truncated {
 		truncated[k] = v
@@ -182,7 +207,7 @@ func (s *sinkBase) changes(recs []connect.Record) ([]change, int, error) {
 	for i := range recs {
 		c, ok, err := s.toChange(&recs[i], i)
 		if err != nil {
-			return nil, i, err
+			return nil, err
 		}
 		if !ok {
 			continue
@@ -199,61 +224,55 @@ func (s *sinkBase) changes(recs []connect.Record) ([]change, int, error) {
 				}
 			}
 			out = append([]change{c}, kept...)
-			at = map[string]int{}
+			clear(at)
 			for j, o := range out {
 				if !o.truncate {
-					at[o.table+"\x00"+keyString(o.key)] = j
+					at[string(appendChangeKey(kb[:0], &o))] = j
 				}
 			}
 			truncated[c.table] = c.pos
 			continue
 		}
-		k := c.table + "\x00" + keyString(c.key)
-		if c.key == nil {
-			k = fmt.Sprintf("%s\x00#%d", c.table, i) // keyless: every row stands
-		}
-		if j, seen := at[k]; seen {
+		kb = appendChangeKey(kb[:0], &c)
+		if j, seen := at[string(kb)]; seen {
 			out[j] = c
 			continue
 		}
-		at[k] = len(out)
+		at[string(kb)] = len(out)
 		out = append(out, c)
 	}
-	return out, 0, nil
+	return out, nil
 }
 
-// keyString identifies a key's values, for collapsing changes per key.
-func keyString(m map[string]any) string {
-	if len(m) == 1 { // the common case: no sort, little formatting
-		for n, v := range m {
-			return n + "=" + valueString(v)
+// appendChangeKey identifies a change's table and key values, for
+// collapsing changes per key; a keyless change stands alone (by its index).
+func appendChangeKey(dst []byte, c *change) []byte {
+	dst = append(append(dst, c.table...), 0)
+	if c.key == nil {
+		return strconv.AppendInt(append(dst, '#'), int64(c.index), 10)
+	}
+	if len(c.key) == 1 { // the common case: no sort
+		for n, v := range c.key {
+			return appendKeyValue(append(append(dst, n...), '='), v)
 		}
 	}
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
+	for _, n := range sortedNames(c.key) {
+		dst = appendKeyValue(append(append(dst, n...), '='), c.key[n])
+		dst = append(dst, 0)
 	}
-	sort.Strings(names)
-	var b strings.Builder
-	for _, n := range names {
-		b.WriteString(n)
-		b.WriteByte('=')
-		b.WriteString(valueString(m[n]))
-		b.WriteByte(0)
-	}
-	return b.String()
+	return dst
 }
 
-func valueString(v any) string {
+func appendKeyValue(dst []byte, v any) []byte {
 	switch x := v.(type) {
 	case int:
-		return strconv.Itoa(x)
+		return strconv.AppendInt(dst, int64(x), 10)
 	case int64:
-		return strconv.FormatInt(x, 10)
+		return strconv.AppendInt(dst, x, 10)
 	case string:
-		return x
+		return append(dst, x...)
 	}
-	return fmt.Sprint(v)
+	return fmt.Append(dst, v)
 }
 
 func offsetsOf(recs []connect.Record) map[elog.TopicPartition]int64 {
@@ -304,27 +323,31 @@ func (s *Postgres) apply(ctx context.Context, changes []change, offsets map[elog
 			return err
 		}
 		touched[c.table] = t
-		if c.row == nil && len(t.cols) > 0 { // a delete where there is no table yet has nothing to do
+		if !c.upsert() && len(t.cols) > 0 { // a delete where there is no table yet has nothing to do
 			if err := s.delete(ctx, tx, c, t); err != nil {
 				return err
 			}
 		}
 	}
 	// Upserts grouped by table and column set, many rows a statement.
-	groups := map[string][]change{}
-	var order []string
-	for _, c := range changes {
-		if c.row == nil {
+	groups := map[groupKey][]*change{}
+	var order []groupKey
+	for i := range changes {
+		c := &changes[i]
+		if !c.upsert() {
 			continue
 		}
-		g := c.table + "\x00" + strings.Join(sortedNames(c.row), ",")
+		g := groupKey{c.table, s.columnsOf(c)}
 		if _, ok := groups[g]; !ok {
 			order = append(order, g)
+			if len(changes) >= copyThreshold {
+				groups[g] = make([]*change, 0, len(changes)) // the common case: one table, one schema
+			}
 		}
 		groups[g] = append(groups[g], c)
 	}
 	for _, g := range order {
-		if err := s.upsert(ctx, tx, groups[g], touched[groups[g][0].table]); err != nil {
+		if err := s.upsert(ctx, tx, groups[g], s.columns[g.cols], touched[g.table]); err != nil {
 			return err
 		}
 	}
@@ -341,9 +364,7 @@ func (s *Postgres) apply(ctx context.Context, changes []change, offsets map[elog
 		}
 		return err
 	}
-	for table, pos := range applied {
-		s.truncated[table] = pos
-	}
+	s.keepTruncates(applied)
 	return nil
 }
 
@@ -376,11 +397,11 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
-		t = &targetTable{cols: cols}
+		t = &targetTable{cols: cols, fits: map[*avro.RecordSchema]bool{}}
 		t.pk = s.keyColumns(c)
 		s.tables[c.table] = t
 	}
-	if len(t.cols) == 0 && c.row != nil {
+	if len(t.cols) == 0 && c.upsert() {
 		if err := s.mayCreate(c); err != nil {
 			return nil, err
 		}
@@ -398,7 +419,7 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 		}
 		s.log.Info("created table", "table", c.table)
 	}
-	if c.schema != nil {
+	if c.schema != nil && !t.fits[c.schema] {
 		for _, f := range c.schema.Fields() {
 			if _, ok := t.cols[f.Name()]; ok {
 				continue
@@ -413,6 +434,10 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 			t.cols[f.Name()] = typ
 			s.log.Info("added column", "table", c.table, "column", f.Name(), "type", typ)
 		}
+		if len(t.fits) >= 1000 {
+			clear(t.fits)
+		}
+		t.fits[c.schema] = true
 	}
 	return t, nil
 }
@@ -478,17 +503,53 @@ func castType(typ string) string {
 }
 
 // copyThreshold is the number of rows from which a batch goes through
-// COPY into a staging table rather than a multi-row INSERT.
+// COPY rather than a multi-row INSERT.
 const copyThreshold = 64
 
-// upsert writes rows with the same columns: through COPY into a staging
-// table and one INSERT ... SELECT ... ON CONFLICT DO UPDATE for large
-// batches, else a multi-row INSERT.
-func (s *Postgres) upsert(ctx context.Context, tx pgx.Tx, cs []change, t *targetTable) error {
-	if len(cs) >= copyThreshold {
-		return s.upsertCopy(ctx, tx, cs, t)
+// groupKey is a table and a column list (a key of Postgres.columns).
+type groupKey struct{ table, cols string }
+
+// columnsOf names the columns of an upserted row: the after-image's
+// fields in schema order for a raw row, the map's keys sorted otherwise.
+func (s *Postgres) columnsOf(c *change) string {
+	if c.row == nil && c.raw != nil {
+		if k, ok := s.schemaCols[c.schema]; ok {
+			return k
+		}
+		names := make([]string, len(c.schema.Fields()))
+		for i, f := range c.schema.Fields() {
+			names[i] = f.Name()
+		}
+		k := strings.Join(names, ",")
+		s.columns[k] = names
+		if len(s.schemaCols) >= 1000 {
+			clear(s.schemaCols)
+		}
+		s.schemaCols[c.schema] = k
+		return k
 	}
-	cols := sortedNames(cs[0].row)
+	names := sortedNames(c.row)
+	k := strings.Join(names, ",")
+	if _, ok := s.columns[k]; !ok {
+		if len(s.columns) >= 1000 {
+			clear(s.columns)
+			clear(s.schemaCols)
+		}
+		s.columns[k] = names
+	}
+	return k
+}
+
+// upsert writes rows with the same columns: through COPY for large
+// batches, else a multi-row INSERT ... ON CONFLICT.
+func (s *Postgres) upsert(ctx context.Context, tx pgx.Tx, cs []*change, cols []string, t *targetTable) error {
+	if len(cs) >= copyThreshold {
+		return s.upsertCopy(ctx, tx, cs, cols, t)
+	}
+	return s.upsertValues(ctx, tx, cs, cols, t)
+}
+
+func (s *Postgres) upsertValues(ctx context.Context, tx pgx.Tx, cs []*change, cols []string, t *targetTable) error {
 	quoted := quoteAll(cols, pgIdent)
 	perStmt := max(1, 30000/len(cols))
 	for start := 0; start < len(cs); start += perStmt {
@@ -497,6 +558,9 @@ func (s *Postgres) upsert(ctx context.Context, tx pgx.Tx, cs []change, t *target
 		args := make([]any, 0, len(chunk)*len(cols))
 		sb.WriteString("insert into " + pgIdent(cs[0].table) + " (" + strings.Join(quoted, ", ") + ") values ")
 		for i, c := range chunk {
+			if err := c.decodeRow(); err != nil {
+				return fmt.Errorf("%s: %w", c.table, err)
+			}
 			if i > 0 {
 				sb.WriteString(", ")
 			}
@@ -504,7 +568,7 @@ func (s *Postgres) upsert(ctx context.Context, tx pgx.Tx, cs []change, t *target
 			for j, col := range cols {
 				v, err := pgText(c.row[col], t.cols[col])
 				if err != nil {
-					return fmt.Errorf("%s.%s: %w", cs[0].table, col, err)
+					return fmt.Errorf("%s.%s: %w", c.table, col, err)
 				}
 				args = append(args, v)
 				if j > 0 {
@@ -535,46 +599,180 @@ func (s *Postgres) conflictClause(t *targetTable, quoted []string) string {
 	return " on conflict (" + strings.Join(keys, ", ") + ") do update set " + strings.Join(sets, ", ")
 }
 
-// upsertCopy stages the rows with COPY (text format) in a temporary table
-// that the transaction drops, then upserts them in one statement.
-func (s *Postgres) upsertCopy(ctx context.Context, tx pgx.Tx, cs []change, t *targetTable) error {
-	cols := sortedNames(cs[0].row)
+// upsertCopy writes many rows through COPY (text format).
+//
+// Rows whose last change in the batch created them (op c, or r from a
+// snapshot) are almost never in the target yet: exactly-once delivery
+// means the target holds only committed batches, and a snapshot taken
+// again is preceded by a truncate. They are copied straight into the
+// table, as fast as a plain COPY, under a savepoint. If one is there
+// after all (the table was filled by someone else, say), the unique
+// violation rolls the savepoint back and they join the other rows; the
+// table then takes the safe path for a while (freshBackoff).
+//
+// The other rows are staged with COPY in a temporary table that the
+// transaction drops, and upserted from it in one statement.
+func (s *Postgres) upsertCopy(ctx context.Context, tx pgx.Tx, cs []*change, cols []string, t *targetTable) error {
 	quoted := quoteAll(cols, pgIdent)
 	target := pgIdent(cs[0].table)
 	list := strings.Join(quoted, ", ")
+	conflict := s.conflictClause(t, quoted)
+	if conflict == "" { // insert mode, or no key: every row goes straight in
+		return s.copyRows(ctx, tx, target, list, cols, cs, t)
+	}
+	var fresh, rest []*change
+	if t.freshSkip > 0 {
+		t.freshSkip--
+		rest = cs
+	} else {
+		fresh = make([]*change, 0, len(cs))
+		for _, c := range cs {
+			if c.op == 'c' || c.op == 'r' {
+				fresh = append(fresh, c)
+			} else {
+				rest = append(rest, c)
+			}
+		}
+	}
+	if len(fresh) > 0 {
+		if _, err := tx.Exec(ctx, "savepoint eddy_fresh"); err != nil {
+			return err
+		}
+		err := s.copyRows(ctx, tx, target, list, cols, fresh, t)
+		var pgErr *pgconn.PgError
+		switch {
+		case err == nil:
+			if _, err := tx.Exec(ctx, "release savepoint eddy_fresh"); err != nil {
+				return err
+			}
+			t.freshBackoff = 0
+		case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique_violation
+			if _, err := tx.Exec(ctx, "rollback to savepoint eddy_fresh"); err != nil {
+				return err
+			}
+			rest = append(rest, fresh...)
+			t.freshBackoff = min(max(1, 2*t.freshBackoff), 64)
+			t.freshSkip = t.freshBackoff
+		default:
+			return err
+		}
+	}
+	if len(rest) == 0 {
+		return nil
+	}
 	if _, err := tx.Exec(ctx, "create temp table eddy_stage on commit drop as select "+list+" from "+target+" with no data"); err != nil {
 		return fmt.Errorf("stage %s: %w", cs[0].table, err)
 	}
-	var buf []byte
-	for _, c := range cs {
-		for j, col := range cols {
-			if j > 0 {
-				buf = append(buf, '\t')
-			}
-			v, err := pgText(c.row[col], t.cols[col])
-			if err != nil {
-				return fmt.Errorf("%s.%s: %w", cs[0].table, col, err)
-			}
-			if v == nil {
-				buf = append(buf, `\N`...)
-				continue
-			}
-			buf = appendCopyText(buf, v.(string))
-		}
-		buf = append(buf, '\n')
+	if err := s.copyRows(ctx, tx, "eddy_stage", list, cols, rest, t); err != nil {
+		return err
 	}
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf), "copy eddy_stage ("+list+") from stdin"); err != nil {
-		return fmt.Errorf("copy into %s: %w", cs[0].table, err)
-	}
-	if _, err := tx.Exec(ctx, "insert into "+target+" ("+list+") select "+list+" from eddy_stage"+s.conflictClause(t, quoted)); err != nil {
+	if _, err := tx.Exec(ctx, "insert into "+target+" ("+list+") select "+list+" from eddy_stage"+conflict); err != nil {
 		return fmt.Errorf("write %s: %w", cs[0].table, err)
 	}
 	_, err := tx.Exec(ctx, "drop table eddy_stage")
 	return err
 }
 
+// copyRows streams rows into a table with COPY; the rows are rendered as
+// the connection sends them, so the server parses one part while the
+// next is rendered.
+func (s *Postgres) copyRows(ctx context.Context, tx pgx.Tx, table, list string, cols []string, cs []*change, t *targetTable) error {
+	src := &copySource{rows: cs, render: s.renderer(cs[0].schema, cols, t)}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, src, "copy "+table+" ("+list+") from stdin"); err != nil {
+		if src.err != nil {
+			err = src.err // ours, not the server's echo of it
+		}
+		return fmt.Errorf("copy into %s: %w", cs[0].table, err)
+	}
+	return nil
+}
+
+// renderer returns how to write a row as a COPY text line: from the Avro
+// bytes when the row is raw and its schema renders, else from the values.
+func (s *Postgres) renderer(schema *avro.RecordSchema, cols []string, t *targetTable) func(dst []byte, c *change) ([]byte, error) {
+	var rt rowText
+	if schema != nil {
+		k := rowTextKey{schema, t}
+		var ok bool
+		if rt, ok = s.rowTexts[k]; !ok {
+			rt, _ = compileRowText(schema, t.cols)
+			if len(s.rowTexts) >= 1000 {
+				clear(s.rowTexts)
+			}
+			s.rowTexts[k] = rt
+		}
+	}
+	return func(dst []byte, c *change) ([]byte, error) {
+		if c.row == nil && c.raw != nil && rt != nil && c.schema == schema {
+			out, err := rt.append(dst, c.raw)
+			if err != nil {
+				return dst, fmt.Errorf("%s: %w", c.table, err)
+			}
+			return out, nil
+		}
+		if err := c.decodeRow(); err != nil {
+			return dst, fmt.Errorf("%s: %w", c.table, err)
+		}
+		for j, col := range cols {
+			if j > 0 {
+				dst = append(dst, '\t')
+			}
+			v, err := pgText(c.row[col], t.cols[col])
+			if err != nil {
+				return dst, fmt.Errorf("%s.%s: %w", c.table, col, err)
+			}
+			if v == nil {
+				dst = append(dst, `\N`...)
+				continue
+			}
+			dst = appendCopyText(dst, v.(string))
+		}
+		return append(dst, '\n'), nil
+	}
+}
+
+// rowTextKey is what a compiled row renderer depends on.
+type rowTextKey struct {
+	schema *avro.RecordSchema
+	t      *targetTable
+}
+
+// copySource renders rows into COPY text as pgconn reads it, about 64 KiB
+// at a time.
+type copySource struct {
+	rows   []*change
+	next   int
+	buf    []byte
+	off    int
+	render func(dst []byte, c *change) ([]byte, error)
+	err    error
+}
+
+func (r *copySource) Read(p []byte) (int, error) {
+	for r.off == len(r.buf) {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.next == len(r.rows) {
+			return 0, io.EOF
+		}
+		r.buf, r.off = r.buf[:0], 0
+		for r.next < len(r.rows) && len(r.buf) < 64<<10 {
+			var err error
+			if r.buf, err = r.render(r.buf, r.rows[r.next]); err != nil {
+				r.err = err
+				return 0, err
+			}
+			r.next++
+		}
+	}
+	n := copy(p, r.buf[r.off:])
+	r.off += n
+	return n, nil
+}
+
 // appendCopyText escapes a value for COPY's text format.
-func appendCopyText(dst []byte, s string) []byte {
+func appendCopyText[T string | []byte](dst []byte, s T) []byte {
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; c {
 		case '\\':

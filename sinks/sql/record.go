@@ -1,6 +1,7 @@
 package sql
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -12,12 +13,36 @@ import (
 // change is one record as a row operation.
 type change struct {
 	truncate bool   // the table starts over (a TRUNCATE, or a snapshot taken again)
-	pos      []byte // the source position (eddy.position), when the record has one
+	pos      []byte // the source position (eddy.position), when the record has one; it aliases the fetched log data, valid during Write only
 	table    string
 	key      map[string]any // primary-key columns and values
-	row      map[string]any // the row to upsert; nil for a delete
+	row      map[string]any // the row to upsert; nil for a delete (or when raw holds it)
 	schema   *avro.RecordSchema
 	index    int // in the Write call
+	op       byte
+	// raw is the row to upsert still in Avro binary (the after-image's
+	// fields, in schema's order), from the envelope val.
+	raw []byte
+	val *connect.AvroValue
+}
+
+// upsert says whether the change writes a row (else it deletes one).
+func (c *change) upsert() bool { return c.row != nil || c.raw != nil }
+
+// decodeRow fills row from raw, for the paths that need the values.
+func (c *change) decodeRow() error {
+	if c.row != nil || c.raw == nil {
+		return nil
+	}
+	v, err := c.val.Decode()
+	if err != nil {
+		return err
+	}
+	env, _ := v.(map[string]any)
+	if c.row, _ = env["after"].(map[string]any); c.row == nil {
+		return fmt.Errorf("the envelope has no after-image")
+	}
+	return nil
 }
 
 // toChange reads a record in Debezium's envelope or flattened (after
@@ -28,6 +53,25 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 	key, _ := r.Key.(map[string]any)
 	var table string
 	switch v := r.Value.(type) {
+	case *connect.AvroValue:
+		sc, ok := s.scanRaw(v)
+		switch {
+		case ok && (sc.op == 'c' || sc.op == 'u' || sc.op == 'r') && sc.after != nil:
+			c.raw, c.val, c.op, c.schema = sc.after, v, sc.op, s.envelopes[v.Schema].after
+		case ok && sc.op == 'd' && key != nil:
+			if !s.deletes {
+				return c, false, nil
+			}
+			c.key, c.op = key, sc.op
+		default: // a truncate, a keyless delete, a flattened record: the value model
+			dv, err := v.Decode()
+			if err != nil {
+				return c, false, err
+			}
+			r.Value = dv
+			return s.toChange(r, i)
+		}
+		table = s.rawTableName(r.Topic, sc)
 	case nil: // a tombstone
 		if !s.deletes || key == nil {
 			return c, false, nil
@@ -37,6 +81,9 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 		if op, isEnv := v["op"].(string); isEnv && (v["after"] != nil || v["before"] != nil || op == "t" || op == "d") {
 			src, _ := v["source"].(map[string]any)
 			table = s.tableName(r.Topic, src)
+			if len(op) == 1 {
+				c.op = op[0]
+			}
 			switch op {
 			case "c", "u", "r":
 				c.row, _ = v["after"].(map[string]any)
@@ -77,17 +124,80 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 		table = s.tableName(r.Topic, nil)
 	}
 	c.table = table
-	if c.row != nil && key == nil && s.pkMode == "record_key" {
+	if c.upsert() && key == nil && s.pkMode == "record_key" {
 		return c, false, fmt.Errorf("a record without a key cannot be upserted by record_key")
 	}
-	if c.row != nil {
+	if c.upsert() {
 		c.key = key
 	}
-	if c.key == nil && c.row == nil {
+	if c.key == nil && !c.upsert() {
 		return c, false, nil
 	}
 	c.pos = r.Header(connect.HeaderPosition)
 	return c, true, nil
+}
+
+// keepTruncates records the truncates a committed transaction applied.
+// Their positions are copied: a change's position aliases the fetched log
+// data, which the next fetch overwrites, and a truncate's must outlive it
+// (it decides which records of other partitions it superseded).
+func (s *sinkBase) keepTruncates(applied map[string][]byte) {
+	for table, pos := range applied {
+		s.truncated[table] = bytes.Clone(pos)
+	}
+}
+
+// scanRaw reads an Avro envelope's op, source and after-image without
+// decoding it; ok is false when the schema is not an envelope the raw
+// path reads, or the bytes do not scan (decoding then says why).
+func (s *sinkBase) scanRaw(v *connect.AvroValue) (scanned, bool) {
+	env, seen := s.envelopes[v.Schema]
+	if !seen {
+		env = compileEnvelope(v.Schema)
+		if len(s.envelopes) >= 1000 {
+			clear(s.envelopes)
+		}
+		s.envelopes[v.Schema] = env
+	}
+	if env == nil {
+		return scanned{}, false
+	}
+	sc, err := env.scan(v.Body)
+	return sc, err == nil
+}
+
+// rawTableName is tableName for a scanned envelope; the last name is
+// kept, so a run of one table's records renders it once.
+func (s *sinkBase) rawTableName(topic string, sc scanned) string {
+	l := &s.lastRaw
+	if l.name != "" && l.topic == topic && l.hasSource == sc.hasSource &&
+		sameBytes(l.schema, sc.schema) && sameBytes(l.table, sc.table) {
+		return l.name
+	}
+	var src map[string]any
+	if sc.hasSource {
+		src = map[string]any{}
+		if sc.schema != nil {
+			src["schema"] = string(sc.schema)
+		}
+		if sc.table != nil {
+			src["table"] = string(sc.table)
+		}
+	}
+	name := s.tableName(topic, src)
+	*l = lastRawName{topic: topic, schema: bytes.Clone(sc.schema), table: bytes.Clone(sc.table), hasSource: sc.hasSource, name: name}
+	return name
+}
+
+// sameBytes tells an absent string (nil) from an empty one.
+func sameBytes(a, b []byte) bool { return (a == nil) == (b == nil) && bytes.Equal(a, b) }
+
+// lastRawName is the table name of the last scanned envelope.
+type lastRawName struct {
+	topic         string
+	schema, table []byte
+	hasSource     bool
+	name          string
 }
 
 // rowSchema is the record schema of an envelope's before or after.

@@ -93,55 +93,79 @@ func pgText(v any, typ string) (any, error) {
 		return nil, nil
 	case string:
 		return x, nil
-	case bool:
-		return strconv.FormatBool(x), nil
-	case int:
-		return strconv.Itoa(x), nil
-	case int32:
-		return strconv.FormatInt(int64(x), 10), nil
-	case int64:
-		return strconv.FormatInt(x, 10), nil
-	case float32:
-		return floatText(float64(x), 32), nil
-	case float64:
-		return floatText(x, 64), nil
-	case []byte:
-		return `\x` + hex.EncodeToString(x), nil
-	case *big.Rat:
-		return ratText(x), nil
-	case time.Duration:
-		return fmt.Sprintf("%02d:%02d:%02d.%06d", int(x.Hours()), int(x.Minutes())%60, int(x.Seconds())%60, (x % time.Second).Microseconds()), nil
-	case time.Time:
-		switch {
-		case x.Equal(time.UnixMicro(math.MaxInt64)) || x.Equal(time.Unix(math.MaxInt32*86400, 0)):
-			return "infinity", nil
-		case x.Equal(time.UnixMicro(math.MinInt64)) || x.Equal(time.Unix(math.MinInt32*86400, 0)):
-			return "-infinity", nil
-		}
-		switch typ {
-		case "date":
-			return x.UTC().Format("2006-01-02"), nil
-		case "timestamp":
-			return x.UTC().Format("2006-01-02 15:04:05.999999"), nil
-		}
-		return x.UTC().Format("2006-01-02 15:04:05.999999Z07:00"), nil
-	case []any, map[string]any, map[string]string:
-		b, err := connect.AppendJSON(nil, x, nil)
-		return string(b), err
 	}
-	return nil, fmt.Errorf("a %T has no PostgreSQL form", v)
+	b, err := appendPgText(nil, v, typ)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
 }
 
-func floatText(f float64, bits int) string {
+// appendPgText appends the text of a non-nil value; the raw-Avro path
+// renders with the same helpers, so both paths write the same text.
+func appendPgText(dst []byte, v any, typ string) ([]byte, error) {
+	switch x := v.(type) {
+	case string:
+		return append(dst, x...), nil
+	case bool:
+		return strconv.AppendBool(dst, x), nil
+	case int:
+		return strconv.AppendInt(dst, int64(x), 10), nil
+	case int32:
+		return strconv.AppendInt(dst, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(dst, x, 10), nil
+	case float32:
+		return appendFloat(dst, float64(x), 32), nil
+	case float64:
+		return appendFloat(dst, x, 64), nil
+	case []byte:
+		return hex.AppendEncode(append(dst, `\x`...), x), nil
+	case *big.Rat:
+		return append(dst, ratText(x)...), nil
+	case time.Duration:
+		return appendPgDuration(dst, x), nil
+	case time.Time:
+		return appendPgTime(dst, x, typ), nil
+	case []any, map[string]any, map[string]string:
+		return connect.AppendJSON(dst, x, nil)
+	}
+	return dst, fmt.Errorf("a %T has no PostgreSQL form", v)
+}
+
+// appendPgDuration writes a time of day as hh:mm:ss.micros.
+func appendPgDuration(dst []byte, x time.Duration) []byte {
+	return fmt.Appendf(dst, "%02d:%02d:%02d.%06d", int(x.Hours()), int(x.Minutes())%60, int(x.Seconds())%60, (x % time.Second).Microseconds())
+}
+
+// appendPgTime writes a date or timestamp for the column type; the
+// sources' infinities come back as PostgreSQL's.
+func appendPgTime(dst []byte, x time.Time, typ string) []byte {
+	switch {
+	case x.Equal(time.UnixMicro(math.MaxInt64)) || x.Equal(time.Unix(math.MaxInt32*86400, 0)):
+		return append(dst, "infinity"...)
+	case x.Equal(time.UnixMicro(math.MinInt64)) || x.Equal(time.Unix(math.MinInt32*86400, 0)):
+		return append(dst, "-infinity"...)
+	}
+	switch typ {
+	case "date":
+		return x.UTC().AppendFormat(dst, "2006-01-02")
+	case "timestamp":
+		return x.UTC().AppendFormat(dst, "2006-01-02 15:04:05.999999")
+	}
+	return x.UTC().AppendFormat(dst, "2006-01-02 15:04:05.999999Z07:00")
+}
+
+func appendFloat(dst []byte, f float64, bits int) []byte {
 	switch {
 	case math.IsNaN(f):
-		return "NaN"
+		return append(dst, "NaN"...)
 	case math.IsInf(f, 1):
-		return "Infinity"
+		return append(dst, "Infinity"...)
 	case math.IsInf(f, -1):
-		return "-Infinity"
+		return append(dst, "-Infinity"...)
 	}
-	return strconv.FormatFloat(f, 'g', -1, bits)
+	return strconv.AppendFloat(dst, f, 'g', -1, bits)
 }
 
 // ratText renders a decimal exactly (its denominator divides a power of

@@ -1,0 +1,447 @@
+package sql
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"math/big"
+	"strconv"
+	"time"
+
+	"github.com/hamba/avro/v2"
+
+	"github.com/eddy-cdc/eddy/internal/avrobin"
+)
+
+// The raw path: postgres-sink reads Debezium envelopes straight from the
+// log's Avro bytes. An envelope is scanned for its op, its source's schema
+// and table, and the span of its after-image, and the after-image is
+// rendered into COPY text field by field, without building a map per
+// record. The text is what pgText gives for the decoded value (the same
+// helpers write it), and anything the raw path does not know falls back
+// to decoding the record.
+
+// envelope reads the parts of one envelope schema the sink needs.
+type envelope struct {
+	fields []envField
+	after  *avro.RecordSchema // the after-image's schema
+}
+
+// An envelope field is skipped, or read for its role.
+type envField struct {
+	role     byte // 0: skip; 'o': op; 's': source; 'a': after
+	skip     avrobin.Skipper
+	branches []avro.Schema // a union's branches; nil for a plain field
+	source   *sourceFields
+	after    avrobin.Skipper // over the after-image record
+}
+
+// sourceFields reads schema and table from the source block.
+type sourceFields struct {
+	names []string // "schema", "table" or "" to skip
+	skips []avrobin.Skipper
+	types [][]avro.Schema // union branches per field, nil for a plain string
+}
+
+// scanned is what an envelope says, aliasing the record's bytes.
+type scanned struct {
+	op            byte   // 'c', 'u', 'd', 'r', 't', or 0
+	after         []byte // the after-image's fields; nil when null
+	schema, table []byte
+	hasSource     bool
+}
+
+// compileEnvelope returns the reader of an envelope schema, or nil when s
+// is not an envelope the raw path reads (the record is then decoded).
+func compileEnvelope(s avro.Schema) *envelope {
+	rs, ok := s.(*avro.RecordSchema)
+	if !ok {
+		return nil
+	}
+	e := &envelope{}
+	var hasOp, hasAfter bool
+	for _, f := range rs.Fields() {
+		ef := envField{}
+		t, branches := f.Type(), []avro.Schema(nil)
+		if u, ok := t.(*avro.UnionSchema); ok {
+			branches = u.Types()
+		}
+		var err error
+		if ef.skip, err = avrobin.CompileSkip(t); err != nil {
+			return nil
+		}
+		switch f.Name() {
+		case "op":
+			if t.Type() != avro.String {
+				return nil
+			}
+			ef.role, hasOp = 'o', true
+		case "after", "source":
+			rec := recordBranch(t, branches)
+			if rec == nil {
+				return nil
+			}
+			ef.branches = branches
+			if f.Name() == "after" {
+				if ef.after, err = avrobin.CompileSkip(rec); err != nil {
+					return nil
+				}
+				ef.role, e.after, hasAfter = 'a', rec, true
+				break
+			}
+			if ef.source = compileSource(rec); ef.source == nil {
+				return nil
+			}
+			ef.role = 's'
+		}
+		e.fields = append(e.fields, ef)
+	}
+	if !hasOp || !hasAfter {
+		return nil
+	}
+	return e
+}
+
+// recordBranch is the record a field holds: itself, or the one non-null
+// branch of a union with null.
+func recordBranch(t avro.Schema, branches []avro.Schema) *avro.RecordSchema {
+	if branches != nil {
+		if len(branches) != 2 {
+			return nil
+		}
+		for _, b := range branches {
+			if b.Type() != avro.Null {
+				t = b
+			}
+		}
+	}
+	if r, ok := t.(*avro.RefSchema); ok {
+		t = r.Schema()
+	}
+	rec, _ := t.(*avro.RecordSchema)
+	return rec
+}
+
+func compileSource(rs *avro.RecordSchema) *sourceFields {
+	sf := &sourceFields{}
+	for _, f := range rs.Fields() {
+		k, err := avrobin.CompileSkip(f.Type())
+		if err != nil {
+			return nil
+		}
+		name := ""
+		var branches []avro.Schema
+		if f.Name() == "schema" || f.Name() == "table" {
+			name = f.Name()
+			switch t := f.Type().(type) {
+			case *avro.UnionSchema:
+				branches = t.Types()
+				for _, b := range branches {
+					if b.Type() != avro.Null && b.Type() != avro.String {
+						name = ""
+					}
+				}
+			default:
+				if t.Type() != avro.String {
+					name = ""
+				}
+			}
+		}
+		sf.names = append(sf.names, name)
+		sf.skips = append(sf.skips, k)
+		sf.types = append(sf.types, branches)
+	}
+	return sf
+}
+
+// scan reads an envelope's body.
+func (e *envelope) scan(body []byte) (scanned, error) {
+	var out scanned
+	r := avrobin.NewReader(body)
+	for i := range e.fields {
+		f := &e.fields[i]
+		switch f.role {
+		case 0:
+			if err := f.skip(r); err != nil {
+				return out, err
+			}
+			continue
+		case 'o':
+			b, err := r.Bytes()
+			if err != nil {
+				return out, err
+			}
+			if len(b) == 1 {
+				out.op = b[0]
+			}
+			continue
+		}
+		if f.branches != nil {
+			i, err := r.Long()
+			if err != nil {
+				return out, err
+			}
+			if i < 0 || i >= int64(len(f.branches)) {
+				return out, fmt.Errorf("union: branch %d out of range", i)
+			}
+			if f.branches[i].Type() == avro.Null {
+				continue
+			}
+		}
+		if f.role == 'a' {
+			start := r.Offset()
+			if err := f.after(r); err != nil {
+				return out, err
+			}
+			out.after = body[start:r.Offset()]
+			continue
+		}
+		out.hasSource = true
+		sf := f.source
+		for j, name := range sf.names {
+			if name == "" {
+				if err := sf.skips[j](r); err != nil {
+					return out, err
+				}
+				continue
+			}
+			if sf.types[j] != nil {
+				i, err := r.Long()
+				if err != nil {
+					return out, err
+				}
+				if i < 0 || i >= int64(len(sf.types[j])) {
+					return out, fmt.Errorf("union: branch %d out of range", i)
+				}
+				if sf.types[j][i].Type() == avro.Null {
+					continue
+				}
+			}
+			b, err := r.Bytes()
+			if err != nil {
+				return out, err
+			}
+			if name == "schema" {
+				out.schema = b
+			} else {
+				out.table = b
+			}
+		}
+	}
+	return out, nil
+}
+
+// fieldText appends one field's COPY text (escaped, or \N for null).
+type fieldText func(r *avrobin.Reader, dst []byte) ([]byte, error)
+
+// rowText renders an after-image's fields as one COPY text line, in the
+// schema's field order.
+type rowText []fieldText
+
+// compileRowText builds the renderer of a record schema for a target
+// table's column types; ok is false when a field's type is one the raw
+// path does not render (the records are then decoded).
+func compileRowText(rs *avro.RecordSchema, cols map[string]string) (rowText, bool) {
+	out := make(rowText, 0, len(rs.Fields()))
+	for _, f := range rs.Fields() {
+		ft := compileFieldText(f.Type(), cols[f.Name()])
+		if ft == nil {
+			return nil, false
+		}
+		out = append(out, ft)
+	}
+	return out, true
+}
+
+func (rt rowText) append(dst, after []byte) ([]byte, error) {
+	r := avrobin.NewReader(after)
+	for i, f := range rt {
+		if i > 0 {
+			dst = append(dst, '\t')
+		}
+		var err error
+		if dst, err = f(r, dst); err != nil {
+			return dst, err
+		}
+	}
+	return append(dst, '\n'), nil
+}
+
+func compileFieldText(t avro.Schema, typ string) fieldText {
+	if r, ok := t.(*avro.RefSchema); ok {
+		t = r.Schema()
+	}
+	u, ok := t.(*avro.UnionSchema)
+	if !ok {
+		return compileValueText(t, typ)
+	}
+	branches := make([]fieldText, len(u.Types()))
+	for i, b := range u.Types() {
+		if b.Type() == avro.Null {
+			branches[i] = func(_ *avrobin.Reader, dst []byte) ([]byte, error) { return append(dst, `\N`...), nil }
+			continue
+		}
+		if branches[i] = compileValueText(b, typ); branches[i] == nil {
+			return nil
+		}
+	}
+	return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+		i, err := r.Long()
+		if err != nil {
+			return dst, err
+		}
+		if i < 0 || i >= int64(len(branches)) {
+			return dst, fmt.Errorf("union: branch %d out of range", i)
+		}
+		return branches[i](r, dst)
+	}
+}
+
+// compileValueText renders the non-null types the raw path knows; nil
+// for the others (arrays, maps, records, enums, plain fixed).
+func compileValueText(t avro.Schema, typ string) fieldText {
+	var logical avro.LogicalType
+	var decimal *avro.DecimalLogicalSchema
+	if l, ok := t.(avro.LogicalTypeSchema); ok && l.Logical() != nil {
+		logical = l.Logical().Type()
+		decimal, _ = l.Logical().(*avro.DecimalLogicalSchema)
+	}
+	switch t.Type() {
+	case avro.Boolean:
+		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+			b, err := r.Take(1)
+			if err != nil {
+				return dst, err
+			}
+			return strconv.AppendBool(dst, b[0] != 0), nil
+		}
+	case avro.Int:
+		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+			n, err := r.Long()
+			if err != nil {
+				return dst, err
+			}
+			if n < math.MinInt32 || n > math.MaxInt32 {
+				return dst, fmt.Errorf("int: %d is out of range", n)
+			}
+			switch logical {
+			case avro.Date:
+				return appendPgTime(dst, time.Unix(n*86400, 0), typ), nil
+			case avro.TimeMillis:
+				return appendPgDuration(dst, time.Duration(n)*time.Millisecond), nil
+			}
+			return strconv.AppendInt(dst, n, 10), nil
+		}
+	case avro.Long:
+		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+			n, err := r.Long()
+			if err != nil {
+				return dst, err
+			}
+			switch logical {
+			case avro.TimestampMillis, avro.LocalTimestampMillis:
+				return appendPgTime(dst, time.UnixMilli(n), typ), nil
+			case avro.TimestampMicros, avro.LocalTimestampMicros:
+				return appendPgTime(dst, time.UnixMicro(n), typ), nil
+			case avro.TimeMicros:
+				return appendPgDuration(dst, time.Duration(n)*time.Microsecond), nil
+			}
+			return strconv.AppendInt(dst, n, 10), nil
+		}
+	case avro.Float:
+		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+			b, err := r.Take(4)
+			if err != nil {
+				return dst, err
+			}
+			return appendFloat(dst, float64(math.Float32frombits(binary.LittleEndian.Uint32(b))), 32), nil
+		}
+	case avro.Double:
+		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+			b, err := r.Take(8)
+			if err != nil {
+				return dst, err
+			}
+			return appendFloat(dst, math.Float64frombits(binary.LittleEndian.Uint64(b)), 64), nil
+		}
+	case avro.String:
+		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+			b, err := r.Bytes()
+			if err != nil {
+				return dst, err
+			}
+			return appendCopyText(dst, b), nil
+		}
+	case avro.Bytes:
+		if decimal != nil {
+			scale := decimal.Scale()
+			return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+				b, err := r.Bytes()
+				if err != nil {
+					return dst, err
+				}
+				return appendDecimal(dst, b, scale), nil
+			}
+		}
+		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+			b, err := r.Bytes()
+			if err != nil {
+				return dst, err
+			}
+			return hex.AppendEncode(append(dst, `\\x`...), b), nil // \x, escaped for COPY
+		}
+	case avro.Fixed:
+		if decimal != nil {
+			size, scale := t.(*avro.FixedSchema).Size(), decimal.Scale()
+			return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+				b, err := r.Take(size)
+				if err != nil {
+					return dst, err
+				}
+				return appendDecimal(dst, b, scale), nil
+			}
+		}
+	}
+	return nil
+}
+
+// appendDecimal writes an Avro decimal (big-endian two's complement, over
+// 10^scale) as ratText does: exact, without trailing zeros.
+func appendDecimal(dst, b []byte, scale int) []byte {
+	if len(b) > 8 || scale > 18 {
+		n := new(big.Int).SetBytes(b)
+		if len(b) > 0 && b[0]&0x80 != 0 {
+			n.Sub(n, new(big.Int).Lsh(big.NewInt(1), uint(len(b)*8)))
+		}
+		return append(dst, ratText(new(big.Rat).SetFrac(n, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale)), nil)))...)
+	}
+	var v int64
+	if len(b) > 0 && b[0]&0x80 != 0 {
+		v = -1
+	}
+	for _, c := range b {
+		v = v<<8 | int64(c)
+	}
+	neg := v < 0
+	u := uint64(v)
+	if neg {
+		u = -u
+	}
+	var digits [24]byte
+	d := strconv.AppendUint(digits[:0], u, 10)
+	for len(d) <= scale { // at least one digit before the point
+		d = append([]byte{'0'}, d...)
+	}
+	whole, frac := d[:len(d)-scale], d[len(d)-scale:]
+	frac = bytes.TrimRight(frac, "0")
+	if neg && (len(frac) > 0 || string(whole) != "0") {
+		dst = append(dst, '-')
+	}
+	dst = append(dst, whole...)
+	if len(frac) > 0 {
+		dst = append(append(dst, '.'), frac...)
+	}
+	return dst
+}
