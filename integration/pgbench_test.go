@@ -331,6 +331,9 @@ connectors:
 		if time.Now().After(deadline) {
 			b.Fatal("the snapshot did not finish")
 		}
+		if st, _ := p.w.Status("pg"); st.Tasks[0].State == "FAILED" {
+			b.Fatalf("the source failed: %s", st.Tasks[0].Trace)
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	p.stop(b)

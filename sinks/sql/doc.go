@@ -1,5 +1,4 @@
-// Package sql holds the database sinks: postgres-sink (and, next,
-// mysql-sink). A sink keeps a copy of the captured tables in a target
+// Package sql holds the database sinks: postgres-sink and mysql-sink. A sink keeps a copy of the captured tables in a target
 // database, exactly once: each batch's rows and the sink's offsets (table
 // eddy_offsets: connector, topic, partition, next offset) are written in
 // one target transaction, and on start the sink resumes from what that
@@ -8,6 +7,11 @@
 // A batch collapses to the last change of each key (the final state of a
 // key depends on its last change only), then applies deletes and upserts
 // and moves the offsets, in one transaction. A batch that fails is retried
-// record by record, each with its offset, so the record at fault is found
-// and reported (connect.RecordError) with everything before it committed.
+// in halves, each part that applies committed with its offsets, so the
+// record at fault is found and reported (connect.RecordError) with
+// everything before it committed.
+//
+// postgres-sink reads envelopes from the log's Avro bytes (avro.go):
+// change.pos and change.raw alias the fetched data and are valid only
+// during Write; what outlives a Write (a truncate's position) is copied.
 package sql

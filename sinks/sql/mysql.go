@@ -94,7 +94,7 @@ func (s *MySQL) Close() error {
 }
 
 // Write applies the records and their offsets in one transaction; when
-// that fails it goes record by record to find the one at fault.
+// that fails it halves the batch to find the record at fault (isolate).
 func (s *MySQL) Write(ctx context.Context, recs []connect.Record) error {
 	if err := s.conn.Ping(); err != nil { // the server went away: reconnect, the runtime retries us
 		conn, cerr := client.ConnectWithContext(ctx, s.addr, s.user, s.password, s.db, 10*time.Second)

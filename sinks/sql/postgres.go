@@ -153,7 +153,7 @@ func (s *Postgres) Close() error {
 }
 
 // Write applies the records and their offsets in one transaction; when
-// that fails it goes record by record to find the one at fault.
+// that fails it halves the batch to find the record at fault (isolate).
 func (s *Postgres) Write(ctx context.Context, recs []connect.Record) error {
 	if s.conn.IsClosed() { // the server restarted or the network dropped: the runtime retries us
 		conn, err := pgx.Connect(ctx, s.dsn)
