@@ -3,11 +3,17 @@ package integration
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/jackc/pgx/v5"
 )
 
 // mariaDB creates a database of its own on MariaDB and drops it after.
@@ -61,18 +67,7 @@ func TestPostgresToMariaDB(t *testing.T) {
 	if _, err := src.Exec(ctx, `insert into orders select g, 0, 'initial' from generate_series(1, 2000) g`); err != nil {
 		t.Fatal(err)
 	}
-	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
-topics:
-  - {name: shop.public.orders, partitions: 3}
-connectors:
-  - name: pg
-    plugin: postgres-source
-    config: {dsn: %q, tables: [orders], topic_prefix: shop}
-  - name: replica
-    plugin: mysql-sink
-    topics: [shop.public.orders]
-    config: {dsn: %q}
-`, srcDSN, dstDSN))
+	p := replicaPipeline(t, 3, srcDSN, "mysql-sink", dstDSN)
 	stop := make(chan struct{})
 	done := make(chan int)
 	go func() { done <- mixedLoad(srcDSN, []string{"orders"}, 3000, 41, stop) }()
@@ -86,10 +81,20 @@ connectors:
 		t.Fatal(err)
 	}
 	waitSlot(t, src, "eddy_pg", time.Minute)
+	n := waitMariaEqual(t, p, src, dst)
+	t.Logf("%d transactions, %d rows equal in MariaDB", txns, n)
+}
+
+// waitMariaEqual waits until the sink replica has delivered the whole of
+// shop.public.orders to MariaDB (eddy_offsets equal to the log's ends)
+// and public_orders there equals orders at the source, and returns the
+// rows compared. It fails after a minute, or when the sink fails.
+func waitMariaEqual(t *testing.T, p *pipeline, src *pgx.Conn, my *client.Conn) int {
+	t.Helper()
 	tp, _ := p.log.Topic("shop.public.orders")
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if st, _ := p.w.Status("replica"); st.Tasks[0].State == "FAILED" {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		st, _ := p.w.Status("replica")
+		if st.Tasks[0].State == "FAILED" {
 			t.Fatalf("the sink failed: %s", st.Tasks[0].Trace)
 		}
 		var want int64
@@ -97,20 +102,86 @@ connectors:
 			part, _ := tp.Partition(i)
 			want += part.HighWatermark()
 		}
-		res, err := dst.Execute("select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'")
 		got := int64(-1)
-		if err == nil {
+		if res, err := my.Execute("select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'"); err == nil {
 			got, _ = res.GetInt(0, 0)
 		}
 		a := tableRows(t, src, "select id, v, note from orders order by id")
-		b := mariaRows(t, dst, "select id, v, note from public_orders order by id")
+		b := mariaRows(t, my, "select id, v, note from public_orders order by id")
 		if got == want && fmt.Sprint(a) == fmt.Sprint(b) {
-			t.Logf("%d transactions, %d rows equal in MariaDB", txns, len(a))
+			return len(a)
+		}
+		if time.Now().After(deadline) {
+			d, _ := firstDiff(a, b)
+			t.Fatalf("eddy_offsets %d, log %d; source %d rows, target %d; %s; sink %+v", got, want, len(a), len(b), d, st.Tasks[0])
+		}
+	}
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return math.MaxInt
+	}
+	return n
+}
+
+// restartMariaDB stops and starts the MariaDB server as
+// scripts/test-services.sh does, and waits until it takes connections.
+func restartMariaDB(t *testing.T) {
+	t.Helper()
+	start := func() error {
+		os.MkdirAll("/run/mysqld", 0o755)
+		exec.Command("chown", "mysql:mysql", "/run/mysqld").Run()
+		return exec.Command("start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd").Run()
+	}
+	t.Cleanup(func() { start() })
+	if out, err := exec.Command("start-stop-daemon", "--stop", "--oknodo", "--exec", "/usr/sbin/mariadbd", "--retry", "60").CombinedOutput(); err != nil {
+		t.Fatalf("stop MariaDB: %v\n%s", err, out)
+	}
+	if err := start(); err != nil {
+		t.Fatalf("start MariaDB: %v", err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		c, err := client.Connect(mariaAddr, "root", "", "")
+		if err == nil {
+			c.Close()
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("eddy_offsets %d, log %d; source %d rows, target %d", got, want, len(a), len(b))
+			t.Fatalf("MariaDB did not come back: %v", err)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// MariaDB restarted mid-stream: mysql-sink reconnects and the runtime
+// retries the batch; the target ends equal to the source, and
+// eddy_offsets equal to the log.
+func TestPostgresToMariaDBServerRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts MariaDB")
+	}
+	srcDSN, src := testDB(t)
+	dstDSN, _ := mariaDB(t) // its connection dies with the server
+	ctx := context.Background()
+	if _, err := src.Exec(ctx, "create table orders (id int primary key, v bigint not null, note text)"); err != nil {
+		t.Fatal(err)
+	}
+	p := replicaPipeline(t, 1, srcDSN, "mysql-sink", dstDSN)
+	txns := loadAcrossRestart(t, srcDSN, 43, restartMariaDB)
+	waitSlot(t, src, "eddy_pg", time.Minute)
+	my, err := client.Connect(mariaAddr, "root", "", dstDSN[strings.LastIndex(dstDSN, "/")+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { my.Execute("drop database " + my.GetDB()); my.Close() })
+	// The sink's connection died with the server: rows written after the
+	// restart arrive only if it reconnected.
+	if res, err := my.Execute("select variable_value from information_schema.global_status where variable_name = 'UPTIME'"); err != nil {
+		t.Fatal(err)
+	} else if up, _ := res.GetString(0, 0); atoi(up) > 60 {
+		t.Fatalf("MariaDB has been up %s s: it was not restarted", up)
+	}
+	n := waitMariaEqual(t, p, src, my)
+	t.Logf("%d transactions across the restart, %d rows equal", txns, n)
 }

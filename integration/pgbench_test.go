@@ -251,20 +251,10 @@ connectors:
     topics: [shop.public.wide]
     config: {dsn: %q}
 `, dstDSN))
-	for {
-		var got int64
+	waitSinkDone(b, p, n, func() (got int64) {
 		dst.QueryRow(ctx, "select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'").Scan(&got)
-		if got >= n {
-			break
-		}
-		if st, _ := p.w.Status("replica"); st.Tasks[0].State == "FAILED" {
-			b.Fatalf("the sink failed: %s", st.Tasks[0].Trace)
-		}
-		if time.Since(start) > 10*time.Minute {
-			b.Fatal("the sink did not finish")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return got
+	})
 	sinkTook := time.Since(start)
 	b.ReportMetric(n/copyTook.Seconds(), "copy-rows/s")
 	b.ReportMetric(n/sinkTook.Seconds(), "sink-rows/s")
@@ -294,22 +284,28 @@ connectors:
     topics: [shop.public.rows5]
     config: {dsn: %q}
 `, myDSN))
-	for {
-		res, err := my.Execute("select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'")
-		if err == nil {
-			if got, _ := res.GetInt(0, 0); got >= n {
-				break
-			}
+	waitSinkDone(b, p, n, func() (got int64) {
+		if res, err := my.Execute("select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'"); err == nil {
+			got, _ = res.GetInt(0, 0)
 		}
+		return got
+	})
+	b.ReportMetric(n/time.Since(start).Seconds(), "sink-rows/s")
+}
+
+// waitSinkDone returns once the sink replica has stored n as the sum of
+// its eddy_offsets (as offsetSum reads it); it fails if the sink does.
+func waitSinkDone(b *testing.B, p *pipeline, n int64, offsetSum func() int64) {
+	b.Helper()
+	for deadline := time.Now().Add(10 * time.Minute); offsetSum() < n; {
 		if st, _ := p.w.Status("replica"); st.Tasks[0].State == "FAILED" {
 			b.Fatalf("the sink failed: %s", st.Tasks[0].Trace)
 		}
-		if time.Since(start) > 10*time.Minute {
+		if time.Now().After(deadline) {
 			b.Fatal("the sink did not finish")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	b.ReportMetric(n/time.Since(start).Seconds(), "sink-rows/s")
 }
 
 // snapshotIntoLog puts the n rows of table into a log in dir (topic

@@ -50,18 +50,7 @@ func TestPostgresToPostgres(t *testing.T) {
 		insert into orders select g, 0, 'initial', g / 100.0, now() from generate_series(1, 3000) g`); err != nil {
 		t.Fatal(err)
 	}
-	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
-topics:
-  - {name: shop.public.orders, partitions: 3}
-connectors:
-  - name: pg
-    plugin: postgres-source
-    config: {dsn: %q, tables: [orders], topic_prefix: shop}
-  - name: replica
-    plugin: postgres-sink
-    topics: [shop.public.orders]
-    config: {dsn: %q}
-`, srcDSN, dstDSN))
+	p := replicaPipeline(t, 3, srcDSN, "postgres-sink", dstDSN)
 	stop := make(chan struct{})
 	done := make(chan int)
 	go func() { done <- mixedLoad(srcDSN, []string{"orders"}, 4000, 11, stop) }()
@@ -184,15 +173,21 @@ connectors:
 		var got int64
 		dst.QueryRow(ctx, "select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'").Scan(&got)
 		var diffs []string
+		suspects := map[string][]int64{} // per table, the keys of the rows that differ
 		for _, tb := range tables {
 			a := tableRows(t, src, "select id, v, note from "+tb+" order by id")
-			b := tableRows(t, dst, "select id, v, note from public_"+tb+" order by id")
-			m := mariaRows(t, my, "select id, v, note from public_"+tb+" order by id")
-			if d := firstDiff(a, b); d != "" {
-				diffs = append(diffs, "PostgreSQL "+tb+": "+d)
-			}
-			if d := firstDiff(a, m); d != "" {
-				diffs = append(diffs, "MariaDB "+tb+": "+d)
+			for target, rows := range map[string][]string{
+				"PostgreSQL": tableRows(t, dst, "select id, v, note from public_"+tb+" order by id"),
+				"MariaDB":    mariaRows(t, my, "select id, v, note from public_"+tb+" order by id"),
+			} {
+				if d, keys := firstDiff(a, rows); d != "" {
+					diffs = append(diffs, target+" "+tb+": "+d)
+					for _, k := range keys {
+						if !slices.Contains(suspects[tb], k) {
+							suspects[tb] = append(suspects[tb], k)
+						}
+					}
+				}
 			}
 		}
 		if len(diffs) == 0 {
@@ -205,7 +200,7 @@ connectors:
 			offs := tableRows(t, dst, "select topic, partition, next_offset from eddy_offsets order by 1, 2")
 			t.Logf("PostgreSQL eddy_offsets: %v; MariaDB: %v", offs, mariaRows(t, my, "select topic, `partition`, next_offset from eddy_offsets order by 1, 2"))
 			t.Fatalf("the target never matched the source (offsets sum %d): %s\nthe log says: %s\n%.4000s", got, strings.Join(diffs, "; "),
-				logVersusSource(t, dir, src, tables, diffKeys(diffs)), b[max(0, len(b)-4000):])
+				logVersusSource(t, dir, src, tables, suspects), b[max(0, len(b)-4000):])
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -340,17 +335,8 @@ func TestPostgresToPostgresServerRestart(t *testing.T) {
 	if _, err := src.Exec(ctx, "create table orders (id int primary key, v bigint not null, note text)"); err != nil {
 		t.Fatal(err)
 	}
-	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
-connectors:
-  - name: pg
-    plugin: postgres-source
-    config: {dsn: %q, tables: [orders], topic_prefix: shop}
-  - name: replica
-    plugin: postgres-sink
-    topics: [shop.public.orders]
-    config: {dsn: %q}
-`, srcDSN, dstDSN))
-	txns := loadAcrossRestart(t, srcDSN, 31)
+	p := replicaPipeline(t, 1, srcDSN, "postgres-sink", dstDSN)
+	txns := loadAcrossRestart(t, srcDSN, 31, restartPostgres)
 	src, err := pgx.Connect(ctx, srcDSN)
 	if err != nil {
 		t.Fatal(err)
@@ -378,68 +364,61 @@ connectors:
 	}
 }
 
+// replicaPipeline runs postgres-source on orders (topic
+// shop.public.orders, with the given partitions) and the sink plugin as
+// connector "replica" into dstDSN.
+func replicaPipeline(t *testing.T, partitions int, srcDSN, plugin, dstDSN string) *pipeline {
+	return startPipeline(t, t.TempDir(), fmt.Sprintf(`
+topics:
+  - {name: shop.public.orders, partitions: %d}
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [orders], topic_prefix: shop}
+  - name: replica
+    plugin: %s
+    topics: [shop.public.orders]
+    config: {dsn: %q}
+`, partitions, srcDSN, plugin, dstDSN))
+}
+
 // firstDiff describes the first difference between the rows of a source
-// and a target ("" when equal).
-func firstDiff(src, dst []string) string {
+// and a target ("" when equal), and gives the keys (first fields) of the
+// two rows.
+func firstDiff(src, dst []string) (string, []int64) {
 	for i := range min(len(src), len(dst)) {
 		if src[i] != dst[i] {
-			return fmt.Sprintf("row %d: source %s, target %s", i, src[i], dst[i])
+			var keys []int64
+			for _, row := range []string{src[i], dst[i]} {
+				if k, err := strconv.ParseInt(strings.Fields(row)[0], 10, 64); err == nil {
+					keys = append(keys, k)
+				}
+			}
+			return fmt.Sprintf("row %d: source %s, target %s", i, src[i], dst[i]), keys
 		}
 	}
 	if len(src) != len(dst) {
-		return fmt.Sprintf("source has %d rows, target %d", len(src), len(dst))
+		return fmt.Sprintf("source has %d rows, target %d", len(src), len(dst)), nil
 	}
-	return ""
+	return "", nil
 }
 
 // logVersusSource explains a target that differs: it replays the log of
-// each table and names the keys where the log's image differs from the
-// source, with their changes, so a failure says whether the log or the
-// sink lost them.
-func logVersusSource(t *testing.T, dir string, src *pgx.Conn, tables []string, also []int64) string {
+// each table (replay fails the test if the log itself missed or doubled a
+// change), says whether the log's image equals the source, and shows each
+// partition's end and the changes of the suspect keys, with every
+// truncate, so a failure says where the rows went.
+func logVersusSource(t *testing.T, dir string, src *pgx.Conn, tables []string, suspects map[string][]int64) string {
 	reader := startPipeline(t, dir, "")
 	var out []string
 	for _, tb := range tables {
 		changes := reader.readChanges(t, "shop.public."+tb)
-		img := map[int64]int64{}
-		byPart := map[int][]change{}
-		for _, c := range changes {
-			byPart[c.partition] = append(byPart[c.partition], c)
-		}
-		for _, cs := range byPart {
-			state := map[int64]int64{}
-			for _, c := range cs {
-				switch c.op {
-				case "r", "c", "u":
-					state[c.key] = toInt64(c.after["v"])
-				case "d":
-					delete(state, c.key)
-				case "t":
-					clear(state)
-				}
-			}
-			for k, v := range state {
-				img[k] = v
-			}
-		}
 		tp, _ := reader.log.Topic("shop.public." + tb)
 		for i := range tp.Partitions() {
 			part, _ := tp.Partition(i)
 			out = append(out, fmt.Sprintf("%s/%d high watermark %d", tb, i, part.HighWatermark()))
 		}
-		want := tableImage(t, src, tb)
-		var bad []int64
-		for k, v := range want {
-			if got, ok := img[k]; !ok || got != v {
-				bad = append(bad, k)
-			}
-		}
-		for k := range img {
-			if _, ok := want[k]; !ok {
-				bad = append(bad, k)
-			}
-		}
-		for _, k := range also {
+		for _, k := range suspects[tb] {
 			var hist []string
 			for _, c := range changes {
 				if c.key == k || c.op == "t" {
@@ -448,35 +427,11 @@ func logVersusSource(t *testing.T, dir string, src *pgx.Conn, tables []string, a
 			}
 			out = append(out, fmt.Sprintf("%s key %d in the log: %s", tb, k, strings.Join(hist, ", ")))
 		}
-		if len(bad) == 0 {
+		if fmt.Sprint(replay(t, changes)) == fmt.Sprint(tableImage(t, src, tb)) {
 			out = append(out, tb+": the log's image equals the source")
-			continue
+		} else {
+			out = append(out, tb+": the log's image differs from the source")
 		}
-		slices.Sort(bad)
-		var hist []string
-		for _, c := range changes {
-			if c.key == bad[0] || c.op == "t" {
-				hist = append(hist, fmt.Sprintf("p%d %s v=%v snap=%s", c.partition, c.op, c.after["v"], c.snap))
-			}
-		}
-		out = append(out, fmt.Sprintf("%s: the log's image differs from the source at %d keys, first %d: %s", tb, len(bad), bad[0], strings.Join(hist, ", ")))
 	}
 	return strings.Join(out, "; ")
-}
-
-// diffKeys are the ids in firstDiff descriptions (the first field of each
-// row shown).
-func diffKeys(diffs []string) []int64 {
-	var out []int64
-	for _, d := range diffs {
-		for _, part := range strings.Split(d, ", ") {
-			f := strings.Fields(part[strings.LastIndex(part, " source ")+1:])
-			if len(f) >= 2 {
-				if k, err := strconv.ParseInt(f[1], 10, 64); err == nil {
-					out = append(out, k)
-				}
-			}
-		}
-	}
-	return out
 }

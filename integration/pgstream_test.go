@@ -107,7 +107,7 @@ func TestPostgresRestartMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startPipeline(t, t.TempDir(), pgSourceYAML(dsn, ""))
-	txns := loadAcrossRestart(t, dsn, 1)
+	txns := loadAcrossRestart(t, dsn, 1, restartPostgres)
 	conn.Close(ctx)
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -308,10 +308,10 @@ func restartPostgres(t *testing.T) {
 	}
 }
 
-// loadAcrossRestart runs mixedLoad on orders for a second, restarts the
-// server, runs it a second more (reconnecting while the server is away)
+// loadAcrossRestart runs mixedLoad on orders for a second, restarts a
+// server, runs it a second more (reconnecting while the source is away)
 // and returns the transactions committed.
-func loadAcrossRestart(t *testing.T, dsn string, seed uint64) int {
+func loadAcrossRestart(t *testing.T, dsn string, seed uint64, restart func(*testing.T)) int {
 	t.Helper()
 	stop := make(chan struct{})
 	done := make(chan int)
@@ -329,7 +329,7 @@ func loadAcrossRestart(t *testing.T, dsn string, seed uint64) int {
 		}
 	}()
 	time.Sleep(time.Second)
-	restartPostgres(t)
+	restart(t)
 	time.Sleep(time.Second)
 	close(stop)
 	return <-done

@@ -79,7 +79,7 @@ func compileEnvelope(s avro.Schema) *envelope {
 			}
 			ef.role, hasOp = 'o', true
 		case "after", "source":
-			rec := recordBranch(t, branches)
+			rec := recordBranch(t)
 			if rec == nil {
 				return nil
 			}
@@ -104,17 +104,19 @@ func compileEnvelope(s avro.Schema) *envelope {
 	return e
 }
 
-// recordBranch is the record a field holds: itself, or the one non-null
-// branch of a union with null.
-func recordBranch(t avro.Schema, branches []avro.Schema) *avro.RecordSchema {
-	if branches != nil {
-		if len(branches) != 2 {
-			return nil
-		}
-		for _, b := range branches {
-			if b.Type() != avro.Null {
-				t = b
+// recordBranch is the record a field holds: itself, or the only non-null
+// branch of a union; nil if it holds no record.
+func recordBranch(t avro.Schema) *avro.RecordSchema {
+	if u, ok := t.(*avro.UnionSchema); ok {
+		t = nil
+		for _, b := range u.Types() {
+			if b.Type() == avro.Null {
+				continue
 			}
+			if t != nil {
+				return nil // a second non-null branch
+			}
+			t = b
 		}
 	}
 	if r, ok := t.(*avro.RefSchema); ok {
@@ -122,6 +124,18 @@ func recordBranch(t avro.Schema, branches []avro.Schema) *avro.RecordSchema {
 	}
 	rec, _ := t.(*avro.RecordSchema)
 	return rec
+}
+
+// nullBranch reads a union's branch index and says whether it is null.
+func nullBranch(r *avrobin.Reader, branches []avro.Schema) (bool, error) {
+	i, err := r.Long()
+	if err != nil {
+		return false, err
+	}
+	if i < 0 || i >= int64(len(branches)) {
+		return false, fmt.Errorf("union: branch %d out of range", i)
+	}
+	return branches[i].Type() == avro.Null, nil
 }
 
 func compileSource(rs *avro.RecordSchema) *sourceFields {
@@ -179,14 +193,11 @@ func (e *envelope) scan(body []byte) (scanned, error) {
 			continue
 		}
 		if f.branches != nil {
-			i, err := r.Long()
+			null, err := nullBranch(r, f.branches)
 			if err != nil {
 				return out, err
 			}
-			if i < 0 || i >= int64(len(f.branches)) {
-				return out, fmt.Errorf("union: branch %d out of range", i)
-			}
-			if f.branches[i].Type() == avro.Null {
+			if null {
 				continue
 			}
 		}
@@ -208,14 +219,11 @@ func (e *envelope) scan(body []byte) (scanned, error) {
 				continue
 			}
 			if sf.types[j] != nil {
-				i, err := r.Long()
+				null, err := nullBranch(r, sf.types[j])
 				if err != nil {
 					return out, err
 				}
-				if i < 0 || i >= int64(len(sf.types[j])) {
-					return out, fmt.Errorf("union: branch %d out of range", i)
-				}
-				if sf.types[j][i].Type() == avro.Null {
+				if null {
 					continue
 				}
 			}

@@ -87,7 +87,7 @@ func randomRow(rng *rand.Rand, id int64) map[string]any {
 		"i":      wrap("int", pick(0, -1, math.MaxInt32, math.MinInt32, rng.IntN(1000))),
 		"b":      wrap("boolean", rng.IntN(2) == 0),
 		"f":      wrap("float", pick(float32(1.5), float32(math.NaN()), float32(math.Inf(-1)), float32(rng.Float64()*1e10), float32(1e-40))),
-		"d":      wrap("double", pick(0.1, math.NaN(), math.Inf(1), rng.NormFloat64()*1e300, -0.0, 5e-324)),
+		"d":      wrap("double", pick(0.1, math.NaN(), math.Inf(1), rng.NormFloat64()*1e300, math.Copysign(0, -1), 5e-324)),
 		"s":      wrap("string", s),
 		"by":     wrap("bytes", pick([]byte{}, []byte{0, '\\', '\t', 0xff}, []byte("abc"))),
 		"dec":    wrap("bytes.decimal", ratOf(unscaled(1e12), 2)),

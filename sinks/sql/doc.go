@@ -11,6 +11,11 @@
 // record at fault is found and reported (connect.RecordError) with
 // everything before it committed.
 //
+// base.go holds what both sinks share (collapsing records into changes,
+// truncates, isolating a poison record), record.go reads a record as a
+// change, postgres.go and mysql.go apply changes to each database, and
+// types.go maps Avro types to PostgreSQL's (mysql.go has MySQL's).
+//
 // postgres-sink reads envelopes from the log's Avro bytes (avro.go):
 // change.pos and change.raw alias the fetched data and are valid only
 // during Write; what outlives a Write (a truncate's position) is copied.

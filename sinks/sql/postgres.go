@@ -1,14 +1,10 @@
 package sql
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/hamba/avro/v2"
@@ -19,66 +15,21 @@ import (
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
-// sinkBase is what both database sinks read from their params.
-type sinkBase struct {
-	connector  string
-	template   string
-	mode       string // upsert | insert
-	pkMode     string // record_key | fields | none
-	pkFields   []string
-	deletes    bool
-	autoCreate bool
-	autoEvolve bool
-	log        *slog.Logger
-	names      map[tableKey]string // rendered table names
-	// truncated is, per target table, the source position of the last
-	// truncate applied (stored in eddy_truncates with it). A truncate is
-	// in every partition of its topic; the first copy applies it, and the
-	// records of other partitions from before it (by source position) are
-	// superseded and skipped, so no partition brings back a row it wiped.
-	truncated map[string][]byte
-	envelopes map[avro.Schema]*envelope // nil: not an envelope the raw path reads
-	lastRaw   lastRawName
-}
-
-func newBase(p connect.Params, env connect.Env) sinkBase {
-	log := env.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return sinkBase{connector: env.Connector, template: p.String("table"), mode: p.String("mode"), pkMode: p.String("primary_key"),
-		pkFields: p.Strings("primary_key_fields"), deletes: p.Bool("delete"), autoCreate: p.Bool("auto_create"), autoEvolve: p.Bool("auto_evolve"), log: log,
-		names: map[tableKey]string{}, truncated: map[string][]byte{}, envelopes: map[avro.Schema]*envelope{}}
-}
-
 // Postgres is the postgres-sink plugin.
 type Postgres struct {
 	sinkBase
 	dsn    string
 	conn   *pgx.Conn
 	tables map[string]*targetTable
-	// Caches: column lists by their joined names and by schema; compiled
-	// row renderers.
-	columns    map[string][]string
-	schemaCols map[*avro.RecordSchema]string
+	// Caches: column lists by schema, compiled row renderers.
+	schemaCols map[*avro.RecordSchema]columnSet
 	rowTexts   map[rowTextKey]rowText
-}
-
-// targetTable is what the sink knows of a target table's columns.
-type targetTable struct {
-	cols map[string]string // name -> type
-	pk   []string
-	// freshSkip is how many more batches skip the straight COPY of
-	// created rows after one met a row already there; freshBackoff is
-	// the next such pause, doubled each time, up to 64 batches.
-	freshSkip, freshBackoff int
-	fits                    map[*avro.RecordSchema]bool // schemas whose every field has a column
 }
 
 // NewPostgres builds the sink from validated params.
 func NewPostgres(p connect.Params, env connect.Env) (connect.Sink, error) {
 	s := &Postgres{sinkBase: newBase(p, env), dsn: p.String("dsn"), tables: map[string]*targetTable{},
-		columns: map[string][]string{}, schemaCols: map[*avro.RecordSchema]string{}, rowTexts: map[rowTextKey]rowText{}}
+		schemaCols: map[*avro.RecordSchema]columnSet{}, rowTexts: map[rowTextKey]rowText{}}
 	if s.pkMode == "fields" && len(s.pkFields) == 0 {
 		return nil, fmt.Errorf("primary_key: fields needs primary_key_fields")
 	}
@@ -166,124 +117,6 @@ func (s *Postgres) Write(ctx context.Context, recs []connect.Record) error {
 		func() bool { return ctx.Err() != nil || s.conn.IsClosed() })
 }
 
-// isolate applies recs in one transaction. When that fails for a
-// record's sake, it halves them, committing each part that applies, until
-// the record at fault stands alone; that one comes back as a RecordError
-// with its index, everything before it delivered. A poison record in a
-// batch of n costs about 2·log2(n) transactions, not n. When gone says
-// the connection failed rather than a record, the error is returned as
-// is, and the runtime retries the batch.
-func (s *sinkBase) isolate(recs []connect.Record, base int, top bool, apply func([]change, map[elog.TopicPartition]int64) error, gone func() bool) error {
-	changes, err := s.changes(recs)
-	if err == nil {
-		err = apply(changes, offsetsOf(recs))
-	}
-	if err == nil || gone() {
-		return err
-	}
-	if len(recs) == 1 {
-		return &connect.RecordError{Index: base, Err: err}
-	}
-	if top {
-		s.log.Warn("batch failed; applying it in halves to find the record at fault", "connector", s.connector, "records", len(recs), "err", err)
-	}
-	mid := len(recs) / 2
-	if err := s.isolate(recs[:mid], base, false, apply, gone); err != nil {
-		return err
-	}
-	return s.isolate(recs[mid:], base+mid, false, apply, gone)
-}
-
-// changes turns records into the last change of each key, in order of
-// first appearance.
-func (s *sinkBase) changes(recs []connect.Record) ([]change, error) {
-	out := make([]change, 0, len(recs))
-	at := make(map[string]int, len(recs))
-	var kb []byte                    // the key of the change in hand; looked up without allocating
-	truncated := map[string][]byte{} // as it will be once this batch applies
-	for k, v := range s.truncated {
-		truncated[k] = v
-	}
-	for i := range recs {
-		c, ok, err := s.toChange(&recs[i], i)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			continue
-		}
-		if tp := truncated[c.table]; tp != nil && c.pos != nil && bytes.Compare(c.pos, tp) <= 0 {
-			continue // from before a truncate already applied: superseded
-		}
-		if c.truncate {
-			// Everything of the table before it goes; the truncate leads.
-			kept := out[:0]
-			for _, o := range out {
-				if o.table != c.table {
-					kept = append(kept, o)
-				}
-			}
-			out = append([]change{c}, kept...)
-			clear(at)
-			for j, o := range out {
-				if !o.truncate {
-					at[string(appendChangeKey(kb[:0], &o))] = j
-				}
-			}
-			truncated[c.table] = c.pos
-			continue
-		}
-		kb = appendChangeKey(kb[:0], &c)
-		if j, seen := at[string(kb)]; seen {
-			out[j] = c
-			continue
-		}
-		at[string(kb)] = len(out)
-		out = append(out, c)
-	}
-	return out, nil
-}
-
-// appendChangeKey identifies a change's table and key values, for
-// collapsing changes per key; a keyless change stands alone (by its index).
-func appendChangeKey(dst []byte, c *change) []byte {
-	dst = append(append(dst, c.table...), 0)
-	if c.key == nil {
-		return strconv.AppendInt(append(dst, '#'), int64(c.index), 10)
-	}
-	if len(c.key) == 1 { // the common case: no sort
-		for n, v := range c.key {
-			return appendKeyValue(append(append(dst, n...), '='), v)
-		}
-	}
-	for _, n := range sortedNames(c.key) {
-		dst = appendKeyValue(append(append(dst, n...), '='), c.key[n])
-		dst = append(dst, 0)
-	}
-	return dst
-}
-
-func appendKeyValue(dst []byte, v any) []byte {
-	switch x := v.(type) {
-	case int:
-		return strconv.AppendInt(dst, int64(x), 10)
-	case int64:
-		return strconv.AppendInt(dst, x, 10)
-	case string:
-		return append(dst, x...)
-	}
-	return fmt.Append(dst, v)
-}
-
-func offsetsOf(recs []connect.Record) map[elog.TopicPartition]int64 {
-	out := map[elog.TopicPartition]int64{}
-	for _, r := range recs {
-		tp := elog.TopicPartition{Topic: r.Topic, Partition: r.Partition}
-		out[tp] = max(out[tp], r.Offset+1)
-	}
-	return out
-}
-
 // apply writes changes and offsets in one transaction.
 func (s *Postgres) apply(ctx context.Context, changes []change, offsets map[elog.TopicPartition]int64) error {
 	tx, err := s.conn.Begin(ctx)
@@ -330,24 +163,28 @@ func (s *Postgres) apply(ctx context.Context, changes []change, offsets map[elog
 		}
 	}
 	// Upserts grouped by table and column set, many rows a statement.
-	groups := map[groupKey][]*change{}
-	var order []groupKey
+	groups := map[groupKey]*upsertGroup{}
+	var order []*upsertGroup
 	for i := range changes {
 		c := &changes[i]
 		if !c.upsert() {
 			continue
 		}
-		g := groupKey{c.table, s.columnsOf(c)}
-		if _, ok := groups[g]; !ok {
-			order = append(order, g)
+		key, cols := s.columnsOf(c)
+		g := groupKey{c.table, key}
+		ug := groups[g]
+		if ug == nil {
+			ug = &upsertGroup{table: c.table, cols: cols}
 			if len(changes) >= copyThreshold {
-				groups[g] = make([]*change, 0, len(changes)) // the common case: one table, one schema
+				ug.cs = make([]*change, 0, len(changes)) // the common case: one table, one schema
 			}
+			groups[g] = ug
+			order = append(order, ug)
 		}
-		groups[g] = append(groups[g], c)
+		ug.cs = append(ug.cs, c)
 	}
 	for _, g := range order {
-		if err := s.upsert(ctx, tx, groups[g], s.columns[g.cols], touched[g.table]); err != nil {
+		if err := s.upsert(ctx, tx, g.cs, g.cols, touched[g.table]); err != nil {
 			return err
 		}
 	}
@@ -366,15 +203,6 @@ func (s *Postgres) apply(ctx context.Context, changes []change, offsets map[elog
 	}
 	s.keepTruncates(applied)
 	return nil
-}
-
-func sortedNames(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for n := range m {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // ensureTable creates the target table, or adds the columns it lacks,
@@ -460,39 +288,8 @@ func (s *Postgres) delete(ctx context.Context, tx pgx.Tx, c change, t *targetTab
 	return err
 }
 
-// keyColumns are a new target table's primary-key columns: the record
-// key's fields, sorted, or primary_key_fields.
-func (s *sinkBase) keyColumns(c change) []string {
-	if s.pkMode == "fields" {
-		return s.pkFields
-	}
-	var pk []string
-	for k := range c.key {
-		pk = append(pk, k)
-	}
-	sort.Strings(pk)
-	return pk
-}
-
-// mayCreate says whether a missing table may be created for c.
-func (s *sinkBase) mayCreate(c change) error {
-	if !s.autoCreate || c.schema == nil {
-		return fmt.Errorf("table %s does not exist (set auto_create: true to create it)", c.table)
-	}
-	return nil
-}
-
 // pgIdent quotes a PostgreSQL identifier.
 func pgIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
-
-// quoteAll quotes each identifier.
-func quoteAll(names []string, quote func(string) string) []string {
-	out := make([]string, len(names))
-	for i, n := range names {
-		out[i] = quote(n)
-	}
-	return out
-}
 
 // castType is the type a text parameter is cast to.
 func castType(typ string) string {
@@ -506,38 +303,43 @@ func castType(typ string) string {
 // COPY rather than a multi-row INSERT.
 const copyThreshold = 64
 
-// groupKey is a table and a column list (a key of Postgres.columns).
+// groupKey is a table and its columns' names joined: the upserts that
+// share one go in one statement.
 type groupKey struct{ table, cols string }
 
-// columnsOf names the columns of an upserted row: the after-image's
-// fields in schema order for a raw row, the map's keys sorted otherwise.
-func (s *Postgres) columnsOf(c *change) string {
+type upsertGroup struct {
+	table string
+	cols  []string
+	cs    []*change
+}
+
+// columnSet is a column list and its names joined.
+type columnSet struct {
+	key   string
+	names []string
+}
+
+// columnsOf names the columns of an upserted row, and joins them into a
+// key: the after-image's fields in schema order for a raw row (kept per
+// schema), the map's keys sorted otherwise.
+func (s *Postgres) columnsOf(c *change) (string, []string) {
 	if c.row == nil && c.raw != nil {
-		if k, ok := s.schemaCols[c.schema]; ok {
-			return k
+		cs, ok := s.schemaCols[c.schema]
+		if !ok {
+			names := make([]string, len(c.schema.Fields()))
+			for i, f := range c.schema.Fields() {
+				names[i] = f.Name()
+			}
+			cs = columnSet{strings.Join(names, ","), names}
+			if len(s.schemaCols) >= 1000 {
+				clear(s.schemaCols)
+			}
+			s.schemaCols[c.schema] = cs
 		}
-		names := make([]string, len(c.schema.Fields()))
-		for i, f := range c.schema.Fields() {
-			names[i] = f.Name()
-		}
-		k := strings.Join(names, ",")
-		s.columns[k] = names
-		if len(s.schemaCols) >= 1000 {
-			clear(s.schemaCols)
-		}
-		s.schemaCols[c.schema] = k
-		return k
+		return cs.key, cs.names
 	}
 	names := sortedNames(c.row)
-	k := strings.Join(names, ",")
-	if _, ok := s.columns[k]; !ok {
-		if len(s.columns) >= 1000 {
-			clear(s.columns)
-			clear(s.schemaCols)
-		}
-		s.columns[k] = names
-	}
-	return k
+	return strings.Join(names, ","), names
 }
 
 // upsert writes rows with the same columns: through COPY for large

@@ -54,10 +54,10 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 	var table string
 	switch v := r.Value.(type) {
 	case *connect.AvroValue:
-		sc, ok := s.scanRaw(v)
+		env, sc, ok := s.scanRaw(v)
 		switch {
 		case ok && (sc.op == 'c' || sc.op == 'u' || sc.op == 'r') && sc.after != nil:
-			c.raw, c.val, c.op, c.schema = sc.after, v, sc.op, s.envelopes[v.Schema].after
+			c.raw, c.val, c.op, c.schema = sc.after, v, sc.op, env.after
 		case ok && sc.op == 'd' && key != nil:
 			if !s.deletes {
 				return c, false, nil
@@ -137,20 +137,10 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 	return c, true, nil
 }
 
-// keepTruncates records the truncates a committed transaction applied.
-// Their positions are copied: a change's position aliases the fetched log
-// data, which the next fetch overwrites, and a truncate's must outlive it
-// (it decides which records of other partitions it superseded).
-func (s *sinkBase) keepTruncates(applied map[string][]byte) {
-	for table, pos := range applied {
-		s.truncated[table] = bytes.Clone(pos)
-	}
-}
-
 // scanRaw reads an Avro envelope's op, source and after-image without
 // decoding it; ok is false when the schema is not an envelope the raw
 // path reads, or the bytes do not scan (decoding then says why).
-func (s *sinkBase) scanRaw(v *connect.AvroValue) (scanned, bool) {
+func (s *sinkBase) scanRaw(v *connect.AvroValue) (*envelope, scanned, bool) {
 	env, seen := s.envelopes[v.Schema]
 	if !seen {
 		env = compileEnvelope(v.Schema)
@@ -160,10 +150,10 @@ func (s *sinkBase) scanRaw(v *connect.AvroValue) (scanned, bool) {
 		s.envelopes[v.Schema] = env
 	}
 	if env == nil {
-		return scanned{}, false
+		return nil, scanned{}, false
 	}
 	sc, err := env.scan(v.Body)
-	return sc, err == nil
+	return env, sc, err == nil
 }
 
 // rawTableName is tableName for a scanned envelope; the last name is
@@ -202,27 +192,12 @@ type lastRawName struct {
 
 // rowSchema is the record schema of an envelope's before or after.
 func rowSchema(s avro.Schema, field string) *avro.RecordSchema {
-	rs, ok := s.(*avro.RecordSchema)
-	if !ok {
-		return nil
-	}
-	for _, f := range rs.Fields() {
-		if f.Name() != field {
-			continue
-		}
-		t := f.Type()
-		if u, ok := t.(*avro.UnionSchema); ok {
-			for _, b := range u.Types() {
-				if b.Type() != avro.Null {
-					t = b
-				}
+	if rs, ok := s.(*avro.RecordSchema); ok {
+		for _, f := range rs.Fields() {
+			if f.Name() == field {
+				return recordBranch(f.Type())
 			}
 		}
-		if r, ok := t.(*avro.RefSchema); ok {
-			t = r.Schema()
-		}
-		out, _ := t.(*avro.RecordSchema)
-		return out
 	}
 	return nil
 }

@@ -1,0 +1,229 @@
+package sql
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+
+	"github.com/hamba/avro/v2"
+
+	"github.com/eddy-cdc/eddy/connect"
+	elog "github.com/eddy-cdc/eddy/log"
+)
+
+// sinkBase is what both database sinks share: their params, and the state
+// of turning records into changes (table names, truncates applied,
+// envelope readers).
+type sinkBase struct {
+	connector  string
+	template   string
+	mode       string // upsert | insert
+	pkMode     string // record_key | fields | none
+	pkFields   []string
+	deletes    bool
+	autoCreate bool
+	autoEvolve bool
+	log        *slog.Logger
+	names      map[tableKey]string // rendered table names
+	// truncated is, per target table, the source position of the last
+	// truncate applied (stored in eddy_truncates with it). A truncate is
+	// in every partition of its topic; the first copy applies it, and the
+	// records of other partitions from before it (by source position) are
+	// superseded and skipped, so no partition brings back a row it wiped.
+	truncated map[string][]byte
+	envelopes map[avro.Schema]*envelope // nil: not an envelope the raw path reads
+	lastRaw   lastRawName
+}
+
+func newBase(p connect.Params, env connect.Env) sinkBase {
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return sinkBase{connector: env.Connector, template: p.String("table"), mode: p.String("mode"), pkMode: p.String("primary_key"),
+		pkFields: p.Strings("primary_key_fields"), deletes: p.Bool("delete"), autoCreate: p.Bool("auto_create"), autoEvolve: p.Bool("auto_evolve"), log: log,
+		names: map[tableKey]string{}, truncated: map[string][]byte{}, envelopes: map[avro.Schema]*envelope{}}
+}
+
+// targetTable is what a sink knows of a target table: its columns and key,
+// and, for postgres-sink, how its straight COPY of created rows fares and
+// which schemas it fits.
+type targetTable struct {
+	cols map[string]string // name -> type
+	pk   []string
+	// freshSkip is how many more batches skip the straight COPY of
+	// created rows after one met a row already there; freshBackoff is
+	// the next such pause, doubled each time, up to 64 batches.
+	freshSkip, freshBackoff int
+	fits                    map[*avro.RecordSchema]bool // schemas whose every field has a column
+}
+
+// isolate applies recs in one transaction. When that fails for a
+// record's sake, it halves them, committing each part that applies, until
+// the record at fault stands alone; that one comes back as a RecordError
+// with its index, everything before it delivered. A poison record in a
+// batch of n costs about 2·log2(n) transactions, not n. When gone says
+// the connection failed rather than a record, the error is returned as
+// is, and the runtime retries the batch.
+func (s *sinkBase) isolate(recs []connect.Record, base int, top bool, apply func([]change, map[elog.TopicPartition]int64) error, gone func() bool) error {
+	changes, err := s.changes(recs)
+	if err == nil {
+		err = apply(changes, offsetsOf(recs))
+	}
+	if err == nil || gone() {
+		return err
+	}
+	if len(recs) == 1 {
+		return &connect.RecordError{Index: base, Err: err}
+	}
+	if top {
+		s.log.Warn("batch failed; applying it in halves to find the record at fault", "connector", s.connector, "records", len(recs), "err", err)
+	}
+	mid := len(recs) / 2
+	if err := s.isolate(recs[:mid], base, false, apply, gone); err != nil {
+		return err
+	}
+	return s.isolate(recs[mid:], base+mid, false, apply, gone)
+}
+
+// keepTruncates records the truncates a committed transaction applied.
+// Their positions are copied: a change's position aliases the fetched log
+// data, which the next fetch overwrites, and a truncate's must outlive it
+// (it decides which records of other partitions it superseded).
+func (s *sinkBase) keepTruncates(applied map[string][]byte) {
+	for table, pos := range applied {
+		s.truncated[table] = bytes.Clone(pos)
+	}
+}
+
+// changes turns records into the last change of each key, in order of
+// first appearance.
+func (s *sinkBase) changes(recs []connect.Record) ([]change, error) {
+	out := make([]change, 0, len(recs))
+	at := make(map[string]int, len(recs))
+	var kb []byte                    // the key of the change in hand; looked up without allocating
+	truncated := map[string][]byte{} // as it will be once this batch applies
+	for k, v := range s.truncated {
+		truncated[k] = v
+	}
+	for i := range recs {
+		c, ok, err := s.toChange(&recs[i], i)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		if tp := truncated[c.table]; tp != nil && c.pos != nil && bytes.Compare(c.pos, tp) <= 0 {
+			continue // from before a truncate already applied: superseded
+		}
+		if c.truncate {
+			// Everything of the table before it goes; the truncate leads.
+			kept := out[:0]
+			for _, o := range out {
+				if o.table != c.table {
+					kept = append(kept, o)
+				}
+			}
+			out = append([]change{c}, kept...)
+			clear(at)
+			for j, o := range out {
+				if !o.truncate {
+					at[string(appendChangeKey(kb[:0], &o))] = j
+				}
+			}
+			truncated[c.table] = c.pos
+			continue
+		}
+		kb = appendChangeKey(kb[:0], &c)
+		if j, seen := at[string(kb)]; seen {
+			out[j] = c
+			continue
+		}
+		at[string(kb)] = len(out)
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// appendChangeKey identifies a change's table and key values, for
+// collapsing changes per key; a keyless change stands alone (by its index).
+func appendChangeKey(dst []byte, c *change) []byte {
+	dst = append(append(dst, c.table...), 0)
+	if c.key == nil {
+		return strconv.AppendInt(append(dst, '#'), int64(c.index), 10)
+	}
+	if len(c.key) == 1 { // the common case: no sort
+		for n, v := range c.key {
+			return appendKeyValue(append(append(dst, n...), '='), v)
+		}
+	}
+	for _, n := range sortedNames(c.key) {
+		dst = appendKeyValue(append(append(dst, n...), '='), c.key[n])
+		dst = append(dst, 0)
+	}
+	return dst
+}
+
+func appendKeyValue(dst []byte, v any) []byte {
+	switch x := v.(type) {
+	case int:
+		return strconv.AppendInt(dst, int64(x), 10)
+	case int64:
+		return strconv.AppendInt(dst, x, 10)
+	case string:
+		return append(dst, x...)
+	}
+	return fmt.Append(dst, v)
+}
+
+func offsetsOf(recs []connect.Record) map[elog.TopicPartition]int64 {
+	out := map[elog.TopicPartition]int64{}
+	for _, r := range recs {
+		tp := elog.TopicPartition{Topic: r.Topic, Partition: r.Partition}
+		out[tp] = max(out[tp], r.Offset+1)
+	}
+	return out
+}
+
+func sortedNames(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for n := range m {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// keyColumns are a new target table's primary-key columns: the record
+// key's fields, sorted, or primary_key_fields.
+func (s *sinkBase) keyColumns(c change) []string {
+	if s.pkMode == "fields" {
+		return s.pkFields
+	}
+	var pk []string
+	for k := range c.key {
+		pk = append(pk, k)
+	}
+	sort.Strings(pk)
+	return pk
+}
+
+// mayCreate says whether a missing table may be created for c.
+func (s *sinkBase) mayCreate(c change) error {
+	if !s.autoCreate || c.schema == nil {
+		return fmt.Errorf("table %s does not exist (set auto_create: true to create it)", c.table)
+	}
+	return nil
+}
+
+// quoteAll quotes each identifier.
+func quoteAll(names []string, quote func(string) string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = quote(n)
+	}
+	return out
+}
