@@ -27,6 +27,7 @@ type Converter struct {
 	serde  *registry.Serde
 	json   bool // write JSON rather than Avro
 	codecs map[avro.Schema]*avroCodec
+	rd     avrobin.Reader // reused by each decode
 	// Level, when set, is the compatibility level given to the subjects
 	// this converter registers first, unless they have their own.
 	Level registry.Level
@@ -120,8 +121,8 @@ func (c *Converter) Decode(ctx context.Context, topic string, partition int, in 
 	return c.decode(ctx, topic, partition, in, false)
 }
 
-// DecodeKeepingAvro is Decode, except that an Avro value is left in its
-// binary form as an *AvroValue, for a sink that reads values itself.
+// DecodeKeepingAvro is Decode, except that an Avro key or value is left
+// in its binary form as an *AvroValue, for a sink that reads them itself.
 func (c *Converter) DecodeKeepingAvro(ctx context.Context, topic string, partition int, in *elog.Record) (Record, error) {
 	return c.decode(ctx, topic, partition, in, true)
 }
@@ -129,7 +130,7 @@ func (c *Converter) DecodeKeepingAvro(ctx context.Context, topic string, partiti
 func (c *Converter) decode(ctx context.Context, topic string, partition int, in *elog.Record, keepAvro bool) (Record, error) {
 	r := Record{Topic: topic, Partition: partition, Offset: in.Offset, Timestamp: in.Timestamp, Headers: in.Headers}
 	var err error
-	if r.Key, r.KeySchema, err = c.decodeOne(ctx, in.Key, false); err != nil {
+	if r.Key, r.KeySchema, err = c.decodeOne(ctx, in.Key, keepAvro); err != nil {
 		return r, fmt.Errorf("deserialize key: %w", err)
 	}
 	if r.Value, r.ValueSchema, err = c.decodeOne(ctx, in.Value, keepAvro); err != nil {
@@ -158,7 +159,8 @@ func (c *Converter) decodeOne(ctx context.Context, data []byte, keepAvro bool) (
 		if keepAvro {
 			return &AvroValue{Schema: s, ID: id, Body: body, codec: k}, s, nil
 		}
-		v, err := k.dec(avrobin.NewReader(body))
+		c.rd.Reset(body)
+		v, err := k.dec(&c.rd)
 		if err != nil {
 			return nil, nil, fmt.Errorf("decode with schema %d: %w", id, err)
 		}

@@ -85,18 +85,19 @@ type Sink interface {
 	Close() error
 }
 
-// RawValueSink is a sink that can read record values in Avro binary. When
-// RawValues says yes and the connector has no transforms, the runtime
-// hands it each Avro value as an *AvroValue (keys are decoded as usual),
-// so a sink that needs a few fields, or can write the bytes on as they
-// are, is spared building the value model for every record.
+// RawValueSink is a sink that can read record keys and values in Avro
+// binary. When RawValues says yes and the connector has no transforms,
+// the runtime hands it each Avro key and value as an *AvroValue (JSON and
+// raw bytes are decoded as usual), so a sink that needs a few fields, or
+// can write the bytes on as they are, is spared building the value model
+// for every record.
 type RawValueSink interface {
 	RawValues() bool
 }
 
-// AvroValue is a record value left in Avro binary for a RawValueSink.
-// Body, the value without the wire header, aliases the fetched log data:
-// it is valid only until Write returns.
+// AvroValue is a record key or value left in Avro binary for a
+// RawValueSink. Body, the bytes without the wire header, aliases the
+// fetched log data: it is valid only until Write returns.
 type AvroValue struct {
 	Schema avro.Schema
 	ID     int // in the schema registry

@@ -41,6 +41,10 @@ func testCatalog(t testing.TB) *connect.Catalog {
         default: ""
         secret: true
         doc: A secret that must never be shown.
+  - name: raw-sink
+    kind: sink
+    description: Records what it gets, taking keys and values as Avro bytes.
+    params: []
   - name: flaky-source
     kind: source
     description: Fails its first polls, then hands out one record a poll.
@@ -95,6 +99,40 @@ func (s *testSink) Write(_ context.Context, recs []connect.Record) error {
 	return nil
 }
 
+// rawSink keeps what it is given, decoding the raw keys and values as it
+// takes them (their bytes are valid only during Write); a key or value
+// that is not raw is an error.
+type rawSink struct {
+	mu  *sync.Mutex
+	got *[]connect.Record
+}
+
+func (s *rawSink) RawValues() bool            { return true }
+func (s *rawSink) Open(context.Context) error { return nil }
+func (s *rawSink) Close() error               { return nil }
+func (s *rawSink) Write(_ context.Context, recs []connect.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range recs {
+		for _, v := range []*any{&r.Key, &r.Value} {
+			if *v == nil {
+				continue
+			}
+			av, ok := (*v).(*connect.AvroValue)
+			if !ok {
+				return fmt.Errorf("offset %d: a %T, not raw Avro", r.Offset, *v)
+			}
+			d, err := av.Decode()
+			if err != nil {
+				return err
+			}
+			*v = d
+		}
+		*s.got = append(*s.got, r)
+	}
+	return nil
+}
+
 type harness struct {
 	replay []connect.Record // what replay-source hands out
 	polls  int              // flaky-source's polls over all its lives
@@ -143,6 +181,9 @@ func start(t testing.TB, dir, yaml string, replay ...connect.Record) *harness {
 			"file-sink": file.New,
 			"test-sink": func(p connect.Params, _ connect.Env) (connect.Sink, error) {
 				return &testSink{mod: p.Int("reject_modulo"), mu: &h.mu, got: &h.sunk}, nil
+			},
+			"raw-sink": func(connect.Params, connect.Env) (connect.Sink, error) {
+				return &rawSink{mu: &h.mu, got: &h.sunk}, nil
 			},
 		},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	elog "github.com/eddy-cdc/eddy/log"
@@ -58,6 +59,7 @@ func (c *connector) runSink(stopCtx, workCtx context.Context) (progressed bool, 
 		s.raw, s.fetchBytes = true, rawSinkFetchBytes
 	}
 	defer s.leave()
+	defer s.dropAhead()
 	if err := s.join(stopCtx); err != nil {
 		return false, err
 	}
@@ -74,7 +76,7 @@ func (c *connector) runSink(stopCtx, workCtx context.Context) (progressed bool, 
 		}
 		got := false
 		for i := range s.parts {
-			n, err := s.poll(workCtx, &s.parts[i])
+			n, err := s.poll(workCtx, i)
 			if err != nil {
 				return progressed, err
 			}
@@ -107,10 +109,9 @@ type sinkSession struct {
 	member     string
 	gen        int
 	parts      []sinkPartition
-	buf        []byte
-	logRec     []elog.Record
-	recs       []Record
-	origs      []*elog.Record
+	bufs       [2]*fetched // taking turns (spare)
+	turn       int
+	ahead      *ahead // the fetch under way, if any
 }
 
 type sinkPartition struct {
@@ -169,73 +170,190 @@ func (s *sinkSession) leave() {
 	}
 }
 
-// poll fetches from one partition and delivers what it got; it returns
-// how many records it consumed.
-func (s *sinkSession) poll(ctx context.Context, sp *sinkPartition) (int, error) {
-	res, err := sp.p.FetchInto(s.buf[:0], sp.pos, s.fetchBytes)
-	if errors.Is(err, elog.ErrOffsetOutOfRange) && sp.pos < sp.p.LogStartOffset() {
+// fetched is one fetch from a partition, decoded and converted: what
+// the task writes next. Two take turns, so that the next is fetched while
+// the sink writes the one before (its records alias its buffer).
+type fetched struct {
+	tp     elog.TopicPartition
+	pos    int64 // where it was fetched from
+	next   int64 // the offset after it
+	err    error
+	buf    []byte
+	logRec []elog.Record
+	recs   []Record // one per logRec, in the runtime's model
+	failed []failed // the records that did not convert
+	kept   []Record // the ones to write, when transforms or failures drop some
+	origs  []*elog.Record
+}
+
+// failed is a record that did not convert, and why.
+type failed struct {
+	i   int
+	err error
+}
+
+// ahead is a fetch under way in the background.
+type ahead struct {
+	f    *fetched
+	done chan struct{}
+}
+
+// fetch reads from sp.p at pos into f, and decodes and converts it.
+func (s *sinkSession) fetch(ctx context.Context, sp *sinkPartition, pos int64, f *fetched) {
+	f.tp, f.pos, f.next, f.err = sp.tp, pos, pos, nil
+	f.logRec, f.recs, f.failed = f.logRec[:0], f.recs[:0], f.failed[:0]
+	res, err := sp.p.FetchInto(f.buf[:0], pos, s.fetchBytes)
+	if err != nil {
+		f.err = err
+		return
+	}
+	f.buf, f.next = res.Data, res.NextOffset
+	if len(res.Data) == 0 {
+		return
+	}
+	if f.logRec, err = elog.DecodeBatches(f.logRec, res.Data, pos); err != nil {
+		f.err = fmt.Errorf("decode %s: %w", sp.p, err)
+		return
+	}
+	decode := s.conv.Decode
+	if s.raw {
+		decode = s.conv.DecodeKeepingAvro
+	}
+	f.recs = slices.Grow(f.recs, len(f.logRec))
+	for i := range f.logRec {
+		r, err := decode(ctx, sp.tp.Topic, sp.tp.Partition, &f.logRec[i])
+		if err != nil {
+			f.failed = append(f.failed, failed{i, err})
+		}
+		f.recs = append(f.recs, r)
+	}
+}
+
+// take returns the fetch of sp at its position: the one fetched ahead if
+// it is that, else a fresh one.
+func (s *sinkSession) take(ctx context.Context, sp *sinkPartition) *fetched {
+	if a := s.ahead; a != nil {
+		s.ahead = nil
+		<-a.done
+		if a.f.tp == sp.tp && a.f.pos == sp.pos {
+			return a.f
+		}
+	}
+	f := s.spare()
+	s.fetch(ctx, sp, sp.pos, f)
+	return f
+}
+
+// spare is the fetch buffer not in use: the other of the two than the
+// one fetched last.
+func (s *sinkSession) spare() *fetched {
+	s.turn = 1 - s.turn
+	if s.bufs[s.turn] == nil {
+		s.bufs[s.turn] = &fetched{}
+	}
+	return s.bufs[s.turn]
+}
+
+// fetchAhead starts fetching sp from pos in the background.
+func (s *sinkSession) fetchAhead(ctx context.Context, sp *sinkPartition, pos int64) {
+	a := &ahead{f: s.spare(), done: make(chan struct{})}
+	s.ahead = a
+	go func() {
+		defer close(a.done)
+		s.fetch(ctx, sp, pos, a.f)
+	}()
+}
+
+// dropAhead waits out a fetch under way, whose result nobody will take.
+func (s *sinkSession) dropAhead() {
+	if s.ahead != nil {
+		<-s.ahead.done
+		s.ahead = nil
+	}
+}
+
+// poll fetches from the i-th partition and delivers what it got, while
+// the partition polled next is fetched; it returns how many records it
+// consumed.
+func (s *sinkSession) poll(ctx context.Context, i int) (int, error) {
+	if i >= len(s.parts) { // a rejoin took partitions away
+		return 0, nil
+	}
+	sp := &s.parts[i]
+	f := s.take(ctx, sp)
+	if errors.Is(f.err, elog.ErrOffsetOutOfRange) && sp.pos < sp.p.LogStartOffset() {
 		sp.pos = sp.p.LogStartOffset() // retention went past us: continue at the earliest, as Kafka's auto.offset.reset
 		return 0, nil
 	}
-	if err != nil {
-		return 0, fmt.Errorf("fetch %s: %w", sp.p, err)
+	if f.err != nil {
+		return 0, fmt.Errorf("fetch %s: %w", sp.p, f.err)
 	}
-	s.buf = res.Data
-	if len(res.Data) == 0 {
+	if len(f.buf) == 0 {
 		return 0, nil
 	}
-	if s.logRec, err = elog.DecodeBatches(s.logRec[:0], res.Data, sp.pos); err != nil {
-		return 0, fmt.Errorf("decode %s: %w", sp.p, err)
-	}
-	if len(s.logRec) > 0 {
-		if err := s.deliver(ctx, sp); err != nil {
+	if len(f.logRec) > 0 {
+		j := (i + 1) % len(s.parts)
+		next := s.parts[j].pos
+		if j == i {
+			next = f.next
+		}
+		s.fetchAhead(ctx, &s.parts[j], next)
+		if err := s.deliver(ctx, sp, f); err != nil {
 			return 0, err
 		}
 	}
-	next := res.NextOffset
-	if err := s.c.w.log.Groups().Commit(ctx, s.group, s.member, s.gen, map[elog.TopicPartition]int64{sp.tp: next}); err != nil {
+	if err := s.c.w.log.Groups().Commit(ctx, s.group, s.member, s.gen, map[elog.TopicPartition]int64{sp.tp: f.next}); err != nil {
 		if errors.Is(err, elog.ErrRebalanceInProgress) || errors.Is(err, elog.ErrIllegalGeneration) || errors.Is(err, elog.ErrNotAssigned) || errors.Is(err, elog.ErrUnknownMember) {
 			return 0, s.join(ctx) // the new owner starts from the last commit
 		}
 		return 0, fmt.Errorf("commit %s: %w", s.group, err)
 	}
-	sp.pos = next
-	return len(s.logRec), nil
+	sp.pos = f.next
+	return len(f.logRec), nil
 }
 
-// deliver converts, transforms and writes the decoded records.
-func (s *sinkSession) deliver(ctx context.Context, sp *sinkPartition) error {
+// deliver transforms and writes a fetch's records.
+func (s *sinkSession) deliver(ctx context.Context, sp *sinkPartition, f *fetched) error {
 	c := s.c
 	start := time.Now()
-	c.w.metrics.recordsIn.WithLabelValues(c.spec.Name).Add(float64(len(s.logRec)))
-	s.recs, s.origs = s.recs[:0], s.origs[:0]
-	decode := s.conv.Decode
-	if s.raw {
-		decode = s.conv.DecodeKeepingAvro
+	c.w.metrics.recordsIn.WithLabelValues(c.spec.Name).Add(float64(len(f.logRec)))
+	// pending are the records to write and origs their log records; the
+	// fetch's own, unless some did not convert or transforms ran.
+	pending, origs := f.recs, []*elog.Record(nil)
+	orig := func(i int) *elog.Record {
+		if origs == nil {
+			return &f.logRec[len(f.logRec)-len(pending)+i]
+		}
+		return origs[i]
 	}
-	for i := range s.logRec {
-		in := &s.logRec[i]
-		r, err := decode(ctx, sp.tp.Topic, sp.tp.Partition, in)
-		if err != nil {
-			if err := c.failRecord(ctx, StageDeserialize, &r, in, err); err != nil {
-				return err
+	if len(f.failed) > 0 || len(s.ts) > 0 {
+		f.kept, f.origs = f.kept[:0], f.origs[:0]
+		bad := f.failed
+		for i := range f.recs {
+			in, r := &f.logRec[i], &f.recs[i]
+			if len(bad) > 0 && bad[0].i == i {
+				err := bad[0].err
+				bad = bad[1:]
+				if err := c.failRecord(ctx, StageDeserialize, r, in, err); err != nil {
+					return err
+				}
+				continue
 			}
-			continue
-		}
-		keep, err := applyTransforms(s.ts, &r)
-		if err != nil {
-			if err := c.failRecord(ctx, StageTransform, &r, in, err); err != nil {
-				return err
+			keep, err := applyTransforms(s.ts, r)
+			if err != nil {
+				if err := c.failRecord(ctx, StageTransform, r, in, err); err != nil {
+					return err
+				}
+				continue
 			}
-			continue
+			if keep {
+				f.kept = append(f.kept, *r)
+				f.origs = append(f.origs, in)
+			}
 		}
-		if keep {
-			s.recs = append(s.recs, r)
-			s.origs = append(s.origs, in)
-		}
+		pending, origs = f.kept, f.origs
 	}
 	written := 0
-	pending, origs := s.recs, s.origs
 	backoff := 100 * time.Millisecond
 	var failingSince time.Time
 	for len(pending) > 0 {
@@ -247,10 +365,13 @@ func (s *sinkSession) deliver(ctx context.Context, sp *sinkPartition) error {
 		var re *RecordError
 		if errors.As(err, &re) && re.Index >= 0 && re.Index < len(pending) {
 			written += re.Index
-			if err := c.failRecord(ctx, StageSink, &pending[re.Index], origs[re.Index], re.Err); err != nil {
+			if err := c.failRecord(ctx, StageSink, &pending[re.Index], orig(re.Index), re.Err); err != nil {
 				return err
 			}
-			pending, origs = pending[re.Index+1:], origs[re.Index+1:]
+			if origs != nil {
+				origs = origs[re.Index+1:]
+			}
+			pending = pending[re.Index+1:]
 			continue
 		}
 		if ctx.Err() != nil {

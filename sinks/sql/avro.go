@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"sort"
 	"strconv"
 	"time"
 
@@ -170,10 +171,10 @@ func compileSource(rs *avro.RecordSchema) *sourceFields {
 	return sf
 }
 
-// scan reads an envelope's body.
-func (e *envelope) scan(body []byte) (scanned, error) {
+// scan reads an envelope's body with r.
+func (e *envelope) scan(r *avrobin.Reader, body []byte) (scanned, error) {
 	var out scanned
-	r := avrobin.NewReader(body)
+	r.Reset(body)
 	for i := range e.fields {
 		f := &e.fields[i]
 		switch f.role {
@@ -241,12 +242,12 @@ func (e *envelope) scan(body []byte) (scanned, error) {
 	return out, nil
 }
 
-// fieldText appends one field's COPY text (escaped, or \N for null).
-type fieldText func(r *avrobin.Reader, dst []byte) ([]byte, error)
+// fieldWriter appends one field of a raw row in a COPY format.
+type fieldWriter func(r *avrobin.Reader, dst []byte) ([]byte, error)
 
 // rowText renders an after-image's fields as one COPY text line, in the
-// schema's field order.
-type rowText []fieldText
+// schema's field order: each field escaped, or \N for NULL.
+type rowText []fieldWriter
 
 // compileRowText builds the renderer of a record schema for a target
 // table's column types; ok is false when a field's type is one the raw
@@ -263,8 +264,8 @@ func compileRowText(rs *avro.RecordSchema, cols map[string]string) (rowText, boo
 	return out, true
 }
 
-func (rt rowText) append(dst, after []byte) ([]byte, error) {
-	r := avrobin.NewReader(after)
+func (rt rowText) append(r *avrobin.Reader, dst, after []byte) ([]byte, error) {
+	r.Reset(after)
 	for i, f := range rt {
 		if i > 0 {
 			dst = append(dst, '\t')
@@ -277,21 +278,29 @@ func (rt rowText) append(dst, after []byte) ([]byte, error) {
 	return append(dst, '\n'), nil
 }
 
-func compileFieldText(t avro.Schema, typ string) fieldText {
+func compileFieldText(t avro.Schema, typ string) fieldWriter {
+	return compileField(t, func(v avro.Schema) fieldWriter { return compileValueText(v, typ) },
+		func(_ *avrobin.Reader, dst []byte) ([]byte, error) { return append(dst, `\N`...), nil })
+}
+
+// compileField builds the writer of a field's value in one COPY format:
+// value compiles a non-null type (nil: the format does not cover it),
+// null writes NULL, and a union reads its branch first.
+func compileField(t avro.Schema, value func(avro.Schema) fieldWriter, null fieldWriter) fieldWriter {
 	if r, ok := t.(*avro.RefSchema); ok {
 		t = r.Schema()
 	}
 	u, ok := t.(*avro.UnionSchema)
 	if !ok {
-		return compileValueText(t, typ)
+		return value(t)
 	}
-	branches := make([]fieldText, len(u.Types()))
+	branches := make([]fieldWriter, len(u.Types()))
 	for i, b := range u.Types() {
 		if b.Type() == avro.Null {
-			branches[i] = func(_ *avrobin.Reader, dst []byte) ([]byte, error) { return append(dst, `\N`...), nil }
+			branches[i] = null
 			continue
 		}
-		if branches[i] = compileValueText(b, typ); branches[i] == nil {
+		if branches[i] = value(b); branches[i] == nil {
 			return nil
 		}
 	}
@@ -307,15 +316,20 @@ func compileFieldText(t avro.Schema, typ string) fieldText {
 	}
 }
 
+// logicalOf is a type's logical type, and its decimal when it is one.
+func logicalOf(t avro.Schema) (avro.LogicalType, *avro.DecimalLogicalSchema) {
+	l, ok := t.(avro.LogicalTypeSchema)
+	if !ok || l.Logical() == nil {
+		return "", nil
+	}
+	d, _ := l.Logical().(*avro.DecimalLogicalSchema)
+	return l.Logical().Type(), d
+}
+
 // compileValueText renders the non-null types the raw path knows; nil
 // for the others (arrays, maps, records, enums, plain fixed).
-func compileValueText(t avro.Schema, typ string) fieldText {
-	var logical avro.LogicalType
-	var decimal *avro.DecimalLogicalSchema
-	if l, ok := t.(avro.LogicalTypeSchema); ok && l.Logical() != nil {
-		logical = l.Logical().Type()
-		decimal, _ = l.Logical().(*avro.DecimalLogicalSchema)
-	}
+func compileValueText(t avro.Schema, typ string) fieldWriter {
+	logical, decimal := logicalOf(t)
 	switch t.Type() {
 	case avro.Boolean:
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
@@ -452,4 +466,71 @@ func appendDecimal(dst, b []byte, scale int) []byte {
 		dst = append(append(dst, '.'), frac...)
 	}
 	return dst
+}
+
+// keyIdent reads a raw key's identity: the bytes appendChangeKey writes
+// for the decoded key, so raw and decoded keys of one row collapse
+// alike. It covers keys of up to 8 long, int or string fields (no
+// logical types), the commonest keys by far; others are decoded.
+type keyIdent struct {
+	kinds []avro.Type // per field, in schema order
+	names []string    // per field
+	order []int       // the fields by name, as sortedNames orders them
+}
+
+func compileKeyIdent(s avro.Schema) *keyIdent {
+	rs, ok := s.(*avro.RecordSchema)
+	if !ok || len(rs.Fields()) == 0 || len(rs.Fields()) > 8 {
+		return nil
+	}
+	k := &keyIdent{}
+	for i, f := range rs.Fields() {
+		t := f.Type()
+		if l, ok := t.(avro.LogicalTypeSchema); ok && l.Logical() != nil {
+			return nil
+		}
+		switch t.Type() {
+		case avro.Int, avro.Long, avro.String:
+		default:
+			return nil
+		}
+		if _, ok := t.(*avro.PrimitiveSchema); !ok {
+			return nil
+		}
+		k.kinds = append(k.kinds, t.Type())
+		k.names = append(k.names, f.Name())
+		k.order = append(k.order, i)
+	}
+	sort.SliceStable(k.order, func(a, b int) bool { return k.names[k.order[a]] < k.names[k.order[b]] })
+	return k
+}
+
+// append writes the identity of the key in body.
+func (k *keyIdent) append(r *avrobin.Reader, dst, body []byte) ([]byte, error) {
+	var ints [8]int64
+	var strs [8][]byte
+	r.Reset(body)
+	for i, t := range k.kinds {
+		var err error
+		if t == avro.String {
+			strs[i], err = r.Bytes()
+		} else {
+			ints[i], err = r.Long()
+		}
+		if err != nil {
+			return dst, fmt.Errorf("key: %w", err)
+		}
+	}
+	for _, i := range k.order {
+		dst = append(append(dst, k.names[i]...), '=')
+		if k.kinds[i] == avro.String {
+			dst = append(dst, strs[i]...)
+		} else {
+			dst = strconv.AppendInt(dst, ints[i], 10)
+		}
+		if len(k.kinds) > 1 {
+			dst = append(dst, 0)
+		}
+	}
+	return dst, nil
 }

@@ -11,10 +11,12 @@ import (
 	"github.com/hamba/avro/v2"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
-const rawEnvelope = `{"type":"record","name":"Envelope","namespace":"shop.public.t","fields":[
-	{"name":"before","type":["null",{"type":"record","name":"Value","fields":[
+// rawEnvelope is an envelope with a field of every type the raw path
+// renders.
+var rawEnvelope = envelopeSchema("shop.public.t", `
 		{"name":"id","type":"long"},
 		{"name":"i","type":["null","int"]},
 		{"name":"b","type":["null","boolean"]},
@@ -33,7 +35,14 @@ const rawEnvelope = `{"type":"record","name":"Envelope","namespace":"shop.public
 		{"name":"lts","type":["null",{"type":"long","logicalType":"local-timestamp-micros"}]},
 		{"name":"tm","type":["null",{"type":"int","logicalType":"time-millis"}]},
 		{"name":"tu","type":["null",{"type":"long","logicalType":"time-micros"}]},
-		{"name":"u","type":["null",{"type":"string","logicalType":"uuid"}]}
+		{"name":"u","type":["null",{"type":"string","logicalType":"uuid"}]},
+		{"name":"nd","type":["null",{"type":"bytes","logicalType":"decimal","precision":12,"scale":3},"string"]}`)
+
+// envelopeSchema is a Debezium envelope in namespace whose row (Value)
+// has the fields given.
+func envelopeSchema(namespace, fields string) string {
+	return `{"type":"record","name":"Envelope","namespace":"` + namespace + `","fields":[
+	{"name":"before","type":["null",{"type":"record","name":"Value","fields":[` + fields + `
 	]}],"default":null},
 	{"name":"after","type":["null","Value"],"default":null},
 	{"name":"source","type":{"type":"record","name":"Source","fields":[
@@ -46,12 +55,13 @@ const rawEnvelope = `{"type":"record","name":"Envelope","namespace":"shop.public
 	{"name":"op","type":"string"},
 	{"name":"ts_ms","type":["null","long"]}
 ]}`
+}
 
 // rawCols are target column types, as the sink creates them or reads
 // them back from a table someone else made.
 var rawCols = map[string]string{"id": "bigint", "i": "integer", "b": "boolean", "f": "real", "d": "double precision", "s": "text",
 	"by": "bytea", "dec": "numeric(12,2)", "dec0": "numeric(10,0)", "bigdec": "numeric(38,10)", "fixdec": "numeric(20,4)",
-	"day": "date", "day_ts": "timestamp", "tsm": "timestamptz", "tsu": "timestamp with time zone", "lts": "timestamp", "tm": "time", "tu": "time", "u": "uuid"}
+	"day": "date", "day_ts": "timestamp", "tsm": "timestamptz", "tsu": "timestamp with time zone", "lts": "timestamp", "tm": "time", "tu": "time", "u": "uuid", "nd": "numeric"}
 
 // randomRow is an after-image in hamba/avro's form (unions wrapped),
 // with the awkward values often.
@@ -101,7 +111,9 @@ func randomRow(rng *rand.Rand, id int64) map[string]any {
 		"lts":    wrap("long.local-timestamp-micros", time.UnixMicro(rng.Int64N(4e15)-2e15).UTC()),
 		"tm":     wrap("int.time-millis", time.Duration(rng.Int64N(86400000))*time.Millisecond),
 		"tu":     wrap("long.time-micros", time.Duration(rng.Int64N(86400000000))*time.Microsecond),
-		"u":      wrap("string.uuid", "0b7f2a8e-8c1a-4d0f-9a3b-6f1e2d3c4b5a"),
+		"u":      wrap("string.uuid", pick("0b7f2a8e-8c1a-4d0f-9a3b-6f1e2d3c4b5a", "{0B7F2A8E8C1A4D0F-9A3B6F1E2D3C4B5A}", "0b7f2a8e8c1a4d0f9a3b6f1e2d3c4b5a")),
+		"nd": pick(wrap("bytes.decimal", ratOf(unscaled(1e12), 3)),
+			wrap("string", pick("NaN", "Infinity", "-Infinity", "nan", " inf ", "1.50", "-0.000", "0", "1e3", "1.5E-3", "-12.3400e2", ".5", "5.", "+007.250", "123456789012345678901234567890.000000000000001"))),
 	}
 }
 
@@ -138,14 +150,14 @@ func TestRawRowsRenderAsDecodedRows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sc, err := env.scan(body)
+		sc, err := env.scan(new(avrobin.Reader), body)
 		if err != nil {
 			t.Fatalf("row %d: scan: %v", n, err)
 		}
 		if string(sc.op) != op || string(sc.schema) != "public" || string(sc.table) != "t" || sc.after == nil {
 			t.Fatalf("row %d: scanned op %q schema %q table %q", n, sc.op, sc.schema, sc.table)
 		}
-		got, err := rt.append(nil, sc.after)
+		got, err := rt.append(new(avrobin.Reader), nil, sc.after)
 		if err != nil {
 			t.Fatalf("row %d: render: %v", n, err)
 		}
@@ -210,9 +222,9 @@ func FuzzEnvelopeScan(f *testing.F) {
 		"source": map[string]any{"name": "pg", "lsn": nil, "schema": "public", "table": nil, "tags": map[string]any{}}, "op": "c", "ts_ms": nil})
 	f.Add(body)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		sc, err := env.scan(b)
+		sc, err := env.scan(new(avrobin.Reader), b)
 		if err == nil && sc.after != nil {
-			rt.append(nil, sc.after)
+			rt.append(new(avrobin.Reader), nil, sc.after)
 		}
 	})
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 
 	"github.com/hamba/avro/v2"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -34,7 +36,11 @@ type sinkBase struct {
 	// superseded and skipped, so no partition brings back a row it wiped.
 	truncated map[string][]byte
 	envelopes map[avro.Schema]*envelope // nil: not an envelope the raw path reads
+	chg       []change                  // the last batch's changes, reused
+	at        map[string]int            // their index by key, reused
+	idents    map[avro.Schema]*keyIdent // nil: a key decoded
 	lastRaw   lastRawName
+	rd        avrobin.Reader // scans envelopes
 }
 
 func newBase(p connect.Params, env connect.Env) sinkBase {
@@ -44,7 +50,7 @@ func newBase(p connect.Params, env connect.Env) sinkBase {
 	}
 	return sinkBase{connector: env.Connector, template: p.String("table"), mode: p.String("mode"), pkMode: p.String("primary_key"),
 		pkFields: p.Strings("primary_key_fields"), deletes: p.Bool("delete"), autoCreate: p.Bool("auto_create"), autoEvolve: p.Bool("auto_evolve"), log: log,
-		names: map[tableKey]string{}, truncated: map[string][]byte{}, envelopes: map[avro.Schema]*envelope{}}
+		names: map[tableKey]string{}, idents: map[avro.Schema]*keyIdent{}, truncated: map[string][]byte{}, envelopes: map[avro.Schema]*envelope{}}
 }
 
 // targetTable is what a sink knows of a target table: its columns and key,
@@ -100,9 +106,17 @@ func (s *sinkBase) keepTruncates(applied map[string][]byte) {
 
 // changes turns records into the last change of each key, in order of
 // first appearance.
+//
+// The result and the index of keys are kept for the next call (a write
+// holds one batch's changes at a time), so a steady stream of batches
+// allocates neither anew.
 func (s *sinkBase) changes(recs []connect.Record) ([]change, error) {
-	out := make([]change, 0, len(recs))
-	at := make(map[string]int, len(recs))
+	out := slices.Grow(s.chg[:0], len(recs))
+	if s.at == nil {
+		s.at = make(map[string]int, len(recs))
+	}
+	at := s.at
+	clear(at)
 	var kb []byte                    // the key of the change in hand; looked up without allocating
 	truncated := map[string][]byte{} // as it will be once this batch applies
 	for k, v := range s.truncated {
@@ -129,15 +143,20 @@ func (s *sinkBase) changes(recs []connect.Record) ([]change, error) {
 			}
 			out = append([]change{c}, kept...)
 			clear(at)
-			for j, o := range out {
-				if !o.truncate {
-					at[string(appendChangeKey(kb[:0], &o))] = j
+			for j := range out {
+				if !out[j].truncate {
+					if kb, err = s.appendChangeKey(kb[:0], &out[j]); err != nil {
+						return nil, err
+					}
+					at[string(kb)] = j
 				}
 			}
 			truncated[c.table] = c.pos
 			continue
 		}
-		kb = appendChangeKey(kb[:0], &c)
+		if kb, err = s.appendChangeKey(kb[:0], &c); err != nil {
+			return nil, err
+		}
 		if j, seen := at[string(kb)]; seen {
 			out[j] = c
 			continue
@@ -145,11 +164,21 @@ func (s *sinkBase) changes(recs []connect.Record) ([]change, error) {
 		at[string(kb)] = len(out)
 		out = append(out, c)
 	}
+	s.chg = out
 	return out, nil
 }
 
 // appendChangeKey identifies a change's table and key values, for
 // collapsing changes per key; a keyless change stands alone (by its index).
+// A raw key is read with its keyIdent, which writes what this writes for
+// the decoded key.
+func (s *sinkBase) appendChangeKey(dst []byte, c *change) ([]byte, error) {
+	if c.rawKey != nil {
+		return c.ident.append(&s.rd, append(append(dst, c.table...), 0), c.rawKey.Body)
+	}
+	return appendChangeKey(dst, c), nil
+}
+
 func appendChangeKey(dst []byte, c *change) []byte {
 	dst = append(append(dst, c.table...), 0)
 	if c.key == nil {
@@ -199,16 +228,20 @@ func sortedNames(m map[string]any) []string {
 
 // keyColumns are a new target table's primary-key columns: the record
 // key's fields, sorted, or primary_key_fields.
-func (s *sinkBase) keyColumns(c change) []string {
+func (s *sinkBase) keyColumns(c change) ([]string, error) {
 	if s.pkMode == "fields" {
-		return s.pkFields
+		return s.pkFields, nil
+	}
+	key, err := c.keyMap()
+	if err != nil {
+		return nil, err
 	}
 	var pk []string
-	for k := range c.key {
+	for k := range key {
 		pk = append(pk, k)
 	}
 	sort.Strings(pk)
-	return pk
+	return pk, nil
 }
 
 // mayCreate says whether a missing table may be created for c.

@@ -252,7 +252,9 @@ func (s *MySQL) ensureTable(c change) (*targetTable, error) {
 			typ, _ := res.GetString(i, 1)
 			t.cols[n] = typ
 		}
-		t.pk = s.keyColumns(c)
+		if t.pk, err = s.keyColumns(c); err != nil {
+			return nil, err
+		}
 		s.tables[c.table] = t
 	}
 	if len(t.cols) == 0 && c.upsert() {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -23,13 +24,13 @@ type Postgres struct {
 	tables map[string]*targetTable
 	// Caches: column lists by schema, compiled row renderers.
 	schemaCols map[*avro.RecordSchema]columnSet
-	rowTexts   map[rowTextKey]rowText
+	renderers  map[rendererKey]rowRenderers
 }
 
 // NewPostgres builds the sink from validated params.
 func NewPostgres(p connect.Params, env connect.Env) (connect.Sink, error) {
 	s := &Postgres{sinkBase: newBase(p, env), dsn: p.String("dsn"), tables: map[string]*targetTable{},
-		schemaCols: map[*avro.RecordSchema]columnSet{}, rowTexts: map[rowTextKey]rowText{}}
+		schemaCols: map[*avro.RecordSchema]columnSet{}, renderers: map[rendererKey]rowRenderers{}}
 	if s.pkMode == "fields" && len(s.pkFields) == 0 {
 		return nil, fmt.Errorf("primary_key: fields needs primary_key_fields")
 	}
@@ -226,7 +227,9 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 			return nil, err
 		}
 		t = &targetTable{cols: cols, fits: map[*avro.RecordSchema]bool{}}
-		t.pk = s.keyColumns(c)
+		if t.pk, err = s.keyColumns(c); err != nil {
+			return nil, err
+		}
 		s.tables[c.table] = t
 	}
 	if len(t.cols) == 0 && c.upsert() {
@@ -479,8 +482,23 @@ func (s *Postgres) upsertCopy(ctx context.Context, tx pgx.Tx, cs []*change, cols
 // the connection sends them, so the server parses one part while the
 // next is rendered.
 func (s *Postgres) copyRows(ctx context.Context, tx pgx.Tx, table, list string, cols []string, cs []*change, t *targetTable) error {
-	src := &copySource{rows: cs, render: s.renderer(cs[0].schema, cols, t)}
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, src, "copy "+table+" ("+list+") from stdin"); err != nil {
+	src := &copySource{rows: cs}
+	sql := "copy " + table + " (" + list + ") from stdin"
+	if rb := s.binaryRenderer(cs, t); rb != nil {
+		var rd avrobin.Reader
+		src.render = func(dst []byte, c *change) ([]byte, error) {
+			out, err := rb.append(&rd, dst, c.raw)
+			if err != nil {
+				return dst, fmt.Errorf("%s: %w", c.table, err)
+			}
+			return out, nil
+		}
+		src.buf, src.tail = append(src.buf, copyBinaryHeader...), copyBinaryTrailer
+		sql += " with (format binary)"
+	} else {
+		src.render = s.renderer(cs[0].schema, cols, t)
+	}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, src, sql); err != nil {
 		if src.err != nil {
 			err = src.err // ours, not the server's echo of it
 		}
@@ -489,24 +507,49 @@ func (s *Postgres) copyRows(ctx context.Context, tx pgx.Tx, table, list string, 
 	return nil
 }
 
+// compiled returns the raw renderers of a schema for a table, compiling
+// them the first time; either may be nil (the schema does not render that
+// way).
+func (s *Postgres) compiled(schema *avro.RecordSchema, t *targetTable) rowRenderers {
+	k := rendererKey{schema, t}
+	rr, ok := s.renderers[k]
+	if !ok {
+		rr.text, _ = compileRowText(schema, t.cols)
+		rr.binary, _ = compileRowBinary(schema, t.cols)
+		if len(s.renderers) >= 1000 {
+			clear(s.renderers)
+		}
+		s.renderers[k] = rr
+	}
+	return rr
+}
+
+// binaryRenderer is the binary renderer of rows that are all raw with one
+// schema whose every field has a binary form; nil otherwise.
+func (s *Postgres) binaryRenderer(cs []*change, t *targetTable) rowBinary {
+	schema := cs[0].schema
+	if schema == nil {
+		return nil
+	}
+	for _, c := range cs {
+		if c.row != nil || c.raw == nil || c.schema != schema {
+			return nil
+		}
+	}
+	return s.compiled(schema, t).binary
+}
+
 // renderer returns how to write a row as a COPY text line: from the Avro
 // bytes when the row is raw and its schema renders, else from the values.
 func (s *Postgres) renderer(schema *avro.RecordSchema, cols []string, t *targetTable) func(dst []byte, c *change) ([]byte, error) {
 	var rt rowText
 	if schema != nil {
-		k := rowTextKey{schema, t}
-		var ok bool
-		if rt, ok = s.rowTexts[k]; !ok {
-			rt, _ = compileRowText(schema, t.cols)
-			if len(s.rowTexts) >= 1000 {
-				clear(s.rowTexts)
-			}
-			s.rowTexts[k] = rt
-		}
+		rt = s.compiled(schema, t).text
 	}
+	var rd avrobin.Reader
 	return func(dst []byte, c *change) ([]byte, error) {
 		if c.row == nil && c.raw != nil && rt != nil && c.schema == schema {
-			out, err := rt.append(dst, c.raw)
+			out, err := rt.append(&rd, dst, c.raw)
 			if err != nil {
 				return dst, fmt.Errorf("%s: %w", c.table, err)
 			}
@@ -533,19 +576,26 @@ func (s *Postgres) renderer(schema *avro.RecordSchema, cols []string, t *targetT
 	}
 }
 
-// rowTextKey is what a compiled row renderer depends on.
-type rowTextKey struct {
+// rendererKey is what compiled row renderers depend on.
+type rendererKey struct {
 	schema *avro.RecordSchema
 	t      *targetTable
 }
 
-// copySource renders rows into COPY text as pgconn reads it, about 64 KiB
-// at a time.
+// rowRenderers are a schema's compiled raw renderers for a table.
+type rowRenderers struct {
+	text   rowText
+	binary rowBinary
+}
+
+// copySource renders rows into COPY data as pgconn reads it, about 64 KiB
+// at a time; buf may start with a header, and tail follows the rows.
 type copySource struct {
 	rows   []*change
 	next   int
 	buf    []byte
 	off    int
+	tail   []byte
 	render func(dst []byte, c *change) ([]byte, error)
 	err    error
 }
@@ -556,7 +606,11 @@ func (r *copySource) Read(p []byte) (int, error) {
 			return 0, r.err
 		}
 		if r.next == len(r.rows) {
-			return 0, io.EOF
+			if r.tail == nil {
+				return 0, io.EOF
+			}
+			r.buf, r.off, r.tail = r.tail, 0, nil
+			break
 		}
 		r.buf, r.off = r.buf[:0], 0
 		for r.next < len(r.rows) && len(r.buf) < 64<<10 {

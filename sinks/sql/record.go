@@ -24,6 +24,27 @@ type change struct {
 	// fields, in schema's order), from the envelope val.
 	raw []byte
 	val *connect.AvroValue
+	// rawKey is the key still in Avro binary, when ident reads it; key
+	// is then decoded only if needed (keyMap).
+	rawKey *connect.AvroValue
+	ident  *keyIdent
+}
+
+// keyMap returns the key's columns and values, decoding a raw key.
+func (c *change) keyMap() (map[string]any, error) {
+	if c.key != nil || c.rawKey == nil {
+		return c.key, nil
+	}
+	v, err := c.rawKey.Decode()
+	if err != nil {
+		return nil, fmt.Errorf("key: %w", err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("key is a %T, not a record", v)
+	}
+	c.key = m
+	return m, nil
 }
 
 // upsert says whether the change writes a row (else it deletes one).
@@ -50,7 +71,21 @@ func (c *change) decodeRow() error {
 // when deletes are off, a truncate).
 func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 	c := change{index: i}
+	// A raw key stays raw for a raw value whose key identity reads from
+	// the bytes (the common case: created and updated rows collapse on
+	// it); otherwise it is decoded.
+	if rk, ok := r.Key.(*connect.AvroValue); ok {
+		if _, rawValue := r.Value.(*connect.AvroValue); rawValue {
+			c.ident = s.keyIdent(rk.Schema)
+		}
+		if c.ident != nil {
+			c.rawKey = rk
+		} else if err := s.decodeKey(r); err != nil {
+			return c, false, err
+		}
+	}
 	key, _ := r.Key.(map[string]any)
+	hasKey := key != nil || c.rawKey != nil
 	var table string
 	switch v := r.Value.(type) {
 	case *connect.AvroValue:
@@ -58,18 +93,21 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 		switch {
 		case ok && (sc.op == 'c' || sc.op == 'u' || sc.op == 'r') && sc.after != nil:
 			c.raw, c.val, c.op, c.schema = sc.after, v, sc.op, env.after
-		case ok && sc.op == 'd' && key != nil:
+		case ok && sc.op == 'd' && hasKey:
 			if !s.deletes {
 				return c, false, nil
 			}
-			c.key, c.op = key, sc.op
+			if _, err := c.keyMap(); err != nil { // a delete reads its key
+				return c, false, err
+			}
+			c.op = sc.op
 		default: // a truncate, a keyless delete, a flattened record: the value model
 			dv, err := v.Decode()
 			if err != nil {
 				return c, false, err
 			}
 			r.Value = dv
-			return s.toChange(r, i)
+			return s.toChange(r, i) // with the key decoded, as the value is no longer raw
 		}
 		table = s.rawTableName(r.Topic, sc)
 	case nil: // a tombstone
@@ -124,17 +162,46 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 		table = s.tableName(r.Topic, nil)
 	}
 	c.table = table
-	if c.upsert() && key == nil && s.pkMode == "record_key" {
+	if c.upsert() && !hasKey && s.pkMode == "record_key" {
 		return c, false, fmt.Errorf("a record without a key cannot be upserted by record_key")
 	}
 	if c.upsert() {
-		c.key = key
+		c.key = key // nil for a raw key
 	}
-	if c.key == nil && !c.upsert() {
+	if c.key == nil && c.rawKey == nil && !c.upsert() {
 		return c, false, nil
 	}
 	c.pos = r.Header(connect.HeaderPosition)
 	return c, true, nil
+}
+
+// decodeKey turns a raw key into the value model, for the paths that
+// read the key's values.
+func (s *sinkBase) decodeKey(r *connect.Record) error {
+	rk, ok := r.Key.(*connect.AvroValue)
+	if !ok {
+		return nil
+	}
+	k, err := rk.Decode()
+	if err != nil {
+		return fmt.Errorf("key: %w", err)
+	}
+	r.Key = k
+	return nil
+}
+
+// keyIdent returns the identity reader of a key schema, compiled the
+// first time; nil when the key is to be decoded.
+func (s *sinkBase) keyIdent(schema avro.Schema) *keyIdent {
+	k, seen := s.idents[schema]
+	if !seen {
+		k = compileKeyIdent(schema)
+		if len(s.idents) >= 1000 {
+			clear(s.idents)
+		}
+		s.idents[schema] = k
+	}
+	return k
 }
 
 // scanRaw reads an Avro envelope's op, source and after-image without
@@ -152,7 +219,7 @@ func (s *sinkBase) scanRaw(v *connect.AvroValue) (*envelope, scanned, bool) {
 	if env == nil {
 		return nil, scanned{}, false
 	}
-	sc, err := env.scan(v.Body)
+	sc, err := env.scan(&s.rd, v.Body)
 	return env, sc, err == nil
 }
 

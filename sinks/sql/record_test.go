@@ -1,7 +1,12 @@
 package sql
 
 import (
+	"bytes"
+	"math"
+	"math/rand/v2"
 	"testing"
+
+	"github.com/hamba/avro/v2"
 
 	"github.com/eddy-cdc/eddy/connect"
 	elog "github.com/eddy-cdc/eddy/log"
@@ -34,5 +39,75 @@ func TestTruncateOutlivesTheFetchBuffer(t *testing.T) {
 	cs, err = s.changes([]connect.Record{rec([]byte{0x01, 6}, row)})
 	if err != nil || len(cs) != 0 {
 		t.Fatalf("a record before the truncate was kept: %v %+v", err, cs)
+	}
+}
+
+// A raw key's identity, read from its Avro bytes, is the decoded key's:
+// the records of one row collapse alike whichever way their keys came.
+func TestRawKeyIdentityIsTheDecodedOne(t *testing.T) {
+	s := newBase(connect.Params{}, connect.Env{Connector: "c"})
+	schemas := []string{
+		`{"type":"record","name":"K1","fields":[{"name":"id","type":"long"}]}`,
+		`{"type":"record","name":"K2","fields":[{"name":"n","type":"int"}]}`,
+		`{"type":"record","name":"K3","fields":[{"name":"code","type":"string"}]}`,
+		`{"type":"record","name":"K4","fields":[{"name":"z","type":"string"},{"name":"a","type":"long"},{"name":"m","type":"int"}]}`,
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, text := range schemas {
+		schema, err := avro.ParseWithCache(text, "", &avro.SchemaCache{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ident := s.keyIdent(schema)
+		if ident == nil {
+			t.Fatalf("%s: no raw identity", text)
+		}
+		for range 200 {
+			m := map[string]any{}
+			for _, f := range schema.(*avro.RecordSchema).Fields() {
+				switch f.Type().Type() {
+				case avro.Long:
+					m[f.Name()] = rng.Int64() - math.MaxInt64/2
+				case avro.Int:
+					m[f.Name()] = int(rng.Int32())
+				default:
+					m[f.Name()] = []string{"", "a", "ü=\x00", "1"}[rng.IntN(4)]
+				}
+			}
+			body, err := avro.Marshal(schema, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rk, err := connect.NewAvroValue(schema, 1, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw := change{table: "t", rawKey: rk, ident: ident}
+			got, err := s.appendChangeKey(nil, &raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, err := raw.keyMap()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := appendChangeKey(nil, &change{table: "t", key: key})
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s: raw identity %q, decoded %q", text, got, want)
+			}
+		}
+	}
+	for _, text := range []string{
+		`{"type":"record","name":"L","fields":[{"name":"d","type":{"type":"int","logicalType":"date"}}]}`,
+		`{"type":"record","name":"U","fields":[{"name":"id","type":["null","long"]}]}`,
+		`"long"`,
+	} {
+		schema, err := avro.ParseWithCache(text, "", &avro.SchemaCache{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.keyIdent(schema) != nil {
+			t.Errorf("%s: read raw, though its decoded identity differs", text)
+		}
 	}
 }

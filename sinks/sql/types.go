@@ -147,13 +147,19 @@ func appendPgTime(dst []byte, x time.Time, typ string) []byte {
 	case x.Equal(time.UnixMicro(math.MinInt64)) || x.Equal(time.Unix(math.MinInt32*86400, 0)):
 		return append(dst, "-infinity"...)
 	}
+	layout := "2006-01-02 15:04:05.999999Z07:00"
 	switch typ {
 	case "date":
-		return x.UTC().AppendFormat(dst, "2006-01-02")
+		layout = "2006-01-02"
 	case "timestamp":
-		return x.UTC().AppendFormat(dst, "2006-01-02 15:04:05.999999")
+		layout = "2006-01-02 15:04:05.999999"
 	}
-	return x.UTC().AppendFormat(dst, "2006-01-02 15:04:05.999999Z07:00")
+	x = x.UTC()
+	if y := x.Year(); y <= 0 { // astronomical year 0 is 1 BC, which PostgreSQL writes as such
+		dst = x.AppendFormat(fmt.Appendf(dst, "%04d", 1-y), layout[len("2006"):])
+		return append(dst, " BC"...)
+	}
+	return x.AppendFormat(dst, layout)
 }
 
 func appendFloat(dst []byte, f float64, bits int) []byte {
