@@ -19,9 +19,15 @@ const sinkSessionTimeout = 30 * time.Second
 // (RawValueSink) holds little more than the fetched bytes, so it fetches
 // more at a time, and a sink that writes a transaction per batch pays its
 // fixed costs less often.
+//
+// A task starts (and restarts after a rebalance) with firstFetchBytes,
+// doubling the size with each fetch that brings records: the first
+// records are written while the larger fetches after them are read, as
+// TCP's slow start fills a pipe.
 const (
 	sinkFetchBytes    = 4 << 20
 	rawSinkFetchBytes = 16 << 20
+	firstFetchBytes   = 1 << 20
 )
 
 // GroupFor is the consumer group of a sink connector.
@@ -106,6 +112,7 @@ type sinkSession struct {
 	group      string
 	raw        bool // values stay Avro bytes (RawValueSink)
 	fetchBytes int  // the most read from a partition at a time
+	ramp       int  // the size of the next fetch, up to fetchBytes
 	member     string
 	gen        int
 	parts      []sinkPartition
@@ -128,6 +135,7 @@ func (s *sinkSession) join(ctx context.Context) error {
 		return fmt.Errorf("join group %s: %w", s.group, err)
 	}
 	s.member, s.gen = a.MemberID, a.Generation
+	s.ramp = min(firstFetchBytes, s.fetchBytes)
 	committed := g.Committed(s.group)
 	var own map[elog.TopicPartition]int64
 	if st, ok := s.sink.(OffsetStore); ok {
@@ -198,11 +206,12 @@ type ahead struct {
 	done chan struct{}
 }
 
-// fetch reads from sp.p at pos into f, and decodes and converts it.
-func (s *sinkSession) fetch(ctx context.Context, sp *sinkPartition, pos int64, f *fetched) {
+// fetch reads up to size bytes from sp.p at pos into f, and decodes and
+// converts them.
+func (s *sinkSession) fetch(ctx context.Context, sp *sinkPartition, pos int64, size int, f *fetched) {
 	f.tp, f.pos, f.next, f.err = sp.tp, pos, pos, nil
 	f.logRec, f.recs, f.failed = f.logRec[:0], f.recs[:0], f.failed[:0]
-	res, err := sp.p.FetchInto(f.buf[:0], pos, s.fetchBytes)
+	res, err := sp.p.FetchInto(f.buf[:0], pos, size)
 	if err != nil {
 		f.err = err
 		return
@@ -240,7 +249,7 @@ func (s *sinkSession) take(ctx context.Context, sp *sinkPartition) *fetched {
 		}
 	}
 	f := s.spare()
-	s.fetch(ctx, sp, sp.pos, f)
+	s.fetch(ctx, sp, sp.pos, s.ramp, f)
 	return f
 }
 
@@ -258,9 +267,10 @@ func (s *sinkSession) spare() *fetched {
 func (s *sinkSession) fetchAhead(ctx context.Context, sp *sinkPartition, pos int64) {
 	a := &ahead{f: s.spare(), done: make(chan struct{})}
 	s.ahead = a
+	size := s.ramp
 	go func() {
 		defer close(a.done)
-		s.fetch(ctx, sp, pos, a.f)
+		s.fetch(ctx, sp, pos, size, a.f)
 	}()
 }
 
@@ -292,6 +302,7 @@ func (s *sinkSession) poll(ctx context.Context, i int) (int, error) {
 		return 0, nil
 	}
 	if len(f.logRec) > 0 {
+		s.ramp = min(2*s.ramp, s.fetchBytes)
 		j := (i + 1) % len(s.parts)
 		next := s.parts[j].pos
 		if j == i {

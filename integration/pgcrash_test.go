@@ -254,7 +254,17 @@ connectors:
 	go func() { done <- mixedLoad(dsn, []string{"orders"}, 300000, 5, stop) }()
 	p := startEddy(t, bin, cfg, logPath)
 	<-p.up
-	time.Sleep(700 * time.Millisecond) // well inside the snapshot
+	// Inside the snapshot: a fixed sleep after start could outlast a
+	// snapshot on a quiet machine.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(logPath); strings.Contains(string(b), "snapshot started") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the snapshot did not start; see %s", logPath)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
 	p.kill()
 	p = startEddy(t, bin, cfg, logPath)
 	<-p.up

@@ -36,8 +36,7 @@ type sinkBase struct {
 	// superseded and skipped, so no partition brings back a row it wiped.
 	truncated map[string][]byte
 	envelopes map[avro.Schema]*envelope // nil: not an envelope the raw path reads
-	chg       []change                  // the last batch's changes, reused
-	at        map[string]int            // their index by key, reused
+	sets      [2]changeSet              // reused (changesFrom)
 	idents    map[avro.Schema]*keyIdent // nil: a key decoded
 	lastRaw   lastRawName
 	rd        avrobin.Reader // scans envelopes
@@ -106,26 +105,38 @@ func (s *sinkBase) keepTruncates(applied map[string][]byte) {
 
 // changes turns records into the last change of each key, in order of
 // first appearance.
-//
-// The result and the index of keys are kept for the next call (a write
-// holds one batch's changes at a time), so a steady stream of batches
-// allocates neither anew.
 func (s *sinkBase) changes(recs []connect.Record) ([]change, error) {
-	out := slices.Grow(s.chg[:0], len(recs))
-	if s.at == nil {
-		s.at = make(map[string]int, len(recs))
+	out, _, err := s.changesFrom(&s.sets[0], recs, s.truncated)
+	return out, err
+}
+
+// changeSet holds a batch's changes and the index of their keys, kept for
+// the next batch so a steady stream allocates neither anew. A sink has two:
+// postgres-sink builds a part's changes in one while it applies the other.
+type changeSet struct {
+	out []change
+	at  map[string]int
+}
+
+// changesFrom is changes with the truncates applied so far given
+// (truncated), into set; it also returns the truncates as they stand once
+// these changes apply.
+func (s *sinkBase) changesFrom(set *changeSet, recs []connect.Record, truncatedBefore map[string][]byte) ([]change, map[string][]byte, error) {
+	out := slices.Grow(set.out[:0], len(recs))
+	if set.at == nil {
+		set.at = make(map[string]int, len(recs))
 	}
-	at := s.at
+	at := set.at
 	clear(at)
-	var kb []byte                    // the key of the change in hand; looked up without allocating
-	truncated := map[string][]byte{} // as it will be once this batch applies
-	for k, v := range s.truncated {
+	var kb []byte                                              // the key of the change in hand; looked up without allocating
+	truncated := make(map[string][]byte, len(truncatedBefore)) // as it will be once this batch applies
+	for k, v := range truncatedBefore {
 		truncated[k] = v
 	}
 	for i := range recs {
 		c, ok, err := s.toChange(&recs[i], i)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !ok {
 			continue
@@ -146,7 +157,7 @@ func (s *sinkBase) changes(recs []connect.Record) ([]change, error) {
 			for j := range out {
 				if !out[j].truncate {
 					if kb, err = s.appendChangeKey(kb[:0], &out[j]); err != nil {
-						return nil, err
+						return nil, nil, err
 					}
 					at[string(kb)] = j
 				}
@@ -155,7 +166,7 @@ func (s *sinkBase) changes(recs []connect.Record) ([]change, error) {
 			continue
 		}
 		if kb, err = s.appendChangeKey(kb[:0], &c); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if j, seen := at[string(kb)]; seen {
 			out[j] = c
@@ -164,8 +175,8 @@ func (s *sinkBase) changes(recs []connect.Record) ([]change, error) {
 		at[string(kb)] = len(out)
 		out = append(out, c)
 	}
-	s.chg = out
-	return out, nil
+	set.out = out
+	return out, truncated, nil
 }
 
 // appendChangeKey identifies a change's table and key values, for

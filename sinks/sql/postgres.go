@@ -114,12 +114,72 @@ func (s *Postgres) Write(ctx context.Context, recs []connect.Record) error {
 		}
 		s.conn = conn
 	}
-	return s.isolate(recs, 0, true, func(cs []change, offsets map[elog.TopicPartition]int64) error { return s.apply(ctx, cs, offsets) },
-		func() bool { return ctx.Err() != nil || s.conn.IsClosed() })
+	gone := func() bool { return ctx.Err() != nil || s.conn.IsClosed() }
+	if len(recs) > 2*pipelinePart {
+		err := s.applyPipelined(ctx, recs)
+		if err == nil || gone() {
+			return err
+		}
+		s.log.Warn("batch failed; applying it again to find the record at fault", "connector", s.connector, "records", len(recs), "err", err)
+	}
+	return s.isolate(recs, 0, true, func(cs []change, offsets map[elog.TopicPartition]int64) error { return s.apply(ctx, cs, offsets) }, gone)
+}
+
+// pipelinePart is how many records of a large batch applyPipelined takes
+// at a time.
+const pipelinePart = 16384
+
+// applyPipelined applies a large batch in one transaction, part by part:
+// while one part's rows stream into the server, the next part's changes
+// are worked out. Parts apply in order, so the transaction ends as if it
+// had applied the records one by one, as apply does; the truncates of a
+// part are known to the next. A failure leaves the batch to isolate.
+func (s *Postgres) applyPipelined(ctx context.Context, recs []connect.Record) error {
+	type part struct {
+		changes   []change
+		truncated map[string][]byte
+		err       error
+	}
+	build := func(set *changeSet, recs []connect.Record, truncated map[string][]byte) part {
+		cs, tr, err := s.changesFrom(set, recs, truncated)
+		return part{cs, tr, err}
+	}
+	next := build(&s.sets[0], recs[:pipelinePart], s.truncated)
+	return s.transact(ctx, offsetsOf(recs), func(tx pgx.Tx, touched map[string]*targetTable, applied map[string][]byte) error {
+		for start, n := 0, 0; start < len(recs); start, n = start+pipelinePart, n+1 {
+			cur := next
+			if cur.err != nil {
+				return cur.err
+			}
+			var ahead chan part
+			if end := start + pipelinePart; end < len(recs) {
+				ahead = make(chan part, 1)
+				go func() { ahead <- build(&s.sets[(n+1)%2], recs[end:min(end+pipelinePart, len(recs))], cur.truncated) }()
+			}
+			err := s.applyIn(ctx, tx, cur.changes, touched, applied)
+			if ahead != nil {
+				next = <-ahead // the part after has to be done with before this returns, error or not
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // apply writes changes and offsets in one transaction.
 func (s *Postgres) apply(ctx context.Context, changes []change, offsets map[elog.TopicPartition]int64) error {
+	return s.transact(ctx, offsets, func(tx pgx.Tx, touched map[string]*targetTable, applied map[string][]byte) error {
+		return s.applyIn(ctx, tx, changes, touched, applied)
+	})
+}
+
+// transact runs body in a transaction, stores the offsets after it, and
+// commits. body notes the tables it touched and the truncates it applied:
+// the sink forgets the former if the transaction fails (their DDL did not
+// happen), and keeps the latter once it commits.
+func (s *Postgres) transact(ctx context.Context, offsets map[elog.TopicPartition]int64, body func(tx pgx.Tx, touched map[string]*targetTable, applied map[string][]byte) error) error {
 	tx, err := s.conn.Begin(ctx)
 	if err != nil {
 		return err
@@ -127,6 +187,40 @@ func (s *Postgres) apply(ctx context.Context, changes []change, offsets map[elog
 	defer tx.Rollback(ctx)
 	touched := map[string]*targetTable{}
 	applied := map[string][]byte{}
+	err = body(tx, touched, applied)
+	if err == nil {
+		err = s.storeOffsets(ctx, tx, offsets)
+	}
+	if err == nil {
+		err = tx.Commit(ctx)
+	}
+	if err != nil {
+		for name := range touched {
+			delete(s.tables, name)
+		}
+		return err
+	}
+	s.keepTruncates(applied)
+	return nil
+}
+
+// storeOffsets records the next offsets in eddy_offsets, in the
+// transaction of the rows.
+func (s *Postgres) storeOffsets(ctx context.Context, tx pgx.Tx, offsets map[elog.TopicPartition]int64) error {
+	for tp, next := range offsets {
+		if _, err := tx.Exec(ctx, `insert into eddy_offsets values ($1, $2, $3, $4)
+			on conflict (connector, topic, partition) do update set next_offset = greatest(eddy_offsets.next_offset, excluded.next_offset)`,
+			s.connector, tp.Topic, tp.Partition, next); err != nil {
+			return fmt.Errorf("store offsets: %w", err)
+		}
+	}
+	return nil
+}
+
+// applyIn writes changes in tx: truncates first, then deletes, then
+// upserts grouped by table and columns. It notes the tables it touched
+// and the truncates it applied.
+func (s *Postgres) applyIn(ctx context.Context, tx pgx.Tx, changes []change, touched map[string]*targetTable, applied map[string][]byte) error {
 	for _, c := range changes {
 		if !c.truncate {
 			continue
@@ -189,20 +283,6 @@ func (s *Postgres) apply(ctx context.Context, changes []change, offsets map[elog
 			return err
 		}
 	}
-	for tp, next := range offsets {
-		if _, err := tx.Exec(ctx, `insert into eddy_offsets values ($1, $2, $3, $4)
-			on conflict (connector, topic, partition) do update set next_offset = greatest(eddy_offsets.next_offset, excluded.next_offset)`,
-			s.connector, tp.Topic, tp.Partition, next); err != nil {
-			return fmt.Errorf("store offsets: %w", err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		for name := range touched {
-			delete(s.tables, name) // DDL of the failed transaction did not happen
-		}
-		return err
-	}
-	s.keepTruncates(applied)
 	return nil
 }
 

@@ -1,0 +1,177 @@
+package sql
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eddy-cdc/eddy/connect"
+	elog "github.com/eddy-cdc/eddy/log"
+)
+
+// testDatabase makes a database of its own on the local PostgreSQL and
+// returns its DSN; it is dropped when the test ends.
+func testDatabase(t *testing.T) string {
+	t.Helper()
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:5432", 2*time.Second); err != nil {
+		t.Skipf("PostgreSQL is not running (run scripts/test-services.sh): %v", err)
+	} else {
+		c.Close()
+	}
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := fmt.Sprintf("eddy_sqlsink_%d_", os.Getpid())
+	if rows, err := admin.Query(ctx, "select datname from pg_database where datname like 'eddy_sqlsink_%' and datname not like $1", mine+"%"); err == nil {
+		stale, _ := pgx.CollectRows(rows, pgx.RowTo[string]) // left by a killed run
+		for _, db := range stale {
+			admin.Exec(ctx, "drop database "+db+" with (force)")
+		}
+	}
+	name := fmt.Sprintf("%s%d", mine, time.Now().UnixNano()%1e9)
+	if _, err := admin.Exec(ctx, "create database "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		admin.Exec(ctx, "drop database "+name+" with (force)")
+		admin.Close(ctx)
+	})
+	return "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable"
+}
+
+// A batch large enough to be applied in parts (applyPipelined) ends as
+// the records applied one by one would: with keys created in one part and
+// updated or deleted in later ones, a truncate in the middle, and rows
+// created again after it. The same records in small batches (apply) must
+// give the same table.
+func TestLargeBatchAppliesInParts(t *testing.T) {
+	ctx := context.Background()
+	schema, err := avro.ParseWithCache(envelopeSchema("shop.public.parts", `
+		{"name":"id","type":"long"},
+		{"name":"v","type":["null","string"]}`), "", &avro.SchemaCache{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keySchema, err := avro.ParseWithCache(`{"type":"record","name":"Key","namespace":"shop.public.parts","fields":[{"name":"id","type":"long"}]}`, "", &avro.SchemaCache{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	const n = 5*pipelinePart + 123
+	recs := make([]connect.Record, 0, n)
+	want := map[int64]string{}
+	for i := range n {
+		id := rng.Int64N(30000)
+		op := []string{"c", "u", "u", "d"}[rng.IntN(4)]
+		switch {
+		case i == 2*pipelinePart+77:
+			op = "t" // in the middle of the third part
+		case op != "d" && want[id] == "" || i < pipelinePart:
+			op = "c"
+		}
+		v := fmt.Sprintf("v%d", i)
+		var after any
+		switch op {
+		case "t":
+			clear(want)
+		case "d":
+			delete(want, id)
+		default:
+			want[id] = v
+			after = map[string]any{"shop.public.parts.Value": map[string]any{"id": id, "v": map[string]any{"string": v}}}
+		}
+		body, err := avro.Marshal(schema, map[string]any{"before": nil, "after": after,
+			"source": map[string]any{"name": "pg", "lsn": nil, "schema": "public", "table": map[string]any{"string": "parts"}, "tags": map[string]any{}},
+			"op":     op, "ts_ms": nil})
+		if err != nil {
+			t.Fatal(err)
+		}
+		val, err := connect.NewAvroValue(schema, 1, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := connect.Record{Topic: "shop.public.parts", Value: val, ValueSchema: schema, Offset: int64(i),
+			Headers: []elog.Header{{Key: connect.HeaderPosition, Value: fmt.Appendf(nil, "%012d", i)}}}
+		if op != "t" {
+			kb, err := avro.Marshal(keySchema, map[string]any{"id": id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Key, err = connect.NewAvroValue(keySchema, 2, kb); err != nil {
+				t.Fatal(err)
+			}
+		}
+		recs = append(recs, r)
+	}
+	cat, err := connect.BuiltinCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, batch := range []int{n, 1000} {
+		t.Run(fmt.Sprintf("batches of %d", batch), func(t *testing.T) {
+			dsn := testDatabase(t)
+			p, err := connect.NewParams(cat.Plugin("postgres-sink"), map[string]any{"dsn": dsn, "table": "${table}"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logged strings.Builder
+			sink, err := NewPostgres(p, connect.Env{Connector: "parts", Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sink.Open(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer sink.Close()
+			for start := 0; start < n; start += batch {
+				if err := sink.Write(ctx, recs[start:min(start+batch, n)]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if strings.Contains(logged.String(), "failed") { // no batch went the slow way
+				t.Fatalf("the sink logged a failure:\n%s", logged.String())
+			}
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			rows, _ := conn.Query(ctx, "select id, v from parts")
+			got := map[int64]string{}
+			for rows.Next() {
+				var id int64
+				var v string
+				if err := rows.Scan(&id, &v); err != nil {
+					t.Fatal(err)
+				}
+				got[id] = v
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want) {
+				t.Errorf("the table holds %d rows, want %d", len(got), len(want))
+			}
+			for id, v := range want {
+				if got[id] != v {
+					t.Fatalf("row %d: %q, want %q", id, got[id], v)
+				}
+			}
+			var next int64
+			if err := conn.QueryRow(ctx, "select next_offset from eddy_offsets where connector = 'parts'").Scan(&next); err != nil || next != n {
+				t.Fatalf("eddy_offsets says %d (%v), want %d", next, err, n)
+			}
+		})
+	}
+}
