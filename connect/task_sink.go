@@ -258,7 +258,7 @@ func (s *sinkSession) take(ctx context.Context, sp *sinkPartition) *fetched {
 func (s *sinkSession) spare() *fetched {
 	s.turn = 1 - s.turn
 	if s.bufs[s.turn] == nil {
-		s.bufs[s.turn] = &fetched{}
+		s.bufs[s.turn] = &fetched{buf: make([]byte, 0, s.fetchBytes)} // at its full size at once: the ramp would regrow it
 	}
 	return s.bufs[s.turn]
 }

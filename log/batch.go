@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -395,6 +396,18 @@ func decompress(body []byte, c Compression) ([]byte, error) {
 // are skipped. A trailing partial batch is an error; use SplitBatches first
 // when data may end mid-batch.
 func DecodeBatches(dst []Record, data []byte, minOffset int64) ([]Record, error) {
+	// Room for every record at once, rather than growing batch by batch;
+	// a count that cannot be (see decodeRecords) is left to fail there.
+	n := 0
+	for rest := data; len(rest) >= BatchHeaderSize; {
+		h, err := ParseBatchHeader(rest)
+		if err != nil || h.Size() > len(rest) || int(h.RecordCount) > (h.Size()-BatchHeaderSize)/7+1 {
+			break
+		}
+		n += int(h.RecordCount)
+		rest = rest[h.Size():]
+	}
+	dst = slices.Grow(dst, n)
 	for len(data) > 0 {
 		h, err := ParseBatchHeader(data)
 		if err != nil {
@@ -427,7 +440,7 @@ func decodeRecords(dst []Record, h *BatchHeader, batch []byte, minOffset int64) 
 	if int(h.RecordCount) > len(body)/7+1 {
 		return dst, fmt.Errorf("%w: batch at offset %d claims %d records in %d bytes", ErrCorruptBatch, h.BaseOffset, h.RecordCount, len(body))
 	}
-	d := recordDecoder{b: body}
+	d := recordDecoder{b: body, headers: make([]Header, 0, headerCount(h, body))}
 	for i := int32(0); i < h.RecordCount; i++ {
 		r, err := d.record(h)
 		if err != nil {
@@ -443,7 +456,24 @@ func decodeRecords(dst []Record, h *BatchHeader, batch []byte, minOffset int64) 
 	return dst, nil
 }
 
-type recordDecoder struct{ b []byte }
+// recordDecoder reads a batch's records. Their headers share one slice,
+// and a header key the record before had is not allocated again.
+type recordDecoder struct {
+	b       []byte
+	headers []Header // the batch's, in order
+	last    []Header // the record before's
+}
+
+// headerCount guesses a batch's header count from its first record, so
+// that the headers of records alike take one allocation.
+func headerCount(h *BatchHeader, body []byte) int {
+	d := recordDecoder{b: body}
+	r, err := d.record(h)
+	if err != nil {
+		return 0
+	}
+	return len(r.Headers) * int(h.RecordCount)
+}
 
 func (d *recordDecoder) varint() (int64, error) {
 	v, n := binary.Varint(d.b)
@@ -514,20 +544,30 @@ func (d *recordDecoder) record(h *BatchHeader) (Record, error) {
 		return r, fmt.Errorf("%w: %d headers in %d bytes", ErrCorruptBatch, nh, len(d.b))
 	}
 	if nh > 0 {
-		r.Headers = make([]Header, nh)
+		if cap(d.headers)-len(d.headers) < int(nh) {
+			d.headers = make([]Header, 0, max(int(nh), 2*cap(d.headers)))
+		}
+		at := len(d.headers)
+		d.headers = d.headers[:at+int(nh)]
+		r.Headers = d.headers[at : at+int(nh) : at+int(nh)]
 		for i := range r.Headers {
 			k, err := d.bytes()
 			if err != nil {
 				return r, err
 			}
-			if k == nil || !utf8.Valid(k) {
-				return r, fmt.Errorf("%w: header key is null or not UTF-8", ErrCorruptBatch)
+			if i < len(d.last) && k != nil && d.last[i].Key == string(k) {
+				r.Headers[i].Key = d.last[i].Key
+			} else {
+				if k == nil || !utf8.Valid(k) {
+					return r, fmt.Errorf("%w: header key is null or not UTF-8", ErrCorruptBatch)
+				}
+				r.Headers[i].Key = string(k)
 			}
-			r.Headers[i].Key = string(k)
 			if r.Headers[i].Value, err = d.bytes(); err != nil {
 				return r, err
 			}
 		}
+		d.last = r.Headers
 	}
 	if len(d.b) != 0 {
 		return r, fmt.Errorf("%w: %d bytes left inside the record", ErrCorruptBatch, len(d.b))

@@ -14,6 +14,8 @@ func FuzzDecodeBatches(f *testing.F) {
 	seeds := [][]Record{
 		{{Key: []byte("k"), Value: []byte("v"), Timestamp: ts}},
 		{{Value: nil, Key: []byte("tomb"), Timestamp: ts}, {Value: []byte("x"), Headers: []Header{{"a", []byte("b")}}, Timestamp: ts}},
+		{{Value: []byte("1"), Headers: []Header{{"", nil}, {"p", []byte("1")}}, Timestamp: ts}, {Value: []byte("2"), Headers: []Header{{"", []byte("v")}, {"q", nil}}, Timestamp: ts},
+			{Value: []byte("3"), Headers: []Header{{"", nil}}, Timestamp: ts}},
 	}
 	for _, recs := range seeds {
 		for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd} {
