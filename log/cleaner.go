@@ -250,7 +250,7 @@ func (p *Partition) replaceSegment(old *segment, data []byte) error {
 		f.Close()
 		return err
 	}
-	if err := ns.rewriteIndexes(); err != nil {
+	if err := ns.rewriteIndexes(false); err != nil {
 		f.Close()
 		return err
 	}

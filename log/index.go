@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -145,7 +146,12 @@ func (s *segment) writeIndexes() error {
 }
 
 // rewriteIndexes replaces both index files with the in-memory indexes.
-func (s *segment) rewriteIndexes() error {
+//
+// An active segment's indexes are rebuilt from its scan on every open, so
+// their files need not be durable; when they already hold the rebuilt
+// bytes (as a clean close leaves them), keepSame leaves them be, which
+// saves an open four fsyncs.
+func (s *segment) rewriteIndexes(keepSame bool) error {
 	s.mu.Lock()
 	idx := make([]byte, 0, len(s.index)*indexEntrySize)
 	for _, e := range s.index {
@@ -158,11 +164,20 @@ func (s *segment) rewriteIndexes() error {
 	}
 	s.idxBuf, s.timeBuf = nil, nil
 	s.mu.Unlock()
+	if keepSame && sameFile(s.path(indexSuffix), idx) && sameFile(s.path(timeIndexSuffix), tidx) {
+		return nil
+	}
 	s.closeIndexFiles() // the files are replaced: reopen on the next append
 	if err := writeFileSync(s.path(indexSuffix), idx); err != nil {
 		return err
 	}
 	return writeFileSync(s.path(timeIndexSuffix), tidx)
+}
+
+// sameFile says whether the file at path holds exactly b.
+func sameFile(path string, b []byte) bool {
+	got, err := os.ReadFile(path)
+	return err == nil && bytes.Equal(got, b)
 }
 
 // lookup returns the file position of the batch the sparse index names for

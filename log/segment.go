@@ -155,7 +155,7 @@ func openSegment(dir string, base int64, active bool, interval int64, logf func(
 	s.size.Store(res.end)
 	s.index, s.times, s.sinceIdx = res.index, res.times, res.sinceIdx
 	s.maxTs, s.next, s.rollTs = res.maxTs, res.next, res.firstTs
-	if err := s.rewriteIndexes(); err != nil {
+	if err := s.rewriteIndexes(active); err != nil {
 		f.Close()
 		return nil, err
 	}
