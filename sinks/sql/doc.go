@@ -1,8 +1,8 @@
-// Package sql holds the database sinks: postgres-sink and mysql-sink. A sink keeps a copy of the captured tables in a target
-// database, exactly once: each batch's rows and the sink's offsets (table
-// eddy_offsets: connector, topic, partition, next offset) are written in
-// one target transaction, and on start the sink resumes from what that
-// table says.
+// Package sql holds the database sinks: postgres-sink and mysql-sink. A
+// sink keeps a copy of the captured tables in a target database, exactly
+// once: each batch's rows and the sink's offsets (table eddy_offsets:
+// connector, topic, partition, next offset) are written in one target
+// transaction, and on start the sink resumes from what that table says.
 //
 // A batch collapses to the last change of each key (the final state of a
 // key depends on its last change only), then applies deletes and upserts
@@ -16,7 +16,11 @@
 // change, postgres.go and mysql.go apply changes to each database, and
 // types.go maps Avro types to PostgreSQL's (mysql.go has MySQL's).
 //
-// postgres-sink reads envelopes from the log's Avro bytes (avro.go):
-// change.pos and change.raw alias the fetched data and are valid only
-// during Write; what outlives a Write (a truncate's position) is copied.
+// postgres-sink reads envelopes and keys from the log's Avro bytes
+// (avro.go) and renders rows into COPY text (avro.go) or COPY's binary
+// format (pgbinary.go). change.pos, change.raw and change.rawKey alias the
+// fetched data and are valid only during Write; what outlives a Write (a
+// truncate's position) is copied. A large batch is applied in parts within
+// its transaction, the next part's changes worked out while the current
+// part's rows stream (applyPipelined).
 package sql
