@@ -309,7 +309,7 @@ func (s *sinkSession) poll(ctx context.Context, i int) (int, error) {
 			next = f.next
 		}
 		s.fetchAhead(ctx, &s.parts[j], next)
-		if err := s.deliver(ctx, sp, f); err != nil {
+		if err := s.deliver(ctx, f); err != nil {
 			return 0, err
 		}
 	}
@@ -324,7 +324,10 @@ func (s *sinkSession) poll(ctx context.Context, i int) (int, error) {
 }
 
 // deliver transforms and writes a fetch's records.
-func (s *sinkSession) deliver(ctx context.Context, sp *sinkPartition, f *fetched) error {
+func (s *sinkSession) deliver(ctx context.Context, f *fetched) error {
+	if err := ctx.Err(); err != nil {
+		return err // a record that failed to convert may have failed for that: none is dead-lettered
+	}
 	c := s.c
 	start := time.Now()
 	c.w.metrics.recordsIn.WithLabelValues(c.spec.Name).Add(float64(len(f.logRec)))
