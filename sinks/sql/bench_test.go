@@ -100,6 +100,7 @@ func BenchmarkRawChangesAndCopy(b *testing.B) {
 			}
 		}
 	}
+	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
 	b.ReportMetric(float64(testing.AllocsPerRun(1, func() { s.changes(recs) }))/n, "allocs/record")
 }
