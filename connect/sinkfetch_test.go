@@ -10,15 +10,9 @@ import (
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
-// A sink task fetches the next batch while the sink writes the one before.
-// Over three partitions, with a raw sink (keys and values as Avro bytes)
-// and a record that does not deserialize in the middle of one partition,
-// every record arrives exactly once, in offset order per partition, and
-// the bad one is dead-lettered with its offset.
-func TestSinkFetchesAheadInOrder(t *testing.T) {
-	dir := t.TempDir()
-	const n = 6000
-	h := start(t, dir, fmt.Sprintf(`
+// genToRawSink: datagen (%d events) into three partitions, read by a raw
+// sink with the errors policy given.
+const genToRawSink = `
 log: {partitions: 3}
 connectors:
   - name: gen
@@ -27,8 +21,35 @@ connectors:
   - name: raw
     plugin: raw-sink
     topics: [d.public.orders]
-    errors: {tolerance: all, dead_letter_topic: dlq}
-`, n))
+    errors: %s
+`
+
+// waitGenerated returns the records topic holds once datagen has written
+// its n events and stopped (with deletes' tombstones, more than n).
+func waitGenerated(t *testing.T, topic *elog.Topic, n int64) int64 {
+	t.Helper()
+	var total, last int64
+	waitFor(t, "the generator to finish", 60*time.Second, func() bool {
+		last, total = total, 0
+		for i := range topic.Partitions() {
+			p, _ := topic.Partition(i)
+			total += p.HighWatermark()
+		}
+		time.Sleep(300 * time.Millisecond)
+		return total > n && total == last
+	})
+	return total
+}
+
+// A sink task fetches the next batch while the sink writes the one before.
+// Over three partitions, with a raw sink (keys and values as Avro bytes)
+// and a record that does not deserialize in the middle of one partition,
+// every record arrives exactly once, in offset order per partition, and
+// the bad one is dead-lettered with its offset.
+func TestSinkFetchesAheadInOrder(t *testing.T) {
+	dir := t.TempDir()
+	const n = 6000
+	h := start(t, dir, fmt.Sprintf(genToRawSink, n, "{tolerance: all, dead_letter_topic: dlq}"))
 	var topic *elog.Topic
 	waitFor(t, "the generator to get going", 30*time.Second, func() bool {
 		var err error
@@ -44,16 +65,7 @@ connectors:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var total, last int64
-	waitFor(t, "the generator to finish", 60*time.Second, func() bool {
-		last, total = total, 0
-		for i := range 3 {
-			p, _ := topic.Partition(i)
-			total += p.HighWatermark()
-		}
-		time.Sleep(300 * time.Millisecond) // with deletes' tombstones, it writes more than n records
-		return total > n && total == last
-	})
+	total := waitGenerated(t, topic, n)
 	waitFor(t, "the sink to take every record", 60*time.Second, func() bool {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -99,4 +111,61 @@ connectors:
 	if hd[connect.HeaderErrStage] != connect.StageDeserialize || hd[connect.HeaderErrOffset] != fmt.Sprint(bad) || hd[connect.HeaderErrPartition] != "1" {
 		t.Fatalf("dead letter headers: %v", hd)
 	}
+}
+
+// Rebalances while the task fetches ahead: another member joins the
+// sink's group (taking partitions away) and leaves again, twice, during
+// a backlog. Every record still reaches the sink, in offset order per
+// partition (a batch written before a rebalance may come again, as in
+// Kafka Connect), and the fetch ahead never reads a partition the task
+// gave up (run with -race).
+func TestSinkFetchAheadAcrossRebalances(t *testing.T) {
+	dir := t.TempDir()
+	const n = 20000
+	h := start(t, dir, fmt.Sprintf(genToRawSink, n, "{tolerance: none}"))
+	g := h.log.Groups()
+	for range 2 {
+		waitFor(t, "the sink to get going", 30*time.Second, func() bool {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return len(h.sunk) > 0
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		a, err := g.Join(ctx, connect.GroupFor("raw"), elog.JoinRequest{ClientID: "intruder", Topics: []string{"d.public.orders"}, SessionTimeout: 10 * time.Second})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a.Partitions) == 0 {
+			t.Fatal("the intruder got no partition: there was no rebalance to speak of")
+		}
+		time.Sleep(50 * time.Millisecond)
+		if err := g.Leave(connect.GroupFor("raw"), a.MemberID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	topic, err := h.log.Topic("d.public.orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := waitGenerated(t, topic, n)
+	seen := func() (int64, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		next := map[int]int64{}
+		for _, r := range h.sunk {
+			if r.Offset > next[r.Partition] {
+				return 0, fmt.Errorf("partition %d: offset %d came before %d", r.Partition, r.Offset, next[r.Partition])
+			}
+			next[r.Partition] = max(next[r.Partition], r.Offset+1)
+		}
+		return next[0] + next[1] + next[2], nil
+	}
+	waitFor(t, "the sink to take every record", 60*time.Second, func() bool {
+		got, err := seen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got == total
+	})
 }

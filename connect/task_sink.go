@@ -206,12 +206,13 @@ type ahead struct {
 	done chan struct{}
 }
 
-// fetch reads up to size bytes from sp.p at pos into f, and decodes and
-// converts them.
-func (s *sinkSession) fetch(ctx context.Context, sp *sinkPartition, pos int64, size int, f *fetched) {
-	f.tp, f.pos, f.next, f.err = sp.tp, pos, pos, nil
+// fetch reads up to size bytes of partition tp (p) at pos into f, and
+// decodes and converts them. It takes the partition by value: a rejoin may
+// rewrite s.parts while a fetch ahead runs.
+func (s *sinkSession) fetch(ctx context.Context, tp elog.TopicPartition, p *elog.Partition, pos int64, size int, f *fetched) {
+	f.tp, f.pos, f.next, f.err = tp, pos, pos, nil
 	f.logRec, f.recs, f.failed = f.logRec[:0], f.recs[:0], f.failed[:0]
-	res, err := sp.p.FetchInto(f.buf[:0], pos, size)
+	res, err := p.FetchInto(f.buf[:0], pos, size)
 	if err != nil {
 		f.err = err
 		return
@@ -221,7 +222,7 @@ func (s *sinkSession) fetch(ctx context.Context, sp *sinkPartition, pos int64, s
 		return
 	}
 	if f.logRec, err = elog.DecodeBatches(f.logRec, res.Data, pos); err != nil {
-		f.err = fmt.Errorf("decode %s: %w", sp.p, err)
+		f.err = fmt.Errorf("decode %s: %w", p, err)
 		return
 	}
 	decode := s.conv.Decode
@@ -230,7 +231,7 @@ func (s *sinkSession) fetch(ctx context.Context, sp *sinkPartition, pos int64, s
 	}
 	f.recs = slices.Grow(f.recs, len(f.logRec))
 	for i := range f.logRec {
-		r, err := decode(ctx, sp.tp.Topic, sp.tp.Partition, &f.logRec[i])
+		r, err := decode(ctx, tp.Topic, tp.Partition, &f.logRec[i])
 		if err != nil {
 			f.failed = append(f.failed, failed{i, err})
 		}
@@ -249,7 +250,7 @@ func (s *sinkSession) take(ctx context.Context, sp *sinkPartition) *fetched {
 		}
 	}
 	f := s.spare()
-	s.fetch(ctx, sp, sp.pos, s.ramp, f)
+	s.fetch(ctx, sp.tp, sp.p, sp.pos, s.ramp, f)
 	return f
 }
 
@@ -267,10 +268,10 @@ func (s *sinkSession) spare() *fetched {
 func (s *sinkSession) fetchAhead(ctx context.Context, sp *sinkPartition, pos int64) {
 	a := &ahead{f: s.spare(), done: make(chan struct{})}
 	s.ahead = a
-	size := s.ramp
+	tp, p, size := sp.tp, sp.p, s.ramp
 	go func() {
 		defer close(a.done)
-		s.fetch(ctx, sp, pos, size, a.f)
+		s.fetch(ctx, tp, p, pos, size, a.f)
 	}()
 }
 

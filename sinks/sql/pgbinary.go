@@ -86,6 +86,9 @@ const (
 // pgKindOf reads a column type as format_type prints it, or as the sink
 // names it when it creates the column.
 func pgKindOf(typ string) pgKind {
+	if strings.HasSuffix(typ, "]") { // an array of any of these
+		return pgOther
+	}
 	base, _, _ := strings.Cut(typ, "(")
 	switch base {
 	case "boolean":

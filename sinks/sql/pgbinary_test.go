@@ -153,7 +153,9 @@ func TestBinaryCopyDeclines(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := compileEnvelope(schema)
-	for col, typ := range map[string]string{"f": "double precision", "d": "real", "i": "numeric", "s": "jsonb", "tu": "time with time zone", "day": "time", "u": "bytea"} {
+	for _, c := range [][2]string{{"f", "double precision"}, {"d", "real"}, {"i", "numeric"}, {"s", "jsonb"}, {"tu", "time with time zone"}, {"day", "time"},
+		{"u", "bytea"}, {"dec", "numeric(12,2)[]"}, {"s", "character varying(10)[]"}, {"tsu", "timestamp(3) with time zone[]"}} {
+		col, typ := c[0], c[1]
 		cols := maps.Clone(rawCols)
 		cols[col] = typ
 		if _, ok := compileRowBinary(env.after, cols); ok {
