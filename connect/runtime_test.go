@@ -187,7 +187,7 @@ func start(t testing.TB, dir, yaml string, replay ...connect.Record) *harness {
 			},
 		},
 	}
-	if h.w, err = connect.NewWorker(ctx, h.log, registry.NewSerde(registry.Local(h.reg)), plugins); err != nil {
+	if h.w, err = connect.NewWorker(ctx, h.log, registry.NewSerde(registry.Local(h.reg)), plugins, connect.WithPoisonedFetches()); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range cfg.Connectors {

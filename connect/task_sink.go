@@ -321,6 +321,12 @@ func (s *sinkSession) poll(ctx context.Context, i int) (int, error) {
 		return 0, fmt.Errorf("commit %s: %w", s.group, err)
 	}
 	sp.pos = f.next
+	if s.c.w.poison && len(f.buf) > 0 {
+		f.buf[0] = 0xdb
+		for n := 1; n < len(f.buf); n *= 2 {
+			copy(f.buf[n:], f.buf[:n])
+		}
+	}
 	return len(f.logRec), nil
 }
 

@@ -48,6 +48,7 @@ type Worker struct {
 	metrics  *Metrics
 	id       string
 	defaults elog.TopicConfig
+	poison   bool // overwrite each fetch once delivered (WithPoisonedFetches)
 
 	mu    sync.Mutex
 	conns map[string]*connector
@@ -65,6 +66,14 @@ func WithWorkerLogger(l *slog.Logger) WorkerOption { return func(w *Worker) { w.
 func WithTopicDefaults(c elog.TopicConfig) WorkerOption {
 	return func(w *Worker) { w.defaults = c }
 }
+
+// WithPoisonedFetches makes sink tasks overwrite each fetch's bytes once
+// its records are delivered and committed, before the buffer is read
+// into again. A sink must not keep anything of a record past Write
+// (AvroValue bodies, positions, header values alias the fetch); with this
+// on, one that does reads garbage at once rather than, rarely, the next
+// fetch's data. For tests.
+func WithPoisonedFetches() WorkerOption { return func(w *Worker) { w.poison = true } }
 
 // NewWorker opens the connector offsets over l; serialization goes through
 // serde.
