@@ -95,6 +95,15 @@ type RawValueSink interface {
 	RawValues() bool
 }
 
+// BatchingSink is a sink that wants fuller batches than the log happens
+// to hold: when a fetch has read everything there is and brings fewer than
+// records records (0: any number), the task waits up to linger for more
+// and fetches again before it writes. Fewer, larger writes under a
+// trickle, for that much latency.
+type BatchingSink interface {
+	Batching() (records int, linger time.Duration)
+}
+
 // AvroValue is a record key or value left in Avro binary for a
 // RawValueSink. Body, the bytes without the wire header, aliases the
 // fetched log data: it is valid only until Write returns.

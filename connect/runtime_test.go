@@ -44,7 +44,15 @@ func testCatalog(t testing.TB) *connect.Catalog {
   - name: raw-sink
     kind: sink
     description: Records what it gets, taking keys and values as Avro bytes.
-    params: []
+    params:
+      - name: fill
+        type: int
+        default: 0
+        doc: Records a batch should hold (BatchingSink).
+      - name: linger
+        type: duration
+        default: 0s
+        doc: How long the task may wait to fill a batch.
   - name: flaky-source
     kind: source
     description: Fails its first polls, then hands out one record a poll.
@@ -103,9 +111,14 @@ func (s *testSink) Write(_ context.Context, recs []connect.Record) error {
 // takes them (their bytes are valid only during Write); a key or value
 // that is not raw is an error.
 type rawSink struct {
-	mu  *sync.Mutex
-	got *[]connect.Record
+	mu     *sync.Mutex
+	got    *[]connect.Record
+	writes *[]int // the records of each Write
+	fill   int
+	linger time.Duration
 }
+
+func (s *rawSink) Batching() (int, time.Duration) { return s.fill, s.linger }
 
 func (s *rawSink) RawValues() bool            { return true }
 func (s *rawSink) Open(context.Context) error { return nil }
@@ -113,6 +126,7 @@ func (s *rawSink) Close() error               { return nil }
 func (s *rawSink) Write(_ context.Context, recs []connect.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	*s.writes = append(*s.writes, len(recs))
 	for _, r := range recs {
 		for _, v := range []*any{&r.Key, &r.Value} {
 			if *v == nil {
@@ -144,6 +158,7 @@ type harness struct {
 	cat    *connect.Catalog
 	mu     sync.Mutex
 	sunk   []connect.Record
+	writes []int // raw-sink's Write sizes
 }
 
 // start opens a log in dir and runs the connectors of yaml (data_dir is
@@ -182,8 +197,8 @@ func start(t testing.TB, dir, yaml string, replay ...connect.Record) *harness {
 			"test-sink": func(p connect.Params, _ connect.Env) (connect.Sink, error) {
 				return &testSink{mod: p.Int("reject_modulo"), mu: &h.mu, got: &h.sunk}, nil
 			},
-			"raw-sink": func(connect.Params, connect.Env) (connect.Sink, error) {
-				return &rawSink{mu: &h.mu, got: &h.sunk}, nil
+			"raw-sink": func(p connect.Params, _ connect.Env) (connect.Sink, error) {
+				return &rawSink{mu: &h.mu, got: &h.sunk, writes: &h.writes, fill: int(p.Int("fill")), linger: p.Duration("linger")}, nil
 			},
 		},
 	}

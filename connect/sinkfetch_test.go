@@ -11,17 +11,18 @@ import (
 )
 
 // genToRawSink: datagen (%d events) into three partitions, read by a raw
-// sink with the errors policy given.
+// sink; the generator's rate and batch size, and the sink's own lines
+// (errors:, config:) are given.
 const genToRawSink = `
 log: {partitions: 3}
 connectors:
   - name: gen
     plugin: datagen-source
-    config: {rate: 0, max_events: %d, keys: 500, tables: [orders], topic_prefix: d, batch_size: 100}
+    config: {rate: %d, max_events: %d, keys: 500, tables: [orders], topic_prefix: d, batch_size: %d}
   - name: raw
     plugin: raw-sink
     topics: [d.public.orders]
-    errors: %s
+    %s
 `
 
 // waitGenerated returns the records topic holds once datagen has written
@@ -36,7 +37,7 @@ func waitGenerated(t *testing.T, topic *elog.Topic, n int64) int64 {
 			total += p.HighWatermark()
 		}
 		time.Sleep(300 * time.Millisecond)
-		return total > n && total == last
+		return total >= n && total == last
 	})
 	return total
 }
@@ -49,7 +50,7 @@ func waitGenerated(t *testing.T, topic *elog.Topic, n int64) int64 {
 func TestSinkFetchesAheadInOrder(t *testing.T) {
 	dir := t.TempDir()
 	const n = 6000
-	h := start(t, dir, fmt.Sprintf(genToRawSink, n, "{tolerance: all, dead_letter_topic: dlq}"))
+	h := start(t, dir, fmt.Sprintf(genToRawSink, 0, n, 100, "errors: {tolerance: all, dead_letter_topic: dlq}"))
 	var topic *elog.Topic
 	waitFor(t, "the generator to get going", 30*time.Second, func() bool {
 		var err error
@@ -122,7 +123,7 @@ func TestSinkFetchesAheadInOrder(t *testing.T) {
 func TestSinkFetchAheadAcrossRebalances(t *testing.T) {
 	dir := t.TempDir()
 	const n = 20000
-	h := start(t, dir, fmt.Sprintf(genToRawSink, n, "{tolerance: none}"))
+	h := start(t, dir, fmt.Sprintf(genToRawSink, 0, n, 100, "errors: {tolerance: none}"))
 	g := h.log.Groups()
 	for range 2 {
 		waitFor(t, "the sink to get going", 30*time.Second, func() bool {
@@ -168,4 +169,45 @@ func TestSinkFetchAheadAcrossRebalances(t *testing.T) {
 		}
 		return got == total
 	})
+}
+
+// A BatchingSink's linger: datagen trickles 200 events a second over 3
+// partitions, and the sink asks for batches of 50 with up to 5 s to fill
+// them. Every Write but the last few (the partitions' tails) holds at
+// least 50 records, where the
+// task would otherwise write each few as they come; and every record
+// arrives once, in order.
+func TestSinkLingersToFillABatch(t *testing.T) {
+	dir := t.TempDir()
+	const n = 600
+	h := start(t, dir, fmt.Sprintf(genToRawSink, 200, n, 5, "config: {fill: 50, linger: 5s}"))
+	var topic *elog.Topic
+	waitFor(t, "the topic", 30*time.Second, func() bool {
+		var err error
+		topic, err = h.log.Topic("d.public.orders")
+		return err == nil
+	})
+	total := waitGenerated(t, topic, n)
+	waitFor(t, "the sink to take every record", 30*time.Second, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return int64(len(h.sunk)) >= total
+	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	next := map[int]int64{}
+	for _, r := range h.sunk {
+		if r.Offset != next[r.Partition] {
+			t.Fatalf("partition %d: offset %d, want %d", r.Partition, r.Offset, next[r.Partition])
+		}
+		next[r.Partition]++
+	}
+	if len(h.writes) < 5 {
+		t.Fatalf("%d writes: the test needs several", len(h.writes))
+	}
+	for i, w := range h.writes[:len(h.writes)-3] { // each partition's last write may be its tail
+		if w < 50 {
+			t.Fatalf("write %d of %d held %d records, want at least 50 (all: %v)", i, len(h.writes), w, h.writes)
+		}
+	}
 }

@@ -61,6 +61,10 @@ func (c *connector) runSink(stopCtx, workCtx context.Context) (progressed bool, 
 		}
 	}
 	s := &sinkSession{c: c, sink: sink, ts: ts, conv: NewConverter(c.w.serde, "avro"), group: GroupFor(c.spec.Name), fetchBytes: sinkFetchBytes}
+	if bs, ok := sink.(BatchingSink); ok {
+		s.fill, s.linger = bs.Batching()
+		s.linger = min(s.linger, sinkSessionTimeout/3) // the group must hear from the task
+	}
 	if rs, ok := sink.(RawValueSink); ok && rs.RawValues() && len(ts) == 0 { // transforms edit the value model, so only without them
 		s.raw, s.fetchBytes = true, rawSinkFetchBytes
 	}
@@ -110,9 +114,11 @@ type sinkSession struct {
 	ts         []Transform
 	conv       *Converter
 	group      string
-	raw        bool // values stay Avro bytes (RawValueSink)
-	fetchBytes int  // the most read from a partition at a time
-	ramp       int  // the size of the next fetch, up to fetchBytes
+	raw        bool          // values stay Avro bytes (RawValueSink)
+	fill       int           // records a batch should hold (BatchingSink)
+	linger     time.Duration // how long to wait for them
+	fetchBytes int           // the most read from a partition at a time
+	ramp       int           // the size of the next fetch, up to fetchBytes
 	member     string
 	gen        int
 	parts      []sinkPartition
@@ -302,6 +308,9 @@ func (s *sinkSession) poll(ctx context.Context, i int) (int, error) {
 	if len(f.buf) == 0 {
 		return 0, nil
 	}
+	if err := s.fillUp(ctx, sp, f); err != nil {
+		return 0, err
+	}
 	if len(f.logRec) > 0 {
 		s.ramp = min(2*s.ramp, s.fetchBytes)
 		j := (i + 1) % len(s.parts)
@@ -328,6 +337,37 @@ func (s *sinkSession) poll(ctx context.Context, i int) (int, error) {
 		}
 	}
 	return len(f.logRec), nil
+}
+
+// fillUp is a BatchingSink's linger: while f has read all the partition
+// holds and brings fewer records than the sink wants, it waits for more,
+// up to the linger in all, and fetches again into f (no fetch ahead is
+// under way here, so f is free to reuse).
+func (s *sinkSession) fillUp(ctx context.Context, sp *sinkPartition, f *fetched) error {
+	if s.linger <= 0 || len(f.logRec) == 0 {
+		return nil
+	}
+	deadline := time.Now().Add(s.linger)
+	for (s.fill <= 0 || len(f.logRec) < s.fill) && f.next >= sp.p.HighWatermark() {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		err := sp.p.Wait(wctx, f.next)
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			return nil // the linger is over (or the log closes: the next fetch says so)
+		}
+		s.fetch(ctx, sp.tp, sp.p, sp.pos, s.fetchBytes, f)
+		if f.err != nil {
+			return fmt.Errorf("fetch %s: %w", sp.p, f.err)
+		}
+	}
+	return nil
 }
 
 // deliver transforms and writes a fetch's records.

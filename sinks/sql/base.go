@@ -2,11 +2,13 @@ package sql
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/hamba/avro/v2"
 
@@ -27,6 +29,9 @@ type sinkBase struct {
 	deletes    bool
 	autoCreate bool
 	autoEvolve bool
+	accepts    string        // any | envelope | flattened
+	batchSize  int           // records a transaction holds at most; 0: all of a Write
+	flush      time.Duration // how long the task may wait to fill a batch
 	log        *slog.Logger
 	names      map[tableKey]string // rendered table names
 	// truncated is, per target table, the source position of the last
@@ -35,9 +40,10 @@ type sinkBase struct {
 	// records of other partitions from before it (by source position) are
 	// superseded and skipped, so no partition brings back a row it wiped.
 	truncated map[string][]byte
-	envelopes map[avro.Schema]*envelope // nil: not an envelope the raw path reads
-	sets      [2]changeSet              // reused (changesFrom)
-	idents    map[avro.Schema]*keyIdent // nil: a key decoded
+	envelopes map[avro.Schema]*envelope     // nil: not an envelope the raw path reads
+	sets      [2]changeSet                  // reused (changesFrom)
+	committed map[elog.TopicPartition]int64 // the next offset per partition, as eddy_offsets holds it
+	idents    map[avro.Schema]*keyIdent     // nil: a key decoded
 	lastRaw   lastRawName
 	rd        avrobin.Reader // scans envelopes
 }
@@ -49,7 +55,69 @@ func newBase(p connect.Params, env connect.Env) sinkBase {
 	}
 	return sinkBase{connector: env.Connector, template: p.String("table"), mode: p.String("mode"), pkMode: p.String("primary_key"),
 		pkFields: p.Strings("primary_key_fields"), deletes: p.Bool("delete"), autoCreate: p.Bool("auto_create"), autoEvolve: p.Bool("auto_evolve"), log: log,
+		accepts: p.String("accepts"), batchSize: int(p.Int("batch_size")), flush: p.Duration("flush_interval"),
 		names: map[tableKey]string{}, idents: map[avro.Schema]*keyIdent{}, truncated: map[string][]byte{}, envelopes: map[avro.Schema]*envelope{}}
+}
+
+// maxFlushInterval bounds flush_interval: the task waits that long
+// between heartbeats of its consumer group.
+const maxFlushInterval = 10 * time.Second
+
+// check validates the params newBase took that the catalog cannot.
+func (s *sinkBase) check(p connect.Params) error {
+	if s.pkMode == "fields" && len(s.pkFields) == 0 {
+		return fmt.Errorf("line %d: primary_key: fields needs primary_key_fields", p.Line("primary_key"))
+	}
+	if s.flush > maxFlushInterval {
+		return fmt.Errorf("line %d: flush_interval: %s is more than %s", p.Line("flush_interval"), s.flush, maxFlushInterval)
+	}
+	return nil
+}
+
+// Batching tells the runtime how full a batch the sink wants and how long
+// it may wait to fill one (connect.BatchingSink).
+func (s *sinkBase) Batching() (int, time.Duration) { return s.batchSize, s.flush }
+
+// noteCommitted records the offsets a transaction stored (or that
+// eddy_offsets holds on start).
+func (s *sinkBase) noteCommitted(offsets map[elog.TopicPartition]int64) {
+	if s.committed == nil {
+		s.committed = map[elog.TopicPartition]int64{}
+	}
+	for tp, next := range offsets {
+		s.committed[tp] = max(s.committed[tp], next)
+	}
+}
+
+// inBatches calls write on recs batch_size records at a time, each in its
+// own transaction with its offsets; a RecordError's index is recs'. Records
+// a transaction of this sink already stored are passed over: when a write
+// fails after some of its batches (or halves) committed, the runtime sends
+// all of it again, and applying those again would not be exactly once (an
+// insert would meet its own row).
+func (s *sinkBase) inBatches(recs []connect.Record, write func([]connect.Record) error) error {
+	start := 0
+	for start < len(recs) {
+		r := &recs[start]
+		if next, ok := s.committed[elog.TopicPartition{Topic: r.Topic, Partition: r.Partition}]; !ok || r.Offset >= next {
+			break
+		}
+		start++
+	}
+	n := s.batchSize
+	if n <= 0 {
+		n = len(recs)
+	}
+	for ; start < len(recs); start += n {
+		if err := write(recs[start:min(start+n, len(recs))]); err != nil {
+			var re *connect.RecordError
+			if errors.As(err, &re) {
+				return &connect.RecordError{Index: start + re.Index, Err: re.Err}
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // targetTable is what a sink knows of a target table: its columns and key,

@@ -34,8 +34,8 @@ func NewMySQL(p connect.Params, env connect.Env) (connect.Sink, error) {
 	}
 	pw, _ := u.User.Password()
 	s := &MySQL{sinkBase: newBase(p, env), addr: u.Host, user: u.User.Username(), password: pw, db: strings.Trim(u.Path, "/"), tables: map[string]*targetTable{}}
-	if s.pkMode == "fields" && len(s.pkFields) == 0 {
-		return nil, fmt.Errorf("primary_key: fields needs primary_key_fields")
+	if err := s.check(p); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -82,6 +82,7 @@ func (s *MySQL) Offsets(context.Context) (map[elog.TopicPartition]int64, error) 
 		next, _ := res.GetInt(i, 2)
 		out[elog.TopicPartition{Topic: topic, Partition: int(part)}] = next
 	}
+	s.noteCommitted(out)
 	return out, nil
 }
 
@@ -104,7 +105,9 @@ func (s *MySQL) Write(ctx context.Context, recs []connect.Record) error {
 		s.conn.Close()
 		s.conn = conn
 	}
-	return s.isolate(recs, 0, true, s.apply, func() bool { return s.conn.Ping() != nil })
+	return s.inBatches(recs, func(recs []connect.Record) error {
+		return s.isolate(recs, 0, true, s.apply, func() bool { return s.conn.Ping() != nil })
+	})
 }
 
 func (s *MySQL) apply(changes []change, offsets map[elog.TopicPartition]int64) error {
@@ -132,6 +135,7 @@ func (s *MySQL) apply(changes []change, offsets map[elog.TopicPartition]int64) e
 		return err
 	}
 	s.keepTruncates(applied)
+	s.noteCommitted(offsets)
 	return nil
 }
 

@@ -31,8 +31,8 @@ type Postgres struct {
 func NewPostgres(p connect.Params, env connect.Env) (connect.Sink, error) {
 	s := &Postgres{sinkBase: newBase(p, env), dsn: p.String("dsn"), tables: map[string]*targetTable{},
 		schemaCols: map[*avro.RecordSchema]columnSet{}, renderers: map[rendererKey]rowRenderers{}}
-	if s.pkMode == "fields" && len(s.pkFields) == 0 {
-		return nil, fmt.Errorf("primary_key: fields needs primary_key_fields")
+	if err := s.check(p); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -93,7 +93,11 @@ func (s *Postgres) Offsets(ctx context.Context) (map[elog.TopicPartition]int64, 
 		}
 		out[tp] = next
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	s.noteCommitted(out)
+	return out, nil
 }
 
 // Close closes the connection.
@@ -115,14 +119,16 @@ func (s *Postgres) Write(ctx context.Context, recs []connect.Record) error {
 		s.conn = conn
 	}
 	gone := func() bool { return ctx.Err() != nil || s.conn.IsClosed() }
-	if len(recs) > 2*pipelinePart {
-		err := s.applyPipelined(ctx, recs)
-		if err == nil || gone() {
-			return err
+	return s.inBatches(recs, func(recs []connect.Record) error {
+		if len(recs) > 2*pipelinePart {
+			err := s.applyPipelined(ctx, recs)
+			if err == nil || gone() {
+				return err
+			}
+			s.log.Warn("batch failed; applying it again to find the record at fault", "connector", s.connector, "records", len(recs), "err", err)
 		}
-		s.log.Warn("batch failed; applying it again to find the record at fault", "connector", s.connector, "records", len(recs), "err", err)
-	}
-	return s.isolate(recs, 0, true, func(cs []change, offsets map[elog.TopicPartition]int64) error { return s.apply(ctx, cs, offsets) }, gone)
+		return s.isolate(recs, 0, true, func(cs []change, offsets map[elog.TopicPartition]int64) error { return s.apply(ctx, cs, offsets) }, gone)
+	})
 }
 
 // pipelinePart is how many records of a large batch applyPipelined takes
@@ -201,6 +207,7 @@ func (s *Postgres) transact(ctx context.Context, offsets map[elog.TopicPartition
 		return err
 	}
 	s.keepTruncates(applied)
+	s.noteCommitted(offsets)
 	return nil
 }
 

@@ -2,7 +2,9 @@ package sql
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -50,13 +52,10 @@ func testDatabase(t *testing.T) string {
 	return "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable"
 }
 
-// A batch large enough to be applied in parts (applyPipelined) ends as
-// the records applied one by one would: with keys created in one part and
-// updated or deleted in later ones, a truncate in the middle, and rows
-// created again after it. The same records in small batches (apply) must
-// give the same table.
-func TestLargeBatchAppliesInParts(t *testing.T) {
-	ctx := context.Background()
+// partsRecords returns a maker of records of table parts (id long, v
+// string) as the runtime hands them to a raw sink: record i with op c, u,
+// r, d or t (a truncate), keys and values as Avro bytes, position i.
+func partsRecords(t *testing.T) func(i int, op string, id int64, v string) connect.Record {
 	schema, err := avro.ParseWithCache(envelopeSchema("shop.public.parts", `
 		{"name":"id","type":"long"},
 		{"name":"v","type":["null","string"]}`), "", &avro.SchemaCache{})
@@ -67,28 +66,9 @@ func TestLargeBatchAppliesInParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rng := rand.New(rand.NewPCG(7, 8))
-	const n = 5*pipelinePart + 123
-	recs := make([]connect.Record, 0, n)
-	want := map[int64]string{}
-	for i := range n {
-		id := rng.Int64N(30000)
-		op := []string{"c", "u", "u", "d"}[rng.IntN(4)]
-		switch {
-		case i == 2*pipelinePart+77:
-			op = "t" // in the middle of the third part
-		case op != "d" && want[id] == "" || i < pipelinePart:
-			op = "c"
-		}
-		v := fmt.Sprintf("v%d", i)
+	return func(i int, op string, id int64, v string) connect.Record {
 		var after any
-		switch op {
-		case "t":
-			clear(want)
-		case "d":
-			delete(want, id)
-		default:
-			want[id] = v
+		if op != "t" && op != "d" {
 			after = map[string]any{"shop.public.parts.Value": map[string]any{"id": id, "v": map[string]any{"string": v}}}
 		}
 		body, err := avro.Marshal(schema, map[string]any{"before": nil, "after": after,
@@ -112,28 +92,70 @@ func TestLargeBatchAppliesInParts(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		recs = append(recs, r)
+		return r
 	}
+}
+
+// openPostgresSink opens a postgres-sink (connector parts) with params,
+// logging into logged; it is closed when the test ends.
+func openPostgresSink(t *testing.T, params map[string]any, logged io.Writer) connect.Sink {
+	t.Helper()
 	cat, err := connect.BuiltinCatalog()
 	if err != nil {
 		t.Fatal(err)
 	}
+	p, err := connect.NewParams(cat.Plugin("postgres-sink"), params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := NewPostgres(p, connect.Env{Connector: "parts", Logger: slog.New(slog.NewTextHandler(logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	return sink
+}
+
+// A batch large enough to be applied in parts (applyPipelined) ends as
+// the records applied one by one would: with keys created in one part and
+// updated or deleted in later ones, a truncate in the middle, and rows
+// created again after it. The same records in small batches (apply) must
+// give the same table.
+func TestLargeBatchAppliesInParts(t *testing.T) {
+	ctx := context.Background()
+	rec := partsRecords(t)
+	rng := rand.New(rand.NewPCG(7, 8))
+	const n = 5*pipelinePart + 123
+	recs := make([]connect.Record, 0, n)
+	want := map[int64]string{}
+	for i := range n {
+		id := rng.Int64N(30000)
+		op := []string{"c", "u", "u", "d"}[rng.IntN(4)]
+		switch {
+		case i == 2*pipelinePart+77:
+			op = "t" // in the middle of the third part
+		case op != "d" && want[id] == "" || i < pipelinePart:
+			op = "c"
+		}
+		v := fmt.Sprintf("v%d", i)
+		switch op {
+		case "t":
+			clear(want)
+		case "d":
+			delete(want, id)
+		default:
+			want[id] = v
+		}
+		recs = append(recs, rec(i, op, id, v))
+	}
 	for _, batch := range []int{n, 1000} {
 		t.Run(fmt.Sprintf("batches of %d", batch), func(t *testing.T) {
 			dsn := testDatabase(t)
-			p, err := connect.NewParams(cat.Plugin("postgres-sink"), map[string]any{"dsn": dsn, "table": "${table}"})
-			if err != nil {
-				t.Fatal(err)
-			}
 			var logged strings.Builder
-			sink, err := NewPostgres(p, connect.Env{Connector: "parts", Logger: slog.New(slog.NewTextHandler(&logged, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := sink.Open(ctx); err != nil {
-				t.Fatal(err)
-			}
-			defer sink.Close()
+			sink := openPostgresSink(t, map[string]any{"dsn": dsn, "table": "${table}"}, &logged)
 			for start := 0; start < n; start += batch {
 				if err := sink.Write(ctx, recs[start:min(start+batch, n)]); err != nil {
 					t.Fatal(err)
@@ -173,5 +195,84 @@ func TestLargeBatchAppliesInParts(t *testing.T) {
 				t.Fatalf("eddy_offsets says %d (%v), want %d", next, err, n)
 			}
 		})
+	}
+}
+
+// batch_size splits a write into transactions that each store their
+// offsets; a record the target refuses is reported at its index in the
+// whole write, everything before it stored; and when the runtime sends a
+// write again after a failure, what the sink stored is passed over. In
+// insert mode, where applying a row twice fails, all three show.
+func TestBatchSizeAndRetriesAreExactlyOnce(t *testing.T) {
+	ctx := context.Background()
+	rec := partsRecords(t)
+	const n, poison = 5000, 2500
+	recs := make([]connect.Record, n)
+	for i := range recs {
+		v := fmt.Sprintf("v%d", i)
+		if i == poison {
+			v = "nul \x00 byte" // no PostgreSQL text holds it
+		}
+		recs[i] = rec(i, "c", int64(i), v)
+	}
+	dsn := testDatabase(t)
+	var logged strings.Builder
+	sink := openPostgresSink(t, map[string]any{"dsn": dsn, "table": "${table}", "mode": "insert", "batch_size": 1000}, &logged)
+	err := sink.Write(ctx, recs)
+	var re *connect.RecordError
+	if !errors.As(err, &re) || re.Index != poison {
+		t.Fatalf("want the record at %d refused, got %v", poison, err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	state := func() (rows, next int64) {
+		t.Helper()
+		if err := conn.QueryRow(ctx, "select (select count(*) from parts), (select next_offset from eddy_offsets where connector = 'parts')").Scan(&rows, &next); err != nil {
+			t.Fatal(err)
+		}
+		return rows, next
+	}
+	if rows, next := state(); rows != poison || next != poison {
+		t.Fatalf("after the refusal: %d rows, next offset %d; want %d and %d", rows, next, poison, poison)
+	}
+	// As the runtime does after a failed write it cannot pin on a record:
+	// all of it again. The stored part is passed over; the poison is
+	// refused again.
+	if err := sink.Write(ctx, recs); !errors.As(err, &re) || re.Index != poison {
+		t.Fatalf("the write again: want the record at %d refused, got %v", poison, err)
+	}
+	if err := sink.Write(ctx, recs[poison+1:]); err != nil {
+		t.Fatal(err)
+	}
+	if rows, next := state(); rows != n-1 || next != n {
+		t.Fatalf("at the end: %d rows, next offset %d; want %d and %d", rows, next, n-1, n)
+	}
+	if err := sink.Write(ctx, recs); err != nil { // all stored (the poison dead-lettered): nothing to do
+		t.Fatal(err)
+	}
+	if rows, next := state(); rows != n-1 || next != n {
+		t.Fatalf("after a write of what was stored: %d rows, next offset %d", rows, next)
+	}
+}
+
+// flush_interval is bounded: the task must hear from its group while it
+// waits to fill a batch.
+func TestFlushIntervalIsBounded(t *testing.T) {
+	cat, err := connect.BuiltinCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, plugin := range []string{"postgres-sink", "mysql-sink"} {
+		p, err := connect.NewParams(cat.Plugin(plugin), map[string]any{"dsn": "mysql://u@h:1/d", "flush_interval": "30s"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		newSink := map[string]func(connect.Params, connect.Env) (connect.Sink, error){"postgres-sink": NewPostgres, "mysql-sink": NewMySQL}[plugin]
+		if _, err := newSink(p, connect.Env{}); err == nil || !strings.Contains(err.Error(), "flush_interval") {
+			t.Errorf("%s took flush_interval 30s: %v", plugin, err)
+		}
 	}
 }

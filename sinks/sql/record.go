@@ -90,6 +90,11 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 	switch v := r.Value.(type) {
 	case *connect.AvroValue:
 		env, sc, ok := s.scanRaw(v)
+		if ok {
+			if err := s.accept("envelope"); err != nil {
+				return c, false, err
+			}
+		}
 		switch {
 		case ok && (sc.op == 'c' || sc.op == 'u' || sc.op == 'r') && sc.after != nil:
 			c.raw, c.val, c.op, c.schema = sc.after, v, sc.op, env.after
@@ -116,7 +121,16 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 		}
 		c.key = key
 	case map[string]any:
-		if op, isEnv := v["op"].(string); isEnv && (v["after"] != nil || v["before"] != nil || op == "t" || op == "d") {
+		op, isEnv := v["op"].(string)
+		isEnv = isEnv && (v["after"] != nil || v["before"] != nil || op == "t" || op == "d")
+		kind := "flattened"
+		if isEnv {
+			kind = "envelope"
+		}
+		if err := s.accept(kind); err != nil {
+			return c, false, err
+		}
+		if isEnv {
 			src, _ := v["source"].(map[string]any)
 			table = s.tableName(r.Topic, src)
 			if len(op) == 1 {
@@ -173,6 +187,15 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 	}
 	c.pos = r.Header(connect.HeaderPosition)
 	return c, true, nil
+}
+
+// accept refuses a record of a kind (envelope or flattened) the sink's
+// accepts param does not take.
+func (s *sinkBase) accept(kind string) error {
+	if s.accepts == "" || s.accepts == "any" || s.accepts == kind {
+		return nil
+	}
+	return fmt.Errorf("the record is %s, and the sink accepts %s records only", map[string]string{"envelope": "a Debezium envelope", "flattened": "flattened"}[kind], s.accepts)
 }
 
 // decodeKey turns a raw key into the value model, for the paths that

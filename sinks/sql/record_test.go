@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/hamba/avro/v2"
@@ -108,6 +109,34 @@ func TestRawKeyIdentityIsTheDecodedOne(t *testing.T) {
 		}
 		if s.keyIdent(schema) != nil {
 			t.Errorf("%s: read raw, though its decoded identity differs", text)
+		}
+	}
+}
+
+// accepts takes envelopes, flattened rows or either; a record of the other
+// kind is refused with a reason rather than written as something else.
+func TestAcceptsRefusesTheOtherKind(t *testing.T) {
+	envelope := connect.Record{Topic: "shop.public.orders", Key: map[string]any{"id": 1},
+		Value: map[string]any{"op": "c", "after": map[string]any{"id": 1}, "source": map[string]any{"schema": "public", "table": "orders"}}}
+	flat := connect.Record{Topic: "shop.public.orders", Key: map[string]any{"id": 1}, Value: map[string]any{"id": 1, "v": "x"}}
+	for _, c := range []struct {
+		accepts       string
+		envOK, flatOK bool
+	}{{"any", true, true}, {"envelope", true, false}, {"flattened", false, true}} {
+		s := newBase(connect.Params{}, connect.Env{Connector: "c"})
+		s.template, s.pkMode, s.accepts = "${table}", "record_key", c.accepts
+		for _, r := range []struct {
+			rec  connect.Record
+			ok   bool
+			kind string
+		}{{envelope, c.envOK, "envelope"}, {flat, c.flatOK, "flattened"}} {
+			cs, err := s.changes([]connect.Record{r.rec})
+			if r.ok && (err != nil || len(cs) != 1) {
+				t.Errorf("accepts %s: a %s record: %v", c.accepts, r.kind, err)
+			}
+			if !r.ok && (err == nil || !strings.Contains(err.Error(), "accepts "+c.accepts)) {
+				t.Errorf("accepts %s: a %s record was not refused: %v", c.accepts, r.kind, err)
+			}
 		}
 	}
 }
