@@ -25,6 +25,22 @@ connectors:
     %s
 `
 
+// waitTopic returns datagen's topic once its partition 1 holds more than
+// n records.
+func waitTopic(t *testing.T, h *harness, n int64) *elog.Topic {
+	t.Helper()
+	var topic *elog.Topic
+	waitFor(t, "the generator to get going", 30*time.Second, func() bool {
+		var err error
+		if topic, err = h.log.Topic("d.public.orders"); err != nil {
+			return false
+		}
+		p, _ := topic.Partition(1)
+		return p.HighWatermark() > n
+	})
+	return topic
+}
+
 // waitGenerated returns the records topic holds once datagen has written
 // its n events and stopped (with deletes' tombstones, more than n).
 func waitGenerated(t *testing.T, topic *elog.Topic, n int64) int64 {
@@ -51,15 +67,7 @@ func TestSinkFetchesAheadInOrder(t *testing.T) {
 	dir := t.TempDir()
 	const n = 6000
 	h := start(t, dir, fmt.Sprintf(genToRawSink, 0, n, 100, "errors: {tolerance: all, dead_letter_topic: dlq}"))
-	var topic *elog.Topic
-	waitFor(t, "the generator to get going", 30*time.Second, func() bool {
-		var err error
-		if topic, err = h.log.Topic("d.public.orders"); err != nil {
-			return false
-		}
-		p, _ := topic.Partition(1)
-		return p.HighWatermark() > 100
-	})
+	topic := waitTopic(t, h, 100)
 	p1, _ := topic.Partition(1)
 	// Magic byte 0 and a schema id the registry does not have.
 	bad, _, err := p1.Append(context.Background(), []elog.Record{{Timestamp: time.Now(), Key: []byte{0, 0, 0, 0x7f, 0x7f, 2}, Value: []byte{0, 0, 0, 0x7f, 0x7f, 2}}})
@@ -174,19 +182,13 @@ func TestSinkFetchAheadAcrossRebalances(t *testing.T) {
 // A BatchingSink's linger: datagen trickles 200 events a second over 3
 // partitions, and the sink asks for batches of 50 with up to 5 s to fill
 // them. Every Write but the last few (the partitions' tails) holds at
-// least 50 records, where the
-// task would otherwise write each few as they come; and every record
-// arrives once, in order.
+// least 50 records, where the task would otherwise write each few as they
+// come; and every record arrives once, in order.
 func TestSinkLingersToFillABatch(t *testing.T) {
 	dir := t.TempDir()
 	const n = 600
 	h := start(t, dir, fmt.Sprintf(genToRawSink, 200, n, 5, "config: {fill: 50, linger: 5s}"))
-	var topic *elog.Topic
-	waitFor(t, "the topic", 30*time.Second, func() bool {
-		var err error
-		topic, err = h.log.Topic("d.public.orders")
-		return err == nil
-	})
+	topic := waitTopic(t, h, 0)
 	total := waitGenerated(t, topic, n)
 	waitFor(t, "the sink to take every record", 30*time.Second, func() bool {
 		h.mu.Lock()
