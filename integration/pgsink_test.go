@@ -294,17 +294,7 @@ func TestSinkPoisonRecord(t *testing.T) {
 				}
 			}
 			plugin := map[string]string{"postgres": "postgres-sink", "mariadb": "mysql-sink"}[target]
-			p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
-connectors:
-  - name: pg
-    plugin: postgres-source
-    config: {dsn: %q, tables: [orders], topic_prefix: shop}
-  - name: replica
-    plugin: %s
-    topics: [shop.public.orders]
-    config: {dsn: %q}
-    errors: {tolerance: all, dead_letter_topic: replica.dlq}
-`, srcDSN, plugin, dstDSN))
+			p := replicaPipeline(t, 1, srcDSN, plugin, dstDSN, "errors: {tolerance: all, dead_letter_topic: replica.dlq}")
 			deadline := time.Now().Add(time.Minute)
 			for {
 				n, next := count()
@@ -383,8 +373,13 @@ func TestPostgresToPostgresServerRestart(t *testing.T) {
 
 // replicaPipeline runs postgres-source on orders (topic
 // shop.public.orders, with the given partitions) and the sink plugin as
-// connector "replica" into dstDSN.
-func replicaPipeline(t *testing.T, partitions int, srcDSN, plugin, dstDSN string) *pipeline {
+// connector "replica" into dstDSN; sinkLines are more keys of the sink's
+// connector (errors:, say).
+func replicaPipeline(t *testing.T, partitions int, srcDSN, plugin, dstDSN string, sinkLines ...string) *pipeline {
+	var extra strings.Builder
+	for _, l := range sinkLines {
+		extra.WriteString("    " + l + "\n")
+	}
 	return startPipeline(t, t.TempDir(), fmt.Sprintf(`
 topics:
   - {name: shop.public.orders, partitions: %d}
@@ -396,7 +391,7 @@ connectors:
     plugin: %s
     topics: [shop.public.orders]
     config: {dsn: %q}
-`, partitions, srcDSN, plugin, dstDSN))
+%s`, partitions, srcDSN, plugin, dstDSN, extra.String()))
 }
 
 // firstDiff describes the first difference between the rows of a source

@@ -133,6 +133,19 @@ type targetTable struct {
 	fits                    map[*avro.RecordSchema]bool // schemas whose every field has a column
 }
 
+// knownTable records in tables what the target says of c's table: its
+// columns (none when it does not exist yet), and the key it gets if the
+// sink creates it.
+func (s *sinkBase) knownTable(tables map[string]*targetTable, c change, cols map[string]string) (*targetTable, error) {
+	pk, err := s.keyColumns(c)
+	if err != nil {
+		return nil, err
+	}
+	t := &targetTable{cols: cols, pk: pk, fits: map[*avro.RecordSchema]bool{}}
+	tables[c.table] = t
+	return t, nil
+}
+
 // isolate applies recs in one transaction. When that fails for a
 // record's sake, it halves them, committing each part that applies, until
 // the record at fault stands alone; that one comes back as a RecordError

@@ -250,16 +250,15 @@ func (s *MySQL) ensureTable(c change) (*targetTable, error) {
 		if err != nil {
 			return nil, err
 		}
-		t = &targetTable{cols: map[string]string{}}
+		cols := map[string]string{}
 		for i := range res.RowNumber() {
 			n, _ := res.GetString(i, 0)
 			typ, _ := res.GetString(i, 1)
-			t.cols[n] = typ
+			cols[n] = typ
 		}
-		if t.pk, err = s.keyColumns(c); err != nil {
+		if t, err = s.knownTable(s.tables, c, cols); err != nil {
 			return nil, err
 		}
-		s.tables[c.table] = t
 	}
 	if len(t.cols) == 0 && c.upsert() {
 		if err := s.mayCreate(c); err != nil {

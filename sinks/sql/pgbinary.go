@@ -24,10 +24,10 @@ import (
 
 // copyBinaryHeader starts a binary COPY stream: signature, flags, no
 // header extension.
-var copyBinaryHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+const copyBinaryHeader = "PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00"
 
 // copyBinaryTrailer ends it: a field count of -1.
-var copyBinaryTrailer = []byte{0xff, 0xff}
+const copyBinaryTrailer = "\xff\xff"
 
 // rowBinary renders an after-image's fields as one binary COPY tuple:
 // each field as its length and bytes, or -1 for NULL.

@@ -92,7 +92,7 @@ func TestBinaryCopyStoresWhatTextCopyStores(t *testing.T) {
 				defer conn.Exec(ctx, "drop table "+tbl)
 			}
 			var text []byte
-			bin := bytes.Clone(copyBinaryHeader)
+			bin := []byte(copyBinaryHeader)
 			for _, a := range afters {
 				if text, err = rt.append(new(avrobin.Reader), text, a); err != nil {
 					t.Fatal(err)

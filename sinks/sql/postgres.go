@@ -306,18 +306,19 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 		cols := map[string]string{}
 		for rows.Next() {
 			var n, typ string
-			rows.Scan(&n, &typ)
+			if err := rows.Scan(&n, &typ); err != nil {
+				rows.Close()
+				return nil, err
+			}
 			cols[n] = typ
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
-		t = &targetTable{cols: cols, fits: map[*avro.RecordSchema]bool{}}
-		if t.pk, err = s.keyColumns(c); err != nil {
+		if t, err = s.knownTable(s.tables, c, cols); err != nil {
 			return nil, err
 		}
-		s.tables[c.table] = t
 	}
 	if len(t.cols) == 0 && c.upsert() {
 		if err := s.mayCreate(c); err != nil {
@@ -580,7 +581,7 @@ func (s *Postgres) copyRows(ctx context.Context, tx pgx.Tx, table, list string, 
 			}
 			return out, nil
 		}
-		src.buf, src.tail = append(src.buf, copyBinaryHeader...), copyBinaryTrailer
+		src.buf, src.tail = append(src.buf, copyBinaryHeader...), []byte(copyBinaryTrailer)
 		sql += " with (format binary)"
 	} else {
 		src.render = s.renderer(cs[0].schema, cols, t)
