@@ -39,6 +39,7 @@ pg_prepare() {
     restart=1
   fi
   local want="# Managed by Eddy's scripts/test-services.sh
+listen_addresses = '127.0.0.1'
 wal_level = logical
 max_replication_slots = 32
 max_wal_senders = 32
@@ -101,6 +102,9 @@ my_prepare() {
   local cnf=/etc/mysql/my.cnf
   local block="# BEGIN eddy test-services
 [mysqld]
+user = mysql
+bind_address = 127.0.0.1
+skip_name_resolve = ON
 log_bin = mysql-bin
 binlog_format = ROW
 binlog_row_image = FULL
