@@ -20,6 +20,13 @@ const (
 	HeaderPosition  = "eddy.position"
 )
 
+// HeaderUnavailable is set by a source on a change whose after-image
+// lacks the values of some columns (PostgreSQL logs no unchanged value
+// stored out of line, TOAST): their field names, comma-separated. The
+// fields hold a placeholder (or null) that is not the row's value; a sink
+// leaves those columns as the target has them.
+const HeaderUnavailable = "eddy.unavailable"
+
 // runSource is one life of a source task: the checkpoint protocol of
 // DESIGN.md, one batch at a time:
 //

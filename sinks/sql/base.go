@@ -250,6 +250,11 @@ func (s *sinkBase) changesFrom(set *changeSet, recs []connect.Record, truncatedB
 			return nil, nil, err
 		}
 		if j, seen := at[string(kb)]; seen {
+			if len(c.unavailable) > 0 && out[j].upsert() {
+				if err := fillUnavailable(&c, &out[j]); err != nil {
+					return nil, nil, err
+				}
+			}
 			out[j] = c
 			continue
 		}

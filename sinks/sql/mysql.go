@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -159,6 +160,7 @@ func (s *MySQL) applyInTx(changes []change, offsets map[elog.TopicPartition]int6
 	}
 	groups := map[string][]change{}
 	var order []string
+	var partial []change
 	for _, c := range changes {
 		if c.truncate {
 			continue
@@ -186,6 +188,10 @@ func (s *MySQL) applyInTx(changes []change, offsets map[elog.TopicPartition]int6
 			}
 			continue
 		}
+		if len(c.unavailable) > 0 {
+			partial = append(partial, c)
+			continue
+		}
 		g := c.table + "\x00" + strings.Join(sortedNames(c.row), ",")
 		if _, ok := groups[g]; !ok {
 			order = append(order, g)
@@ -194,6 +200,11 @@ func (s *MySQL) applyInTx(changes []change, offsets map[elog.TopicPartition]int6
 	}
 	for _, g := range order {
 		if err := s.upsert(groups[g]); err != nil {
+			return nil, err
+		}
+	}
+	for i := range partial {
+		if err := s.updatePartial(&partial[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -238,6 +249,57 @@ func (s *MySQL) upsert(cs []change) error {
 		if _, err := s.conn.Execute(q, args...); err != nil {
 			return fmt.Errorf("write %s: %w", cs[0].table, err)
 		}
+	}
+	return nil
+}
+
+// updatePartial applies a change that lacks some columns' values as an
+// update of the columns it carries, the rest left as the target has them.
+// A key the target has no row of is ErrNoRowToKeep.
+func (s *MySQL) updatePartial(c *change) error {
+	key, err := s.partialKey(c)
+	if err != nil {
+		return err
+	}
+	var sets, conds []string
+	var args, keyArgs []any
+	for _, col := range sortedNames(c.row) {
+		if _, isKey := key[col]; isKey || slices.Contains(c.unavailable, col) {
+			continue
+		}
+		v, err := myValue(c.row[col])
+		if err != nil {
+			return fmt.Errorf("%s.%s: %w", c.table, col, err)
+		}
+		sets = append(sets, myIdent(col)+" = ?")
+		args = append(args, v)
+	}
+	for _, col := range sortedNames(key) {
+		v, err := myValue(key[col])
+		if err != nil {
+			return fmt.Errorf("%s.%s: %w", c.table, col, err)
+		}
+		conds = append(conds, myIdent(col)+" = ?")
+		keyArgs = append(keyArgs, v)
+	}
+	where := " where " + strings.Join(conds, " and ")
+	if len(sets) > 0 {
+		res, err := s.conn.Execute("update "+myIdent(c.table)+" set "+strings.Join(sets, ", ")+where, append(args, keyArgs...)...)
+		if err != nil {
+			return fmt.Errorf("update %s: %w", c.table, err)
+		}
+		if res.AffectedRows > 0 {
+			return nil
+		}
+	}
+	// No row changed: MySQL counts a row whose values stay the same as
+	// unaffected, so ask whether it is there.
+	res, err := s.conn.Execute("select 1 from "+myIdent(c.table)+where+" limit 1", keyArgs...)
+	if err != nil {
+		return fmt.Errorf("update %s: %w", c.table, err)
+	}
+	if res.RowNumber() == 0 {
+		return noRowToKeep(c, key)
 	}
 	return nil
 }

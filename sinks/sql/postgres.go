@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/hamba/avro/v2"
@@ -267,9 +268,14 @@ func (s *Postgres) applyIn(ctx context.Context, tx pgx.Tx, changes []change, tou
 	// Upserts grouped by table and column set, many rows a statement.
 	groups := map[groupKey]*upsertGroup{}
 	var order []*upsertGroup
+	var partial []*change
 	for i := range changes {
 		c := &changes[i]
 		if !c.upsert() {
+			continue
+		}
+		if len(c.unavailable) > 0 {
+			partial = append(partial, c)
 			continue
 		}
 		key, cols := s.columnsOf(c)
@@ -290,7 +296,73 @@ func (s *Postgres) applyIn(ctx context.Context, tx pgx.Tx, changes []change, tou
 			return err
 		}
 	}
-	return nil
+	return s.updatePartial(ctx, tx, partial, touched)
+}
+
+// updatePartial applies changes that lack some columns' values as
+// updates of the columns they carry, the rest left as the target has
+// them; all in one round trip. A key the target has no row of is
+// ErrNoRowToKeep: an insert would have to write placeholders.
+func (s *Postgres) updatePartial(ctx context.Context, tx pgx.Tx, cs []*change, touched map[string]*targetTable) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	var b pgx.Batch
+	keys := make([]map[string]any, len(cs))
+	for i, c := range cs {
+		if err := c.decodeRow(); err != nil {
+			return fmt.Errorf("%s: %w", c.table, err)
+		}
+		key, err := s.partialKey(c)
+		if err != nil {
+			return err
+		}
+		keys[i] = key
+		t := touched[c.table]
+		var sets, conds []string
+		var args []any
+		param := func(col string, v any) (string, error) {
+			txt, err := pgText(v, t.cols[col])
+			if err != nil {
+				return "", fmt.Errorf("%s.%s: %w", c.table, col, err)
+			}
+			args = append(args, txt)
+			return fmt.Sprintf("%s = $%d::%s", pgIdent(col), len(args), castType(t.cols[col])), nil
+		}
+		for _, col := range sortedNames(c.row) {
+			if _, isKey := key[col]; isKey || slices.Contains(c.unavailable, col) {
+				continue
+			}
+			set, err := param(col, c.row[col])
+			if err != nil {
+				return err
+			}
+			sets = append(sets, set)
+		}
+		for _, col := range sortedNames(key) {
+			cond, err := param(col, key[col])
+			if err != nil {
+				return err
+			}
+			conds = append(conds, cond)
+		}
+		if len(sets) == 0 { // nothing it carries but the key: the row must still be there
+			sets = append(sets, pgIdent(sortedNames(key)[0])+" = "+pgIdent(sortedNames(key)[0]))
+		}
+		b.Queue("update "+pgIdent(c.table)+" set "+strings.Join(sets, ", ")+" where "+strings.Join(conds, " and "), args...)
+	}
+	br := tx.SendBatch(ctx, &b)
+	defer br.Close()
+	for i, c := range cs {
+		tag, err := br.Exec()
+		if err != nil {
+			return fmt.Errorf("update %s: %w", c.table, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return noRowToKeep(c, keys[i])
+		}
+	}
+	return br.Close()
 }
 
 // ensureTable creates the target table, or adds the columns it lacks,

@@ -2,7 +2,9 @@ package sql
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/hamba/avro/v2"
@@ -28,6 +30,9 @@ type change struct {
 	// is then decoded only if needed (keyMap).
 	rawKey *connect.AvroValue
 	ident  *keyIdent
+	// unavailable names the columns an upsert does not carry
+	// (connect.HeaderUnavailable): the target keeps what it has there.
+	unavailable []string
 }
 
 // keyMap returns the key's columns and values, decoding a raw key.
@@ -186,7 +191,61 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 		return c, false, nil
 	}
 	c.pos = r.Header(connect.HeaderPosition)
+	if h := r.Header(connect.HeaderUnavailable); len(h) > 0 && c.upsert() {
+		c.unavailable = strings.Split(string(h), ",")
+	}
 	return c, true, nil
+}
+
+// fillUnavailable completes a change that lacks some columns with what
+// the same key's earlier change in the batch (prev, which it replaces)
+// says of them: the target does not hold prev yet, so that is the row's
+// value. Columns neither carries stay unavailable.
+func fillUnavailable(c, prev *change) error {
+	if err := c.decodeRow(); err != nil {
+		return fmt.Errorf("%s: %w", c.table, err)
+	}
+	if err := prev.decodeRow(); err != nil {
+		return fmt.Errorf("%s: %w", prev.table, err)
+	}
+	var still []string
+	for _, name := range c.unavailable {
+		v, ok := prev.row[name]
+		if !ok || slices.Contains(prev.unavailable, name) {
+			still = append(still, name)
+			continue
+		}
+		c.row[name] = v
+	}
+	c.unavailable = still
+	return nil
+}
+
+// partialKey is the key a change that lacks columns updates its row by:
+// the record's key, or primary_key_fields from the row.
+func (s *sinkBase) partialKey(c *change) (map[string]any, error) {
+	if s.pkMode == "fields" {
+		k := make(map[string]any, len(s.pkFields))
+		for _, f := range s.pkFields {
+			k[f] = c.row[f]
+		}
+		return k, nil
+	}
+	k, err := c.keyMap()
+	if err == nil && len(k) == 0 {
+		err = fmt.Errorf("%s: a change without a key lacks columns %s, so no row can be updated with the rest", c.table, strings.Join(c.unavailable, ", "))
+	}
+	return k, err
+}
+
+// ErrNoRowToKeep is a change that lacks some columns' values (unchanged
+// out-of-line values the source did not log) for a key the target has no
+// row of: writing it would put placeholders in the row.
+var ErrNoRowToKeep = errors.New("the target has no row to keep the missing columns from")
+
+func noRowToKeep(c *change, key map[string]any) error {
+	return fmt.Errorf("%s: key %v: %w: the change does not carry %s (unchanged values PostgreSQL did not log); take a new snapshot of the table, or set REPLICA IDENTITY FULL on it so updates carry them",
+		c.table, key, ErrNoRowToKeep, strings.Join(c.unavailable, ", "))
 }
 
 // accept refuses a record of a kind (envelope or flattened) the sink's

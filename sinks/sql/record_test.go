@@ -140,3 +140,36 @@ func TestAcceptsRefusesTheOtherKind(t *testing.T) {
 		}
 	}
 }
+
+// A change that lacks columns takes them from the same key's earlier
+// change in the batch (which the target does not hold yet); the columns
+// neither carries stay unavailable, and other keys are untouched.
+func TestUnavailableColumnsFilledFromTheBatch(t *testing.T) {
+	s := newBase(connect.Params{}, connect.Env{Connector: "c"})
+	s.template, s.pkMode, s.deletes = "${schema}_${table}", "record_key", true
+	src := map[string]any{"schema": "public", "table": "doc"}
+	rec := func(id int, op string, after map[string]any, unavailable string) connect.Record {
+		r := connect.Record{Topic: "shop.public.doc", Key: map[string]any{"id": id}, Value: map[string]any{"op": op, "after": after, "source": src}}
+		if unavailable != "" {
+			r.Headers = []elog.Header{{Key: connect.HeaderUnavailable, Value: []byte(unavailable)}}
+		}
+		return r
+	}
+	cs, err := s.changes([]connect.Record{
+		rec(1, "c", map[string]any{"id": 1, "n": 0, "body": "big", "b": []byte("blob")}, ""),
+		rec(2, "u", map[string]any{"id": 2, "n": 5, "body": "__eddy_unavailable_value", "b": []byte("__eddy_unavailable_value")}, "body,b"),
+		rec(1, "u", map[string]any{"id": 1, "n": 1, "body": "__eddy_unavailable_value", "b": []byte("__eddy_unavailable_value")}, "body,b"),
+		rec(1, "u", map[string]any{"id": 1, "n": 2, "body": "__eddy_unavailable_value", "b": []byte("new")}, "body"),
+		rec(2, "u", map[string]any{"id": 2, "n": 6, "body": "__eddy_unavailable_value", "b": []byte("__eddy_unavailable_value")}, "body,b"),
+	})
+	if err != nil || len(cs) != 2 {
+		t.Fatalf("changes: %v %+v", err, cs)
+	}
+	one, two := cs[0], cs[1]
+	if one.row["n"] != 2 || one.row["body"] != "big" || string(one.row["b"].([]byte)) != "new" || len(one.unavailable) != 0 {
+		t.Fatalf("key 1: %v, unavailable %v", one.row, one.unavailable)
+	}
+	if two.row["n"] != 6 || strings.Join(two.unavailable, ",") != "body,b" {
+		t.Fatalf("key 2: %v, unavailable %v", two.row, two.unavailable)
+	}
+}

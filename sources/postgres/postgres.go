@@ -108,6 +108,13 @@ func New(p connect.Params, env connect.Env) (connect.Source, error) {
 	if len(cfg.tables) == 0 {
 		return nil, fmt.Errorf("tables: name at least one table or pattern (such as public.*)")
 	}
+	var err error
+	if cfg.tables, err = tablePatterns("tables", cfg.tables); err != nil {
+		return nil, err
+	}
+	if cfg.exclude, err = tablePatterns("exclude_tables", cfg.exclude); err != nil {
+		return nil, err
+	}
 	log := env.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -128,9 +135,9 @@ func (s *Source) Open(ctx context.Context, position []byte) error {
 }
 
 func (s *Source) open(ctx context.Context, position []byte) error {
-	conn, err := pgx.Connect(ctx, s.cfg.dsn)
+	conn, err := s.connect(ctx)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
 	s.conn = conn
 	s.user, s.db = conn.Config().User, conn.Config().Database
@@ -154,6 +161,7 @@ func (s *Source) open(ctx context.Context, position []byte) error {
 	if err != nil {
 		return fmt.Errorf("dsn: %w", err)
 	}
+	pinSession(rcfg.RuntimeParams)
 	rcfg.RuntimeParams["replication"] = "database"
 	if s.repl, err = pgconn.ConnectConfig(ctx, rcfg); err != nil {
 		return fmt.Errorf("replication connection: %w", err)
@@ -187,6 +195,34 @@ func (s *Source) open(ctx context.Context, position []byte) error {
 	default: // nothing stored yet, or a snapshot a crash interrupted
 		return s.startSnapshot(ctx, slot, len(position) > 0)
 	}
+}
+
+// pinSession sets, in a connection's startup parameters, the settings
+// that shape the text of values: they then hold whatever the server,
+// database or role defaults say (a startup parameter overrides those), in
+// the snapshot's session and the walsender's alike, so the decoders read
+// one format. ISO dates and times in UTC, intervals as PostgreSQL writes
+// them, floats that read back exactly, bytea in hex.
+func pinSession(params map[string]string) {
+	params["DateStyle"] = "ISO, MDY"
+	params["IntervalStyle"] = "postgres"
+	params["TimeZone"] = "UTC"
+	params["extra_float_digits"] = "3"
+	params["bytea_output"] = "hex"
+}
+
+// connect opens an ordinary connection with the session pinned.
+func (s *Source) connect(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(s.cfg.dsn)
+	if err != nil {
+		return nil, fmt.Errorf("dsn: %w", err)
+	}
+	pinSession(cfg.RuntimeParams)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return conn, nil
 }
 
 // Position kinds: the first byte of every position.
@@ -302,7 +338,9 @@ func (s *Source) source(t *table, ts time.Time, snapshot string, xid uint32, lsn
 }
 
 // LagBytes is how far the slot's confirmed position is behind the server's
-// current WAL, measured at most every few seconds.
+// current WAL, measured at most every few seconds. The slot's own
+// confirmed_flush_lsn counts until this source has confirmed anything
+// (right after a snapshot, say): a lag is never measured from zero.
 func (s *Source) LagBytes() (int64, bool) {
 	if !s.streaming || s.conn == nil || time.Now().Before(s.nextLag) {
 		return s.lagBytes, s.lagKnown
@@ -310,15 +348,21 @@ func (s *Source) LagBytes() (int64, bool) {
 	s.nextLag = time.Now().Add(5 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	var cur string
-	if err := s.conn.QueryRow(ctx, "select pg_current_wal_lsn()::text").Scan(&cur); err != nil {
+	var cur, slot string
+	if err := s.conn.QueryRow(ctx, `select pg_current_wal_lsn()::text, coalesce((select confirmed_flush_lsn::text from pg_replication_slots
+		where slot_name = $1 and database = current_database()), '0/0')`, s.cfg.slot).Scan(&cur, &slot); err != nil {
 		return s.lagBytes, s.lagKnown
 	}
 	lsn, err := pglogrepl.ParseLSN(cur)
 	if err != nil {
 		return s.lagBytes, s.lagKnown
 	}
-	s.lagBytes, s.lagKnown = max(int64(lsn)-int64(s.confirmed), 0), true
+	confirmed, err := pglogrepl.ParseLSN(slot)
+	if err != nil {
+		return s.lagBytes, s.lagKnown
+	}
+	confirmed = max(confirmed, s.confirmed)
+	s.lagBytes, s.lagKnown = max(int64(lsn)-int64(confirmed), 0), true
 	return s.lagBytes, true
 }
 
@@ -329,9 +373,9 @@ func (s *Source) Reset(ctx context.Context) error {
 	if !s.cfg.dropSlot {
 		return nil
 	}
-	conn, err := pgx.Connect(ctx, s.cfg.dsn)
+	conn, err := s.connect(ctx)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
 	defer conn.Close(ctx)
 	// The stopped task's walsender may hold the slot a moment longer.

@@ -16,6 +16,8 @@ type table struct {
 	cols        []column
 	keyCols     []int // into cols
 	index       int   // in the connector's table list, for snapshot positions
+	partitioned bool  // declaratively partitioned: its rows are its partitions'
+
 	topic       string
 	keySchema   avro.Schema
 	valueSchema avro.Schema
@@ -60,7 +62,7 @@ const sourceSchema = `{"type":"record","name":"Source","namespace":"io.eddy.post
 // buildSchemas makes the table's key and envelope schemas and its topic.
 func (t *table) buildSchemas(prefix string) error {
 	ns := avroName(prefix) + "." + avroName(t.schema) + "." + avroName(t.name)
-	t.topic = prefix + "." + t.schema + "." + t.name
+	t.topic = topicName(prefix, t.schema, t.name)
 	type field struct {
 		Name    string `json:"name"`
 		Type    any    `json:"type"`

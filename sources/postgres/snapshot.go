@@ -104,7 +104,14 @@ func (s *Source) pollSnapshot(ctx context.Context) ([]connect.Record, error) {
 				id := pgx.Identifier{c.name}.Sanitize()
 				cols[i] = fmt.Sprintf("case when %s is null then null else format('%%s', %s) end", id, id)
 			}
-			q := fmt.Sprintf("declare eddy_snapshot no scroll cursor for select %s from %s", strings.Join(cols, ", "), pgx.Identifier{t.schema, t.name}.Sanitize())
+			// ONLY: an inheritance child is a table of its own, captured
+			// (or not) as such; a partitioned table's rows are its
+			// partitions', read through it.
+			only := "only "
+			if t.partitioned {
+				only = ""
+			}
+			q := fmt.Sprintf("declare eddy_snapshot no scroll cursor for select %s from %s%s", strings.Join(cols, ", "), only, pgx.Identifier{t.schema, t.name}.Sanitize())
 			if len(t.keyCols) > 0 {
 				keys := make([]string, len(t.keyCols))
 				for i, k := range t.keyCols {
@@ -142,7 +149,10 @@ func (s *Source) pollSnapshot(ctx context.Context) ([]connect.Record, error) {
 // held-back record) and returns how many it read.
 func (s *Source) readChunk(ctx context.Context, t *table, out *[]connect.Record) (int, error) {
 	sn := s.snap
-	rows, err := sn.tx.Query(ctx, fmt.Sprintf("fetch forward %d from eddy_snapshot", s.cfg.chunk))
+	// Described anew each time: a FETCH's columns are its cursor's, and
+	// every table's cursor has the same name, so a description cached by
+	// the statement's text would be another table's.
+	rows, err := sn.tx.Query(ctx, fmt.Sprintf("fetch forward %d from eddy_snapshot", s.cfg.chunk), pgx.QueryExecModeDescribeExec)
 	if err != nil {
 		return 0, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/eddy-cdc/eddy/connect"
+	elog "github.com/eddy-cdc/eddy/log"
 )
 
 // reusableDeadline hands out one deadline context for as long as the
@@ -182,11 +183,11 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []conne
 		if t == nil {
 			return out, nil // not a captured table
 		}
-		after, err := s.tuple(t, m.Tuple, nil)
+		after, _, err := s.tuple(t, m.Tuple, nil)
 		if err != nil {
 			return out, err
 		}
-		return s.emit(out, t, "c", nil, after)
+		return s.emit(out, t, "c", nil, after, nil)
 	case *pglogrepl.UpdateMessage:
 		t := s.byRel[m.RelationID]
 		if t == nil {
@@ -195,37 +196,37 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []conne
 		var before map[string]any
 		var err error
 		if m.OldTuple != nil {
-			if before, err = s.tuple(t, m.OldTuple, nil); err != nil {
+			if before, _, err = s.tuple(t, m.OldTuple, nil); err != nil {
 				return out, err
 			}
 		}
-		after, err := s.tuple(t, m.NewTuple, before)
+		after, unavailable, err := s.tuple(t, m.NewTuple, before)
 		if err != nil {
 			return out, err
 		}
 		if before != nil && m.OldTupleType == 'K' && !reflect.DeepEqual(t.key(before), t.key(after)) {
 			// The key changed: a delete of the old key (and its
 			// tombstone), then a create of the new one, as Debezium does.
-			if out, err = s.emit(out, t, "d", before, nil); err != nil {
+			if out, err = s.emit(out, t, "d", before, nil, nil); err != nil {
 				return out, err
 			}
-			return s.emit(out, t, "c", nil, after)
+			return s.emit(out, t, "c", nil, after, unavailable)
 		}
-		return s.emit(out, t, "u", before, after)
+		return s.emit(out, t, "u", before, after, unavailable)
 	case *pglogrepl.DeleteMessage:
 		t := s.byRel[m.RelationID]
 		if t == nil {
 			return out, nil
 		}
-		before, err := s.tuple(t, m.OldTuple, nil)
+		before, _, err := s.tuple(t, m.OldTuple, nil)
 		if err != nil {
 			return out, err
 		}
-		return s.emit(out, t, "d", before, nil)
+		return s.emit(out, t, "d", before, nil, nil)
 	case *pglogrepl.TruncateMessage:
 		for _, id := range m.RelationIDs {
 			if t := s.byRel[id]; t != nil {
-				if out, err = s.emit(out, t, "t", nil, nil); err != nil {
+				if out, err = s.emit(out, t, "t", nil, nil, nil); err != nil {
 					return out, err
 				}
 			}
@@ -301,11 +302,13 @@ func (s *Source) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 	return nil
 }
 
-// tuple decodes a tuple; an unchanged TOASTed value takes the value in
-// prev when known, else the placeholder.
-func (s *Source) tuple(t *table, td *pglogrepl.TupleData, prev map[string]any) (map[string]any, error) {
+// tuple decodes a tuple. An unchanged TOASTed value, which the update
+// did not carry, takes the value in prev when known (the old tuple of a
+// REPLICA IDENTITY FULL table), else the placeholder; unavailable names
+// the fields that hold a placeholder.
+func (s *Source) tuple(t *table, td *pglogrepl.TupleData, prev map[string]any) (row map[string]any, unavailable []string, err error) {
 	if td == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	m := make(map[string]any, len(t.cols))
 	for i, c := range t.cols {
@@ -324,17 +327,18 @@ func (s *Source) tuple(t *table, td *pglogrepl.TupleData, prev map[string]any) (
 				continue
 			}
 			m[name] = s.toastValue(c.schema)
+			unavailable = append(unavailable, name)
 		case 't':
 			v, err := c.decode(string(col.Data))
 			if err != nil {
-				return nil, fmt.Errorf("%s.%s.%s: %w", t.schema, t.name, c.name, err)
+				return nil, nil, fmt.Errorf("%s.%s.%s: %w", t.schema, t.name, c.name, err)
 			}
 			m[name] = v
 		default:
-			return nil, fmt.Errorf("%s.%s.%s: tuple data of kind %q", t.schema, t.name, c.name, col.DataType)
+			return nil, nil, fmt.Errorf("%s.%s.%s: tuple data of kind %q", t.schema, t.name, c.name, col.DataType)
 		}
 	}
-	return m, nil
+	return m, unavailable, nil
 }
 
 // toastValue stands for an unchanged TOASTed value: the placeholder for
@@ -352,8 +356,10 @@ func (s *Source) toastValue(sc avro.Schema) any {
 }
 
 // emit appends a change (and a tombstone after a delete) with the next
-// positions of the transaction, unless the log already holds them.
-func (s *Source) emit(out []connect.Record, t *table, op string, before, after map[string]any) ([]connect.Record, error) {
+// positions of the transaction, unless the log already holds them;
+// unavailable names the after-image's fields that hold no value
+// (connect.HeaderUnavailable).
+func (s *Source) emit(out []connect.Record, t *table, op string, before, after map[string]any, unavailable []string) ([]connect.Record, error) {
 	now := time.Now()
 	row := after
 	if row == nil {
@@ -362,6 +368,9 @@ func (s *Source) emit(out []connect.Record, t *table, op string, before, after m
 	value := map[string]any{"before": before, "after": after, "op": op, "ts_ms": now.UnixMilli(),
 		"source": s.txnSource(t)}
 	recs := []connect.Record{{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Value: value, ValueSchema: t.valueSchema, Timestamp: s.txn.commitTime}}
+	if len(unavailable) > 0 {
+		recs[0].Headers = []elog.Header{{Key: connect.HeaderUnavailable, Value: []byte(strings.Join(unavailable, ","))}}
+	}
 	if op == "d" && len(t.keyCols) > 0 {
 		recs = append(recs, connect.Record{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Timestamp: s.txn.commitTime})
 	}
