@@ -41,6 +41,21 @@ type Record struct {
 	Offset    int64
 }
 
+// Field properties a change-capture source puts on the Avro fields of a
+// row, so a sink can recreate the column as the source has it: Debezium's
+// column.propagate.source.type (the first three: the type's name, its
+// length or precision, its scale), and Eddy's exact ones for PostgreSQL
+// (the type as format_type writes it; an enum's labels; a domain's base
+// type and constraints, as CREATE DOMAIN takes them).
+const (
+	PropSourceType   = "__debezium.source.column.type"
+	PropSourceLength = "__debezium.source.column.length"
+	PropSourceScale  = "__debezium.source.column.scale"
+	PropPGType       = "eddy.pg.type"
+	PropPGEnum       = "eddy.pg.enum"
+	PropPGDomain     = "eddy.pg.domain"
+)
+
 // Header returns the value of the last header named k, or nil.
 func (r *Record) Header(k string) []byte { return headerOf(r.Headers, k) }
 

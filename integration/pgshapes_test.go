@@ -293,3 +293,91 @@ func imageOf(changes []change, keys int, cols ...string) string {
 	slices.Sort(out)
 	return strings.Join(out, "\n")
 }
+
+// A PostgreSQL replica keeps every column's type and value: the wide
+// table's columns, of 32 types, read the same as text (col::text) and
+// have the same format_type in the target, for rows of the snapshot and of
+// the stream.
+func TestPostgresReplicaKeepsTypes(t *testing.T) {
+	srcDSN, src := testDB(t)
+	dstDSN, dst := testDB(t)
+	ctx := context.Background()
+	if _, err := src.Exec(ctx, shapesDDL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Exec(ctx, shapesRows); err != nil {
+		t.Fatal(err)
+	}
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [wide, narrow, 'public."order lines"', empty_t], topic_prefix: shop}
+  - name: replica
+    plugin: postgres-sink
+    topics: [shop.public.wide, shop.public.narrow, shop.public.order_lines, shop.public.empty_t]
+    config: {dsn: %q}
+`, srcDSN, dstDSN))
+	topics := []string{"shop.public.wide", "shop.public.narrow", "shop.public.order_lines", "shop.public.empty_t"}
+	offsets := func() int64 {
+		var n int64
+		dst.QueryRow(ctx, "select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'").Scan(&n)
+		return n
+	}
+	p.waitChanges(t, "shop.public.wide", 41)
+	waitSlot(t, src, "eddy_pg", time.Minute)
+	sinkDone(t, p, "replica", topics, offsets)
+	// The stream: new rows of every type, and updates.
+	if _, err := src.Exec(ctx, strings.ReplaceAll(strings.SplitN(shapesRows, "insert into wide (id)", 2)[0][strings.Index(shapesRows, "insert into wide select"):],
+		"generate_series(1, 40) g", "generate_series(2001, 2040) g")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Exec(ctx, `update wide set n = n + 1, vc = 'changed', ints = array[7], feel = 'sad' where id % 3 = 0`); err != nil {
+		t.Fatal(err)
+	}
+	waitSlot(t, src, "eddy_pg", time.Minute)
+	sinkDone(t, p, "replica", topics, offsets)
+
+	rows, err := src.Query(ctx, `select attname, format_type(atttypid, atttypmod) from pg_attribute where attrelid = 'wide'::regclass and attnum > 0 and not attisdropped order by attnum`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type col struct{ name, typ string }
+	var cols []col
+	for rows.Next() {
+		var c col
+		rows.Scan(&c.name, &c.typ)
+		cols = append(cols, c)
+	}
+	rows.Close()
+	var typesKept, valuesKept int
+	var lost []string
+	for _, c := range cols {
+		var dstType string
+		dst.QueryRow(ctx, `select format_type(atttypid, atttypmod) from pg_attribute where attrelid = 'public_wide'::regclass and attname = $1`, c.name).Scan(&dstType)
+		if dstType == c.typ {
+			typesKept++
+		} else {
+			lost = append(lost, fmt.Sprintf("%s: type %s became %s", c.name, c.typ, dstType))
+		}
+		q := fmt.Sprintf("select id::text || ' ' || coalesce(%s::text, 'NULL') from %%s order by id", pgx.Identifier{c.name}.Sanitize())
+		a, b := tableRows(t, src, fmt.Sprintf(q, "wide")), tableRows(t, dst, fmt.Sprintf(q, "public_wide"))
+		if slices.Equal(a, b) && len(a) == 81 {
+			valuesKept++
+		} else {
+			d, _ := firstDiff(a, b)
+			lost = append(lost, fmt.Sprintf("%s: %s", c.name, d))
+		}
+	}
+	t.Logf("of %d typed columns, %d keep their type and %d their values", len(cols), typesKept, valuesKept)
+	if len(lost) > 0 {
+		t.Fatalf("the replica differs:\n%s", strings.Join(lost, "\n"))
+	}
+	for _, tb := range [][2]string{{`"order lines"`, `"public_order lines"`}, {"narrow", "public_narrow"}} {
+		q := "select t::text from %s t order by 1"
+		if a, b := tableRows(t, src, fmt.Sprintf(q, tb[0])), tableRows(t, dst, fmt.Sprintf(q, tb[1])); !slices.Equal(a, b) {
+			d, _ := firstDiff(a, b)
+			t.Fatalf("%s: %s", tb[0], d)
+		}
+	}
+}

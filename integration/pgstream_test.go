@@ -27,7 +27,8 @@ func (p *pipeline) waitChanges(t *testing.T, topic string, n int) []change {
 			return cs
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("fewer than %d events in %s after 30s: %d", n, topic, len(p.readChanges(t, topic)))
+			st, _ := p.w.Status("pg")
+			t.Fatalf("fewer than %d events in %s after 30s: %d; the connector: %+v", n, topic, len(p.readChanges(t, topic)), st.Tasks)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -398,7 +398,10 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 		}
 		var defs []string
 		for _, f := range c.schema.Fields() {
-			typ := pgType(f.Type())
+			typ, err := s.columnType(ctx, tx, f)
+			if err != nil {
+				return nil, fmt.Errorf("create table %s: %w", c.table, err)
+			}
 			t.cols[f.Name()] = typ
 			defs = append(defs, pgIdent(f.Name())+" "+typ)
 		}
@@ -418,7 +421,10 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 			if !s.autoEvolve {
 				return nil, fmt.Errorf("table %s has no column %s (set auto_evolve: true to add it)", c.table, f.Name())
 			}
-			typ := pgType(f.Type())
+			typ, err := s.columnType(ctx, tx, f)
+			if err != nil {
+				return nil, fmt.Errorf("add column %s.%s: %w", c.table, f.Name(), err)
+			}
 			if _, err := tx.Exec(ctx, fmt.Sprintf("alter table %s add column if not exists %s %s", pgIdent(c.table), pgIdent(f.Name()), typ)); err != nil {
 				return nil, fmt.Errorf("add column %s.%s: %w", c.table, f.Name(), err)
 			}
@@ -431,6 +437,45 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 		t.fits[c.schema] = true
 	}
 	return t, nil
+}
+
+// columnType is the type of a column the sink creates: the source's
+// (connect.PropPGType, from a PostgreSQL source) when the target knows
+// it, or when the field says how to make it (an enum's labels, a domain's
+// definition: created here, in the transaction); else the mapping of the
+// field's Avro type (pgType).
+func (s *Postgres) columnType(ctx context.Context, tx pgx.Tx, f *avro.Field) (string, error) {
+	src, _ := f.Prop(connect.PropPGType).(string)
+	if src == "" {
+		return pgType(f.Type()), nil
+	}
+	var known bool
+	if err := tx.QueryRow(ctx, "select to_regtype($1) is not null", src).Scan(&known); err != nil {
+		return "", fmt.Errorf("look up type %s: %w", src, err)
+	}
+	if known {
+		return src, nil
+	}
+	var ddl string
+	if labels, ok := f.Prop(connect.PropPGEnum).([]any); ok {
+		quoted := make([]string, len(labels))
+		for i, l := range labels {
+			quoted[i] = "'" + strings.ReplaceAll(fmt.Sprint(l), "'", "''") + "'"
+		}
+		ddl = "create type " + src + " as enum (" + strings.Join(quoted, ", ") + ")"
+	} else if def, ok := f.Prop(connect.PropPGDomain).(string); ok && def != "" {
+		ddl = "create domain " + src + " as " + def
+	}
+	if ddl == "" {
+		// A type of the source's own (an extension's, a composite) the
+		// target lacks: the Avro type's mapping keeps the value.
+		return pgType(f.Type()), nil
+	}
+	if _, err := tx.Exec(ctx, ddl); err != nil {
+		return "", fmt.Errorf("create type %s: %w", src, err)
+	}
+	s.log.Info("created type", "type", src)
+	return src, nil
 }
 
 func (s *Postgres) delete(ctx context.Context, tx pgx.Tx, c change, t *targetTable) error {

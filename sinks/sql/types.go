@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/big"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hamba/avro/v2"
@@ -127,10 +128,50 @@ func appendPgText(dst []byte, v any, typ string) ([]byte, error) {
 		return appendPgDuration(dst, x), nil
 	case time.Time:
 		return appendPgTime(dst, x, typ), nil
-	case []any, map[string]any, map[string]string:
+	case []any:
+		if elem, ok := strings.CutSuffix(typ, "[]"); ok {
+			return appendPgArray(dst, x, elem)
+		}
+		return connect.AppendJSON(dst, x, nil)
+	case map[string]any, map[string]string:
 		return connect.AppendJSON(dst, x, nil)
 	}
 	return dst, fmt.Errorf("a %T has no PostgreSQL form", v)
+}
+
+// appendPgArray writes an array literal for an array column: {1,NULL,3},
+// nested arrays nested, every element quoted (which any element type
+// reads).
+func appendPgArray(dst []byte, a []any, elem string) ([]byte, error) {
+	dst = append(dst, '{')
+	for i, e := range a {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		switch x := e.(type) {
+		case nil:
+			dst = append(dst, "NULL"...)
+		case []any:
+			var err error
+			if dst, err = appendPgArray(dst, x, elem); err != nil {
+				return dst, err
+			}
+		default:
+			text, err := appendPgText(nil, x, elem)
+			if err != nil {
+				return dst, err
+			}
+			dst = append(dst, '"')
+			for _, c := range text {
+				if c == '"' || c == '\\' {
+					dst = append(dst, '\\')
+				}
+				dst = append(dst, c)
+			}
+			dst = append(dst, '"')
+		}
+	}
+	return append(dst, '}'), nil
 }
 
 // appendPgDuration writes a time of day as hh:mm:ss.micros.

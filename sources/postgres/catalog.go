@@ -276,6 +276,12 @@ func (s *Source) describe(ctx context.Context, t *table, oid uint32, ident strin
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	rows.Close()
+	for i := range cols {
+		if cols[i].props, err = s.sourceProps(ctx, cols[i].oid, cols[i].typmod); err != nil {
+			return err
+		}
+	}
 	switch {
 	case hasPK:
 	case ident == "i" && hasIdentIndex:

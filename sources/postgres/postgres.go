@@ -53,6 +53,7 @@ type Source struct {
 	byName map[string]*table
 	types  map[uint32]typeInfo
 	byRel  map[uint32]*table
+	props  map[typeKey]map[string]any // sourceProps, by type
 
 	snap *snapshot // set while the initial snapshot runs
 	done bool      // initial_only, after its snapshot

@@ -63,30 +63,27 @@ const sourceSchema = `{"type":"record","name":"Source","namespace":"io.eddy.post
 func (t *table) buildSchemas(prefix string) error {
 	ns := avroName(prefix) + "." + avroName(t.schema) + "." + avroName(t.name)
 	t.topic = topicName(prefix, t.schema, t.name)
-	type field struct {
-		Name    string `json:"name"`
-		Type    any    `json:"type"`
-		Default any    `json:"default,omitempty"`
-	}
 	var keyFields, valueFields []json.RawMessage
-	for i, c := range t.cols {
-		typ, err := json.Marshal(c.schema)
-		if err != nil {
-			return err
+	for _, c := range t.cols {
+		f := map[string]any{"name": avroName(c.name), "type": c.schema}
+		for k, v := range c.props {
+			f[k] = v
 		}
 		if c.key {
-			f, _ := json.Marshal(field{Name: avroName(c.name), Type: json.RawMessage(typ)})
-			keyFields = append(keyFields, f)
-			valueFields = append(valueFields, f)
+			b, err := json.Marshal(f)
+			if err != nil {
+				return err
+			}
+			keyFields = append(keyFields, b)
+			valueFields = append(valueFields, b)
 			continue
 		}
-		_ = i
-		nt, err := json.Marshal(withNull(c.schema))
+		f["type"], f["default"] = withNull(c.schema), nil
+		b, err := json.Marshal(f)
 		if err != nil {
 			return err
 		}
-		f := fmt.Sprintf(`{"name":%q,"type":%s,"default":null}`, avroName(c.name), nt)
-		valueFields = append(valueFields, json.RawMessage(f))
+		valueFields = append(valueFields, b)
 	}
 	join := func(fs []json.RawMessage) string {
 		parts := make([]string, len(fs))

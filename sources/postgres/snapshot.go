@@ -92,7 +92,15 @@ func (s *Source) pollSnapshot(ctx context.Context) ([]connect.Record, error) {
 				s.done = true
 				return out, nil
 			}
-			return out, s.startStream(ctx, sn.consistent, nil)
+			if err := s.startStream(ctx, sn.consistent, nil); err != nil {
+				return out, err
+			}
+			if n := len(out); n > 0 {
+				// The stream's idle test weighs what was emitted against
+				// what is committed: the last read counts as emitted.
+				s.emitted = out[n-1].Position
+			}
+			return out, nil
 		}
 		t := s.order[sn.table]
 		if !sn.open {

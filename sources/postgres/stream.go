@@ -57,6 +57,11 @@ func (s *Source) startStream(ctx context.Context, lsn pglogrepl.LSN, position []
 		return fmt.Errorf("start replication from slot %s: %w", s.cfg.slot, err)
 	}
 	s.streaming, s.resumeAfter = true, position
+	// Nothing of the stream is in flight yet: once what came before is
+	// committed the source is idle, and its pings move the slot with the
+	// server's WAL even before the first change (pollSnapshot counts the
+	// snapshot's last read as emitted).
+	s.emitted = s.committed
 	s.byRel = map[uint32]*table{}
 	for _, t := range s.order {
 		s.byRel[t.relID] = t
@@ -279,6 +284,10 @@ func (s *Source) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 	for i, mc := range m.Columns {
 		c := mapType(mc.Name, mc.DataType, mc.TypeModifier, s.types, dims[mc.Name])
 		c.key = keys[mc.Name]
+		var err error
+		if c.props, err = s.sourceProps(ctx, mc.DataType, mc.TypeModifier); err != nil {
+			return err
+		}
 		cols[i] = c
 		if same && (t.cols[i].name != mc.Name || t.cols[i].oid != mc.DataType || t.cols[i].typmod != mc.TypeModifier) {
 			same = false

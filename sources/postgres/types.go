@@ -12,6 +12,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/eddy-cdc/eddy/connect"
 )
 
 // Type OIDs of the built-in types with a mapping of their own; every other
@@ -68,6 +70,57 @@ func loadTypes(ctx context.Context, conn *pgx.Conn) (map[uint32]typeInfo, error)
 		}
 	}
 	return out, rows.Err()
+}
+
+// typeKey is a column type: its oid and modifier.
+type typeKey struct {
+	oid    uint32
+	typmod int32
+}
+
+// sourceProps are the field properties of a column of type oid(typmod),
+// read from the catalog once per type.
+func (s *Source) sourceProps(ctx context.Context, oid uint32, typmod int32) (map[string]any, error) {
+	k := typeKey{oid, typmod}
+	if p, ok := s.props[k]; ok {
+		return p, nil
+	}
+	var exact, name string
+	var enum []string
+	var domain *string
+	err := s.conn.QueryRow(ctx, `select format_type(t.oid, $2), upper(t.typname),
+		case when t.typtype = 'e' then array(select enumlabel::text from pg_enum e where e.enumtypid = t.oid order by e.enumsortorder) end,
+		case when t.typtype = 'd' then format_type(t.typbasetype, t.typtypmod) || coalesce(' ' || (select string_agg(pg_get_constraintdef(c.oid), ' ' order by c.conname)
+			from pg_constraint c where c.contypid = t.oid), '') || case when t.typnotnull then ' not null' else '' end end
+		from pg_type t where t.oid = $1`, oid, typmod).Scan(&exact, &name, &enum, &domain)
+	if err != nil {
+		return nil, fmt.Errorf("read type %d: %w", oid, err)
+	}
+	p := map[string]any{connect.PropSourceType: name, connect.PropPGType: exact}
+	if typmod >= 4 {
+		switch oid {
+		case 1042, 1043: // char(n), varchar(n)
+			p[connect.PropSourceLength] = strconv.Itoa(int(typmod - 4))
+		case oidNumeric:
+			p[connect.PropSourceLength] = strconv.Itoa(int((typmod-4)>>16) & 0xffff)
+			p[connect.PropSourceScale] = strconv.Itoa(int(typmod-4) & 0xffff)
+		}
+	}
+	if enum != nil {
+		labels := make([]any, len(enum))
+		for i, l := range enum {
+			labels[i] = l
+		}
+		p[connect.PropPGEnum] = labels
+	}
+	if domain != nil {
+		p[connect.PropPGDomain] = *domain
+	}
+	if s.props == nil {
+		s.props = map[typeKey]map[string]any{}
+	}
+	s.props[k] = p
+	return p, nil
 }
 
 // withNull is s made nullable: ["null", s], or null added to a union (a
@@ -158,6 +211,9 @@ var nullableString, _ = avro.NewUnionSchema([]avro.Schema{avro.NewNullSchema(), 
 // column is how one column maps: its Avro type and the decoder of its
 // text form.
 type column struct {
+	// props are the Avro field's properties that say the source type
+	// (sourceProps).
+	props  map[string]any
 	dims   int // arrays: dimensions
 	name   string
 	oid    uint32
