@@ -200,6 +200,13 @@ func Permanent(err error) error {
 	return permanent{err}
 }
 
+// IsPermanent says whether err, or an error it wraps, was marked by
+// Permanent.
+func IsPermanent(err error) bool {
+	var p permanent
+	return errors.As(err, &p)
+}
+
 func (p permanent) Error() string { return p.err.Error() }
 func (p permanent) Unwrap() error { return p.err }
 

@@ -438,6 +438,9 @@ func (s *sinkSession) deliver(ctx context.Context, f *fetched) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if IsPermanent(err) { // the sink says retrying will not help: fail now, dead-letter nothing
+			return fmt.Errorf("write to sink: %w", err)
+		}
 		if failingSince.IsZero() {
 			failingSince = time.Now()
 		}

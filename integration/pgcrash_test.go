@@ -140,12 +140,19 @@ func TestPostgresKillRunDuringWrites(t *testing.T) {
 	}
 	dsn, conn := testDB(t)
 	ctx := context.Background()
+	// Tables of different shapes in one connector: narrow, wide with many
+	// types, a composite key, and one that stays empty.
 	tables := []string{"orders", "customers", "items"}
-	for _, tb := range tables {
-		if _, err := conn.Exec(ctx, fmt.Sprintf(`create table %s (id int primary key, v bigint not null, note text);
-			insert into %s select g, 0, 'initial' from generate_series(1, 1500) g`, tb, tb)); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := conn.Exec(ctx, `create table orders (id int primary key, v bigint not null, note text);
+		create table customers (id int primary key, v bigint not null, note text, name varchar(40) default 'ünï', born date default '1990-02-03',
+			score numeric(8,3) default 1.5, tags text[] default '{a,"b c",NULL}', doc jsonb default '{"k": [1, 2]}', seen timestamptz default now(),
+			blob bytea default '\x0001', ok boolean default true);
+		create table items (id int not null unique, grp int not null default 7, v bigint not null, note text, primary key (id, grp));
+		create table empty_t (id int primary key, v bigint not null, note text);
+		insert into orders select g, 0, 'initial' from generate_series(1, 1500) g;
+		insert into customers (id, v, note) select g, 0, 'initial' from generate_series(1, 1500) g;
+		insert into items (id, v, note) select g, 0, 'initial' from generate_series(1, 1500) g`); err != nil {
+		t.Fatal(err)
 	}
 	bin := buildEddy(t)
 	dir := t.TempDir()
@@ -157,7 +164,7 @@ connectors:
     plugin: postgres-source
     config:
       dsn: %q
-      tables: [orders, customers, items]
+      tables: [orders, customers, items, empty_t]
       topic_prefix: shop
       batch_size: 300
 `, dsn))

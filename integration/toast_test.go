@@ -246,3 +246,47 @@ func readRecords(t *testing.T, part *elog.Partition) []connect.Record {
 	}
 	return out
 }
+
+// A source table without a primary key (REPLICA IDENTITY FULL, which the
+// source accepts) cannot be upserted by record_key: postgres-sink fails
+// the task once with the choices, and dead-letters none of its rows (they
+// are not at fault, and the next ones would fare the same).
+func TestKeylessTableFailsTheSinkVisibly(t *testing.T) {
+	srcDSN, src := testDB(t)
+	dstDSN, _ := testDB(t)
+	ctx := context.Background()
+	if _, err := src.Exec(ctx, `create table nokey (a int, b text); alter table nokey replica identity full;
+		insert into nokey select g, 'r' || g from generate_series(1, 20) g`); err != nil {
+		t.Fatal(err)
+	}
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [nokey], topic_prefix: shop}
+  - name: replica
+    plugin: postgres-sink
+    topics: [shop.public.nokey]
+    errors: {tolerance: all, dead_letter_topic: replica.dlq}
+    config: {dsn: %q}
+`, srcDSN, dstDSN))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, _ := p.w.Status("replica")
+		if st.Tasks[0].State == connect.StateFailed {
+			if !strings.Contains(st.Tasks[0].Trace, "public_nokey: a record without a key cannot be upserted by record_key") ||
+				!strings.Contains(st.Tasks[0].Trace, "primary_key: fields") {
+				t.Fatalf("the sink failed otherwise: %s", st.Tasks[0].Trace)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink did not fail: %+v", st.Tasks[0])
+		}
+	}
+	if dlq, err := p.log.Topic("replica.dlq"); err == nil {
+		part, _ := dlq.Partition(0)
+		if n := part.HighWatermark(); n != 0 {
+			t.Fatalf("%d records dead-lettered", n)
+		}
+	}
+}

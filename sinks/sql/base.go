@@ -158,7 +158,7 @@ func (s *sinkBase) isolate(recs []connect.Record, base int, top bool, apply func
 	if err == nil {
 		err = apply(changes, offsetsOf(recs))
 	}
-	if err == nil || gone() {
+	if err == nil || gone() || connect.IsPermanent(err) {
 		return err
 	}
 	if len(recs) == 1 {

@@ -182,7 +182,11 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 	}
 	c.table = table
 	if c.upsert() && !hasKey && s.pkMode == "record_key" {
-		return c, false, fmt.Errorf("a record without a key cannot be upserted by record_key")
+		// Not the record's fault: every record of such a table (one with
+		// no primary key, under REPLICA IDENTITY FULL) is keyless, so the
+		// table fails the task once, visibly, instead of dead-lettering
+		// each of its rows.
+		return c, false, connect.Permanent(fmt.Errorf("%s: a record without a key cannot be upserted by record_key (the source table has no primary key): set primary_key: fields with primary_key_fields naming columns that identify a row, or mode: insert to append rows", table))
 	}
 	if c.upsert() {
 		c.key = key // nil for a raw key
