@@ -381,3 +381,86 @@ connectors:
 		}
 	}
 }
+
+// Types change at the source: a widening the target can take (integer to
+// bigint, varchar(10) to varchar(30), numeric(8,2) to numeric(12,2), a new
+// enum label) reaches the target column before the rows that need it; a
+// change it cannot take stops the sink with the column named, and
+// dead-letters nothing.
+func TestPostgresReplicaFollowsTypeChanges(t *testing.T) {
+	srcDSN, src := testDB(t)
+	dstDSN, dst := testDB(t)
+	ctx := context.Background()
+	exec := func(q string) {
+		t.Helper()
+		if _, err := src.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(`create type mood as enum ('sad', 'ok');
+		create table "OrderItems" (id int primary key, qty int, label varchar(10), price numeric(8,2), feel mood);
+		insert into "OrderItems" values (1, 1, 'one', 1.50, 'ok')`)
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: ['public."OrderItems"'], topic_prefix: shop}
+  - name: replica
+    plugin: postgres-sink
+    topics: [shop.public.OrderItems]
+    errors: {tolerance: all, dead_letter_topic: replica.dlq}
+    config: {dsn: %q}
+`, srcDSN, dstDSN))
+	topics := []string{"shop.public.OrderItems"}
+	offsets := func() int64 {
+		var n int64
+		dst.QueryRow(ctx, "select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'").Scan(&n)
+		return n
+	}
+	p.waitChanges(t, "shop.public.OrderItems", 1)
+	sinkDone(t, p, "replica", topics, offsets)
+	exec(`alter table "OrderItems" alter column qty type bigint, alter column label type varchar(30), alter column price type numeric(12,2);
+		alter type mood add value 'ecstatic'`)
+	exec(`insert into "OrderItems" values (2, 5000000000, 'a label of 22 letters', 1234567890.12, 'ecstatic')`)
+	waitSlot(t, src, "eddy_pg", time.Minute)
+	sinkDone(t, p, "replica", topics, offsets)
+	q := `select concat_ws(' ', id, qty, label, price, feel, (select string_agg(format_type(atttypid, atttypmod), ',' order by attnum)
+		from pg_attribute where attrelid = '%s'::regclass and attnum > 0 and not attisdropped)) from %s order by id`
+	want := tableRows(t, src, fmt.Sprintf(q, `"OrderItems"`, `"OrderItems"`))
+	if got := tableRows(t, dst, fmt.Sprintf(q, `"public_OrderItems"`, `"public_OrderItems"`)); !slices.Equal(got, want) {
+		t.Fatalf("after the widening:\nsource %v\ntarget %v", want, got)
+	}
+
+	// A label added with no DDL on the table (no Relation message says so).
+	exec(`alter type mood add value 'meh'`)
+	exec(`insert into "OrderItems" values (4, 4, 'four', 4, 'meh')`)
+	waitSlot(t, src, "eddy_pg", time.Minute)
+	sinkDone(t, p, "replica", topics, offsets)
+	var feel string
+	dst.QueryRow(ctx, `select feel::text from "public_OrderItems" where id = 4`).Scan(&feel)
+	if feel != "meh" {
+		t.Fatalf("row 4's feel in the target: %q", feel)
+	}
+
+	// A change no wider type takes: the sink stops, naming the column.
+	exec(`alter table "OrderItems" alter column label type integer using length(label)`)
+	exec(`insert into "OrderItems" values (3, 3, 3, 3, 'sad')`)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, _ := p.w.Status("replica")
+		if st.Tasks[0].State == connect.StateFailed {
+			if !strings.Contains(st.Tasks[0].Trace, "column public_OrderItems.label is character varying(30) in the target, and the source's is now integer") {
+				t.Fatalf("the sink failed otherwise: %s", st.Tasks[0].Trace)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink did not stop: %+v", st.Tasks[0])
+		}
+	}
+	if dlq, err := p.log.Topic("replica.dlq"); err == nil {
+		part, _ := dlq.Partition(0)
+		if n := part.HighWatermark(); n != 0 {
+			t.Fatalf("%d records dead-lettered", n)
+		}
+	}
+}

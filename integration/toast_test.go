@@ -43,7 +43,8 @@ func sinkDone(t *testing.T, p *pipeline, name string, topics []string, sumOffset
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: eddy_offsets sum to %d, the log holds %d", name, got, want)
+			st, _ := p.w.Status(name)
+			t.Fatalf("%s: eddy_offsets sum to %d, the log holds %d; %+v", name, got, want, st.Tasks)
 		}
 	}
 }

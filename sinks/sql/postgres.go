@@ -416,6 +416,9 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 	if c.schema != nil && !t.fits[c.schema] {
 		for _, f := range c.schema.Fields() {
 			if _, ok := t.cols[f.Name()]; ok {
+				if err := s.evolveColumn(ctx, tx, c.table, t, f); err != nil {
+					return nil, err
+				}
 				continue
 			}
 			if !s.autoEvolve {

@@ -17,6 +17,7 @@ type table struct {
 	keyCols     []int // into cols
 	index       int   // in the connector's table list, for snapshot positions
 	partitioned bool  // declaratively partitioned: its rows are its partitions'
+	stale       bool  // a value showed a type changed (refreshStale)
 
 	topic       string
 	keySchema   avro.Schema

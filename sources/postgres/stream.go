@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -192,6 +193,9 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []conne
 		if err != nil {
 			return out, err
 		}
+		if err := s.refreshStale(ctx, t); err != nil {
+			return out, err
+		}
 		return s.emit(out, t, "c", nil, after, nil)
 	case *pglogrepl.UpdateMessage:
 		t := s.byRel[m.RelationID]
@@ -207,6 +211,9 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []conne
 		}
 		after, unavailable, err := s.tuple(t, m.NewTuple, before)
 		if err != nil {
+			return out, err
+		}
+		if err := s.refreshStale(ctx, t); err != nil {
 			return out, err
 		}
 		if before != nil && m.OldTupleType == 'K' && !reflect.DeepEqual(t.key(before), t.key(after)) {
@@ -262,6 +269,26 @@ func (s *Source) release(position []byte) {
 	}
 }
 
+// refreshStale reads the types of a table again when a value showed that
+// one changed without DDL on the table (an enum's new label): the schema
+// gets a new version carrying it before the event that needs it.
+func (s *Source) refreshStale(ctx context.Context, t *table) error {
+	if !t.stale {
+		return nil
+	}
+	t.stale = false
+	for i := range t.cols {
+		c := &t.cols[i]
+		delete(s.props, typeKey{c.oid, c.typmod})
+		var err error
+		if c.props, err = s.sourceProps(ctx, c.oid, c.typmod); err != nil {
+			return err
+		}
+	}
+	s.log.Info("a type changed: new schema", "table", t.schema+"."+t.name)
+	return t.buildSchemas(s.cfg.prefix)
+}
+
 // relation handles a Relation message: the first for a table, or one after
 // DDL. A changed column set rebuilds the table's schemas, and the first
 // event that uses them registers the new version.
@@ -271,6 +298,7 @@ func (s *Source) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 		return nil
 	}
 	s.byRel[m.RelationID] = t
+	clear(s.props) // DDL: a type may have changed too
 	keys := map[string]bool{}
 	for _, i := range t.keyCols {
 		keys[t.cols[i].name] = true
@@ -343,6 +371,9 @@ func (s *Source) tuple(t *table, td *pglogrepl.TupleData, prev map[string]any) (
 				return nil, nil, fmt.Errorf("%s.%s.%s: %w", t.schema, t.name, c.name, err)
 			}
 			m[name] = v
+			if labels, ok := c.props[connect.PropPGEnum].([]any); ok && !slices.Contains(labels, v) {
+				t.stale = true // a label added since: no Relation message says so
+			}
 		default:
 			return nil, nil, fmt.Errorf("%s.%s.%s: tuple data of kind %q", t.schema, t.name, c.name, col.DataType)
 		}
