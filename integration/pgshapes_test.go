@@ -464,3 +464,71 @@ connectors:
 		}
 	}
 }
+
+// A PostgreSQL table of many types replicated into MariaDB: each column
+// gets the nearest MariaDB type (docs/sinks-sql.md), and the values
+// arrive.
+func TestPostgresToMariaDBTypes(t *testing.T) {
+	srcDSN, src := testDB(t)
+	myDSN, my := mariaDB(t)
+	ctx := context.Background()
+	if _, err := src.Exec(ctx, shapesDDL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Exec(ctx, shapesRows); err != nil {
+		t.Fatal(err)
+	}
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [wide, 'public."order lines"'], topic_prefix: shop}
+  - name: replica
+    plugin: mysql-sink
+    topics: [shop.public.wide, shop.public.order_lines]
+    config: {dsn: %q}
+`, srcDSN, myDSN))
+	p.waitChanges(t, "shop.public.wide", 41)
+	sinkDone(t, p, "replica", []string{"shop.public.wide", "shop.public.order_lines"}, func() int64 {
+		res, err := my.Execute("select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'")
+		if err != nil {
+			return -1
+		}
+		n, _ := res.GetInt(0, 0)
+		return n
+	})
+	want := map[string]string{
+		"id": "bigint(20)", "n": "int(11)", "s": "smallint(6)", "amount": "decimal(20,5)", "ratio": "longtext", "r": "float", "d": "double",
+		"c5": "char(5)", "vc": "varchar(20)", "body": "longtext", "doc": "longtext", "js": "longtext", "blob": "longblob", "day": "date",
+		"at": "datetime(6)", "atz": "datetime(6)", "tod": "time(6)", "todz": "longtext", "span": "longtext", "u": "char(36)", "ip": "varchar(43)",
+		"mac": "varchar(23)", "ints": "longtext", "words": "longtext", "feel": "enum('sad','ok','happy')", "pos": "int(11)", "cash": "longtext",
+		"bits": "longtext", "rng": "longtext", "pt": "longtext", "x": "longtext", "flag": "tinyint(1)",
+	}
+	res, err := my.Execute("select column_name, column_type from information_schema.columns where table_schema = database() and table_name = 'public_wide'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wrong []string
+	for i := range res.RowNumber() {
+		name, _ := res.GetString(i, 0)
+		typ, _ := res.GetString(i, 1)
+		if want[name] != typ {
+			wrong = append(wrong, fmt.Sprintf("%s: %s, want %s", name, typ, want[name]))
+		}
+	}
+	if len(wrong) > 0 || res.RowNumber() != len(want) {
+		t.Fatalf("%d columns; types:\n%s", res.RowNumber(), strings.Join(wrong, "\n"))
+	}
+	a := tableRows(t, src, `select concat_ws(' ', id, n, s, amount, round(r::numeric, 3), rtrim(c5), vc, md5(body), encode(sha256(blob), 'hex'), day, to_char(at, 'YYYY-MM-DD HH24:MI:SS.US'), u, ip, feel, pos, flag::int) from wide order by id`)
+	b := mariaText(t, my, "select concat_ws(' ', id, n, s, amount, round(r, 3), c5, vc, md5(body), sha2(`blob`, 256), day, at, u, ip, feel, pos, flag) from public_wide order by id")
+	if !slices.Equal(a, b) {
+		d, _ := firstDiff(a, b)
+		t.Fatalf("wide in MariaDB: %s", d)
+	}
+	a = tableRows(t, src, `select concat_ws(' ', order_id, line_no, qty, note) from "order lines" order by 1`)
+	b = mariaText(t, my, "select concat_ws(' ', order_id, line_no, qty, note) from `public_order lines` order by 1")
+	if !slices.Equal(a, b) {
+		d, _ := firstDiff(a, b)
+		t.Fatalf("order lines in MariaDB: %s", d)
+	}
+}

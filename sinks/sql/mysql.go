@@ -332,7 +332,7 @@ func (s *MySQL) ensureTable(c change) (*targetTable, error) {
 		}
 		var defs []string
 		for _, f := range c.schema.Fields() {
-			typ := myType(f.Type(), isKey[f.Name()])
+			typ := myFieldType(f, isKey[f.Name()])
 			t.cols[f.Name()] = typ
 			def := myIdent(f.Name()) + " " + typ
 			if isKey[f.Name()] {
@@ -357,7 +357,7 @@ func (s *MySQL) ensureTable(c change) (*targetTable, error) {
 			if !s.autoEvolve {
 				return nil, fmt.Errorf("table %s has no column %s (set auto_evolve: true to add it)", c.table, f.Name())
 			}
-			typ := myType(f.Type(), false)
+			typ := myFieldType(f, false)
 			if _, err := s.conn.Execute(fmt.Sprintf("alter table %s add column if not exists %s %s", myIdent(c.table), myIdent(f.Name()), typ)); err != nil {
 				return nil, fmt.Errorf("add column %s.%s: %w", c.table, f.Name(), err)
 			}
@@ -365,6 +365,69 @@ func (s *MySQL) ensureTable(c change) (*targetTable, error) {
 		}
 	}
 	return t, nil
+}
+
+// myFieldType is the MySQL/MariaDB column type of a field: the nearest to
+// its PostgreSQL source type when the field says it (connect.PropPGType;
+// docs/sinks-sql.md has the table), else myType of its Avro type.
+func myFieldType(f *avro.Field, key bool) string {
+	if src, _ := f.Prop(connect.PropPGType).(string); src != "" {
+		if typ := myFromPg(src, f.Prop(connect.PropPGEnum), key); typ != "" {
+			return typ
+		}
+	}
+	return myType(f.Type(), key)
+}
+
+// myFromPg maps a PostgreSQL type (as format_type writes it) to the
+// nearest MySQL/MariaDB type that takes its values as the sink writes
+// them; "" leaves it to the Avro type.
+func myFromPg(pg string, enum any, key bool) string {
+	if labels, ok := enum.([]any); ok && len(labels) > 0 {
+		quoted := make([]string, len(labels))
+		for i, l := range labels {
+			quoted[i] = "'" + strings.ReplaceAll(strings.ReplaceAll(fmt.Sprint(l), `\`, `\\`), "'", "''") + "'"
+		}
+		return "enum(" + strings.Join(quoted, ", ") + ")"
+	}
+	if strings.HasSuffix(pg, "[]") {
+		return "json"
+	}
+	t := parsePgType(pg)
+	base, _, _ := strings.Cut(pg, "(")
+	switch {
+	case t.family == "int":
+		return [4]string{"", "smallint", "int", "bigint"}[t.rank]
+	case t.family == "float":
+		return [3]string{"", "float", "double"}[t.rank]
+	case t.family == "numeric" && t.n > 0 && t.n <= 65 && t.s <= 30:
+		return fmt.Sprintf("decimal(%d,%d)", t.n, t.s)
+	case t.family == "char" && t.char && t.n <= 255:
+		return fmt.Sprintf("char(%d)", t.n)
+	case t.family == "char" && t.n > 0 && (t.n <= 191 || !key && t.n <= 16383):
+		return fmt.Sprintf("varchar(%d)", t.n)
+	}
+	switch base {
+	case "boolean":
+		return "boolean"
+	case "date":
+		return "date"
+	case "timestamp without time zone", "timestamp with time zone":
+		return "datetime(6)"
+	case "time without time zone":
+		return "time(6)"
+	case "uuid":
+		return "char(36)"
+	case "json", "jsonb":
+		if !key {
+			return "json"
+		}
+	case "inet", "cidr":
+		return "varchar(43)"
+	case "macaddr", "macaddr8":
+		return "varchar(23)"
+	}
+	return ""
 }
 
 // myType is the MySQL/MariaDB column type for an Avro type; key columns
