@@ -532,3 +532,29 @@ connectors:
 		t.Fatalf("order lines in MariaDB: %s", d)
 	}
 }
+
+// Two tables whose names map to one topic are refused, naming both.
+func TestPostgresTopicCollisionRefused(t *testing.T) {
+	dsn, conn := testDB(t)
+	if _, err := conn.Exec(context.Background(), `create table "a b" (id int primary key); create table a_b (id int primary key)`); err != nil {
+		t.Fatal(err)
+	}
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: ['public.a*'], topic_prefix: shop}
+`, dsn))
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, _ := p.w.Status("pg")
+		if st.Tasks[0].State == connect.StateFailed {
+			if !strings.Contains(st.Tasks[0].Trace, "tables public.a b and public.a_b would both write to topic shop.public.a_b") {
+				t.Fatalf("the error: %s", st.Tasks[0].Trace)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the connector did not fail: %+v", st.Tasks)
+		}
+	}
+}
