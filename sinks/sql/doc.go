@@ -14,7 +14,11 @@
 // base.go holds what both sinks share (collapsing records into changes,
 // truncates, isolating a poison record), record.go reads a record as a
 // change, postgres.go and mysql.go apply changes to each database, and
-// types.go maps Avro types to PostgreSQL's (mysql.go has MySQL's).
+// types.go maps Avro types to PostgreSQL's (mysql.go has MySQL's); a
+// field's source type, when it carries one, comes first. evolve.go decides
+// whether a target column holds a field's new type, widens it, or stops
+// the task. A change that lacks some columns (connect.HeaderUnavailable)
+// takes them from the batch or updates only what it carries.
 //
 // postgres-sink reads envelopes and keys from the log's Avro bytes
 // (avro.go) and renders rows into COPY text (avro.go) or COPY's binary

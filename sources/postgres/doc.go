@@ -15,7 +15,17 @@
 // large transaction is handed to the runtime in batches as it arrives and
 // is never held in memory whole.
 //
+// The publication is kept to exactly the captured tables (FOR TABLE ONLY,
+// publish_via_partition_root), so capture never makes the application's
+// own writes fail: an inheritance child is not published, and a partition
+// without a replica identity is refused before anything is created. Each
+// field carries its column's source type (connect.PropPGType and
+// Debezium's properties), so a sink can recreate the column exactly.
+//
 // Values are read in PostgreSQL's text format, in the snapshot (columns
 // cast to text) and in the stream alike, and decoded by one function per
-// type, so a row reads the same whichever way it came.
+// type, so a row reads the same whichever way it came; every session pins
+// the settings that shape that text (pinSession). An update that leaves
+// an out-of-line value unchanged does not carry it: the event names such
+// fields in the header connect.HeaderUnavailable.
 package postgres
