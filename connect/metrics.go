@@ -11,6 +11,10 @@ type Metrics struct {
 	lagBytes    *prometheus.GaugeVec
 	errors      *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
+	// Sink writes the target refused for its own sake (down, read-only,
+	// throttling, full): retried, and whether one is failing now.
+	writeRetries  *prometheus.CounterVec
+	targetFailing *prometheus.GaugeVec
 }
 
 func newMetrics() *Metrics {
@@ -31,6 +35,10 @@ func newMetrics() *Metrics {
 			Help: "Task failures and records that could not be handled."}, l),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eddy_connector_dead_letter_records_total",
 			Help: "Records sent to the connector's dead-letter topic."}, l),
+		writeRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eddy_connector_write_retries_total",
+			Help: "Sink writes that failed for the target's sake (down, read-only, throttling, full, out of connections) and were retried whole."}, l),
+		targetFailing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "eddy_connector_target_failing",
+			Help: "1 while a sink's writes are failing for the target's sake and being retried, else 0."}, l),
 	}
 }
 
@@ -42,9 +50,11 @@ func (m *Metrics) add(name string) {
 	m.sourceLag.WithLabelValues(name)
 	m.errors.WithLabelValues(name)
 	m.deadLetters.WithLabelValues(name)
+	m.writeRetries.WithLabelValues(name)
+	m.targetFailing.WithLabelValues(name)
 }
 
 // Collectors lists the series for a Prometheus registry.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.recordsIn, m.recordsOut, m.batch, m.sourceLag, m.lagBytes, m.errors, m.deadLetters}
+	return []prometheus.Collector{m.recordsIn, m.recordsOut, m.batch, m.sourceLag, m.lagBytes, m.errors, m.deadLetters, m.writeRetries, m.targetFailing}
 }

@@ -448,6 +448,8 @@ func (s *sinkSession) deliver(ctx context.Context, f *fetched) error {
 			return permanent{fmt.Errorf("write to sink: gave up after retrying for %s: %w", c.policy.RetryTimeout, err)}
 		}
 		c.setState(StateRunning, "retrying: "+err.Error())
+		c.w.metrics.writeRetries.WithLabelValues(c.spec.Name).Inc()
+		c.w.metrics.targetFailing.WithLabelValues(c.spec.Name).Set(1)
 		c.w.logger.Warn("sink write failed; retrying", "connector", c.spec.Name, "err", err, "backoff", backoff)
 		if !sleep(ctx, backoff) {
 			return ctx.Err()
@@ -456,6 +458,7 @@ func (s *sinkSession) deliver(ctx context.Context, f *fetched) error {
 	}
 	if !failingSince.IsZero() {
 		c.setState(StateRunning, "")
+		c.w.metrics.targetFailing.WithLabelValues(c.spec.Name).Set(0)
 	}
 	c.w.metrics.recordsOut.WithLabelValues(c.spec.Name).Add(float64(written))
 	c.w.metrics.batch.WithLabelValues(c.spec.Name).Observe(time.Since(start).Seconds())

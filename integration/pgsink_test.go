@@ -197,6 +197,17 @@ connectors:
 		var diffs []string
 		suspects := map[string][]int64{} // per table, the keys of the rows that differ
 		for _, tb := range tables {
+			var inPG bool
+			dst.QueryRow(ctx, "select to_regclass($1) is not null", "public_"+tb).Scan(&inPG)
+			inMaria := false
+			if res, err := my.Execute("select count(*) from information_schema.tables where table_schema = database() and table_name = ?", "public_"+tb); err == nil {
+				n, _ := res.GetInt(0, 0)
+				inMaria = n == 1
+			}
+			if !inPG || !inMaria { // the sinks have not come to it yet
+				diffs = append(diffs, fmt.Sprintf("%s: in PostgreSQL %v, in MariaDB %v", tb, inPG, inMaria))
+				continue
+			}
 			a := tableRows(t, src, "select id, v, note from "+tb+" order by id")
 			for target, rows := range map[string][]string{
 				"PostgreSQL": tableRows(t, dst, "select id, v, note from public_"+tb+" order by id"),

@@ -150,15 +150,16 @@ func (s *sinkBase) knownTable(tables map[string]*targetTable, c change, cols map
 // record's sake, it halves them, committing each part that applies, until
 // the record at fault stands alone; that one comes back as a RecordError
 // with its index, everything before it delivered. A poison record in a
-// batch of n costs about 2·log2(n) transactions, not n. When gone says
-// the connection failed rather than a record, the error is returned as
-// is, and the runtime retries the batch.
-func (s *sinkBase) isolate(recs []connect.Record, base int, top bool, apply func([]change, map[elog.TopicPartition]int64) error, gone func() bool) error {
+// batch of n costs about 2·log2(n) transactions, not n. Only a record's
+// fault is isolated (recordFault; faults.go): when the target is at fault,
+// or gone says the connection failed, the error is returned as is, and
+// the runtime retries the batch.
+func (s *sinkBase) isolate(recs []connect.Record, base int, top bool, apply func([]change, map[elog.TopicPartition]int64) error, gone func() bool, recordFault func(error) bool) error {
 	changes, err := s.changes(recs)
 	if err == nil {
 		err = apply(changes, offsetsOf(recs))
 	}
-	if err == nil || gone() || connect.IsPermanent(err) {
+	if err == nil || gone() || connect.IsPermanent(err) || !recordFault(err) {
 		return err
 	}
 	if len(recs) == 1 {
@@ -168,10 +169,10 @@ func (s *sinkBase) isolate(recs []connect.Record, base int, top bool, apply func
 		s.log.Warn("batch failed; applying it in halves to find the record at fault", "connector", s.connector, "records", len(recs), "err", err)
 	}
 	mid := len(recs) / 2
-	if err := s.isolate(recs[:mid], base, false, apply, gone); err != nil {
+	if err := s.isolate(recs[:mid], base, false, apply, gone, recordFault); err != nil {
 		return err
 	}
-	return s.isolate(recs[mid:], base+mid, false, apply, gone)
+	return s.isolate(recs[mid:], base+mid, false, apply, gone, recordFault)
 }
 
 // keepTruncates records the truncates a committed transaction applied.

@@ -2,6 +2,7 @@ package sql
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -106,9 +107,16 @@ func (s *MySQL) Write(ctx context.Context, recs []connect.Record) error {
 		s.conn.Close()
 		s.conn = conn
 	}
-	return s.inBatches(recs, func(recs []connect.Record) error {
-		return s.isolate(recs, 0, true, s.apply, func() bool { return s.conn.Ping() != nil })
+	err := s.inBatches(recs, func(recs []connect.Record) error {
+		return s.isolate(recs, 0, true, s.apply, func() bool { return s.conn.Ping() != nil }, myRecordFault)
 	})
+	var re *connect.RecordError
+	if err != nil && !errors.As(err, &re) && !connect.IsPermanent(err) && !myRecordFault(err) {
+		// The target's fault: the retry connects anew (Write reconnects
+		// when the connection does not answer).
+		s.conn.Close()
+	}
+	return err
 }
 
 func (s *MySQL) apply(changes []change, offsets map[elog.TopicPartition]int64) error {

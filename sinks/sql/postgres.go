@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5"
@@ -120,16 +121,32 @@ func (s *Postgres) Write(ctx context.Context, recs []connect.Record) error {
 		s.conn = conn
 	}
 	gone := func() bool { return ctx.Err() != nil || s.conn.IsClosed() }
-	return s.inBatches(recs, func(recs []connect.Record) error {
+	err := s.inBatches(recs, func(recs []connect.Record) error {
 		if len(recs) > 2*pipelinePart {
 			err := s.applyPipelined(ctx, recs)
-			if err == nil || gone() {
+			if err == nil || gone() || connect.IsPermanent(err) || !pgRecordFault(err) {
 				return err
 			}
 			s.log.Warn("batch failed; applying it again to find the record at fault", "connector", s.connector, "records", len(recs), "err", err)
 		}
-		return s.isolate(recs, 0, true, func(cs []change, offsets map[elog.TopicPartition]int64) error { return s.apply(ctx, cs, offsets) }, gone)
+		return s.isolate(recs, 0, true, func(cs []change, offsets map[elog.TopicPartition]int64) error { return s.apply(ctx, cs, offsets) }, gone, pgRecordFault)
 	})
+	s.afterTargetFault(err)
+	return err
+}
+
+// afterTargetFault drops the connection after a write failed for the
+// target's sake, so the runtime's retry connects anew: a session opened
+// read-only (a standby, a database set read-only) stays so, and after a
+// failover the name may lead to another server.
+func (s *Postgres) afterTargetFault(err error) {
+	var re *connect.RecordError
+	if err == nil || errors.As(err, &re) || connect.IsPermanent(err) || pgRecordFault(err) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s.conn.Close(ctx)
 }
 
 // pipelinePart is how many records of a large batch applyPipelined takes

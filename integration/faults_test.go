@@ -1,0 +1,184 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eddy-cdc/eddy/connect"
+)
+
+// A target made read-only for a while (as after a failover) is the
+// target's fault, not the records': with errors.tolerance all, nothing
+// goes to the dead-letter topic, the status says the sink is retrying and
+// why, and once the target is writable the replica equals the source.
+func TestReadOnlyTargetDeadLettersNothing(t *testing.T) {
+	srcDSN, src := testDB(t)
+	dstDSN, dst := testDB(t)
+	ctx := context.Background()
+	if _, err := src.Exec(ctx, `create table orders (id int primary key, v bigint not null, note text);
+		create table tags (id int, k text, primary key (id, k));
+		insert into orders select g, 0, 'initial' from generate_series(1, 300) g`); err != nil {
+		t.Fatal(err)
+	}
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [orders, tags], topic_prefix: shop}
+  - name: replica
+    plugin: postgres-sink
+    topics: [shop.public.orders, shop.public.tags]
+    errors: {tolerance: all, dead_letter_topic: replica.dlq, retry_max_delay: 500ms}
+    config: {dsn: %q}
+`, srcDSN, dstDSN))
+	topics := []string{"shop.public.orders", "shop.public.tags"}
+	offsets := func() int64 {
+		var n int64
+		dst.QueryRow(ctx, "select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'").Scan(&n)
+		return n
+	}
+	p.waitChanges(t, "shop.public.orders", 300)
+	sinkDone(t, p, "replica", topics, offsets)
+
+	// Read-only, and the sink's sessions dropped so that it meets it.
+	var db string
+	dst.QueryRow(ctx, "select current_database()").Scan(&db)
+	exec := func(q string) {
+		t.Helper()
+		if _, err := dst.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(fmt.Sprintf("alter database %s set default_transaction_read_only = on", db))
+	exec(fmt.Sprintf("select pg_terminate_backend(pid) from pg_stat_activity where datname = '%s' and pid <> pg_backend_pid()", db))
+	for i := range 400 {
+		if _, err := src.Exec(ctx, "update orders set v = v + 1 where id = $1", 1+i%300); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.Exec(ctx, "insert into tags values ($1, $2)", i%7, fmt.Sprint("k", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var trace string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, _ := p.w.Status("replica")
+		if st.Tasks[0].State != connect.StateRunning {
+			t.Fatalf("the sink is %s: %s", st.Tasks[0].State, st.Tasks[0].Trace)
+		}
+		if trace = st.Tasks[0].Trace; strings.Contains(trace, "retrying") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the status never said the sink was retrying: %+v", st.Tasks[0])
+		}
+	}
+	if !strings.Contains(trace, "read-only transaction") {
+		t.Fatalf("the status does not say why: %s", trace)
+	}
+	time.Sleep(3 * time.Second) // retried for a while
+	// Writable again: the sink's next session sees it.
+	exec(fmt.Sprintf("alter database %s set default_transaction_read_only = off", db))
+	waitSlot(t, src, "eddy_pg", time.Minute)
+	sinkDone(t, p, "replica", topics, offsets)
+	for _, tb := range []string{"orders", "tags"} {
+		q := "select t::text from %s t order by 1"
+		if a, b := tableRows(t, src, fmt.Sprintf(q, tb)), tableRows(t, dst, fmt.Sprintf(q, "public_"+tb)); !slices.Equal(a, b) {
+			d, _ := firstDiff(a, b)
+			t.Fatalf("%s: %s", tb, d)
+		}
+	}
+	if dlq, err := p.log.Topic("replica.dlq"); err == nil {
+		part, _ := dlq.Partition(0)
+		if n := part.HighWatermark(); n != 0 {
+			t.Fatalf("%d records dead-lettered", n)
+		}
+	}
+	if st, _ := p.w.Status("replica"); st.Tasks[0].Trace != "" {
+		t.Fatalf("the status still says %q", st.Tasks[0].Trace)
+	}
+}
+
+// The same for MariaDB: a server set read_only (1290) while the sink's
+// user has no right to write past it.
+func TestReadOnlyMariaDBDeadLettersNothing(t *testing.T) {
+	srcDSN, src := testDB(t)
+	_, my := mariaDB(t)
+	ctx := context.Background()
+	res, _ := my.Execute("select database()")
+	db, _ := res.GetString(0, 0)
+	user := "eddy_" + db[len(db)-6:]
+	for _, q := range []string{
+		"create user '" + user + "'@'127.0.0.1' identified by 'pw'",
+		"grant all on `" + db + "`.* to '" + user + "'@'127.0.0.1'",
+	} {
+		if _, err := my.Execute(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		my.Execute("set global read_only = 0")
+		my.Execute("drop user '" + user + "'@'127.0.0.1'")
+	})
+	if _, err := src.Exec(ctx, `create table orders (id int primary key, v bigint not null, note text);
+		insert into orders select g, 0, 'initial' from generate_series(1, 200) g`); err != nil {
+		t.Fatal(err)
+	}
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [orders], topic_prefix: shop}
+  - name: replica
+    plugin: mysql-sink
+    topics: [shop.public.orders]
+    errors: {tolerance: all, dead_letter_topic: replica.dlq, retry_max_delay: 500ms}
+    config: {dsn: "mysql://%s:pw@%s/%s"}
+`, srcDSN, user, mariaAddr, db))
+	offsets := func() int64 {
+		res, err := my.Execute("select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'")
+		if err != nil {
+			return -1
+		}
+		n, _ := res.GetInt(0, 0)
+		return n
+	}
+	p.waitChanges(t, "shop.public.orders", 200)
+	sinkDone(t, p, "replica", []string{"shop.public.orders"}, offsets)
+	if _, err := my.Execute("set global read_only = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Exec(ctx, "update orders set v = v + 1"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, _ := p.w.Status("replica")
+		if strings.Contains(st.Tasks[0].Trace, "retrying") {
+			if !strings.Contains(st.Tasks[0].Trace, "1290") {
+				t.Fatalf("the status does not say why: %s", st.Tasks[0].Trace)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the status never said the sink was retrying: %+v", st.Tasks[0])
+		}
+	}
+	time.Sleep(2 * time.Second)
+	if _, err := my.Execute("set global read_only = 0"); err != nil {
+		t.Fatal(err)
+	}
+	sinkDone(t, p, "replica", []string{"shop.public.orders"}, offsets)
+	if a, b := tableRows(t, src, "select id, v, note from orders order by id"), mariaRows(t, my, "select id, v, note from public_orders order by id"); fmt.Sprint(a) != fmt.Sprint(b) {
+		d, _ := firstDiff(a, b)
+		t.Fatalf("MariaDB: %s", d)
+	}
+	if dlq, err := p.log.Topic("replica.dlq"); err == nil {
+		part, _ := dlq.Partition(0)
+		if n := part.HighWatermark(); n != 0 {
+			t.Fatalf("%d records dead-lettered", n)
+		}
+	}
+}
