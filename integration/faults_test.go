@@ -36,11 +36,7 @@ connectors:
     config: {dsn: %q}
 `, srcDSN, dstDSN))
 	topics := []string{"shop.public.orders", "shop.public.tags"}
-	offsets := func() int64 {
-		var n int64
-		dst.QueryRow(ctx, "select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'").Scan(&n)
-		return n
-	}
+	offsets := pgOffsets(dst, "replica")
 	p.waitChanges(t, "shop.public.orders", 300)
 	sinkDone(t, p, "replica", topics, offsets)
 
@@ -91,12 +87,7 @@ connectors:
 			t.Fatalf("%s: %s", tb, d)
 		}
 	}
-	if dlq, err := p.log.Topic("replica.dlq"); err == nil {
-		part, _ := dlq.Partition(0)
-		if n := part.HighWatermark(); n != 0 {
-			t.Fatalf("%d records dead-lettered", n)
-		}
-	}
+	noDeadLetters(t, p, "replica.dlq")
 	if st, _ := p.w.Status("replica"); st.Tasks[0].Trace != "" {
 		t.Fatalf("the status still says %q", st.Tasks[0].Trace)
 	}
@@ -138,14 +129,7 @@ connectors:
     errors: {tolerance: all, dead_letter_topic: replica.dlq, retry_max_delay: 500ms}
     config: {dsn: "mysql://%s:pw@%s/%s"}
 `, srcDSN, user, mariaAddr, db))
-	offsets := func() int64 {
-		res, err := my.Execute("select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'")
-		if err != nil {
-			return -1
-		}
-		n, _ := res.GetInt(0, 0)
-		return n
-	}
+	offsets := mariaOffsets(my, "replica")
 	p.waitChanges(t, "shop.public.orders", 200)
 	sinkDone(t, p, "replica", []string{"shop.public.orders"}, offsets)
 	if _, err := my.Execute("set global read_only = 1"); err != nil {
@@ -175,10 +159,5 @@ connectors:
 		d, _ := firstDiff(a, b)
 		t.Fatalf("MariaDB: %s", d)
 	}
-	if dlq, err := p.log.Topic("replica.dlq"); err == nil {
-		part, _ := dlq.Partition(0)
-		if n := part.HighWatermark(); n != 0 {
-			t.Fatalf("%d records dead-lettered", n)
-		}
-	}
+	noDeadLetters(t, p, "replica.dlq")
 }

@@ -319,11 +319,7 @@ connectors:
     config: {dsn: %q}
 `, srcDSN, dstDSN))
 	topics := []string{"shop.public.wide", "shop.public.narrow", "shop.public.order_lines", "shop.public.empty_t"}
-	offsets := func() int64 {
-		var n int64
-		dst.QueryRow(ctx, "select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'").Scan(&n)
-		return n
-	}
+	offsets := pgOffsets(dst, "replica")
 	p.waitChanges(t, "shop.public.wide", 41)
 	waitSlot(t, src, "eddy_pg", time.Minute)
 	sinkDone(t, p, "replica", topics, offsets)
@@ -412,11 +408,7 @@ connectors:
     config: {dsn: %q}
 `, srcDSN, dstDSN))
 	topics := []string{"shop.public.OrderItems"}
-	offsets := func() int64 {
-		var n int64
-		dst.QueryRow(ctx, "select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'").Scan(&n)
-		return n
-	}
+	offsets := pgOffsets(dst, "replica")
 	p.waitChanges(t, "shop.public.OrderItems", 1)
 	sinkDone(t, p, "replica", topics, offsets)
 	exec(`alter table "OrderItems" alter column qty type bigint, alter column label type varchar(30), alter column price type numeric(12,2);
@@ -457,12 +449,7 @@ connectors:
 			t.Fatalf("the sink did not stop: %+v", st.Tasks[0])
 		}
 	}
-	if dlq, err := p.log.Topic("replica.dlq"); err == nil {
-		part, _ := dlq.Partition(0)
-		if n := part.HighWatermark(); n != 0 {
-			t.Fatalf("%d records dead-lettered", n)
-		}
-	}
+	noDeadLetters(t, p, "replica.dlq")
 }
 
 // A PostgreSQL table of many types replicated into MariaDB: each column
@@ -489,14 +476,7 @@ connectors:
     config: {dsn: %q}
 `, srcDSN, myDSN))
 	p.waitChanges(t, "shop.public.wide", 41)
-	sinkDone(t, p, "replica", []string{"shop.public.wide", "shop.public.order_lines"}, func() int64 {
-		res, err := my.Execute("select coalesce(sum(next_offset), 0) from eddy_offsets where connector = 'replica'")
-		if err != nil {
-			return -1
-		}
-		n, _ := res.GetInt(0, 0)
-		return n
-	})
+	sinkDone(t, p, "replica", []string{"shop.public.wide", "shop.public.order_lines"}, mariaOffsets(my, "replica"))
 	want := map[string]string{
 		"id": "bigint(20)", "n": "int(11)", "s": "smallint(6)", "amount": "decimal(20,5)", "ratio": "longtext", "r": "float", "d": "double",
 		"c5": "char(5)", "vc": "varchar(20)", "body": "longtext", "doc": "longtext", "js": "longtext", "blob": "longblob", "day": "date",

@@ -273,6 +273,7 @@ func (s *Postgres) applyIn(ctx context.Context, tx pgx.Tx, changes []change, tou
 		}
 		t, err := s.ensureTable(ctx, tx, c)
 		if err != nil {
+			delete(s.tables, c.table) // what it did rolls back with the transaction
 			return err
 		}
 		touched[c.table] = t
@@ -413,13 +414,17 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 		if err := s.mayCreate(c); err != nil {
 			return nil, err
 		}
+		// The table is known only once created: a failed create (a
+		// read-only target, say) leaves nothing the next try would trust.
+		delete(s.tables, c.table)
 		var defs []string
+		cols := map[string]string{}
 		for _, f := range c.schema.Fields() {
 			typ, err := s.columnType(ctx, tx, f)
 			if err != nil {
 				return nil, fmt.Errorf("create table %s: %w", c.table, err)
 			}
-			t.cols[f.Name()] = typ
+			cols[f.Name()] = typ
 			defs = append(defs, pgIdent(f.Name())+" "+typ)
 		}
 		if len(t.pk) > 0 && s.pkMode != "none" {
@@ -428,6 +433,8 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 		if _, err := tx.Exec(ctx, "create table "+pgIdent(c.table)+" ("+strings.Join(defs, ", ")+")"); err != nil {
 			return nil, fmt.Errorf("create table %s: %w", c.table, err)
 		}
+		t.cols = cols
+		s.tables[c.table] = t
 		s.log.Info("created table", "table", c.table)
 	}
 	if c.schema != nil && !t.fits[c.schema] {
