@@ -825,3 +825,80 @@ connectors:
 		return s == connect.StateRunning
 	})
 }
+
+// A sink whose stored position retention has deleted stops with the gap
+// and the ways on, rather than going on from the log start (records it
+// never delivered would be missing from its target forever); a sink with
+// nothing stored starts at the log start as before.
+func TestSinkBehindRetentionStops(t *testing.T) {
+	dir := t.TempDir()
+	const n = 600
+	// Small segments, and retention by size.
+	l, err := elog.Open(filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateTopic("t.public.orders", elog.TopicConfig{Partitions: 1, SegmentBytes: 4096, RetentionBytes: 8192}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	gen := fmt.Sprintf(`
+connectors:
+  - name: gen
+    plugin: datagen-source
+    config: {rate: 0, max_events: %d, keys: 37, tables: [orders], batch_size: 50, topic_prefix: t}
+`, n)
+	h := start(t, dir, gen)
+	waitFor(t, "the source to finish", 30*time.Second, func() bool {
+		o, _ := h.w.Offsets("gen")
+		return len(o.Offsets) > 0 && lastEvent(o) == n-1
+	})
+	h.stop(t)
+
+	// The sink "out" had delivered offset 0 only; then retention ran.
+	l, err = elog.Open(filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := elog.TopicPartition{Topic: "t.public.orders", Partition: 0}
+	if err := l.Groups().Commit(context.Background(), connect.GroupFor("out"), "", -1, map[elog.TopicPartition]int64{tp: 1}); err != nil {
+		t.Fatal(err)
+	}
+	topic, _ := l.Topic(tp.Topic)
+	part, _ := topic.Partition(0)
+	if _, err := part.ApplyRetention(); err != nil {
+		t.Fatal(err)
+	}
+	start0, hw := part.LogStartOffset(), part.HighWatermark()
+	if start0 <= 1 {
+		t.Fatalf("retention left the log start at %d (config %+v, high watermark %d)", start0, topic.Config(), part.HighWatermark())
+	}
+	l.Close()
+
+	h = start(t, dir, gen+fmt.Sprintf(`
+  - name: out
+    plugin: file-sink
+    topics: [t.public.orders]
+    config: {path: %s}
+    errors: {tolerance: all, dead_letter_topic: dlq}
+  - name: fresh
+    plugin: file-sink
+    topics: [t.public.orders]
+    config: {path: %s}
+`, filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "fresh.jsonl")))
+	waitFor(t, "out to stop", 30*time.Second, func() bool {
+		s, _ := taskState(t, h.w, "out")
+		return s == connect.StateFailed
+	})
+	_, trace := taskState(t, h.w, "out")
+	want := fmt.Sprintf("t.public.orders/0: the log no longer holds the sink's position: the sink is at offset 1 and retention has deleted the log up to %d, so records 1..%d were never delivered", start0, start0-1)
+	if !strings.Contains(trace, want) || !strings.Contains(trace, "DELETE /connectors/out/offsets") {
+		t.Fatalf("out's status: %s\nwant it to say: %s", trace, want)
+	}
+	if fileLines(filepath.Join(dir, "out.jsonl")) != 0 {
+		t.Fatal("out wrote records past the gap")
+	}
+	waitFor(t, "fresh to deliver what the log holds", 30*time.Second, func() bool {
+		return int64(fileLines(filepath.Join(dir, "fresh.jsonl"))) == hw-start0
+	})
+}

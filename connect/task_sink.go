@@ -159,15 +159,33 @@ func (s *sinkSession) join(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		pos := p.LogStartOffset()
+		pos, stored := p.LogStartOffset(), false // nothing stored: from the earliest the log holds
 		if o, ok := own[tp]; ok {
-			pos = o
+			pos, stored = o, true
 		} else if oc, ok := committed[tp]; ok {
-			pos = oc.Offset
+			pos, stored = oc.Offset, true
 		}
-		s.parts = append(s.parts, sinkPartition{tp: tp, p: p, pos: max(pos, p.LogStartOffset())})
+		if start := p.LogStartOffset(); stored && pos < start {
+			return s.behindRetention(tp, pos, start)
+		}
+		s.parts = append(s.parts, sinkPartition{tp: tp, p: p, pos: pos})
 	}
 	return nil
+}
+
+// ErrBehindRetention is a sink whose position the log no longer holds:
+// retention deleted records it had not delivered.
+var ErrBehindRetention = errors.New("the log no longer holds the sink's position")
+
+// behindRetention stops the task: going on from the log start, as Kafka's
+// auto.offset.reset does for a reader, would leave the target without
+// the deleted records forever, in silence.
+func (s *sinkSession) behindRetention(tp elog.TopicPartition, pos, start int64) error {
+	name := s.c.spec.Name
+	return permanent{fmt.Errorf("%s/%d: %w: the sink is at offset %d and retention has deleted the log up to %d, so records %d..%d were never delivered. "+
+		"To rebuild the target: stop the connector (PUT /connectors/%s/stop), reset its offsets (DELETE /connectors/%s/offsets; a sink that keeps its own offsets in its target, as the database sinks do in eddy_offsets, must have its rows there deleted too), empty the target and take a new snapshot of the source. "+
+		"To accept the gap: do the same without the snapshot, and the sink goes on from offset %d",
+		tp.Topic, tp.Partition, ErrBehindRetention, pos, start, pos, start-1, name, name, start)}
 }
 
 func (s *sinkSession) heartbeat(ctx context.Context) error {
@@ -298,9 +316,8 @@ func (s *sinkSession) poll(ctx context.Context, i int) (int, error) {
 	}
 	sp := &s.parts[i]
 	f := s.take(ctx, sp)
-	if errors.Is(f.err, elog.ErrOffsetOutOfRange) && sp.pos < sp.p.LogStartOffset() {
-		sp.pos = sp.p.LogStartOffset() // retention went past us: continue at the earliest, as Kafka's auto.offset.reset
-		return 0, nil
+	if start := sp.p.LogStartOffset(); errors.Is(f.err, elog.ErrOffsetOutOfRange) && sp.pos < start {
+		return 0, s.behindRetention(sp.tp, sp.pos, start) // retention went past us while we ran
 	}
 	if f.err != nil {
 		return 0, fmt.Errorf("fetch %s: %w", sp.p, f.err)
