@@ -161,3 +161,77 @@ connectors:
 	}
 	noDeadLetters(t, p, "replica.dlq")
 }
+
+// A slot the server invalidated (it retained more WAL than
+// max_slot_wal_keep_size) stops the connector with the choice, since the
+// changes it held are gone; under snapshot: when_needed the connector
+// takes a new snapshot instead, and the log's image equals the table.
+func TestPostgresInvalidatedSlot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 100 MB of WAL")
+	}
+	dsn, conn := testDB(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, `create table orders (id int primary key, v bigint not null, note text);
+		insert into orders select g, 0, 'initial' from generate_series(1, 100) g`); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := startPipeline(t, dir, pgSourceYAML(dsn, ""))
+	p.waitChanges(t, "shop.public.orders", 100)
+	waitSlot(t, conn, "eddy_pg", 30*time.Second)
+	p.stop(t)
+
+	// The server may keep little WAL for slots; then it writes a lot.
+	for _, q := range []string{"alter system set max_slot_wal_keep_size = '1MB'", "select pg_reload_conf()"} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		conn.Exec(ctx, "alter system reset max_slot_wal_keep_size")
+		conn.Exec(ctx, "select pg_reload_conf()")
+	})
+	if _, err := conn.Exec(ctx, "update orders set v = v + 1 where id = 1"); err != nil { // a change the slot held
+		t.Fatal(err)
+	}
+	var status string
+	for range 8 {
+		conn.Exec(ctx, "create temp table if not exists filler (s text); insert into filler select repeat(md5(g::text), 10) from generate_series(1, 20000) g")
+		conn.Exec(ctx, "select pg_switch_wal()")
+		conn.Exec(ctx, "checkpoint")
+		conn.QueryRow(ctx, "select coalesce(wal_status, '') from pg_replication_slots where slot_name = 'eddy_pg'").Scan(&status)
+		if status == "lost" {
+			break
+		}
+	}
+	if status != "lost" {
+		t.Fatalf("the slot is %q after 8 WAL segments", status)
+	}
+
+	p = startPipeline(t, dir, pgSourceYAML(dsn, ""))
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, _ := p.w.Status("pg")
+		if st.Tasks[0].State == connect.StateFailed {
+			if !strings.Contains(st.Tasks[0].Trace, "slot eddy_pg was invalidated by the server") || !strings.Contains(st.Tasks[0].Trace, "snapshot: when_needed") {
+				t.Fatalf("the error: %s", st.Tasks[0].Trace)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the connector did not stop: %+v", st.Tasks)
+		}
+	}
+	p.stop(t)
+
+	p = startPipeline(t, dir, pgSourceYAML(dsn, "      snapshot: when_needed"))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if got, want := replay(t, p.readChanges(t, "shop.public.orders")), tableImage(t, conn, "orders"); fmt.Sprint(got) == fmt.Sprint(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			st, _ := p.w.Status("pg")
+			t.Fatalf("the log's image never equalled the table: %+v", st.Tasks)
+		}
+	}
+}

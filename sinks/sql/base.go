@@ -166,7 +166,7 @@ func (s *sinkBase) isolate(recs []connect.Record, base int, top bool, apply func
 		return &connect.RecordError{Index: base, Err: err}
 	}
 	if top {
-		s.log.Warn("batch failed; applying it in halves to find the record at fault", "connector", s.connector, "records", len(recs), "err", err)
+		s.log.Warn("batch failed; applying it in halves to find the record at fault", "records", len(recs), "err", err)
 	}
 	mid := len(recs) / 2
 	if err := s.isolate(recs[:mid], base, false, apply, gone, recordFault); err != nil {

@@ -127,7 +127,7 @@ func (s *Postgres) Write(ctx context.Context, recs []connect.Record) error {
 			if err == nil || gone() || connect.IsPermanent(err) || !pgRecordFault(err) {
 				return err
 			}
-			s.log.Warn("batch failed; applying it again to find the record at fault", "connector", s.connector, "records", len(recs), "err", err)
+			s.log.Warn("batch failed; applying it again to find the record at fault", "records", len(recs), "err", err)
 		}
 		return s.isolate(recs, 0, true, func(cs []change, offsets map[elog.TopicPartition]int64) error { return s.apply(ctx, cs, offsets) }, gone, pgRecordFault)
 	})

@@ -26,6 +26,11 @@ func (s *Source) preflight(ctx context.Context) error {
 	if !canReplicate {
 		return fmt.Errorf("%w: role %s lacks REPLICATION: ALTER ROLE %s WITH REPLICATION", ErrPreflight, s.user, s.user)
 	}
+	var keep string
+	if err := s.conn.QueryRow(ctx, `select current_setting('max_slot_wal_keep_size')`).Scan(&keep); err == nil && keep == "-1" {
+		s.log.Warn("max_slot_wal_keep_size is -1: a replication slot that nothing reads (a stopped or removed connector) retains WAL until the server's disk is full; "+
+			"set it (such as max_slot_wal_keep_size = 50GB) so the server gives up such a slot first, and this connector then stops with the choice to snapshot again", "slot", s.cfg.slot)
+	}
 	return nil
 }
 
@@ -416,11 +421,12 @@ type slotInfo struct {
 	exists    bool
 	plugin    string
 	confirmed string
+	walStatus string // reserved, extended, unreserved, or lost: the server invalidated it
 }
 
 func (s *Source) readSlot(ctx context.Context) (slotInfo, error) {
 	var si slotInfo
-	err := s.conn.QueryRow(ctx, `select plugin, coalesce(confirmed_flush_lsn::text, '') from pg_replication_slots where slot_name = $1 and database = current_database()`, s.cfg.slot).Scan(&si.plugin, &si.confirmed)
+	err := s.conn.QueryRow(ctx, `select plugin, coalesce(confirmed_flush_lsn::text, ''), coalesce(wal_status, '') from pg_replication_slots where slot_name = $1 and database = current_database()`, s.cfg.slot).Scan(&si.plugin, &si.confirmed, &si.walStatus)
 	if errors.Is(err, pgx.ErrNoRows) {
 		var elsewhere string
 		err2 := s.conn.QueryRow(ctx, `select coalesce(database, '') from pg_replication_slots where slot_name = $1`, s.cfg.slot).Scan(&elsewhere)

@@ -172,6 +172,16 @@ func (s *Source) open(ctx context.Context, position []byte) error {
 	snapshotDone := len(position) > 0 && position[0] == posSnapshot && bytes.Equal(position[9:], snapshotEndMark)
 	switch {
 	case streamingPos || snapshotDone:
+		if slot.walStatus == "lost" {
+			// The server removed WAL the slot still needed (it retained
+			// more than max_slot_wal_keep_size): those changes are gone,
+			// and streaming on would skip them.
+			if s.cfg.snapshot == SnapshotWhenNeeded {
+				s.log.Warn("the slot lost WAL it needed (max_slot_wal_keep_size): taking a new snapshot", "slot", s.cfg.slot)
+				return s.startSnapshot(ctx, slot, true)
+			}
+			return fmt.Errorf("%w: slot %s was invalidated by the server: it retained more WAL than max_slot_wal_keep_size allows, and the changes in that WAL are gone. Set snapshot: when_needed to take a new snapshot (the slot is made anew), or reset the connector's offsets", ErrPreflight, s.cfg.slot)
+		}
 		if !slot.exists {
 			if s.cfg.snapshot == SnapshotWhenNeeded {
 				s.log.Warn("the slot is gone: taking a new snapshot", "slot", s.cfg.slot)
