@@ -343,7 +343,7 @@ func (c *connector) resetSource(ctx context.Context) error {
 }
 
 func (c *connector) env() Env {
-	return Env{Connector: c.spec.Name, Logger: c.w.logger.With("connector", c.spec.Name)}
+	return Env{Connector: c.spec.Name, Logger: c.w.logger.With("connector", c.spec.Name), Peers: c.w.peers}
 }
 
 // transforms builds the task's own transform chain.

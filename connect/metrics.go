@@ -15,6 +15,7 @@ type Metrics struct {
 	// throttling, full): retried, and whether one is failing now.
 	writeRetries  *prometheus.CounterVec
 	targetFailing *prometheus.GaugeVec
+	retained      *prometheus.GaugeVec // connector, name, orphaned
 }
 
 func newMetrics() *Metrics {
@@ -39,6 +40,9 @@ func newMetrics() *Metrics {
 			Help: "Sink writes that failed for the target's sake (down, read-only, throttling, full, out of connections) and were retried whole."}, l),
 		targetFailing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "eddy_connector_target_failing",
 			Help: "1 while a sink's writes are failing for the target's sake and being retried, else 0."}, l),
+		retained: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "eddy_source_retained_bytes",
+			Help: "What an upstream keeps for a reader, in bytes (a PostgreSQL replication slot's WAL), as a source reports it; orphaned is true for one no configured connector reads."},
+			[]string{"connector", "name", "orphaned"}),
 	}
 }
 
@@ -56,5 +60,5 @@ func (m *Metrics) add(name string) {
 
 // Collectors lists the series for a Prometheus registry.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.recordsIn, m.recordsOut, m.batch, m.sourceLag, m.lagBytes, m.errors, m.deadLetters, m.writeRetries, m.targetFailing}
+	return []prometheus.Collector{m.recordsIn, m.recordsOut, m.batch, m.sourceLag, m.lagBytes, m.errors, m.deadLetters, m.writeRetries, m.targetFailing, m.retained}
 }

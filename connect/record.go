@@ -172,6 +172,33 @@ func (e *RecordError) Unwrap() error { return e.Err }
 type Env struct {
 	Connector string
 	Logger    *slog.Logger
+	// Peers lists the connectors configured on this worker as it is
+	// asked (nil: none known), so a source can tell state upstream that
+	// no configured connector uses (a replication slot left by a removed
+	// connector).
+	Peers func() []Peer
+}
+
+// Peer is a connector configured on the worker.
+type Peer struct {
+	Name, Plugin string
+	Params       Params
+}
+
+// RetentionReporter is a source whose upstream retains data for readers
+// (replication slots holding WAL, say); the runtime publishes what it
+// reports as eddy_source_retained_bytes, after each batch and while idle,
+// from the task's goroutine.
+type RetentionReporter interface {
+	Retained() []Retained
+}
+
+// Retained is what one upstream reader (a slot) keeps: Orphaned when no
+// configured connector reads it.
+type Retained struct {
+	Name     string
+	Bytes    int64
+	Orphaned bool
 }
 
 // Plugins are the implementations behind the catalog's sources and sinks,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"time"
 
@@ -85,6 +86,11 @@ func (c *connector) runSource(stopCtx, workCtx context.Context) (progressed bool
 			if n, ok := lr.LagBytes(); ok {
 				c.w.metrics.lagBytes.WithLabelValues(c.spec.Name).Set(float64(n))
 				c.setLag(n)
+			}
+		}
+		if rr, ok := src.(RetentionReporter); ok {
+			for _, r := range rr.Retained() {
+				c.w.metrics.retained.WithLabelValues(c.spec.Name, r.Name, strconv.FormatBool(r.Orphaned)).Set(float64(r.Bytes))
 			}
 		}
 		recs, err := src.Poll(stopCtx)

@@ -102,6 +102,17 @@ func NewWorker(ctx context.Context, l *elog.Log, serde *registry.Serde, plugins 
 // Metrics are the worker's Prometheus collectors.
 func (w *Worker) Metrics() *Metrics { return w.metrics }
 
+// peers lists the configured connectors (Env.Peers).
+func (w *Worker) peers() []Peer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]Peer, 0, len(w.conns))
+	for _, c := range w.conns {
+		out = append(out, Peer{Name: c.spec.Name, Plugin: c.spec.Plugin, Params: c.spec.params})
+	}
+	return out
+}
+
 // Add registers a connector (checked by LoadConfig) and starts it, or
 // schedules it when it has a schedule.
 func (w *Worker) Add(spec ConnectorSpec) error {

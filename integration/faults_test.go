@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/eddy-cdc/eddy/connect"
 )
 
@@ -234,4 +236,115 @@ func TestPostgresInvalidatedSlot(t *testing.T) {
 			t.Fatalf("the log's image never equalled the table: %+v", st.Tasks)
 		}
 	}
+}
+
+// A connector removed from the configuration leaves its slot, which holds
+// WAL while the database is written: the remaining connector reports it
+// as orphaned in eddy_source_retained_bytes (and in a warning), and under
+// orphan_slots: drop drops it once it has stayed inactive.
+func TestPostgresOrphanedSlot(t *testing.T) {
+	dsn, conn := testDB(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, `create table orders (id int primary key, v bigint not null, note text);
+		create table outbox (id int primary key, payload text)`); err != nil {
+		t.Fatal(err)
+	}
+	two := fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %[1]q, tables: [orders], topic_prefix: shop, slot_check_interval: 2s}
+  - name: ob
+    plugin: postgres-source
+    config: {dsn: %[1]q, tables: [outbox], topic_prefix: ob}
+`, dsn)
+	dir := t.TempDir()
+	p := startPipeline(t, dir, two)
+	waitSlot(t, conn, "eddy_pg", 30*time.Second)
+	waitSlot(t, conn, "eddy_ob", 30*time.Second)
+	p.stop(t)
+
+	one := func(extra string) string {
+		return fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [orders], topic_prefix: shop, slot_check_interval: 2s%s}
+`, dsn, extra)
+	}
+	p = startPipeline(t, dir, one(""))
+	if _, err := conn.Exec(ctx, "insert into orders select g, 0, repeat('x', 500) from generate_series(1, 2000) g"); err != nil {
+		t.Fatal(err)
+	}
+	retained := func() (float64, bool) {
+		mfs, err := prometheusGather(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, ok := mfs["eddy_source_retained_bytes{connector=pg,name=eddy_ob,orphaned=true}"]
+		return v, ok
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if n, ok := retained(); ok && n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("eddy_source_retained_bytes never showed slot eddy_ob as orphaned")
+		}
+	}
+	if n, ok := func() (float64, bool) {
+		mfs, _ := prometheusGather(p)
+		v, ok := mfs["eddy_source_retained_bytes{connector=pg,name=eddy_pg,orphaned=false}"]
+		return v, ok
+	}(); !ok {
+		t.Fatalf("the connector's own slot is not reported (%v)", n)
+	}
+	var slots int
+	conn.QueryRow(ctx, "select count(*) from pg_replication_slots where slot_name = 'eddy_ob'").Scan(&slots)
+	if slots != 1 {
+		t.Fatal("orphan_slots: warn dropped the slot")
+	}
+	p.stop(t)
+
+	p = startPipeline(t, dir, one(", orphan_slots: drop"))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		conn.QueryRow(ctx, "select count(*) from pg_replication_slots where slot_name = 'eddy_ob'").Scan(&slots)
+		if slots == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("orphan_slots: drop left the orphaned slot")
+		}
+	}
+	conn.QueryRow(ctx, "select count(*) from pg_replication_slots where slot_name = 'eddy_pg'").Scan(&slots)
+	if slots != 1 {
+		t.Fatal("the connector's own slot went too")
+	}
+}
+
+// prometheusGather reads the worker's series as name{label=value,...} ->
+// value.
+func prometheusGather(p *pipeline) (map[string]float64, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range p.w.Metrics().Collectors() {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			out[mf.GetName()+"{"+strings.Join(labels, ",")+"}"] = v
+		}
+	}
+	return out, nil
 }

@@ -37,6 +37,8 @@ type config struct {
 	dropSlot          bool
 	batch             int
 	chunk             int
+	orphanSlots       string // warn | drop
+	slotCheck         time.Duration
 }
 
 // Source captures changes of the configured tables; see the package doc.
@@ -54,6 +56,8 @@ type Source struct {
 	types  map[uint32]typeInfo
 	byRel  map[uint32]*table
 	props  map[typeKey]map[string]any // sourceProps, by type
+	peers  func() []connect.Peer
+	slots  slotWatch
 
 	snap *snapshot // set while the initial snapshot runs
 	done bool      // initial_only, after its snapshot
@@ -99,6 +103,7 @@ func New(p connect.Params, env connect.Env) (connect.Source, error) {
 		tables: p.Strings("tables"), exclude: p.Strings("exclude_tables"), snapshot: p.String("snapshot"),
 		prefix: p.String("topic_prefix"), heartbeat: p.Duration("heartbeat_interval"), heartbeatQuery: p.String("heartbeat_query"),
 		toast: p.String("toast_placeholder"), dropSlot: p.Bool("slot_drop_on_delete"), batch: int(p.Int("batch_size")), chunk: int(p.Int("snapshot_chunk_rows")),
+		orphanSlots: p.String("orphan_slots"), slotCheck: p.Duration("slot_check_interval"),
 	}
 	if cfg.slot == "" {
 		cfg.slot = "eddy_" + avroName(env.Connector)
@@ -108,6 +113,9 @@ func New(p connect.Params, env connect.Env) (connect.Source, error) {
 	}
 	if len(cfg.tables) == 0 {
 		return nil, fmt.Errorf("tables: name at least one table or pattern (such as public.*)")
+	}
+	if cfg.slotCheck <= 0 {
+		return nil, fmt.Errorf("line %d: slot_check_interval: %s is not positive", p.Line("slot_check_interval"), cfg.slotCheck)
 	}
 	var err error
 	if cfg.tables, err = tablePatterns("tables", cfg.tables); err != nil {
@@ -120,7 +128,7 @@ func New(p connect.Params, env connect.Env) (connect.Source, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Source{cfg: cfg, name: env.Connector, log: log}, nil
+	return &Source{cfg: cfg, name: env.Connector, log: log, peers: env.Peers}, nil
 }
 
 // Open connects, checks the server, and positions the source: a snapshot

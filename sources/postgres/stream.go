@@ -46,6 +46,10 @@ func (r *reusableDeadline) stop() {
 // change may gain before its append starts.
 const maxLinger = 10 * time.Millisecond
 
+// idleReturn is how long an idle poll waits before it returns nothing,
+// so the runtime's loop around it (lag, retained WAL) goes on.
+const idleReturn = time.Second
+
 // pingEvery is how often an idle source asks the server how far it has
 // read, so the slot follows the server's WAL while the tables are quiet.
 const pingEvery = time.Second
@@ -77,6 +81,7 @@ func (s *Source) startStream(ctx context.Context, lsn pglogrepl.LSN, position []
 // records and a short pause, keeping the connection alive meanwhile.
 func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
 	out := make([]connect.Record, 0, s.cfg.batch)
+	started := time.Now()
 	var first time.Time // when out got its first record
 	var rd reusableDeadline
 	defer rd.stop()
@@ -124,6 +129,9 @@ func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
 			if pgconn.Timeout(err) {
 				if len(out) > 0 {
 					return out, nil
+				}
+				if time.Since(started) >= idleReturn {
+					return nil, nil // idle: the runtime's loop reads the lag and the slots meanwhile
 				}
 				continue
 			}
