@@ -30,6 +30,12 @@ type Config struct {
 	// ShutdownTimeout bounds how long SIGTERM waits for tasks to drain
 	// (default 30s).
 	ShutdownTimeout string `yaml:"shutdown_timeout"`
+	// RetentionProtects is sinks (default): retention keeps what the
+	// worker's sink connectors have not consumed, up to
+	// RetentionProtectBytes per partition (default 10 GiB; 0 no bound);
+	// none: retention alone decides.
+	RetentionProtects     string `yaml:"retention_protects"`
+	RetentionProtectBytes *int64 `yaml:"retention_protect_bytes"`
 
 	shutdown time.Duration
 	catalog  *Catalog
@@ -245,7 +251,31 @@ func LoadConfigWith(path string, cat *Catalog) (*Config, error) {
 		}
 		cfg.shutdown = d
 	}
+	switch cfg.RetentionProtects {
+	case "":
+		cfg.RetentionProtects = "sinks"
+	case "sinks", "none":
+	default:
+		return nil, fmt.Errorf("%s:%d: retention_protects: %q is not sinks or none", path, cfg.lines["retention_protects"], cfg.RetentionProtects)
+	}
+	if b := cfg.RetentionProtectBytes; b != nil && *b < 0 {
+		return nil, fmt.Errorf("%s:%d: retention_protect_bytes: %d is negative (0 is no bound)", path, cfg.lines["retention_protect_bytes"], *b)
+	}
 	return cfg, nil
+}
+
+// DefaultRetentionProtectBytes is how much of a partition retention keeps
+// for sinks that have not consumed it, unless retention_protect_bytes says.
+const DefaultRetentionProtectBytes = 10 << 30
+
+// RetentionProtection says whether retention keeps what sinks still need,
+// and up to how many bytes a partition.
+func (c *Config) RetentionProtection() (bool, int64) {
+	n := int64(DefaultRetentionProtectBytes)
+	if c.RetentionProtectBytes != nil {
+		n = *c.RetentionProtectBytes
+	}
+	return c.RetentionProtects != "none", n
 }
 
 // Catalog is the plugin catalog the config was checked against.

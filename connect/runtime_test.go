@@ -202,7 +202,11 @@ func start(t testing.TB, dir, yaml string, replay ...connect.Record) *harness {
 			},
 		},
 	}
-	if h.w, err = connect.NewWorker(ctx, h.log, registry.NewSerde(registry.Local(h.reg)), plugins, connect.WithPoisonedFetches()); err != nil {
+	wopts := []connect.WorkerOption{connect.WithPoisonedFetches()}
+	if protect, bound := cfg.RetentionProtection(); protect { // as eddy run does
+		wopts = append(wopts, connect.WithRetentionProtection(bound))
+	}
+	if h.w, err = connect.NewWorker(ctx, h.log, registry.NewSerde(registry.Local(h.reg)), plugins, wopts...); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range cfg.Connectors {
@@ -901,4 +905,78 @@ connectors:
 	waitFor(t, "fresh to deliver what the log holds", 30*time.Second, func() bool {
 		return int64(fileLines(filepath.Join(dir, "fresh.jsonl"))) == hw-start0
 	})
+}
+
+// Retention keeps what a sink connector has not consumed (retention_protects:
+// sinks, the default): a sink paused while retention runs resumes with
+// nothing lost. Past retention_protect_bytes retention deletes anyway, and
+// the sink stops with the gap.
+func TestRetentionProtectsSinks(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		bound string
+		lost  bool
+	}{{"within the bound", "", false}, {"past the bound", "retention_protect_bytes: 4096\n", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l, err := elog.Open(filepath.Join(dir, "data"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.CreateTopic("t.public.orders", elog.TopicConfig{Partitions: 1, SegmentBytes: 4096, RetentionBytes: 8192}); err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			const n = 600
+			out := filepath.Join(dir, "out.jsonl")
+			h := start(t, dir, tc.bound+fmt.Sprintf(`
+connectors:
+  - name: gen
+    plugin: datagen-source
+    config: {rate: 0, max_events: %d, keys: 37, tables: [orders], batch_size: 50, topic_prefix: t}
+  - name: out
+    plugin: file-sink
+    topics: [t.public.orders]
+    config: {path: %s}
+`, n, out))
+			if err := h.w.Pause("out"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the source to finish", 30*time.Second, func() bool {
+				o, _ := h.w.Offsets("gen")
+				return len(o.Offsets) > 0 && lastEvent(o) == n-1
+			})
+			topic, _ := h.log.Topic("t.public.orders")
+			part, _ := topic.Partition(0)
+			if _, err := part.ApplyRetention(); err != nil {
+				t.Fatal(err)
+			}
+			hw := part.HighWatermark()
+			if err := h.w.Resume("out"); err != nil {
+				t.Fatal(err)
+			}
+			if tc.lost {
+				if part.LogStartOffset() == 0 {
+					t.Fatal("retention deleted nothing past the bound")
+				}
+				waitFor(t, "out to stop with the gap", 30*time.Second, func() bool {
+					s, trace := taskState(t, h.w, "out")
+					return s == connect.StateFailed && strings.Contains(trace, "the log no longer holds the sink's position")
+				})
+				return
+			}
+			waitFor(t, "out to deliver every record", 30*time.Second, func() bool { return int64(fileLines(out)) == hw })
+			// Consumed: now retention may go.
+			waitFor(t, "out to commit", 10*time.Second, func() bool {
+				o, _ := h.w.Offsets("out")
+				return len(o.Offsets) == 1 && o.Offsets[0].Offset["kafka_offset"].(int64) == hw
+			})
+			if _, err := part.ApplyRetention(); err != nil {
+				t.Fatal(err)
+			}
+			if part.LogStartOffset() == 0 {
+				t.Fatal("retention kept segments every sink has consumed")
+			}
+		})
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -49,6 +50,9 @@ type Worker struct {
 	id       string
 	defaults elog.TopicConfig
 	poison   bool // overwrite each fetch once delivered (WithPoisonedFetches)
+	// protectBytes, when set, is the retention protection's bound
+	// (WithRetentionProtection).
+	protectBytes *int64
 
 	mu    sync.Mutex
 	conns map[string]*connector
@@ -95,12 +99,49 @@ func NewWorker(ctx context.Context, l *elog.Log, serde *registry.Serde, plugins 
 	if w.offsets, err = openOffsetStore(ctx, l); err != nil {
 		return nil, err
 	}
+	if w.protectBytes != nil {
+		l.ProtectRetention(w.sinkKeep, *w.protectBytes)
+	}
 	w.sched.Start()
 	return w, nil
 }
 
 // Metrics are the worker's Prometheus collectors.
 func (w *Worker) Metrics() *Metrics { return w.metrics }
+
+// WithRetentionProtection makes the log's retention keep, in each
+// partition of up to maxBytes (0: no bound), the records the worker's
+// sink connectors have not consumed: a sink that is down or slow finds
+// its records when it comes back instead of a gap (which stops it:
+// ErrBehindRetention).
+func WithRetentionProtection(maxBytes int64) WorkerOption {
+	return func(w *Worker) { w.protectBytes = &maxBytes }
+}
+
+// sinkKeep is the retention guard: the least offset any sink connector
+// reading tp has not consumed (its group's committed offset, 0 before its
+// first commit).
+func (w *Worker) sinkKeep(tp elog.TopicPartition) (int64, bool) {
+	w.mu.Lock()
+	var groups []string
+	for _, c := range w.conns {
+		if _, sink := w.plugins.Sinks[c.spec.Plugin]; sink && slices.Contains(c.spec.Topics, tp.Topic) {
+			groups = append(groups, GroupFor(c.spec.Name))
+		}
+	}
+	w.mu.Unlock()
+	keep, ok := int64(0), false
+	for _, g := range groups {
+		next := int64(0)
+		if oc, committed := w.log.Groups().Committed(g)[tp]; committed {
+			next = oc.Offset
+		}
+		if !ok || next < keep {
+			keep, ok = next, true
+		}
+	}
+	return keep, ok
+}
 
 // peers lists the configured connectors (Env.Peers).
 func (w *Worker) peers() []Peer {

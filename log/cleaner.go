@@ -60,6 +60,7 @@ func (p *Partition) ApplyRetention() (int, error) {
 			drop++
 		}
 	}
+	drop = p.protect(segs, drop)
 	if drop == 0 {
 		return 0, nil
 	}

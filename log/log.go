@@ -36,6 +36,7 @@ type options struct {
 	logger          *slog.Logger
 	defaults        TopicConfig
 	cleanerInterval time.Duration
+	guard           *retentionGuard
 }
 
 // Option configures Open.
@@ -80,7 +81,7 @@ type Log struct {
 // processes, recovers every partition and starts the background cleaner and
 // the fsync-interval syncer.
 func Open(dir string, opts ...Option) (*Log, error) {
-	o := options{clock: time.Now, logger: slog.Default(), defaults: DefaultTopicConfig(), cleanerInterval: 30 * time.Second}
+	o := options{clock: time.Now, logger: slog.Default(), defaults: DefaultTopicConfig(), cleanerInterval: 30 * time.Second, guard: &retentionGuard{}}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -90,6 +90,9 @@ type Partition struct {
 	codec Compression
 	clock func() time.Time
 	log   *slog.Logger
+	guard *retentionGuard // what retention keeps for readers (ProtectRetention)
+	// protectWarned: the log said once that retention holds segments back.
+	protectWarned bool
 
 	mu         sync.Mutex // guards nextOffset, pending, round, failed
 	nextOffset int64
@@ -130,7 +133,7 @@ func openPartition(dir, topic string, id int, cfg TopicConfig, o *options, creat
 	if err != nil {
 		return nil, err
 	}
-	p := &Partition{topic: topic, id: id, dir: dir, cfg: cfg, codec: codec, clock: o.clock,
+	p := &Partition{topic: topic, id: id, dir: dir, cfg: cfg, codec: codec, clock: o.clock, guard: o.guard,
 		log: o.logger.With("topic", topic, "partition", id), hwCh: make(chan struct{})}
 	if create {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -46,6 +46,8 @@ func TestConnectorConfigErrors(t *testing.T) {
 			`FILE:5: connectors[0].config.format: "xml" is not one of avro, json`},
 		{gen + "    config:\n      tables: orders\n",
 			"FILE:5: connectors[0].config.tables: must be a list such as [a, b]"},
+		{"retention_protects: all\n", `FILE:1: retention_protects: "all" is not sinks or none`},
+		{"retention_protect_bytes: -1\n", "FILE:1: retention_protect_bytes: -1 is negative (0 is no bound)"},
 		{gen + "    config: [1, 2]\n",
 			"FILE:4: connectors[0].config: must be a mapping of parameter: value"},
 		{gen + "    topics: [a]\n",

@@ -83,8 +83,11 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 	if err != nil {
 		return stoppedWhileStarting(ctx, logger, err)
 	}
-	worker, err := connect.NewWorker(ctx, l, registry.NewSerde(registry.Local(reg)), builtinPlugins(),
-		connect.WithWorkerLogger(logger), connect.WithTopicDefaults(cfg.LogDefaults()))
+	wopts := []connect.WorkerOption{connect.WithWorkerLogger(logger), connect.WithTopicDefaults(cfg.LogDefaults())}
+	if protect, bound := cfg.RetentionProtection(); protect {
+		wopts = append(wopts, connect.WithRetentionProtection(bound))
+	}
+	worker, err := connect.NewWorker(ctx, l, registry.NewSerde(registry.Local(reg)), builtinPlugins(), wopts...)
 	if err != nil {
 		return stoppedWhileStarting(ctx, logger, err)
 	}
