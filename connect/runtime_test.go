@@ -837,15 +837,7 @@ connectors:
 func TestSinkBehindRetentionStops(t *testing.T) {
 	dir := t.TempDir()
 	const n = 600
-	// Small segments, and retention by size.
-	l, err := elog.Open(filepath.Join(dir, "data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.CreateTopic("t.public.orders", elog.TopicConfig{Partitions: 1, SegmentBytes: 4096, RetentionBytes: 8192}); err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
+	smallSegments(t, dir)
 	gen := fmt.Sprintf(`
 connectors:
   - name: gen
@@ -860,7 +852,7 @@ connectors:
 	h.stop(t)
 
 	// The sink "out" had delivered offset 0 only; then retention ran.
-	l, err = elog.Open(filepath.Join(dir, "data"))
+	l, err := elog.Open(filepath.Join(dir, "data"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -919,14 +911,7 @@ func TestRetentionProtectsSinks(t *testing.T) {
 	}{{"within the bound", "", false}, {"past the bound", "retention_protect_bytes: 4096\n", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			l, err := elog.Open(filepath.Join(dir, "data"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := l.CreateTopic("t.public.orders", elog.TopicConfig{Partitions: 1, SegmentBytes: 4096, RetentionBytes: 8192}); err != nil {
-				t.Fatal(err)
-			}
-			l.Close()
+			smallSegments(t, dir)
 			const n = 600
 			out := filepath.Join(dir, "out.jsonl")
 			h := start(t, dir, tc.bound+fmt.Sprintf(`
@@ -978,5 +963,19 @@ connectors:
 				t.Fatal("retention kept segments every sink has consumed")
 			}
 		})
+	}
+}
+
+// smallSegments creates t.public.orders in the log of dir with 4 KiB
+// segments and retention by size (8 KiB), so retention has work to do.
+func smallSegments(t *testing.T, dir string) {
+	t.Helper()
+	l, err := elog.Open(filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.CreateTopic("t.public.orders", elog.TopicConfig{Partitions: 1, SegmentBytes: 4096, RetentionBytes: 8192}); err != nil {
+		t.Fatal(err)
 	}
 }
