@@ -212,18 +212,7 @@ func TestPostgresInvalidatedSlot(t *testing.T) {
 	}
 
 	p = startPipeline(t, dir, pgSourceYAML(dsn, ""))
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		st, _ := p.w.Status("pg")
-		if st.Tasks[0].State == connect.StateFailed {
-			if !strings.Contains(st.Tasks[0].Trace, "slot eddy_pg was invalidated by the server") || !strings.Contains(st.Tasks[0].Trace, "snapshot: when_needed") {
-				t.Fatalf("the error: %s", st.Tasks[0].Trace)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the connector did not stop: %+v", st.Tasks)
-		}
-	}
+	waitFailed(t, p, "pg", "slot eddy_pg was invalidated by the server", "snapshot: when_needed")
 	p.stop(t)
 
 	p = startPipeline(t, dir, pgSourceYAML(dsn, "      snapshot: when_needed"))

@@ -233,19 +233,7 @@ connectors:
     plugin: postgres-source
     config: {dsn: %q, tables: [ev], topic_prefix: shop}
 `, dsn))
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		st, _ := p.w.Status("pg")
-		if st.Tasks[0].State == connect.StateFailed {
-			if !strings.Contains(st.Tasks[0].Trace, "partition public.ev_2 of public.ev has no primary key and its replica identity is DEFAULT") ||
-				!strings.Contains(st.Tasks[0].Trace, "ALTER TABLE public.ev_2 REPLICA IDENTITY FULL") {
-				t.Fatalf("the error: %s", st.Tasks[0].Trace)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the connector did not fail: %+v", st)
-		}
-	}
+	waitFailed(t, p, "pg", "partition public.ev_2 of public.ev has no primary key and its replica identity is DEFAULT", "ALTER TABLE public.ev_2 REPLICA IDENTITY FULL")
 	var pubs, slots int
 	conn.QueryRow(ctx, "select (select count(*) from pg_publication), (select count(*) from pg_replication_slots where database = current_database())").Scan(&pubs, &slots)
 	if pubs != 0 || slots != 0 {
@@ -437,18 +425,7 @@ connectors:
 	// A change no wider type takes: the sink stops, naming the column.
 	exec(`alter table "OrderItems" alter column label type integer using length(label)`)
 	exec(`insert into "OrderItems" values (3, 3, 3, 3, 'sad')`)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		st, _ := p.w.Status("replica")
-		if st.Tasks[0].State == connect.StateFailed {
-			if !strings.Contains(st.Tasks[0].Trace, "column public_OrderItems.label is character varying(30) in the target, and the source's is now integer") {
-				t.Fatalf("the sink failed otherwise: %s", st.Tasks[0].Trace)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the sink did not stop: %+v", st.Tasks[0])
-		}
-	}
+	waitFailed(t, p, "replica", "column public_OrderItems.label is character varying(30) in the target, and the source's is now integer")
 	noDeadLetters(t, p, "replica.dlq")
 }
 
@@ -525,16 +502,5 @@ connectors:
     plugin: postgres-source
     config: {dsn: %q, tables: ['public.a*'], topic_prefix: shop}
 `, dsn))
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		st, _ := p.w.Status("pg")
-		if st.Tasks[0].State == connect.StateFailed {
-			if !strings.Contains(st.Tasks[0].Trace, "tables public.a b and public.a_b would both write to topic shop.public.a_b") {
-				t.Fatalf("the error: %s", st.Tasks[0].Trace)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the connector did not fail: %+v", st.Tasks)
-		}
-	}
+	waitFailed(t, p, "pg", "tables public.a b and public.a_b would both write to topic shop.public.a_b")
 }

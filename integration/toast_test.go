@@ -58,6 +58,26 @@ func noDeadLetters(t *testing.T, p *pipeline, topic string) {
 	}
 }
 
+// waitFailed waits until connector name is FAILED (30 seconds at most)
+// and checks that its error says each of wants.
+func waitFailed(t *testing.T, p *pipeline, name string, wants ...string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, _ := p.w.Status(name)
+		if st.Tasks[0].State == connect.StateFailed {
+			for _, w := range wants {
+				if !strings.Contains(st.Tasks[0].Trace, w) {
+					t.Fatalf("%s failed, but its error does not say %q: %s", name, w, st.Tasks[0].Trace)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not fail: %+v", name, st.Tasks)
+		}
+	}
+}
+
 // sinkDone waits until connector name has delivered every record of the
 // topics to its target (sumOffsets reads what eddy_offsets holds there).
 func sinkDone(t *testing.T, p *pipeline, name string, topics []string, sumOffsets func() int64) {
@@ -216,18 +236,7 @@ connectors:
 	if _, err := src.Exec(ctx, "insert into doc values (10, 0, 'small', '{}', '\\x00'); update doc set n = 1 where id in (2, 10)"); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		st, _ := p.w.Status("to-pg")
-		if st.Tasks[0].State == connect.StateFailed {
-			if !strings.Contains(st.Tasks[0].Trace, "the target has no row to keep the missing columns from") || !strings.Contains(st.Tasks[0].Trace, "body, j, b") {
-				t.Fatalf("the sink failed otherwise: %s", st.Tasks[0].Trace)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the sink did not fail: %+v", st.Tasks[0])
-		}
-	}
+	waitFailed(t, p, "to-pg", "the target has no row to keep the missing columns from", "body, j, b")
 	var placeholders int
 	pgDst.QueryRow(ctx, "select count(*) from public_doc where body like '%unavailable%'").Scan(&placeholders)
 	if placeholders != 0 {
@@ -298,18 +307,6 @@ connectors:
     errors: {tolerance: all, dead_letter_topic: replica.dlq}
     config: {dsn: %q}
 `, srcDSN, dstDSN))
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		st, _ := p.w.Status("replica")
-		if st.Tasks[0].State == connect.StateFailed {
-			if !strings.Contains(st.Tasks[0].Trace, "public_nokey: a record without a key cannot be upserted by record_key") ||
-				!strings.Contains(st.Tasks[0].Trace, "primary_key: fields") {
-				t.Fatalf("the sink failed otherwise: %s", st.Tasks[0].Trace)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the sink did not fail: %+v", st.Tasks[0])
-		}
-	}
+	waitFailed(t, p, "replica", "public_nokey: a record without a key cannot be upserted by record_key", "primary_key: fields")
 	noDeadLetters(t, p, "replica.dlq")
 }
