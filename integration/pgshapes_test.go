@@ -60,6 +60,18 @@ insert into payment_p2007_02 values (4, 4.00, '2007-02-15');
 insert into m select g, '2025-01-01'::date + (g % 700), g from generate_series(1, 1000) g;
 `
 
+// shapesDB is a test database with the shapes' tables and rows.
+func shapesDB(t *testing.T) (string, *pgx.Conn) {
+	t.Helper()
+	dsn, conn := testDB(t)
+	for _, q := range []string{shapesDDL, shapesRows} {
+		if _, err := conn.Exec(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dsn, conn
+}
+
 // The tables one connector captures come in every shape: the snapshot
 // reads all of them (tables of different widths once made it restart
 // forever), the application's own writes keep working (an inheritance
@@ -287,15 +299,9 @@ func imageOf(changes []change, keys int, cols ...string) string {
 // have the same format_type in the target, for rows of the snapshot and of
 // the stream.
 func TestPostgresReplicaKeepsTypes(t *testing.T) {
-	srcDSN, src := testDB(t)
+	srcDSN, src := shapesDB(t)
 	dstDSN, dst := testDB(t)
 	ctx := context.Background()
-	if _, err := src.Exec(ctx, shapesDDL); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.Exec(ctx, shapesRows); err != nil {
-		t.Fatal(err)
-	}
 	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
 connectors:
   - name: pg
@@ -433,15 +439,8 @@ connectors:
 // gets the nearest MariaDB type (docs/sinks-sql.md), and the values
 // arrive.
 func TestPostgresToMariaDBTypes(t *testing.T) {
-	srcDSN, src := testDB(t)
+	srcDSN, src := shapesDB(t)
 	myDSN, my := mariaDB(t)
-	ctx := context.Background()
-	if _, err := src.Exec(ctx, shapesDDL); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := src.Exec(ctx, shapesRows); err != nil {
-		t.Fatal(err)
-	}
 	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
 connectors:
   - name: pg

@@ -158,36 +158,26 @@ func (p *pipeline) readChanges(t testing.TB, topic string) []change {
 	var out []change
 	for i := range tp.Partitions() {
 		part, _ := tp.Partition(i)
-		for off := part.LogStartOffset(); off < part.HighWatermark(); {
-			res, err := part.Fetch(off, 4<<20)
+		recs := readRecords(t, part)
+		for j := range recs {
+			r, err := conv.Decode(context.Background(), topic, i, &recs[j])
 			if err != nil {
 				t.Fatal(err)
 			}
-			recs, err := elog.DecodeBatches(nil, res.Data, off)
-			if err != nil {
-				t.Fatal(err)
+			c := change{partition: i}
+			if k, ok := r.Key.(map[string]any); ok {
+				c.key = toInt64(k["id"])
 			}
-			for j := range recs {
-				r, err := conv.Decode(context.Background(), topic, i, &recs[j])
-				if err != nil {
-					t.Fatal(err)
-				}
-				c := change{partition: i}
-				if k, ok := r.Key.(map[string]any); ok {
-					c.key = toInt64(k["id"])
-				}
-				if r.Value == nil {
-					c.op = "tombstone"
-				} else {
-					v := r.Value.(map[string]any)
-					c.op = v["op"].(string)
-					c.before, _ = v["before"].(map[string]any)
-					c.after, _ = v["after"].(map[string]any)
-					c.snap, _ = v["source"].(map[string]any)["snapshot"].(string)
-				}
-				out = append(out, c)
+			if r.Value == nil {
+				c.op = "tombstone"
+			} else {
+				v := r.Value.(map[string]any)
+				c.op = v["op"].(string)
+				c.before, _ = v["before"].(map[string]any)
+				c.after, _ = v["after"].(map[string]any)
+				c.snap, _ = v["source"].(map[string]any)["snapshot"].(string)
 			}
-			off = res.NextOffset
+			out = append(out, c)
 		}
 	}
 	return out

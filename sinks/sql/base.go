@@ -46,9 +46,12 @@ type sinkBase struct {
 	idents    map[avro.Schema]*keyIdent     // nil: a key decoded
 	lastRaw   lastRawName
 	rd        avrobin.Reader // scans envelopes
+	// recordFault says whether a failed write is a record's fault
+	// (faults.go): only those are isolated and dead-lettered.
+	recordFault func(error) bool
 }
 
-func newBase(p connect.Params, env connect.Env) sinkBase {
+func newBase(p connect.Params, env connect.Env, recordFault func(error) bool) sinkBase {
 	log := env.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -56,7 +59,7 @@ func newBase(p connect.Params, env connect.Env) sinkBase {
 	return sinkBase{connector: env.Connector, template: p.String("table"), mode: p.String("mode"), pkMode: p.String("primary_key"),
 		pkFields: p.Strings("primary_key_fields"), deletes: p.Bool("delete"), autoCreate: p.Bool("auto_create"), autoEvolve: p.Bool("auto_evolve"), log: log,
 		accepts: p.String("accepts"), batchSize: int(p.Int("batch_size")), flush: p.Duration("flush_interval"),
-		names: map[tableKey]string{}, idents: map[avro.Schema]*keyIdent{}, truncated: map[string][]byte{}, envelopes: map[avro.Schema]*envelope{}}
+		recordFault: recordFault, names: map[tableKey]string{}, idents: map[avro.Schema]*keyIdent{}, truncated: map[string][]byte{}, envelopes: map[avro.Schema]*envelope{}}
 }
 
 // maxFlushInterval bounds flush_interval: the task waits that long
@@ -151,15 +154,15 @@ func (s *sinkBase) knownTable(tables map[string]*targetTable, c change, cols map
 // the record at fault stands alone; that one comes back as a RecordError
 // with its index, everything before it delivered. A poison record in a
 // batch of n costs about 2·log2(n) transactions, not n. Only a record's
-// fault is isolated (recordFault; faults.go): when the target is at fault,
-// or gone says the connection failed, the error is returned as is, and
-// the runtime retries the batch.
-func (s *sinkBase) isolate(recs []connect.Record, base int, top bool, apply func([]change, map[elog.TopicPartition]int64) error, gone func() bool, recordFault func(error) bool) error {
+// fault is isolated (s.recordFault; faults.go): when the target is at
+// fault, or gone says the connection failed, the error is returned as is,
+// and the runtime retries the batch.
+func (s *sinkBase) isolate(recs []connect.Record, base int, top bool, apply func([]change, map[elog.TopicPartition]int64) error, gone func() bool) error {
 	changes, err := s.changes(recs)
 	if err == nil {
 		err = apply(changes, offsetsOf(recs))
 	}
-	if err == nil || gone() || connect.IsPermanent(err) || !recordFault(err) {
+	if err == nil || gone() || targetFault(err, s.recordFault) || connect.IsPermanent(err) {
 		return err
 	}
 	if len(recs) == 1 {
@@ -169,10 +172,10 @@ func (s *sinkBase) isolate(recs []connect.Record, base int, top bool, apply func
 		s.log.Warn("batch failed; applying it in halves to find the record at fault", "records", len(recs), "err", err)
 	}
 	mid := len(recs) / 2
-	if err := s.isolate(recs[:mid], base, false, apply, gone, recordFault); err != nil {
+	if err := s.isolate(recs[:mid], base, false, apply, gone); err != nil {
 		return err
 	}
-	return s.isolate(recs[mid:], base+mid, false, apply, gone, recordFault)
+	return s.isolate(recs[mid:], base+mid, false, apply, gone)
 }
 
 // keepTruncates records the truncates a committed transaction applied.
@@ -348,6 +351,18 @@ func (s *sinkBase) mayCreate(c change) error {
 		return fmt.Errorf("table %s does not exist (set auto_create: true to create it)", c.table)
 	}
 	return nil
+}
+
+// partialColumns are the columns a change that lacks some updates: those
+// it carries, key aside, sorted.
+func partialColumns(c *change, key map[string]any) []string {
+	var cols []string
+	for _, col := range sortedNames(c.row) {
+		if _, isKey := key[col]; !isKey && !slices.Contains(c.unavailable, col) {
+			cols = append(cols, col)
+		}
+	}
+	return cols
 }
 
 // quoteAll quotes each identifier.

@@ -72,7 +72,7 @@ func BenchmarkRawChangesAndCopy(b *testing.B) {
 		recs[i] = connect.Record{Topic: "shop.public.wide", Key: k, Value: v, ValueSchema: schema, Offset: int64(i),
 			Headers: []elog.Header{{Key: connect.HeaderPosition, Value: []byte(fmt.Sprintf("%016x", i))}}}
 	}
-	s := &Postgres{sinkBase: newBase(connect.Params{}, connect.Env{Connector: "c"}), renderers: map[rendererKey]rowRenderers{}}
+	s := &Postgres{sinkBase: newBase(connect.Params{}, connect.Env{Connector: "c"}, pgRecordFault), renderers: map[rendererKey]rowRenderers{}}
 	s.template, s.pkMode, s.mode = "${schema}_${table}", "record_key", "upsert"
 	t := &targetTable{cols: map[string]string{"id": "bigint", "a": "integer", "b": "bigint", "c": "text", "d": "text", "e": "numeric(12,2)",
 		"f": "timestamptz", "g": "boolean", "h": "double precision", "i": "text"}}

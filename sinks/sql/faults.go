@@ -10,6 +10,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/eddy-cdc/eddy/connect"
 )
 
 // Whose fault a failed write is decides what the sink does with it
@@ -31,6 +33,15 @@ import (
 // is the target's when it is a broken connection, else the sink's own
 // verdict on the record (a value with no form in the target, a change
 // that lacks columns for a row the target does not have).
+
+// targetFault says whether a failed write is the target's: not a record
+// the runtime dead-letters (RecordError), not a stop the sink asked for
+// (connect.Permanent), and not a record's fault by recordFault. Such a
+// batch is retried whole, on a new connection.
+func targetFault(err error, recordFault func(error) bool) bool {
+	var re *connect.RecordError
+	return err != nil && !errors.As(err, &re) && !connect.IsPermanent(err) && !recordFault(err)
+}
 
 // pgRecordFault says whether a postgres-sink write failed for a record's
 // sake: SQLSTATE class 22 (data exception) or 23 (integrity constraint

@@ -2,10 +2,8 @@ package sql
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,7 +33,7 @@ func NewMySQL(p connect.Params, env connect.Env) (connect.Sink, error) {
 		return nil, fmt.Errorf("dsn: want mysql://user:password@host:port/database")
 	}
 	pw, _ := u.User.Password()
-	s := &MySQL{sinkBase: newBase(p, env), addr: u.Host, user: u.User.Username(), password: pw, db: strings.Trim(u.Path, "/"), tables: map[string]*targetTable{}}
+	s := &MySQL{sinkBase: newBase(p, env, myRecordFault), addr: u.Host, user: u.User.Username(), password: pw, db: strings.Trim(u.Path, "/"), tables: map[string]*targetTable{}}
 	if err := s.check(p); err != nil {
 		return nil, err
 	}
@@ -108,10 +106,9 @@ func (s *MySQL) Write(ctx context.Context, recs []connect.Record) error {
 		s.conn = conn
 	}
 	err := s.inBatches(recs, func(recs []connect.Record) error {
-		return s.isolate(recs, 0, true, s.apply, func() bool { return s.conn.Ping() != nil }, myRecordFault)
+		return s.isolate(recs, 0, true, s.apply, func() bool { return s.conn.Ping() != nil })
 	})
-	var re *connect.RecordError
-	if err != nil && !errors.As(err, &re) && !connect.IsPermanent(err) && !myRecordFault(err) {
+	if targetFault(err, myRecordFault) {
 		// The target's fault: the retry connects anew (Write reconnects
 		// when the connection does not answer).
 		s.conn.Close()
@@ -271,10 +268,7 @@ func (s *MySQL) updatePartial(c *change) error {
 	}
 	var sets, conds []string
 	var args, keyArgs []any
-	for _, col := range sortedNames(c.row) {
-		if _, isKey := key[col]; isKey || slices.Contains(c.unavailable, col) {
-			continue
-		}
+	for _, col := range partialColumns(c, key) {
 		v, err := myValue(c.row[col])
 		if err != nil {
 			return fmt.Errorf("%s.%s: %w", c.table, col, err)

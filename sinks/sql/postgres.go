@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +30,7 @@ type Postgres struct {
 
 // NewPostgres builds the sink from validated params.
 func NewPostgres(p connect.Params, env connect.Env) (connect.Sink, error) {
-	s := &Postgres{sinkBase: newBase(p, env), dsn: p.String("dsn"), tables: map[string]*targetTable{},
+	s := &Postgres{sinkBase: newBase(p, env, pgRecordFault), dsn: p.String("dsn"), tables: map[string]*targetTable{},
 		schemaCols: map[*avro.RecordSchema]columnSet{}, renderers: map[rendererKey]rowRenderers{}}
 	if err := s.check(p); err != nil {
 		return nil, err
@@ -124,29 +123,22 @@ func (s *Postgres) Write(ctx context.Context, recs []connect.Record) error {
 	err := s.inBatches(recs, func(recs []connect.Record) error {
 		if len(recs) > 2*pipelinePart {
 			err := s.applyPipelined(ctx, recs)
-			if err == nil || gone() || connect.IsPermanent(err) || !pgRecordFault(err) {
+			if err == nil || gone() || targetFault(err, pgRecordFault) || connect.IsPermanent(err) {
 				return err
 			}
 			s.log.Warn("batch failed; applying it again to find the record at fault", "records", len(recs), "err", err)
 		}
-		return s.isolate(recs, 0, true, func(cs []change, offsets map[elog.TopicPartition]int64) error { return s.apply(ctx, cs, offsets) }, gone, pgRecordFault)
+		return s.isolate(recs, 0, true, func(cs []change, offsets map[elog.TopicPartition]int64) error { return s.apply(ctx, cs, offsets) }, gone)
 	})
-	s.afterTargetFault(err)
-	return err
-}
-
-// afterTargetFault drops the connection after a write failed for the
-// target's sake, so the runtime's retry connects anew: a session opened
-// read-only (a standby, a database set read-only) stays so, and after a
-// failover the name may lead to another server.
-func (s *Postgres) afterTargetFault(err error) {
-	var re *connect.RecordError
-	if err == nil || errors.As(err, &re) || connect.IsPermanent(err) || pgRecordFault(err) {
-		return
+	if targetFault(err, pgRecordFault) {
+		// The retry connects anew: a session opened read-only (a standby,
+		// a database set read-only) stays so, and after a failover the
+		// name may lead to another server.
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		s.conn.Close(cctx)
+		cancel()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	s.conn.Close(ctx)
+	return err
 }
 
 // pipelinePart is how many records of a large batch applyPipelined takes
@@ -347,10 +339,7 @@ func (s *Postgres) updatePartial(ctx context.Context, tx pgx.Tx, cs []*change, t
 			args = append(args, txt)
 			return fmt.Sprintf("%s = $%d::%s", pgIdent(col), len(args), castType(t.cols[col])), nil
 		}
-		for _, col := range sortedNames(c.row) {
-			if _, isKey := key[col]; isKey || slices.Contains(c.unavailable, col) {
-				continue
-			}
+		for _, col := range partialColumns(c, key) {
 			set, err := param(col, c.row[col])
 			if err != nil {
 				return err
@@ -414,9 +403,6 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 		if err := s.mayCreate(c); err != nil {
 			return nil, err
 		}
-		// The table is known only once created: a failed create (a
-		// read-only target, say) leaves nothing the next try would trust.
-		delete(s.tables, c.table)
 		var defs []string
 		cols := map[string]string{}
 		for _, f := range c.schema.Fields() {
@@ -434,7 +420,6 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 			return nil, fmt.Errorf("create table %s: %w", c.table, err)
 		}
 		t.cols = cols
-		s.tables[c.table] = t
 		s.log.Info("created table", "table", c.table)
 	}
 	if c.schema != nil && !t.fits[c.schema] {

@@ -17,7 +17,7 @@ import (
 // records of other partitions from before it, and only those, even though
 // the fetched bytes its position came from are overwritten in between.
 func TestTruncateOutlivesTheFetchBuffer(t *testing.T) {
-	s := newBase(connect.Params{}, connect.Env{Connector: "c"})
+	s := newBase(connect.Params{}, connect.Env{Connector: "c"}, pgRecordFault)
 	s.template, s.pkMode, s.deletes = "${schema}_${table}", "record_key", true
 	buf := []byte{0x01, 5, 0x01, 7, 0x01, 9} // positions as they sit in a fetch
 	rec := func(pos []byte, value any) connect.Record {
@@ -46,7 +46,7 @@ func TestTruncateOutlivesTheFetchBuffer(t *testing.T) {
 // A raw key's identity, read from its Avro bytes, is the decoded key's:
 // the records of one row collapse alike whichever way their keys came.
 func TestRawKeyIdentityIsTheDecodedOne(t *testing.T) {
-	s := newBase(connect.Params{}, connect.Env{Connector: "c"})
+	s := newBase(connect.Params{}, connect.Env{Connector: "c"}, pgRecordFault)
 	schemas := []string{
 		`{"type":"record","name":"K1","fields":[{"name":"id","type":"long"}]}`,
 		`{"type":"record","name":"K2","fields":[{"name":"n","type":"int"}]}`,
@@ -123,7 +123,7 @@ func TestAcceptsRefusesTheOtherKind(t *testing.T) {
 		accepts       string
 		envOK, flatOK bool
 	}{{"any", true, true}, {"envelope", true, false}, {"flattened", false, true}} {
-		s := newBase(connect.Params{}, connect.Env{Connector: "c"})
+		s := newBase(connect.Params{}, connect.Env{Connector: "c"}, pgRecordFault)
 		s.template, s.pkMode, s.accepts = "${table}", "record_key", c.accepts
 		for _, r := range []struct {
 			rec  connect.Record
@@ -145,7 +145,7 @@ func TestAcceptsRefusesTheOtherKind(t *testing.T) {
 // change in the batch (which the target does not hold yet); the columns
 // neither carries stay unavailable, and other keys are untouched.
 func TestUnavailableColumnsFilledFromTheBatch(t *testing.T) {
-	s := newBase(connect.Params{}, connect.Env{Connector: "c"})
+	s := newBase(connect.Params{}, connect.Env{Connector: "c"}, pgRecordFault)
 	s.template, s.pkMode, s.deletes = "${schema}_${table}", "record_key", true
 	src := map[string]any{"schema": "public", "table": "doc"}
 	rec := func(id int, op string, after map[string]any, unavailable string) connect.Record {

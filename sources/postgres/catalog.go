@@ -282,10 +282,8 @@ func (s *Source) describe(ctx context.Context, t *table, oid uint32, ident strin
 		return err
 	}
 	rows.Close()
-	for i := range cols {
-		if cols[i].props, err = s.sourceProps(ctx, cols[i].oid, cols[i].typmod); err != nil {
-			return err
-		}
+	if err := s.loadProps(ctx, cols); err != nil {
+		return err
 	}
 	switch {
 	case hasPK:

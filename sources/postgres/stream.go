@@ -285,13 +285,11 @@ func (s *Source) refreshStale(ctx context.Context, t *table) error {
 		return nil
 	}
 	t.stale = false
-	for i := range t.cols {
-		c := &t.cols[i]
+	for _, c := range t.cols {
 		delete(s.props, typeKey{c.oid, c.typmod})
-		var err error
-		if c.props, err = s.sourceProps(ctx, c.oid, c.typmod); err != nil {
-			return err
-		}
+	}
+	if err := s.loadProps(ctx, t.cols); err != nil {
+		return err
 	}
 	s.log.Info("a type changed: new schema", "table", t.schema+"."+t.name)
 	return t.buildSchemas(s.cfg.prefix)
@@ -306,7 +304,6 @@ func (s *Source) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 		return nil
 	}
 	s.byRel[m.RelationID] = t
-	clear(s.props) // DDL: a type may have changed too
 	keys := map[string]bool{}
 	for _, i := range t.keyCols {
 		keys[t.cols[i].name] = true
@@ -320,17 +317,17 @@ func (s *Source) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 	for i, mc := range m.Columns {
 		c := mapType(mc.Name, mc.DataType, mc.TypeModifier, s.types, dims[mc.Name])
 		c.key = keys[mc.Name]
-		var err error
-		if c.props, err = s.sourceProps(ctx, mc.DataType, mc.TypeModifier); err != nil {
-			return err
-		}
 		cols[i] = c
 		if same && (t.cols[i].name != mc.Name || t.cols[i].oid != mc.DataType || t.cols[i].typmod != mc.TypeModifier) {
 			same = false
 		}
 	}
-	if same {
+	if same { // the first Relation message of a stream, most often
 		return nil
+	}
+	clear(s.props) // DDL: a type may have changed too
+	if err := s.loadProps(ctx, cols); err != nil {
+		return err
 	}
 	nt := *t
 	nt.cols, nt.keyCols, nt.relID = cols, nil, m.RelationID

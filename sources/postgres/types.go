@@ -123,6 +123,19 @@ func (s *Source) sourceProps(ctx context.Context, oid uint32, typmod int32) (map
 	return p, nil
 }
 
+// loadProps gives each column the field properties of its type
+// (sourceProps).
+func (s *Source) loadProps(ctx context.Context, cols []column) error {
+	for i := range cols {
+		p, err := s.sourceProps(ctx, cols[i].oid, cols[i].typmod)
+		if err != nil {
+			return err
+		}
+		cols[i].props = p
+	}
+	return nil
+}
+
 // withNull is s made nullable: ["null", s], or null added to a union (a
 // union may not hold another union).
 func withNull(s avro.Schema) avro.Schema {
