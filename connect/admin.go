@@ -68,7 +68,7 @@ func NewAdminServer(b Broker, logger *slog.Logger, opts ...AdminOption) *AdminSe
 	}
 	m := s.mux
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	m.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ready\n") })
+	m.HandleFunc("GET /readyz", s.ready)
 	m.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	m.Handle("GET /topics", noBody(s, s.listTopics))
 	m.Handle("POST /topics", withBody(s, s.createTopic))
@@ -400,6 +400,34 @@ func (s *AdminServer) reset(r *http.Request, req *resetRequest) (any, int, error
 	return out, 200, err
 }
 
+// ready answers 200 while the log accepts appends everywhere, and 503
+// naming each partition a disk error stopped, with the error, otherwise.
+func (s *AdminServer) ready(w http.ResponseWriter, r *http.Request) {
+	topics, err := s.broker.ListTopics(r.Context())
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "not ready: list topics: %v\n", err)
+		return
+	}
+	var failed []string
+	for _, t := range topics {
+		for _, p := range t.Partitions {
+			if p.Error != "" {
+				failed = append(failed, fmt.Sprintf("partition %s/%d refuses appends since %s: %s", t.Name, p.Partition, p.FailedSince.UTC().Format(time.RFC3339), p.Error))
+			}
+		}
+	}
+	if len(failed) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "not ready: the log failed on disk; restart eddy once the disk is healthy (the log recovers to its last whole batch)\n")
+		for _, f := range failed {
+			io.WriteString(w, f+"\n")
+		}
+		return
+	}
+	io.WriteString(w, "ready\n")
+}
+
 // logCollector reports the log's offsets, sizes and group lag at scrape time.
 type logCollector struct{ b Broker }
 
@@ -409,10 +437,11 @@ var (
 	descBytes    = prometheus.NewDesc("eddy_log_bytes", "Bytes of segments on disk.", []string{"topic", "partition"}, nil)
 	descSegments = prometheus.NewDesc("eddy_log_segments", "Segments on disk.", []string{"topic", "partition"}, nil)
 	descLag      = prometheus.NewDesc("eddy_group_lag", "High watermark minus committed offset.", []string{"group", "topic", "partition"}, nil)
+	descFailed   = prometheus.NewDesc("eddy_log_partition_failed", "1 while the partition refuses appends after a disk error (until the log is reopened).", []string{"topic", "partition"}, nil)
 )
 
 func (c *logCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHW, descStart, descBytes, descSegments, descLag} {
+	for _, d := range []*prometheus.Desc{descHW, descStart, descBytes, descSegments, descLag, descFailed} {
 		ch <- d
 	}
 }
@@ -428,6 +457,11 @@ func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descStart, prometheus.GaugeValue, float64(p.LogStartOffset), l...)
 			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(p.Bytes), l...)
 			ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(p.Segments), l...)
+			failed := 0.0
+			if p.Error != "" {
+				failed = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descFailed, prometheus.GaugeValue, failed, l...)
 		}
 	}
 	groups, _ := c.b.ListGroups(ctx)

@@ -159,6 +159,25 @@ type harness struct {
 	mu     sync.Mutex
 	sunk   []connect.Record
 	writes []int // raw-sink's Write sizes
+	fault  elog.FaultFunc // when set, the log's file operations consult it (setFault)
+}
+
+// setFault makes the log's file operations consult fn from now on (nil:
+// none).
+func (h *harness) setFault(fn elog.FaultFunc) {
+	h.mu.Lock()
+	h.fault = fn
+	h.mu.Unlock()
+}
+
+func (h *harness) injectFault(op elog.FileOp, path string) error {
+	h.mu.Lock()
+	fn := h.fault
+	h.mu.Unlock()
+	if fn == nil {
+		return nil
+	}
+	return fn(op, path)
 }
 
 // start opens a log in dir and runs the connectors of yaml (data_dir is
@@ -175,7 +194,7 @@ func start(t testing.TB, dir, yaml string, replay ...connect.Record) *harness {
 		t.Fatal(err)
 	}
 	h.cfg = cfg
-	if h.log, err = elog.Open(cfg.DataDir, elog.WithDefaults(cfg.LogDefaults())); err != nil {
+	if h.log, err = elog.Open(cfg.DataDir, elog.WithDefaults(cfg.LogDefaults()), elog.WithFaults(h.injectFault)); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()

@@ -321,7 +321,9 @@ func (b *sourceBatch) append(ctx context.Context) (int, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		if errors.Is(err, elog.ErrRecordTooLarge) || errors.Is(err, elog.ErrInvalidRecord) {
+		// A partition failed by a disk error refuses appends until the log
+		// is reopened: retrying cannot help, the operator must look.
+		if errors.Is(err, elog.ErrRecordTooLarge) || errors.Is(err, elog.ErrInvalidRecord) || errors.Is(err, elog.ErrPartitionFailed) {
 			return 0, permanent{err}
 		}
 		return 0, err

@@ -211,12 +211,12 @@ func (p *Partition) compactSegment(s *segment, latest map[string]int64, expire i
 // replaceSegment swaps s for a segment holding data, at the same base.
 func (p *Partition) replaceSegment(old *segment, data []byte) error {
 	cleaned := old.path(logSuffix + cleanedSuffix)
-	f, err := os.OpenFile(cleaned, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := p.disk.create(cleaned, os.O_RDWR|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return err
 	}
-	if _, err = f.Write(data); err == nil {
-		err = f.Sync()
+	if err = p.disk.write(f, data); err == nil {
+		err = p.disk.fsync(f)
 	}
 	if err != nil {
 		f.Close()
@@ -232,7 +232,7 @@ func (p *Partition) replaceSegment(old *segment, data []byte) error {
 		os.Remove(cleaned)
 		return err
 	}
-	ns := &segment{dir: old.dir, base: old.base, f: f, index: res.index, times: res.times,
+	ns := &segment{dir: old.dir, base: old.base, f: f, disk: p.disk, index: res.index, times: res.times,
 		sinceIdx: res.sinceIdx, maxTs: max(res.maxTs, old.maxTimestamp()), next: res.next, rollTs: res.firstTs}
 	ns.size.Store(res.end)
 	ns.refs.Store(1)
@@ -243,11 +243,12 @@ func (p *Partition) replaceSegment(old *segment, data []byte) error {
 			return err
 		}
 	}
-	if err := os.Rename(cleaned, old.path(logSuffix)); err != nil {
+	if err := p.disk.rename(cleaned, old.path(logSuffix)); err != nil {
 		f.Close()
+		os.Remove(cleaned)
 		return fmt.Errorf("swap in %s: %w", cleaned, err)
 	}
-	if err := syncDir(old.dir); err != nil {
+	if err := p.disk.syncDir(old.dir); err != nil {
 		f.Close()
 		return err
 	}

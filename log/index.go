@@ -131,13 +131,13 @@ func (s *segment) writeIndexes() error {
 			continue
 		}
 		if *w.f == nil {
-			f, err := os.OpenFile(s.path(w.suffix), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			f, err := s.disk.create(s.path(w.suffix), os.O_WRONLY|os.O_APPEND|os.O_CREATE)
 			if err != nil {
 				return fmt.Errorf("open index %s: %w", s.path(w.suffix), err)
 			}
 			*w.f = f
 		}
-		if _, err := (*w.f).Write(*w.b); err != nil {
+		if err := s.disk.write(*w.f, *w.b); err != nil {
 			return fmt.Errorf("append to index %s: %w", s.path(w.suffix), err)
 		}
 		*w.b = (*w.b)[:0]
@@ -168,10 +168,10 @@ func (s *segment) rewriteIndexes(keepSame bool) error {
 		return nil
 	}
 	s.closeIndexFiles() // the files are replaced: reopen on the next append
-	if err := writeFileSync(s.path(indexSuffix), idx); err != nil {
+	if err := s.disk.writeFileSync(s.path(indexSuffix), idx); err != nil {
 		return err
 	}
-	return writeFileSync(s.path(timeIndexSuffix), tidx)
+	return s.disk.writeFileSync(s.path(timeIndexSuffix), tidx)
 }
 
 // sameFile says whether the file at path holds exactly b.

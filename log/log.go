@@ -37,6 +37,7 @@ type options struct {
 	defaults        TopicConfig
 	cleanerInterval time.Duration
 	guard           *retentionGuard
+	disk            *disk
 }
 
 // Option configures Open.
@@ -81,7 +82,7 @@ type Log struct {
 // processes, recovers every partition and starts the background cleaner and
 // the fsync-interval syncer.
 func Open(dir string, opts ...Option) (*Log, error) {
-	o := options{clock: time.Now, logger: slog.Default(), defaults: DefaultTopicConfig(), cleanerInterval: 30 * time.Second, guard: &retentionGuard{}}
+	o := options{clock: time.Now, logger: slog.Default(), defaults: DefaultTopicConfig(), cleanerInterval: 30 * time.Second, guard: &retentionGuard{}, disk: &disk{}}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -228,12 +229,12 @@ func (l *Log) CreateTopic(name string, cfg TopicConfig) (*Topic, error) {
 	}
 	// The meta file, written last and atomically, is what makes the topic exist.
 	b, _ := json.MarshalIndent(m, "", "  ")
-	if err := writeFileSync(filepath.Join(path, topicMetaFile), b); err != nil {
+	if err := l.opts.disk.writeFileSync(filepath.Join(path, topicMetaFile), b); err != nil {
 		t.close()
 		os.RemoveAll(path)
 		return nil, fmt.Errorf("create topic %s: %w", name, err)
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := l.opts.disk.syncDir(l.dir); err != nil {
 		return nil, fmt.Errorf("create topic %s: %w", name, err)
 	}
 	l.topics[name] = t
@@ -293,10 +294,10 @@ func (l *Log) DeleteTopic(name string) error {
 	delete(l.topics, name)
 	t.close()
 	gone := filepath.Join(l.dir, fmt.Sprintf("%s.%d%s", name, time.Now().UnixNano(), deletedSuffix))
-	if err := os.Rename(t.dir, gone); err != nil {
+	if err := l.opts.disk.rename(t.dir, gone); err != nil {
 		return fmt.Errorf("delete topic %s: %w", name, err)
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := l.opts.disk.syncDir(l.dir); err != nil {
 		return fmt.Errorf("delete topic %s: %w", name, err)
 	}
 	if err := os.RemoveAll(gone); err != nil {
@@ -337,6 +338,25 @@ func (l *Log) background() {
 			}
 		}
 	}
+}
+
+// Faults lists the partitions that refuse appends after a disk error, by
+// topic and partition: what readiness and status report. A reopen of the
+// log clears them.
+func (l *Log) Faults() []PartitionFault {
+	var fs []PartitionFault
+	for _, p := range l.partitions() {
+		if f, ok := p.fault(); ok {
+			fs = append(fs, f)
+		}
+	}
+	sort.Slice(fs, func(i, j int) bool {
+		if fs[i].Topic != fs[j].Topic {
+			return fs[i].Topic < fs[j].Topic
+		}
+		return fs[i].Partition < fs[j].Partition
+	})
+	return fs
 }
 
 func (l *Log) partitions() []*Partition {

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -25,6 +24,10 @@ var (
 	ErrBatchTooLarge    = errors.New("batch too large")
 	ErrInvalidRecord    = errors.New("invalid record")
 	ErrClosed           = errors.New("log closed")
+	// ErrPartitionFailed marks the sticky error of a partition whose write
+	// or fsync failed: it refuses appends until the log is reopened, which
+	// recovers the segments to their last whole batch.
+	ErrPartitionFailed = errors.New("partition failed")
 )
 
 // A flush round waits for stragglers at most maxRoundDelay (a fraction of
@@ -90,6 +93,7 @@ type Partition struct {
 	codec Compression
 	clock func() time.Time
 	log   *slog.Logger
+	disk  *disk
 	guard *retentionGuard // what retention keeps for readers (ProtectRetention)
 	// protectWarned: the log said once that retention holds segments back.
 	protectWarned bool
@@ -99,6 +103,7 @@ type Partition struct {
 	pending    []pendingBatch
 	round      *flushRound // the round pending batches will be written in
 	failed     error       // sticky: after a write or fsync error nothing more is accepted
+	failedAt   time.Time
 
 	kick        chan struct{} // wakes the flusher (buffered, one)
 	lastRound   int           // batches in the flusher's previous round (flusher only)
@@ -133,7 +138,7 @@ func openPartition(dir, topic string, id int, cfg TopicConfig, o *options, creat
 	if err != nil {
 		return nil, err
 	}
-	p := &Partition{topic: topic, id: id, dir: dir, cfg: cfg, codec: codec, clock: o.clock, guard: o.guard,
+	p := &Partition{topic: topic, id: id, dir: dir, cfg: cfg, codec: codec, clock: o.clock, guard: o.guard, disk: o.disk,
 		log: o.logger.With("topic", topic, "partition", id), hwCh: make(chan struct{})}
 	if create {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -163,7 +168,7 @@ func openPartition(dir, topic string, id int, cfg TopicConfig, o *options, creat
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 	for i, base := range bases {
-		s, err := openSegment(dir, base, i == len(bases)-1, cfg.IndexIntervalBytes, p.log.Warn)
+		s, err := openSegment(o.disk, dir, base, i == len(bases)-1, cfg.IndexIntervalBytes, p.log.Warn)
 		if err != nil {
 			p.closeSegments()
 			return nil, fmt.Errorf("open partition %s: %w", p, err)
@@ -174,7 +179,7 @@ func openPartition(dir, topic string, id int, cfg TopicConfig, o *options, creat
 		if !create {
 			return nil, fmt.Errorf("open partition %s: %s holds no segment", p, dir)
 		}
-		s, err := createSegment(dir, 0)
+		s, err := createSegment(o.disk, dir, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open partition %s: %w", p, err)
 		}
@@ -344,12 +349,7 @@ func (p *Partition) flushQueued() {
 			err := p.writeBatches(batches)
 			p.flushMu.Unlock()
 			if err != nil {
-				err = fmt.Errorf("append to %s: %w", p, err)
-				p.mu.Lock()
-				p.failed = fmt.Errorf("%w (the partition refuses appends until the log is reopened)", err)
-				p.mu.Unlock()
-				p.log.Error("partition write failed; appends stopped", "err", err)
-				r.err = err
+				r.err = p.fail(fmt.Errorf("append to %s: %w", p, err))
 			}
 		}
 		for _, b := range batches {
@@ -357,6 +357,38 @@ func (p *Partition) flushQueued() {
 		}
 		close(r.done)
 	}
+}
+
+// fail makes err the partition's sticky error: the appends queued and to
+// come get it, until the log is reopened. It returns err marked with
+// ErrPartitionFailed.
+func (p *Partition) fail(err error) error {
+	err = fmt.Errorf("%w: %w (the partition refuses appends until the log is reopened)", ErrPartitionFailed, err)
+	p.mu.Lock()
+	if p.failed == nil {
+		p.failed, p.failedAt = err, p.clock()
+	}
+	p.mu.Unlock()
+	p.log.Error("partition write failed; appends stopped", "err", err)
+	return err
+}
+
+// PartitionFault is a partition that refuses appends after a disk error.
+type PartitionFault struct {
+	Topic     string    `json:"topic"`
+	Partition int       `json:"partition"`
+	Error     string    `json:"error"`
+	Since     time.Time `json:"since"`
+}
+
+// fault reports the partition's sticky error, if it has one.
+func (p *Partition) fault() (PartitionFault, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failed == nil {
+		return PartitionFault{}, false
+	}
+	return PartitionFault{Topic: p.topic, Partition: p.id, Error: p.failed.Error(), Since: p.failedAt}, true
 }
 
 func (p *Partition) activeSegment() *segment {
@@ -367,43 +399,61 @@ func (p *Partition) activeSegment() *segment {
 
 // writeBatches writes queued batches to the active segment, rolling it on
 // size or age, then syncs as the policy says and publishes the new high
-// watermark. Called with flushMu held.
+// watermark. When a write or the sync fails, the active segment is cut back
+// to where this round began in it, so that reopening finds no batch that
+// was never acknowledged (a batch a roll already sealed may remain, as
+// after a crash between the fsync and the acknowledgement). Called with
+// flushMu held.
 func (p *Partition) writeBatches(batches []pendingBatch) error {
 	seg := p.activeSegment()
+	start := seg.size.Load()
+	err := p.writeRound(&seg, &start, batches)
+	if err != nil && seg.size.Load() > start {
+		if terr := p.disk.truncate(seg.f, start); terr != nil {
+			p.log.Error("cannot cut the unacknowledged tail of a failed write; reopening the log recovers it", "segment", seg.path(logSuffix), "err", terr)
+		} else {
+			seg.size.Store(start)
+		}
+	}
+	return err
+}
+
+// writeRound does writeBatches' work; seg and start follow a roll.
+func (p *Partition) writeRound(seg **segment, start *int64, batches []pendingBatch) error {
 	now := p.clock()
-	pos := seg.size.Load()
+	pos := (*seg).size.Load()
 	p.wbuf = p.wbuf[:0]
 	writeBuf := func() error {
 		if len(p.wbuf) == 0 {
 			return nil
 		}
-		if err := p.writeAt(seg, p.wbuf); err != nil {
+		if err := p.writeAt(*seg, p.wbuf); err != nil {
 			return err
 		}
 		p.wbuf = p.wbuf[:0]
 		return nil
 	}
 	for _, b := range batches {
-		if p.shouldRoll(seg, pos, len(b.data), now) {
+		if p.shouldRoll(*seg, pos, len(b.data), now) {
 			if err := writeBuf(); err != nil {
 				return err
 			}
-			next, err := p.roll(seg)
+			next, err := p.roll(*seg)
 			if err != nil {
 				return err
 			}
-			seg, pos = next, 0
+			*seg, pos, *start = next, 0, 0
 		}
 		h, err := ParseBatchHeader(b.data)
 		if err != nil {
 			return fmt.Errorf("own batch: %w", err) // cannot happen: we encoded it
 		}
-		seg.noteAppend(pos, &h, p.cfg.IndexIntervalBytes, now.UnixMilli())
+		(*seg).noteAppend(pos, &h, p.cfg.IndexIntervalBytes, now.UnixMilli())
 		if len(b.data) >= directWriteBytes {
 			if err := writeBuf(); err != nil {
 				return err
 			}
-			if err := p.writeAt(seg, b.data); err != nil {
+			if err := p.writeAt(*seg, b.data); err != nil {
 				return err
 			}
 		} else {
@@ -414,12 +464,12 @@ func (p *Partition) writeBatches(batches []pendingBatch) error {
 	if err := writeBuf(); err != nil {
 		return err
 	}
-	if err := seg.writeIndexes(); err != nil {
+	if err := (*seg).writeIndexes(); err != nil {
 		return err
 	}
 	if p.cfg.Fsync == FsyncAlways {
-		if err := fdatasync(seg.f); err != nil {
-			return fmt.Errorf("fsync segment %s: %w", seg.path(logSuffix), err)
+		if err := p.disk.fdatasync((*seg).f); err != nil {
+			return fmt.Errorf("fsync segment %s: %w", (*seg).path(logSuffix), err)
 		}
 	} else {
 		p.dirty = true
@@ -430,9 +480,9 @@ func (p *Partition) writeBatches(batches []pendingBatch) error {
 
 func (p *Partition) writeAt(seg *segment, b []byte) error {
 	pos := seg.size.Load()
-	if _, err := seg.f.WriteAt(b, pos); err != nil {
+	if err := p.disk.writeAt(seg.f, b, pos); err != nil {
 		// Cut off whatever part was written so the file ends on a batch.
-		seg.f.Truncate(pos)
+		p.disk.truncate(seg.f, pos)
 		return fmt.Errorf("write segment %s at %d: %w", seg.path(logSuffix), pos, err)
 	}
 	seg.size.Add(int64(len(b)))
@@ -455,7 +505,7 @@ func (p *Partition) roll(old *segment) (*segment, error) {
 	if err := old.seal(p.cfg.Fsync != FsyncNever); err != nil {
 		return nil, fmt.Errorf("roll segment: %w", err)
 	}
-	s, err := createSegment(p.dir, old.nextOffset())
+	s, err := createSegment(p.disk, p.dir, old.nextOffset())
 	if err != nil {
 		return nil, fmt.Errorf("roll segment: %w", err)
 	}
@@ -502,8 +552,10 @@ func (p *Partition) sync() error {
 		return nil
 	}
 	seg := p.activeSegment()
-	if err := fdatasync(seg.f); err != nil {
-		return fmt.Errorf("sync %s: %w", p, err)
+	if err := p.disk.fdatasync(seg.f); err != nil {
+		// What was acknowledged since the last sync may not be on disk: no
+		// more appends until a reopen has recovered what is.
+		return p.fail(fmt.Errorf("sync %s: %w", p, err))
 	}
 	p.dirty = false
 	return nil
@@ -528,7 +580,7 @@ func (p *Partition) close() error {
 		errs = append(errs, err)
 	}
 	if p.dirty && p.cfg.Fsync != FsyncNever {
-		if err := fdatasync(seg.f); err != nil {
+		if err := p.disk.fdatasync(seg.f); err != nil {
 			errs = append(errs, fmt.Errorf("sync %s: %w", p, err))
 		}
 	}
@@ -553,24 +605,23 @@ type PartitionStats struct {
 	HighWatermark  int64 `json:"high_watermark"`
 	Segments       int   `json:"segments"`
 	Bytes          int64 `json:"bytes"`
+	// Error is the disk error after which the partition refuses appends
+	// (until the log is reopened), and FailedSince when it came.
+	Error       string     `json:"error,omitempty"`
+	FailedSince *time.Time `json:"failed_since,omitempty"`
 }
 
 // Stats reports the partition's offsets and size.
 func (p *Partition) Stats() PartitionStats {
+	st := PartitionStats{Partition: p.id, LogStartOffset: p.logStart.Load(), HighWatermark: p.hw.Load()}
+	if f, ok := p.fault(); ok {
+		st.Error, st.FailedSince = f.Error, &f.Since
+	}
 	p.segsMu.RLock()
 	defer p.segsMu.RUnlock()
-	st := PartitionStats{Partition: p.id, LogStartOffset: p.logStart.Load(), HighWatermark: p.hw.Load(), Segments: len(p.segs)}
+	st.Segments = len(p.segs)
 	for _, s := range p.segs {
 		st.Bytes += s.size.Load()
 	}
 	return st
-}
-
-func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			return err
-		}
-	}
 }

@@ -44,6 +44,7 @@ type segment struct {
 	dir  string
 	base int64
 	f    *os.File
+	disk *disk
 
 	size atomic.Int64 // bytes of complete batches in f
 
@@ -88,21 +89,25 @@ func (s *segment) closeIndexFiles() {
 
 // createSegment makes a new, empty segment and syncs the directory so the
 // file's existence survives a crash.
-func createSegment(dir string, base int64) (*segment, error) {
-	s := &segment{dir: dir, base: base, next: base, maxTs: -1, rollTs: -1}
-	f, err := os.OpenFile(s.path(logSuffix), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+func createSegment(d *disk, dir string, base int64) (*segment, error) {
+	s := &segment{dir: dir, base: base, disk: d, next: base, maxTs: -1, rollTs: -1}
+	f, err := d.create(s.path(logSuffix), os.O_RDWR|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return nil, fmt.Errorf("create segment %s: %w", segmentName(base), err)
 	}
 	s.f = f
 	s.refs.Store(1)
 	for _, suf := range []string{indexSuffix, timeIndexSuffix} {
-		if err := os.WriteFile(s.path(suf), nil, 0o644); err != nil {
+		idx, err := d.create(s.path(suf), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		if err == nil {
+			err = idx.Close()
+		}
+		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("create segment %s: %w", segmentName(base), err)
 		}
 	}
-	if err := syncDir(dir); err != nil {
+	if err := d.syncDir(dir); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -113,8 +118,8 @@ func createSegment(dir string, base int64) (*segment, error) {
 // a partition) is scanned from the start: a torn or corrupt tail is cut off
 // and its indexes are rebuilt. A closed segment trusts its indexes when they
 // are consistent with the file and rebuilds them when they are not.
-func openSegment(dir string, base int64, active bool, interval int64, logf func(string, ...any)) (*segment, error) {
-	s := &segment{dir: dir, base: base, next: base, maxTs: -1, rollTs: -1}
+func openSegment(d *disk, dir string, base int64, active bool, interval int64, logf func(string, ...any)) (*segment, error) {
+	s := &segment{dir: dir, base: base, disk: d, next: base, maxTs: -1, rollTs: -1}
 	f, err := os.OpenFile(s.path(logSuffix), os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open segment %s: %w", segmentName(base), err)
@@ -143,11 +148,11 @@ func openSegment(dir string, base int64, active bool, interval int64, logf func(
 	if res.end < fileSize {
 		logf("truncating torn or corrupt segment tail", "segment", s.path(logSuffix),
 			"valid_bytes", res.end, "file_bytes", fileSize, "reason", res.reason)
-		if err := f.Truncate(res.end); err != nil {
+		if err := d.truncate(f, res.end); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("truncate segment %s to %d: %w", s.path(logSuffix), res.end, err)
 		}
-		if err := f.Sync(); err != nil {
+		if err := d.fsync(f); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("sync segment %s: %w", s.path(logSuffix), err)
 		}
@@ -282,7 +287,7 @@ func (s *segment) seal(syncLog bool) error {
 	}
 	s.closeIndexFiles() // a closed segment's indexes are not appended to again
 	if syncLog {
-		if err := s.f.Sync(); err != nil {
+		if err := s.disk.fsync(s.f); err != nil {
 			return fmt.Errorf("sync segment %s: %w", s.path(logSuffix), err)
 		}
 	}
@@ -300,9 +305,9 @@ func (s *segment) syncIndexes() error {
 	}{{s.idxF, indexSuffix}, {s.timeF, timeIndexSuffix}} {
 		var err error
 		if w.f != nil {
-			err = w.f.Sync()
+			err = s.disk.fsync(w.f)
 		} else {
-			err = syncFile(s.path(w.suffix))
+			err = s.disk.syncFile(s.path(w.suffix))
 		}
 		if err != nil {
 			return fmt.Errorf("sync index %s: %w", s.path(w.suffix), err)
@@ -340,52 +345,4 @@ func (s *segment) remove() error {
 	}
 	s.release()
 	return errors.Join(errs...)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
-
-func syncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	return nil
-}
-
-// writeFileSync writes a file through a temporary name and renames it into
-// place, so a crash leaves either the old or the new content.
-func writeFileSync(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err = f.Write(b); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
 }

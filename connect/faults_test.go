@@ -1,0 +1,82 @@
+package connect_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eddy-cdc/eddy/connect"
+	elog "github.com/eddy-cdc/eddy/log"
+)
+
+// A segment fsync that fails under a running source: the source task fails
+// at once (no retry can help a partition that refuses appends), its status
+// names the partition and the error, /readyz answers 503 saying the same,
+// and the metric marks the partition; the connector of the healthy topic
+// goes on.
+func TestLogDiskFaultIsVisible(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir, `
+connectors:
+  - name: gen
+    plugin: datagen-source
+    config: {rate: 500, tables: [orders], topic_prefix: t}
+  - name: other
+    plugin: datagen-source
+    config: {rate: 500, tables: [orders], topic_prefix: u}
+`)
+	srv := httptest.NewServer(connect.NewAdminServer(connect.NewLocal(h.log), nil, connect.WithWorker(h.w, h.cat)))
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitFor(t, "records in the log", 30*time.Second, func() bool {
+		tp, err := h.log.Topic("t.public.orders")
+		return err == nil && tp.Stats()[0].HighWatermark > 20
+	})
+	if code, body := get("/readyz"); code != 200 {
+		t.Fatalf("/readyz before the fault: %d %s", code, body)
+	}
+	h.setFault(func(op elog.FileOp, path string) error {
+		if op == elog.OpSync && strings.Contains(path, filepath.Join("t.public.orders", "0")) {
+			return syscall.EIO
+		}
+		return nil
+	})
+	waitFor(t, "the source to fail", 30*time.Second, func() bool {
+		s, _ := taskState(t, h.w, "gen")
+		return s == connect.StateFailed
+	})
+	_, trace := taskState(t, h.w, "gen")
+	for _, want := range []string{"t.public.orders/0", "input/output error", "refuses appends until the log is reopened"} {
+		if !strings.Contains(trace, want) {
+			t.Fatalf("failed task's trace %q lacks %q", trace, want)
+		}
+	}
+	code, body := get("/readyz")
+	if code != 503 || !strings.Contains(body, "t.public.orders/0") || !strings.Contains(body, "input/output error") {
+		t.Fatalf("/readyz after the fault: %d %s", code, body)
+	}
+	if strings.Contains(body, "u.public.orders") {
+		t.Fatalf("/readyz blames a healthy partition: %s", body)
+	}
+	_, metrics := get("/metrics")
+	if !strings.Contains(metrics, `eddy_log_partition_failed{partition="0",topic="t.public.orders"} 1`) ||
+		!strings.Contains(metrics, `eddy_log_partition_failed{partition="0",topic="u.public.orders"} 0`) {
+		t.Fatalf("/metrics lacks the failed partition gauge")
+	}
+	if s, _ := taskState(t, h.w, "other"); s != connect.StateRunning {
+		t.Fatalf("the connector of the healthy topic is %s", s)
+	}
+}
