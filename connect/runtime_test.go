@@ -158,7 +158,7 @@ type harness struct {
 	cat    *connect.Catalog
 	mu     sync.Mutex
 	sunk   []connect.Record
-	writes []int // raw-sink's Write sizes
+	writes []int          // raw-sink's Write sizes
 	fault  elog.FaultFunc // when set, the log's file operations consult it (setFault)
 }
 
