@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	elog "github.com/eddy-cdc/eddy/log"
 )
 
 // connector is one configured connector and its single task.
@@ -201,10 +203,11 @@ func Permanent(err error) error {
 }
 
 // IsPermanent says whether err, or an error it wraps, was marked by
-// Permanent.
+// Permanent, or is a log partition's disk failure: the partition refuses
+// appends until the log is reopened, so no retry can help.
 func IsPermanent(err error) bool {
 	var p permanent
-	return errors.As(err, &p)
+	return errors.As(err, &p) || errors.Is(err, elog.ErrPartitionFailed)
 }
 
 func (p permanent) Error() string { return p.err.Error() }
@@ -245,8 +248,7 @@ func (c *connector) run(stopCtx, workCtx context.Context, done chan struct{}) {
 			return
 		}
 		c.w.metrics.errors.WithLabelValues(c.spec.Name).Inc()
-		var p permanent
-		if errors.As(err, &p) {
+		if IsPermanent(err) {
 			c.setState(StateFailed, err.Error())
 			log.Error("task failed", "err", err)
 			return

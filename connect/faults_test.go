@@ -29,6 +29,10 @@ connectors:
   - name: other
     plugin: datagen-source
     config: {rate: 500, tables: [orders], topic_prefix: u}
+  - name: out
+    plugin: file-sink
+    topics: [u.public.orders]
+    config: {path: `+filepath.Join(dir, "out.jsonl")+`}
 `)
 	srv := httptest.NewServer(connect.NewAdminServer(connect.NewLocal(h.log), nil, connect.WithWorker(h.w, h.cat)))
 	defer srv.Close()
@@ -76,7 +80,28 @@ connectors:
 		!strings.Contains(metrics, `eddy_log_partition_failed{partition="0",topic="u.public.orders"} 0`) {
 		t.Fatalf("/metrics lacks the failed partition gauge")
 	}
-	if s, _ := taskState(t, h.w, "other"); s != connect.StateRunning {
-		t.Fatalf("the connector of the healthy topic is %s", s)
+	for _, name := range []string{"other", "out"} {
+		if s, _ := taskState(t, h.w, name); s != connect.StateRunning {
+			t.Fatalf("%s, of the healthy topic, is %s", name, s)
+		}
+	}
+
+	// The groups' offsets partition fails: the sink cannot commit, and
+	// says so.
+	h.setFault(func(op elog.FileOp, path string) error {
+		if op == elog.OpSync && strings.Contains(path, elog.OffsetsTopic) {
+			return syscall.EIO
+		}
+		return nil
+	})
+	waitFor(t, "the sink to fail", 30*time.Second, func() bool {
+		s, _ := taskState(t, h.w, "out")
+		return s == connect.StateFailed
+	})
+	if _, trace := taskState(t, h.w, "out"); !strings.Contains(trace, "commit") || !strings.Contains(trace, elog.OffsetsTopic) || !strings.Contains(trace, "input/output error") {
+		t.Fatalf("failed sink's trace: %s", trace)
+	}
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, elog.OffsetsTopic) {
+		t.Fatalf("/readyz after the offsets fault: %d %s", code, body)
 	}
 }

@@ -321,9 +321,7 @@ func (b *sourceBatch) append(ctx context.Context) (int, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		// A partition failed by a disk error refuses appends until the log
-		// is reopened: retrying cannot help, the operator must look.
-		if errors.Is(err, elog.ErrRecordTooLarge) || errors.Is(err, elog.ErrInvalidRecord) || errors.Is(err, elog.ErrPartitionFailed) {
+		if errors.Is(err, elog.ErrRecordTooLarge) || errors.Is(err, elog.ErrInvalidRecord) {
 			return 0, permanent{err}
 		}
 		return 0, err
