@@ -437,11 +437,12 @@ var (
 	descBytes    = prometheus.NewDesc("eddy_log_bytes", "Bytes of segments on disk.", []string{"topic", "partition"}, nil)
 	descSegments = prometheus.NewDesc("eddy_log_segments", "Segments on disk.", []string{"topic", "partition"}, nil)
 	descLag      = prometheus.NewDesc("eddy_group_lag", "High watermark minus committed offset.", []string{"group", "topic", "partition"}, nil)
+	descHeld     = prometheus.NewDesc("eddy_log_retention_held_bytes", "Bytes retention would have deleted but keeps for sink connectors that have not consumed them (retention_protects: sinks); past retention_protect_bytes it deletes them.", []string{"topic", "partition"}, nil)
 	descFailed   = prometheus.NewDesc("eddy_log_partition_failed", "1 while the partition refuses appends after a disk error (until the log is reopened).", []string{"topic", "partition"}, nil)
 )
 
 func (c *logCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHW, descStart, descBytes, descSegments, descLag, descFailed} {
+	for _, d := range []*prometheus.Desc{descHW, descStart, descBytes, descSegments, descLag, descHeld, descFailed} {
 		ch <- d
 	}
 }
@@ -457,6 +458,7 @@ func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descStart, prometheus.GaugeValue, float64(p.LogStartOffset), l...)
 			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(p.Bytes), l...)
 			ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(p.Segments), l...)
+			ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(p.RetentionHeldBytes), l...)
 			failed := 0.0
 			if p.Error != "" {
 				failed = 1

@@ -95,8 +95,10 @@ type Partition struct {
 	log   *slog.Logger
 	disk  *disk
 	guard *retentionGuard // what retention keeps for readers (ProtectRetention)
-	// protectWarned: the log said once that retention holds segments back.
-	protectWarned bool
+	// What retention protection said last (protectQuiet...), under
+	// flushMu, and the bytes it holds back for readers.
+	protectStage  int
+	retentionHeld atomic.Int64
 
 	mu         sync.Mutex // guards nextOffset, pending, round, failed
 	nextOffset int64
@@ -605,6 +607,9 @@ type PartitionStats struct {
 	HighWatermark  int64 `json:"high_watermark"`
 	Segments       int   `json:"segments"`
 	Bytes          int64 `json:"bytes"`
+	// RetentionHeldBytes is what retention would have deleted but keeps
+	// for sinks that have not consumed it (retention_protects: sinks).
+	RetentionHeldBytes int64 `json:"retention_held_bytes,omitempty"`
 	// Error is the disk error after which the partition refuses appends
 	// (until the log is reopened), and FailedSince when it came.
 	Error       string     `json:"error,omitempty"`
@@ -613,7 +618,7 @@ type PartitionStats struct {
 
 // Stats reports the partition's offsets and size.
 func (p *Partition) Stats() PartitionStats {
-	st := PartitionStats{Partition: p.id, LogStartOffset: p.logStart.Load(), HighWatermark: p.hw.Load()}
+	st := PartitionStats{Partition: p.id, LogStartOffset: p.logStart.Load(), HighWatermark: p.hw.Load(), RetentionHeldBytes: p.retentionHeld.Load()}
 	if f, ok := p.fault(); ok {
 		st.Error, st.FailedSince = f.Error, &f.Since
 	}

@@ -33,11 +33,36 @@ func (l *Log) ProtectRetention(fn RetentionGuard, maxBytes int64) {
 	l.opts.guard.fn, l.opts.guard.maxBytes = fn, maxBytes
 }
 
+// protectWarnAt is the share of retention_protect_bytes from which the log
+// warns that retention will soon delete what a sink has not consumed.
+const protectWarnAt = 0.8
+
+// Stages of what protect said last, so each is said once per episode.
+const (
+	protectQuiet   = iota // not holding anything back
+	protectHolding        // holding segments for a reader
+	protectNear           // and the partition is near the bound
+)
+
 // protect limits how many of the oldest closed segments retention drops
 // (drop) to those every protected reader has consumed: segment i holds
-// offsets below segs[i+1].base. Past the size bound it drops them anyway,
-// and says so.
+// offsets below segs[i+1].base. Near the size bound it warns; past it, it
+// drops them anyway, and says so. It keeps, for Stats, the bytes it holds
+// back.
 func (p *Partition) protect(segs []*segment, drop int) int {
+	allowed := p.protectAllowed(segs, drop)
+	var held int64
+	for _, s := range segs[allowed:drop] {
+		held += s.size.Load()
+	}
+	p.retentionHeld.Store(held)
+	if held == 0 {
+		p.protectStage = protectQuiet
+	}
+	return allowed
+}
+
+func (p *Partition) protectAllowed(segs []*segment, drop int) int {
 	if p.guard == nil || drop == 0 {
 		return drop
 	}
@@ -65,8 +90,13 @@ func (p *Partition) protect(segs []*segment, drop int) int {
 			"keep_from", keep, "log_start_offset", segs[drop].base, "bytes", total, "retention_protect_bytes", maxBytes)
 		return drop
 	}
-	if !p.protectWarned {
-		p.protectWarned = true
+	switch {
+	case maxBytes > 0 && float64(total) >= protectWarnAt*float64(maxBytes) && p.protectStage < protectNear:
+		p.protectStage = protectNear
+		p.log.Warn("a sink is about to lose records: retention holds segments it has not consumed, and the partition nears retention_protect_bytes, past which retention deletes them and the sink stops with the gap; let the sink catch up, or raise the bound",
+			"keep_from", keep, "bytes", total, "retention_protect_bytes", maxBytes)
+	case p.protectStage < protectHolding:
+		p.protectStage = protectHolding
 		p.log.Warn("retention is holding segments a sink has not consumed (retention_protects: sinks)", "keep_from", keep, "bytes", total, "retention_protect_bytes", maxBytes)
 	}
 	return allowed
