@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	elog "github.com/eddy-cdc/eddy/log"
@@ -30,6 +32,7 @@ func (s *AdminServer) routeConnectors() {
 	m.Handle("PUT /connectors/{name}/stop", noBody(s, s.controlCtx((*Worker).Stop)))
 	m.Handle("POST /connectors/{name}/restart", noBody(s, s.controlCtx((*Worker).Restart)))
 	m.Handle("POST /connectors/{name}/tasks/0/restart", noBody(s, s.controlCtx((*Worker).Restart)))
+	m.Handle("DELETE /connectors/{name}", noBody(s, s.deleteConnector))
 	m.Handle("GET /connectors/{name}/offsets", noBody(s, s.connectorOffsets))
 	m.Handle("DELETE /connectors/{name}/offsets", noBody(s, s.resetConnectorOffsets))
 	m.Handle("GET /connector-plugins", noBody(s, s.listPlugins))
@@ -152,6 +155,25 @@ func (s *AdminServer) listJobs(*http.Request) (any, int, error) {
 	return js, 200, nil
 }
 
+// deleteConnector removes a connector from the running worker. When its
+// source holds state upstream (a replication slot), the caller must say
+// what becomes of it: ?release=true drops it, ?release=false keeps it.
+func (s *AdminServer) deleteConnector(r *http.Request) (any, int, error) {
+	var release *bool
+	if v := r.URL.Query().Get("release"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: release=%q: want true or false", ErrBadRequest, v)
+		}
+		release = &b
+	}
+	res, err := s.worker.Delete(r.Context(), r.PathValue("name"), release)
+	if err != nil {
+		return nil, 0, err
+	}
+	return res, 200, nil
+}
+
 // ErrUnknownPlugin is a plugin the catalog does not list.
 var ErrUnknownPlugin = errors.New("unknown plugin")
 
@@ -202,6 +224,86 @@ func (w *Worker) Offsets(name string) (ConnectorOffsets, error) {
 		})
 	}
 	return out, nil
+}
+
+// ErrHoldsUpstream refuses to delete a connector whose source holds state
+// upstream until the caller says whether to release it.
+var ErrHoldsUpstream = errors.New("the connector holds state upstream")
+
+// DeleteResult says what deleting a connector did.
+type DeleteResult struct {
+	Name string `json:"name"`
+	// Held is what its source held upstream, each with whether it was
+	// released (dropped).
+	Held []HeldResource `json:"held"`
+	Note string         `json:"note"`
+}
+
+// HeldResource is one thing a deleted connector's source held upstream.
+type HeldResource struct {
+	Name          string `json:"name"`
+	RetainedBytes int64  `json:"retained_bytes"`
+	Released      bool   `json:"released"`
+}
+
+// Delete stops a connector's task and removes it from the worker; its
+// stored offsets stay, as Kafka Connect keeps them. When its source holds
+// state upstream (Holder), release must say what becomes of it: nil
+// refuses with ErrHoldsUpstream naming what is held, true releases it,
+// false keeps it (the source's orphan checks then report it).
+func (w *Worker) Delete(ctx context.Context, name string, release *bool) (DeleteResult, error) {
+	c, err := w.connector(name)
+	if err != nil {
+		return DeleteResult{}, err
+	}
+	res := DeleteResult{Name: name, Held: []HeldResource{},
+		Note: "removed from the running worker; remove it from eddy.yaml too, or the next start runs it again (from its stored offsets, which are kept)"}
+	holder, closeHolder, err := c.holder()
+	if err != nil {
+		return res, err
+	}
+	defer closeHolder()
+	if holder != nil {
+		held, err := holder.Held(ctx)
+		if err != nil {
+			return res, fmt.Errorf("delete %s: list what its source holds upstream: %w", name, err)
+		}
+		if len(held) > 0 && release == nil {
+			var what []string
+			for _, h := range held {
+				what = append(what, fmt.Sprintf("%s (retaining %d bytes)", h.Name, h.Bytes))
+			}
+			return res, fmt.Errorf("%w: connector %s holds %s, which the upstream keeps for it while nobody reads it: "+
+				"delete with release=true to drop it too, or release=false to keep it (to be reported as an orphan)", ErrHoldsUpstream, name, strings.Join(what, ", "))
+		}
+		for _, h := range held {
+			res.Held = append(res.Held, HeldResource{Name: h.Name, RetainedBytes: h.Bytes})
+		}
+	}
+	if err := c.setTarget(StateStopped); err != nil {
+		return res, err
+	}
+	if err := c.stopTask(ctx); err != nil {
+		return res, fmt.Errorf("delete %s: stop its task: %w", name, err)
+	}
+	w.mu.Lock()
+	if c.schedule != nil {
+		w.sched.Remove(c.entry)
+	}
+	delete(w.conns, name)
+	w.mu.Unlock()
+	w.metrics.forget(name)
+	w.logger.Info("connector deleted", "connector", name)
+	if holder != nil && release != nil && *release && len(res.Held) > 0 {
+		if err := holder.Release(ctx); err != nil {
+			return res, fmt.Errorf("delete %s: the connector is removed, but releasing what its source held failed: %w", name, err)
+		}
+		for i := range res.Held {
+			res.Held[i].Released = true
+		}
+		w.logger.Info("released what the deleted connector held upstream", "connector", name, "held", len(res.Held))
+	}
+	return res, nil
 }
 
 // ResetOffsets forgets a stopped connector's position (a source starts

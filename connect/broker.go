@@ -204,6 +204,7 @@ var errorCodes = []struct {
 	{ErrUnknownConnector, 404, "unknown_connector"},
 	{ErrUnknownPlugin, 404, "unknown_plugin"},
 	{ErrConnectorState, 409, "connector_state"},
+	{ErrHoldsUpstream, 409, "holds_upstream"},
 }
 
 // ErrUnauthorized is a request without the admin API's token.

@@ -3,6 +3,7 @@ package connect
 import (
 	"context"
 	"net/url"
+	"strconv"
 )
 
 // The connector operations of the admin API, for `eddy connectors`.
@@ -54,4 +55,17 @@ func (c *Client) ConnectorOffsets(ctx context.Context, name string) (ConnectorOf
 // ResetConnectorOffsets resets a stopped connector's offsets.
 func (c *Client) ResetConnectorOffsets(ctx context.Context, name string) error {
 	return c.do(ctx, "DELETE", "/connectors/"+url.PathEscape(name)+"/offsets", nil, nil)
+}
+
+// DeleteConnector removes a connector from the running worker; release
+// says what becomes of what its source holds upstream (nil: refuse when
+// it holds anything, ErrHoldsUpstream).
+func (c *Client) DeleteConnector(ctx context.Context, name string, release *bool) (DeleteResult, error) {
+	path := "/connectors/" + url.PathEscape(name)
+	if release != nil {
+		path += "?release=" + strconv.FormatBool(*release)
+	}
+	var res DeleteResult
+	err := c.do(ctx, "DELETE", path, nil, &res)
+	return res, err
 }

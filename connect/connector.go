@@ -324,6 +324,25 @@ func (c *connector) info() ConnectorInfo {
 	return in
 }
 
+// holder is a fresh instance of the connector's source when it holds
+// state upstream (Holder), nil otherwise, and how to close it.
+func (c *connector) holder() (Holder, func(), error) {
+	factory := c.w.plugins.Sources[c.spec.Plugin]
+	if factory == nil || c.spec.kind != KindSource {
+		return nil, func() {}, nil
+	}
+	src, err := factory(c.spec.params, c.env())
+	if err != nil {
+		return nil, func() {}, fmt.Errorf("configure %s: %w", c.spec.Plugin, err)
+	}
+	h, ok := src.(Holder)
+	if !ok {
+		src.Close()
+		return nil, func() {}, nil
+	}
+	return h, func() { src.Close() }, nil
+}
+
 // resetSource lets a source release its upstream state after its offsets
 // were deleted.
 func (c *connector) resetSource(ctx context.Context) error {

@@ -62,3 +62,13 @@ func (m *Metrics) add(name string) {
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.recordsIn, m.recordsOut, m.batch, m.sourceLag, m.lagBytes, m.errors, m.deadLetters, m.writeRetries, m.targetFailing, m.retained}
 }
+
+// forget removes a deleted connector's series.
+func (m *Metrics) forget(name string) {
+	l := prometheus.Labels{"connector": name}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.recordsIn, m.recordsOut, m.batch, m.sourceLag, m.lagBytes, m.errors, m.deadLetters, m.writeRetries, m.targetFailing, m.retained,
+	} {
+		v.DeletePartialMatch(l)
+	}
+}

@@ -83,6 +83,17 @@ type Resetter interface {
 	Reset(ctx context.Context) error
 }
 
+// Holder is a source that holds state upstream on its connector's behalf
+// which costs the upstream while nobody reads it (a replication slot
+// retaining WAL). When the connector is deleted the runtime lists what it
+// holds and releases it only when asked. Both are called on a fresh
+// instance, not opened, with the connector's task stopped or not yet
+// stopped (Held only).
+type Holder interface {
+	Held(ctx context.Context) ([]Retained, error)
+	Release(ctx context.Context) error
+}
+
 // LagReporter is a source that can say how far behind its upstream it is,
 // in the upstream's own unit (bytes of WAL or binlog). The runtime asks
 // after each batch and while idle, from the task's goroutine.

@@ -2,7 +2,9 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -336,4 +338,83 @@ func prometheusGather(p *pipeline) (map[string]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// Deleting a source connector through the admin API, as `eddy connectors
+// delete` does: without a choice the API refuses, naming the slot and the
+// WAL it retains; release=false removes the connector and keeps the slot;
+// release=true drops the slot with it.
+func TestPostgresDeleteConnectorSlot(t *testing.T) {
+	dsn, conn := testDB(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, `create table orders (id int primary key, note text);
+		create table outbox (id int primary key, payload text)`); err != nil {
+		t.Fatal(err)
+	}
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %[1]q, tables: [orders], topic_prefix: shop}
+  - name: ob
+    plugin: postgres-source
+    config: {dsn: %[1]q, tables: [outbox], topic_prefix: ob}
+`, dsn))
+	waitSlot(t, conn, "eddy_pg", 30*time.Second)
+	waitSlot(t, conn, "eddy_ob", 30*time.Second)
+	cat, err := connect.BuiltinCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(connect.NewAdminServer(connect.NewLocal(p.log), nil, connect.WithWorker(p.w, cat)))
+	defer srv.Close()
+	cl, err := connect.NewClient(srv.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slotExists := func(name string) bool {
+		var n int
+		if err := conn.QueryRow(ctx, "select count(*) from pg_replication_slots where slot_name = $1", name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+
+	_, err = cl.DeleteConnector(ctx, "ob", nil)
+	if !errors.Is(err, connect.ErrHoldsUpstream) || !strings.Contains(err.Error(), "replication slot eddy_ob") || !strings.Contains(err.Error(), "release=true") {
+		t.Fatalf("delete without a choice: %v, want a refusal naming the slot and the choices", err)
+	}
+	if st, err := p.w.Status("ob"); err != nil || st.Tasks[0].State != connect.StateRunning {
+		t.Fatalf("the refused delete touched the connector: %+v %v", st, err)
+	}
+
+	keep := false
+	res, err := cl.DeleteConnector(ctx, "ob", &keep)
+	if err != nil {
+		t.Fatalf("delete, keeping the slot: %v", err)
+	}
+	if len(res.Held) != 1 || res.Held[0].Name != "replication slot eddy_ob" || res.Held[0].Released || !strings.Contains(res.Note, "eddy.yaml") {
+		t.Fatalf("delete result %+v", res)
+	}
+	if _, err := p.w.Status("ob"); !errors.Is(err, connect.ErrUnknownConnector) {
+		t.Fatalf("status of the deleted connector: %v", err)
+	}
+	if !slotExists("eddy_ob") {
+		t.Fatal("release=false dropped the slot")
+	}
+
+	release := true
+	if res, err = cl.DeleteConnector(ctx, "pg", &release); err != nil {
+		t.Fatalf("delete, releasing the slot: %v", err)
+	}
+	if len(res.Held) != 1 || !res.Held[0].Released {
+		t.Fatalf("delete result %+v", res)
+	}
+	if slotExists("eddy_pg") {
+		t.Fatal("release=true left the slot")
+	}
+	if _, err := cl.DeleteConnector(ctx, "pg", &release); !errors.Is(err, connect.ErrUnknownConnector) {
+		t.Fatalf("deleting twice: %v, want unknown connector", err)
+	}
+	conn.Exec(ctx, "select pg_drop_replication_slot('eddy_ob')")
 }

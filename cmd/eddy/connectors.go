@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -131,8 +132,49 @@ func (a *app) connectorsCommand() *cobra.Command {
 		},
 	}
 	offsets.Flags().BoolVar(&reset, "reset", false, "reset the offsets (the connector must be stopped)")
-	cmd.AddCommand(offsets)
+	cmd.AddCommand(offsets, a.deleteConnectorCommand())
 	return cmd
+}
+
+func (a *app) deleteConnectorCommand() *cobra.Command {
+	var release, keep bool
+	del := &cobra.Command{
+		Use:   "delete NAME [--release | --keep]",
+		Short: "Remove a connector from the running server (remove it from eddy.yaml too); a source holding a replication slot needs --release (drop it) or --keep",
+		Args:  exactArgs(1, "the connector name"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if release && keep {
+				return fmt.Errorf("delete %s: --release and --keep exclude each other", args[0])
+			}
+			var choice *bool
+			if release || keep {
+				choice = &release
+			}
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			res, err := cl.DeleteConnector(c.Context(), args[0], choice)
+			if errors.Is(err, connect.ErrHoldsUpstream) {
+				return fmt.Errorf("%w\n(run again with --release to drop it, or --keep to keep it)", err)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "%s: deleted; %s\n", res.Name, res.Note)
+			for _, h := range res.Held {
+				what := "kept (reported as an orphan while it retains WAL)"
+				if h.Released {
+					what = "dropped"
+				}
+				fmt.Fprintf(a.stdout, "  %s, retaining %d bytes: %s\n", h.Name, h.RetainedBytes, what)
+			}
+			return nil
+		},
+	}
+	del.Flags().BoolVar(&release, "release", false, "drop what the source holds upstream (its replication slot)")
+	del.Flags().BoolVar(&keep, "keep", false, "keep what the source holds upstream")
+	return del
 }
 
 func (a *app) pluginsCommand() *cobra.Command {

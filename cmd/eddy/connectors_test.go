@@ -247,6 +247,18 @@ connectors:
 	if r := eddy(t, "", "connectors", "list", "--data-dir", dir); r.code != 2 {
 		t.Fatalf("--data-dir: %+v", r)
 	}
+	if r := cli("delete", "out", "--release", "--keep"); r.code != 1 || !strings.Contains(r.stderr, "exclude each other") {
+		t.Fatalf("delete --release --keep: %+v", r)
+	}
+	if out := must(t, cli("delete", "out")); !strings.Contains(out, "out: deleted") || !strings.Contains(out, "eddy.yaml") {
+		t.Fatalf("delete: %s", out)
+	}
+	if out := must(t, cli("list")); strings.Contains(out, "out") {
+		t.Fatalf("list after delete: %s", out)
+	}
+	if r := cli("delete", "out"); r.code != 1 || !strings.Contains(r.stderr, "unknown connector") {
+		t.Fatalf("delete twice: %+v", r)
+	}
 	if strings.Contains(errb.String(), "s3cret") {
 		t.Fatal("the token was logged")
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -392,6 +393,42 @@ func (s *Source) Reset(ctx context.Context) error {
 	if !s.cfg.dropSlot {
 		return nil
 	}
+	return s.Release(ctx)
+}
+
+// Held reports the connector's replication slot and the WAL it retains
+// (connect.Holder), when the slot exists.
+func (s *Source) Held(ctx context.Context) ([]connect.Retained, error) {
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	var held []connect.Retained
+	rows, err := conn.Query(ctx, `select slot_name, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint
+		from pg_replication_slots where slot_name = $1 and database = current_database()`, s.cfg.slot)
+	if err != nil {
+		return nil, fmt.Errorf("look up slot %s: %w", s.cfg.slot, err)
+	}
+	for rows.Next() {
+		var r connect.Retained
+		if err := rows.Scan(&r.Name, &r.Bytes); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("look up slot %s: %w", s.cfg.slot, err)
+		}
+		r.Name = "replication slot " + r.Name
+		held = append(held, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up slot %s: %w", s.cfg.slot, err)
+	}
+	return held, nil
+}
+
+// Release drops the connector's replication slot (connect.Holder); the
+// connector's task is stopped.
+func (s *Source) Release(ctx context.Context) error {
 	conn, err := s.connect(ctx)
 	if err != nil {
 		return err
@@ -401,7 +438,7 @@ func (s *Source) Reset(ctx context.Context) error {
 	for try := 0; ; try++ {
 		_, err := conn.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = $1 and database = current_database()", s.cfg.slot)
 		var pgErr *pgconn.PgError
-		if err != nil && errors.As(err, &pgErr) && pgErr.Code == "55006" && try < 50 {
+		if err != nil && errors.As(err, &pgErr) && pgErr.Code == pgerrcode.ObjectInUse && try < 50 {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
