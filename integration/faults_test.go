@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eddy-cdc/eddy/connect"
@@ -417,4 +419,145 @@ connectors:
 		t.Fatalf("deleting twice: %v, want unknown connector", err)
 	}
 	conn.Exec(ctx, "select pg_drop_replication_slot('eddy_ob')")
+}
+
+// Each kind of trouble a PostgreSQL target has, made real one at a time
+// under a running pipeline (errors.tolerance all): a revoked privilege
+// (42501), a lock held past the sink's lock_timeout (55P03), the role's
+// connection limit reached (53300) and the sink's sessions terminated
+// (57P01) are the target's fault: the status says the sink is retrying
+// and why, nothing is dead-lettered, and once healed the replica equals
+// the source. A row that breaks a CHECK constraint of the replica (23514)
+// is the record's fault: it alone goes to the dead-letter topic.
+func TestPostgresSinkFaultPaths(t *testing.T) {
+	srcDSN, src := testDB(t)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, postgresDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	role := fmt.Sprintf("eddy_sink_%d", os.Getpid())
+	admin.Exec(ctx, "drop role if exists "+role)
+	if _, err := admin.Exec(ctx, "create role "+role+" login"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), postgresDSN)
+		if err == nil {
+			c.Exec(context.Background(), "drop role if exists "+role)
+			c.Close(context.Background())
+		}
+	})
+	_, dst := testDB(t) // dropped before the role
+	var db string
+	dst.QueryRow(ctx, "select current_database()").Scan(&db)
+	exec := func(c *pgx.Conn, q string) {
+		t.Helper()
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(dst, "alter database "+db+" owner to "+role)
+	exec(src, `create table orders (id int primary key, v bigint not null, note text);
+		insert into orders select g, 0, 'initial' from generate_series(1, 200) g`)
+	sinkDSN := fmt.Sprintf("postgres://%s@127.0.0.1:5432/%s?sslmode=disable&options=-c%%20lock_timeout%%3D300", role, db)
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [orders], topic_prefix: shop}
+  - name: replica
+    plugin: postgres-sink
+    topics: [shop.public.orders]
+    errors: {tolerance: all, dead_letter_topic: replica.dlq, retry_max_delay: 300ms, retry_timeout: 5m}
+    config: {dsn: %q}
+`, srcDSN, sinkDSN))
+	topics := []string{"shop.public.orders"}
+	offsets := pgOffsets(dst, "replica")
+	p.waitChanges(t, "shop.public.orders", 200)
+	sinkDone(t, p, "replica", topics, offsets)
+	terminate := fmt.Sprintf("select pg_terminate_backend(pid) from pg_stat_activity where usename = '%s'", role)
+	same := func() {
+		t.Helper()
+		q := "select id, v, note from %s order by id"
+		if a, b := tableRows(t, src, fmt.Sprintf(q, "orders")), tableRows(t, dst, fmt.Sprintf(q, "public_orders")); !slices.Equal(a, b) {
+			d, _ := firstDiff(a, b)
+			t.Fatalf("replica: %s", d)
+		}
+	}
+
+	for _, tc := range []struct {
+		name  string
+		want  string // in the status while the sink retries
+		fault func()
+		heal  func()
+	}{
+		{"privilege revoked 42501", "42501",
+			func() { exec(dst, "revoke insert, update on public_orders from "+role) },
+			func() { exec(dst, "grant insert, update on public_orders to "+role) }},
+		{"lock timeout 55P03", "55P03", nil, nil}, // a transaction of its own, below
+		{"connection limit 53300", "53300",
+			func() { exec(admin, "alter role "+role+" connection limit 0"); exec(admin, terminate) },
+			func() { exec(admin, "alter role "+role+" connection limit -1") }},
+		{"sessions terminated 57P01", "57P01",
+			func() { exec(admin, terminate) }, func() {}},
+	} {
+		var locker pgx.Tx
+		brk, heal := tc.fault, tc.heal
+		if brk == nil {
+			brk = func() {
+				var err error
+				if locker, err = dst.Begin(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := locker.Exec(ctx, "lock table public_orders in access exclusive mode"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			heal = func() { locker.Rollback(ctx) }
+		}
+		brk()
+		exec(src, "update orders set v = v + 1, note = '"+tc.name+"'")
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			st, _ := p.w.Status("replica")
+			if st.Tasks[0].State != connect.StateRunning {
+				t.Fatalf("%s: the sink is %s: %s", tc.name, st.Tasks[0].State, st.Tasks[0].Trace)
+			}
+			if trace := st.Tasks[0].Trace; strings.Contains(trace, "retrying") && strings.Contains(trace, tc.want) {
+				t.Logf("%s: %s", tc.name, trace)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the status never said the sink was retrying on %s: %+v", tc.name, tc.want, st.Tasks[0])
+			}
+		}
+		time.Sleep(time.Second) // retried for a while
+		heal()
+		sinkDone(t, p, "replica", topics, offsets)
+		same()
+		noDeadLetters(t, p, "replica.dlq")
+	}
+
+	// The record's own fault: the replica refuses one value.
+	exec(dst, "alter table public_orders add constraint small_v check (v < 1000)")
+	exec(src, "update orders set v = 5000 where id = 7; update orders set v = v + 1 where id <> 7")
+	p.waitChanges(t, "shop.public.orders", 200+4*200+200)
+	sinkDone(t, p, "replica", topics, offsets)
+	dlq, err := p.log.Topic("replica.dlq")
+	if err != nil {
+		t.Fatalf("the refused record was not dead-lettered: %v", err)
+	}
+	part, _ := dlq.Partition(0)
+	recs := readRecords(t, part)
+	if len(recs) != 1 {
+		t.Fatalf("%d records dead-lettered, want the one the CHECK refused", len(recs))
+	}
+	var why string
+	for _, h := range recs[0].Headers {
+		why += h.Key + "=" + string(h.Value) + " "
+	}
+	if !strings.Contains(why, "23514") && !strings.Contains(why, "small_v") {
+		t.Fatalf("the dead letter does not say why: %s", why)
+	}
 }
