@@ -2,20 +2,19 @@ package connect
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/eddy-cdc/eddy/internal/access"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -34,7 +33,8 @@ type AdminServer struct {
 	broker Broker
 	log    *slog.Logger
 	mux    *http.ServeMux
-	token  []byte // when set, required as a bearer token everywhere but health
+	users  []access.User // when any, credentials are required everywhere but health
+	door   http.Handler  // the mux behind the door policy
 
 	worker  *Worker // optional: connectors, jobs, plugins
 	catalog *Catalog
@@ -44,22 +44,41 @@ type AdminServer struct {
 type AdminOption func(*AdminServer)
 
 // WithToken requires "Authorization: Bearer <token>" on every endpoint but
-// /healthz and /readyz. Default: no token.
+// /healthz and /readyz, the token having the admin role. Default: no token.
 func WithToken(token string) AdminOption {
 	return func(s *AdminServer) {
 		if token != "" {
-			s.token = []byte(token)
+			s.users = append(s.users, access.User{Name: "token", Token: token, Role: access.RoleWrite})
 		}
 	}
+}
+
+// WithUsers requires one of users' credentials (HTTP Basic or a bearer
+// token) on every endpoint but /healthz and /readyz: the read role may
+// GET, the admin role (access.RoleWrite) may do everything.
+func WithUsers(users []access.User) AdminOption {
+	return func(s *AdminServer) { s.users = append(s.users, users...) }
 }
 
 // NewAdminServer builds the API over b; metrics register on a registry of
 // the server's own (the Go and process collectors included).
 func NewAdminServer(b Broker, logger *slog.Logger, opts ...AdminOption) *AdminServer {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	s := &AdminServer{broker: b, log: logger, mux: http.NewServeMux()}
 	for _, o := range opts {
 		o(s)
 	}
+	door := &access.Policy{Listener: "admin API", Users: s.users, Open: []string{"/healthz", "/readyz"}, Need: access.ReadOnly,
+		Realm: "eddy", Log: logger, Deny: func(w http.ResponseWriter, status int, msg string) {
+			code := "unauthorized"
+			if status == http.StatusForbidden {
+				code = "forbidden"
+			}
+			writeJSON(w, status, apiError{code, msg})
+		}}
+	s.door = door.Guard(s.mux)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &logCollector{b: b})
 	if s.worker != nil {
@@ -88,18 +107,9 @@ func NewAdminServer(b Broker, logger *slog.Logger, opts ...AdminOption) *AdminSe
 	return s
 }
 
-// ServeHTTP serves the API, checking the bearer token first when one is set.
-func (s *AdminServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.token != nil && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), s.token) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="eddy"`)
-			writeJSON(w, 401, apiError{"unauthorized", "this endpoint needs Authorization: Bearer <api.token>"})
-			return
-		}
-	}
-	s.mux.ServeHTTP(w, r)
-}
+// ServeHTTP serves the API behind its door policy: credentials when users
+// are set, roles, and an audit line for each change.
+func (s *AdminServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.door.ServeHTTP(w, r) }
 
 type apiError struct {
 	ErrorCode string `json:"error_code"`

@@ -8,11 +8,13 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/eddy-cdc/eddy/internal/access"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -20,8 +22,8 @@ import (
 // and declared topics. Connectors join it with the connect runtime.
 type Config struct {
 	DataDir  string         `yaml:"data_dir"`
-	API      APIConfig      `yaml:"api"`
-	Registry RegistryConfig `yaml:"registry"`
+	API      ListenerConfig `yaml:"api"`
+	Registry ListenerConfig `yaml:"registry"`
 	Log      TopicSpec      `yaml:"log"`    // defaults for every topic
 	Topics   []TopicSpec    `yaml:"topics"` // created at start when absent
 	// Connectors are the pipelines `eddy run` starts; Jobs run on schedules.
@@ -51,36 +53,132 @@ func (c *Config) UnmarshalYAML(n *yaml.Node) error {
 	return err
 }
 
-// APIConfig is the admin API's listener.
-type APIConfig struct {
-	Listen  string `yaml:"listen"`   // default ":8083", Kafka Connect's port
-	Token   string `yaml:"token"`    // when set, every endpoint but /healthz and /readyz requires "Authorization: Bearer <token>"
-	TLSCert string `yaml:"tls_cert"` // PEM certificate file; with tls_key the API serves HTTPS
-	TLSKey  string `yaml:"tls_key"`  // PEM key file
+// ListenerConfig is one listener of `eddy run` (the admin API, the schema
+// registry, and the Kafka listener to come): its address, TLS, and who may
+// come in, each with a role.
+type ListenerConfig struct {
+	Listen string `yaml:"listen"` // default 127.0.0.1 and the listener's port
+	// Token is a bearer token with every right (the admin API's admin
+	// role, the registry's write role).
+	Token       string     `yaml:"token"`
+	TLSCert     string     `yaml:"tls_cert"`      // PEM certificate file; with tls_key the listener serves TLS
+	TLSKey      string     `yaml:"tls_key"`       // PEM key file
+	TLSClientCA string     `yaml:"tls_client_ca"` // PEM CA bundle: clients must present a certificate it signed
+	Users       []UserSpec `yaml:"users"`
 
 	lines map[string]int // where each key was written
 }
 
 // UnmarshalYAML refuses unknown keys and keeps each key's line.
-func (c *APIConfig) UnmarshalYAML(n *yaml.Node) error {
-	type plain APIConfig
-	lines, err := decodeStrict(n, (*plain)(c), "connect.APIConfig")
+func (c *ListenerConfig) UnmarshalYAML(n *yaml.Node) error {
+	type plain ListenerConfig
+	lines, err := decodeStrict(n, (*plain)(c), "connect.ListenerConfig")
 	c.lines = lines
 	return err
 }
 
-// String keeps the token out of logs and error messages.
-func (c APIConfig) String() string {
+// String keeps the secrets out of logs and error messages.
+func (c ListenerConfig) String() string {
 	tok := ""
 	if c.Token != "" {
 		tok = "<redacted>"
 	}
-	return fmt.Sprintf("{listen %s, token %s, tls_cert %s, tls_key %s}", c.Listen, tok, c.TLSCert, c.TLSKey)
+	return fmt.Sprintf("{listen %s, token %s, tls_cert %s, tls_key %s, tls_client_ca %s, users %v}", c.Listen, tok, c.TLSCert, c.TLSKey, c.TLSClientCA, c.Users)
 }
 
-// RegistryConfig is the schema registry's listener.
-type RegistryConfig struct {
-	Listen string `yaml:"listen"` // default ":8081", Confluent's port
+// Authenticated says whether the listener asks for credentials.
+func (c ListenerConfig) Authenticated() bool { return c.Token != "" || len(c.Users) > 0 }
+
+// Credentials are the listener's users for its door policy: token as a
+// user named "token" with the write role.
+func (c ListenerConfig) Credentials() []access.User {
+	var out []access.User
+	if c.Token != "" {
+		out = append(out, access.User{Name: "token", Token: c.Token, Role: access.RoleWrite})
+	}
+	for _, u := range c.Users {
+		out = append(out, access.User{Name: u.Name, Password: u.Password, Token: u.Token, Role: u.role})
+	}
+	return out
+}
+
+// TLS is the listener's TLS files.
+func (c ListenerConfig) TLS() access.TLSFiles {
+	return access.TLSFiles{Cert: c.TLSCert, Key: c.TLSKey, ClientCA: c.TLSClientCA}
+}
+
+// UserSpec is one credential of a listener: HTTP Basic with name and
+// password, a bearer token, or both, and its role.
+type UserSpec struct {
+	Name     string `yaml:"name"`
+	Password string `yaml:"password"`
+	Token    string `yaml:"token"`
+	Role     string `yaml:"role"`
+
+	role  access.Role
+	lines map[string]int
+	line  int
+}
+
+// UnmarshalYAML refuses unknown keys and keeps each key's line.
+func (u *UserSpec) UnmarshalYAML(n *yaml.Node) error {
+	type plain UserSpec
+	lines, err := decodeStrict(n, (*plain)(u), "connect.UserSpec")
+	u.lines, u.line = lines, n.Line
+	return err
+}
+
+// String names the user and its role, never its secrets.
+func (u UserSpec) String() string { return fmt.Sprintf("{%s %s}", u.Name, u.Role) }
+
+// checkListener fills the listener's defaults and checks it: TLS files in
+// pairs and present, users named once, each with a secret and one of
+// roles (name -> role).
+func checkListener(path, key string, c *ListenerConfig, port string, roles map[string]access.Role) error {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:" + port
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("%s:%d: %s.tls_cert: tls_cert and tls_key go together", path, max(c.lines["tls_cert"], c.lines["tls_key"]), key)
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		return fmt.Errorf("%s:%d: %s.tls_client_ca: client certificates need TLS: set tls_cert and tls_key too", path, c.lines["tls_client_ca"], key)
+	}
+	for _, f := range []struct{ key, path string }{{"tls_cert", c.TLSCert}, {"tls_key", c.TLSKey}, {"tls_client_ca", c.TLSClientCA}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				return fmt.Errorf("%s:%d: %s.%s: %v", path, c.lines[f.key], key, f.key, err)
+			}
+		}
+	}
+	names := map[string]bool{"token": c.Token != ""}
+	tokens := map[string]bool{c.Token: c.Token != ""}
+	var valid []string
+	for r := range roles {
+		valid = append(valid, r)
+	}
+	sort.Strings(valid)
+	for i := range c.Users {
+		u := &c.Users[i]
+		where := fmt.Sprintf("%s:%d: %s.users[%d]", path, u.line, key, i)
+		switch {
+		case u.Name == "":
+			return fmt.Errorf("%s.name: required", where)
+		case names[u.Name]:
+			return fmt.Errorf("%s.name: %q is taken (\"token\" is the listener's own token)", where, u.Name)
+		case u.Password == "" && u.Token == "":
+			return fmt.Errorf("%s: user %s needs a password (HTTP Basic) or a token (bearer), or both", where, u.Name)
+		case u.Token != "" && tokens[u.Token]:
+			return fmt.Errorf("%s.token: user %s has the token of another credential", where, u.Name)
+		}
+		role, ok := roles[u.Role]
+		if !ok {
+			return fmt.Errorf("%s.role: %q is not one of %s", where, u.Role, strings.Join(valid, ", "))
+		}
+		u.role = role
+		names[u.Name], tokens[u.Token] = true, u.Token != ""
+	}
+	return nil
 }
 
 // TopicSpec is a topic's config as YAML writes it (durations as "168h").
@@ -196,21 +294,11 @@ func LoadConfigWith(path string, cat *Catalog) (*Config, error) {
 	if cfg.DataDir == "" {
 		return nil, fmt.Errorf("%s:1: data_dir: required", path)
 	}
-	if cfg.API.Listen == "" {
-		cfg.API.Listen = ":8083"
+	if err := checkListener(path, "api", &cfg.API, "8083", map[string]access.Role{"read": access.RoleRead, "admin": access.RoleWrite}); err != nil {
+		return nil, err
 	}
-	if (cfg.API.TLSCert == "") != (cfg.API.TLSKey == "") {
-		return nil, fmt.Errorf("%s:%d: api.tls_cert: tls_cert and tls_key go together", path, max(cfg.API.lines["tls_cert"], cfg.API.lines["tls_key"]))
-	}
-	for _, f := range []struct{ key, path string }{{"tls_cert", cfg.API.TLSCert}, {"tls_key", cfg.API.TLSKey}} {
-		if f.path != "" {
-			if _, err := os.Stat(f.path); err != nil {
-				return nil, fmt.Errorf("%s:%d: api.%s: %v", path, cfg.API.lines[f.key], f.key, err)
-			}
-		}
-	}
-	if cfg.Registry.Listen == "" {
-		cfg.Registry.Listen = ":8081"
+	if err := checkListener(path, "registry", &cfg.Registry, "8081", map[string]access.Role{"read": access.RoleRead, "write": access.RoleWrite}); err != nil {
+		return nil, err
 	}
 	logCfg, err := cfg.Log.TopicConfig()
 	if err != nil {

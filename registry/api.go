@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/eddy-cdc/eddy/internal/access"
 )
 
 // ContentType is Confluent's media type; plain JSON is accepted too.
@@ -21,14 +23,34 @@ const maxRequestBytes = 4 << 20
 // same paths, JSON shapes, content type and error codes, so an unmodified
 // Confluent client works against it.
 type API struct {
-	r   *Registry
-	log *slog.Logger
-	mux *http.ServeMux
+	r     *Registry
+	log   *slog.Logger
+	mux   *http.ServeMux
+	users []access.User
+	door  http.Handler
+}
+
+// APIOption configures NewAPI.
+type APIOption func(*API)
+
+// WithUsers requires one of users' credentials, HTTP Basic as Confluent
+// clients send basic.auth.user.info or a bearer token: the read role may
+// look up, read and check compatibility; the write role
+// (access.RoleWrite) may also register, delete and change config and
+// mode. Default: no credentials asked (listen on a loopback address).
+func WithUsers(users []access.User) APIOption {
+	return func(a *API) { a.users = append(a.users, users...) }
 }
 
 // NewAPI returns the REST API of r.
-func NewAPI(r *Registry, logger *slog.Logger) *API {
+func NewAPI(r *Registry, logger *slog.Logger, opts ...APIOption) *API {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	a := &API{r: r, log: logger, mux: http.NewServeMux()}
+	for _, o := range opts {
+		o(a)
+	}
 	m := a.mux
 	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { a.json(w, 200, struct{}{}) })
 	m.HandleFunc("GET /subjects", a.subjects)
@@ -52,11 +74,40 @@ func NewAPI(r *Registry, logger *slog.Logger) *API {
 	m.HandleFunc("GET /config/{subject}", a.getConfig)
 	m.HandleFunc("PUT /config/{subject}", a.putConfig)
 	m.HandleFunc("DELETE /config/{subject}", a.deleteConfig)
+	m.HandleFunc("GET /mode", a.getMode)
+	m.HandleFunc("PUT /mode", a.putMode)
+	m.HandleFunc("GET /mode/{subject}", a.getMode)
+	m.HandleFunc("PUT /mode/{subject}", a.putMode)
+	m.HandleFunc("DELETE /mode/{subject}", a.deleteMode)
+	door := &access.Policy{Listener: "schema registry", Users: a.users, Need: needs, Realm: "eddy-schema-registry", Log: logger,
+		Deny: func(w http.ResponseWriter, status int, msg string) {
+			code := 40101
+			if status == http.StatusForbidden {
+				code = 40301
+			}
+			a.json(w, status, apiError{code, msg})
+		}}
+	a.door = door.Guard(a.mux)
 	return a
 }
 
-// ServeHTTP serves the API.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// needs is the role a registry request needs: reads, lookups (POST
+// /subjects/{subject}) and compatibility checks are reads; everything else
+// writes.
+func needs(r *http.Request) access.Role {
+	switch {
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
+		return access.RoleRead
+	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/compatibility/"):
+		return access.RoleRead
+	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/subjects/") && !strings.Contains(strings.TrimPrefix(r.URL.EscapedPath(), "/subjects/"), "/"):
+		return access.RoleRead
+	}
+	return access.RoleWrite
+}
+
+// ServeHTTP serves the API behind its door policy.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.door.ServeHTTP(w, r) }
 
 // apiError is Confluent's error body.
 type apiError struct {
@@ -102,6 +153,10 @@ func (a *API) failErr(w http.ResponseWriter, r *http.Request, err error) {
 		a.fail(w, r, 422, 42201, "Invalid schema "+err.Error())
 	case errors.Is(err, ErrInvalidVersion):
 		a.fail(w, r, 422, 42202, invalidVersionMessage(version))
+	case errors.Is(err, ErrInvalidMode):
+		a.fail(w, r, 422, 42204, "Invalid mode: "+err.Error())
+	case errors.Is(err, ErrReadOnlyMode):
+		a.fail(w, r, 422, 42205, err.Error())
 	case errors.Is(err, ErrInvalidCompatibility):
 		a.fail(w, r, 422, 42203, "Invalid compatibility level. Valid values are none, backward, forward, full, backward_transitive, forward_transitive, and full_transitive")
 	default:
@@ -412,4 +467,49 @@ func (a *API) deleteConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.json(w, 200, map[string]Level{"compatibilityLevel": prev})
+}
+
+func (a *API) getMode(w http.ResponseWriter, r *http.Request) {
+	subj := r.PathValue("subject")
+	if subj == "" {
+		a.json(w, 200, modeValue{a.r.Mode("")})
+		return
+	}
+	if m, ok := a.r.SubjectMode(subj); ok {
+		a.json(w, 200, modeValue{m})
+		return
+	}
+	if flag(r, "defaultToGlobal") {
+		a.json(w, 200, modeValue{a.r.Mode("")})
+		return
+	}
+	a.fail(w, r, 404, 40409, fmt.Sprintf("Subject '%s' does not have subject-level mode configured", subj))
+}
+
+func (a *API) putMode(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Mode string `json:"mode"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxRequestBytes)).Decode(&req); err != nil {
+		a.fail(w, r, 400, 400, "Unrecognized request body: "+err.Error())
+		return
+	}
+	m, err := ParseMode(req.Mode)
+	if err == nil {
+		err = a.r.SetMode(r.Context(), r.PathValue("subject"), m)
+	}
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.json(w, 200, modeValue{m})
+}
+
+func (a *API) deleteMode(w http.ResponseWriter, r *http.Request) {
+	m, err := a.r.DeleteMode(r.Context(), r.PathValue("subject"))
+	if err != nil {
+		a.failErr(w, r, err)
+		return
+	}
+	a.json(w, 200, modeValue{m})
 }

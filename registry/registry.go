@@ -65,6 +65,7 @@ type Version struct {
 type subject struct {
 	versions []*Version // by version number
 	level    Level      // "" follows the global level
+	mode     Mode       // "" follows the global mode
 }
 
 // Registry holds subjects, versions and schemas, and keeps them in the log.
@@ -83,6 +84,7 @@ type Registry struct {
 	byKey    map[string]*Schema // normalized text + references -> schema
 	nextID   int
 	level    Level // global
+	mode     Mode  // global
 }
 
 // Open loads the registry from _schemas in l, creating the topic if needed.
@@ -95,7 +97,7 @@ func Open(ctx context.Context, l *elog.Log) (*Registry, error) {
 		return nil, fmt.Errorf("open schema registry: %w", err)
 	}
 	p, _ := t.Partition(0)
-	r := &Registry{part: p, subjects: map[string]*subject{}, byID: map[int]*Schema{}, byKey: map[string]*Schema{}, nextID: 1, level: Backward}
+	r := &Registry{part: p, subjects: map[string]*subject{}, byID: map[int]*Schema{}, byKey: map[string]*Schema{}, nextID: 1, level: Backward, mode: ReadWrite}
 	if err := r.replay(ctx); err != nil {
 		return nil, fmt.Errorf("open schema registry: %w", err)
 	}
@@ -104,7 +106,7 @@ func Open(ctx context.Context, l *elog.Log) (*Registry, error) {
 
 // Record shapes in _schemas (Confluent's, plus an id watermark).
 type recordKey struct {
-	KeyType string  `json:"keytype"`           // SCHEMA, CONFIG, ID
+	KeyType string  `json:"keytype"`           // SCHEMA, CONFIG, MODE, ID
 	Subject *string `json:"subject,omitempty"` // nil: the global config
 	Version int     `json:"version,omitempty"`
 	Magic   int     `json:"magic"`
@@ -175,6 +177,8 @@ func (r *Registry) apply(rec elog.Record) error {
 		return fmt.Errorf("bad key: %w", err)
 	}
 	switch k.KeyType {
+	case "MODE":
+		return r.applyMode(k, rec.Value)
 	case "ID":
 		var v idValue
 		if rec.Value != nil {

@@ -44,8 +44,12 @@ func (r *Registry) Register(ctx context.Context, subj, text string, refs []Refer
 	if key, err := dedupeKey(text, refs); err == nil {
 		if v := r.liveVersionOf(subj, r.byKey[key]); v != nil {
 			r.mu.RUnlock()
-			return v.Schema.ID, v.Version, nil // already registered: no parse
+			return v.Schema.ID, v.Version, nil // already registered: no parse, and no change in any mode
 		}
+	}
+	if err := r.writable(subj); err != nil {
+		r.mu.RUnlock()
+		return 0, 0, fmt.Errorf("register under %s: %w", subj, err)
 	}
 	parsed, key, err := r.parse(text, refs)
 	if err != nil {
@@ -260,6 +264,9 @@ func (r *Registry) DeleteVersion(ctx context.Context, subj string, version int, 
 	defer r.writeMu.Unlock()
 	r.mu.RLock()
 	v, err := r.version(subj, version, true)
+	if err == nil {
+		err = r.writable(subj)
+	}
 	r.mu.RUnlock()
 	if err != nil {
 		return 0, err
@@ -287,6 +294,10 @@ func (r *Registry) DeleteSubject(ctx context.Context, subj string, permanent boo
 	if s == nil || len(s.versions) == 0 {
 		r.mu.RUnlock()
 		return nil, fmt.Errorf("%w: %s", ErrSubjectNotFound, subj)
+	}
+	if err := r.writable(subj); err != nil {
+		r.mu.RUnlock()
+		return nil, err
 	}
 	if !permanent && allDeleted(s) {
 		r.mu.RUnlock()
@@ -349,6 +360,12 @@ func (r *Registry) SetLevel(ctx context.Context, subj string, level Level) error
 	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
+	r.mu.RLock()
+	err := r.writable(subj)
+	r.mu.RUnlock()
+	if err != nil {
+		return err
+	}
 	k := recordKey{KeyType: "CONFIG", Magic: 0}
 	if subj != "" {
 		k.Subject = &subj
@@ -361,6 +378,12 @@ func (r *Registry) SetLevel(ctx context.Context, subj string, level Level) error
 func (r *Registry) DeleteLevel(ctx context.Context, subj string) error {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
+	r.mu.RLock()
+	err := r.writable(subj)
+	r.mu.RUnlock()
+	if err != nil {
+		return err
+	}
 	k := recordKey{KeyType: "CONFIG", Magic: 0}
 	if subj != "" {
 		r.mu.RLock()

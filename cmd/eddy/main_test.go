@@ -439,7 +439,7 @@ func TestAdminTokenIsRequiredAndNeverShown(t *testing.T) {
 	if strings.Contains(logs.String(), "s3cret") {
 		t.Fatal("the token reached the log")
 	}
-	cfg := connect.APIConfig{Listen: ":1", Token: "s3cret-token"}
+	cfg := connect.ListenerConfig{Listen: ":1", Token: "s3cret-token", Users: []connect.UserSpec{{Name: "dash", Password: "s3cret-pw", Role: "read"}}}
 	if strings.Contains(fmt.Sprint(cfg), "s3cret") {
 		t.Fatal("the token shows when the config is printed")
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/access"
 	elog "github.com/eddy-cdc/eddy/log"
 	"github.com/eddy-cdc/eddy/registry"
 )
@@ -103,13 +104,13 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 		worker.Close(sctx)
 	}()
 	servers := []struct {
-		name, key, addr string
-		handler         http.Handler
-		cert, key2      string // TLS files, both or neither
+		name, key string
+		listener  connect.ListenerConfig
+		handler   http.Handler
 	}{
-		{"admin API", "admin_api", cfg.API.Listen, connect.NewAdminServer(connect.NewLocal(l), logger,
-			connect.WithToken(cfg.API.Token), connect.WithWorker(worker, cfg.Catalog())), cfg.API.TLSCert, cfg.API.TLSKey},
-		{"schema registry", "schema_registry", cfg.Registry.Listen, registry.NewAPI(reg, logger), "", ""},
+		{"admin API", "admin_api", cfg.API, connect.NewAdminServer(connect.NewLocal(l), logger,
+			connect.WithUsers(cfg.API.Credentials()), connect.WithWorker(worker, cfg.Catalog()))},
+		{"schema registry", "schema_registry", cfg.Registry, registry.NewAPI(reg, logger, registry.WithUsers(cfg.Registry.Credentials()))},
 	}
 	errc := make(chan error, len(servers))
 	var running []*http.Server
@@ -124,20 +125,29 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 	}()
 	addrs := []any{"data_dir", cfg.DataDir, "topics", len(l.Topics())}
 	for _, s := range servers {
-		ln, err := net.Listen("tcp", s.addr)
+		tlsCfg, err := s.listener.TLS().Config()
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
-		srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+		if !s.listener.Authenticated() && !access.Loopback(s.listener.Listen) {
+			logger.Warn("a listener that asks for no credentials is bound beyond this machine: anyone who reaches it may use it; set users (or a token), or listen on 127.0.0.1",
+				"listener", s.name, "listen", s.listener.Listen)
+		}
+		ln, err := net.Listen("tcp", s.listener.Listen)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsCfg,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 		running = append(running, srv)
 		scheme := "http://"
-		if s.cert != "" {
+		if tlsCfg != nil {
 			scheme = "https://"
 		}
 		go func() {
 			var err error
-			if s.cert != "" {
-				err = srv.ServeTLS(ln, s.cert, s.key2)
+			if tlsCfg != nil {
+				err = srv.ServeTLS(ln, "", "")
 			} else {
 				err = srv.Serve(ln)
 			}
