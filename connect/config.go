@@ -275,7 +275,9 @@ func LoadConfig(path string) (*Config, error) {
 
 // LoadConfigWith reads and checks eddy.yaml. Every error names the file, the
 // line and the key. ${VAR} and ${VAR:-default} are replaced from the
-// environment first.
+// environment first; ${file:PATH} in a value is replaced by the file's
+// content once the YAML is parsed, so a secret with any characters in it
+// stays one string value.
 func LoadConfigWith(path string, cat *Catalog) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -286,9 +288,15 @@ func LoadConfigWith(path string, cat *Catalog) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	cfg := &Config{}
+	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader([]byte(text)))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlError(path, err)
+	}
+	if err := resolveFiles(&root); err != nil {
+		return nil, fmt.Errorf("%s:%w", path, err)
+	}
+	if err := root.Decode(cfg); err != nil {
 		return nil, yamlError(path, err)
 	}
 	if cfg.DataDir == "" {
@@ -410,7 +418,8 @@ func interpolate(s string) (string, error) {
 	for i, line := range lines {
 		code, comment := splitComment(line)
 		// $${...} is a literal ${...}, for values that use that syntax
-		// themselves (a sink's table template).
+		// themselves (a sink's table template); $${file:...} stays as it
+		// is for resolveFiles, which makes it literal in its turn.
 		parts := strings.Split(code, "$${")
 		for j := range parts {
 			parts[j] = envRE.ReplaceAllStringFunc(parts[j], func(m string) string {
@@ -425,12 +434,55 @@ func interpolate(s string) (string, error) {
 				return m
 			})
 		}
-		lines[i] = strings.Join(parts, "${") + comment
+		var b strings.Builder
+		for j, p := range parts {
+			if j > 0 {
+				if strings.HasPrefix(p, "file:") {
+					b.WriteString("$${")
+				} else {
+					b.WriteString("${")
+				}
+			}
+			b.WriteString(p)
+		}
+		lines[i] = b.String() + comment
 	}
 	if len(errs) > 0 {
 		return "", errs[0]
 	}
 	return strings.Join(lines, "\n"), nil
+}
+
+var fileRefRE = regexp.MustCompile(`\$?\$\{file:([^}]*)\}`)
+
+// resolveFiles replaces ${file:PATH} in every scalar under n with the
+// content of the file at PATH, one trailing newline cut, as Kafka's
+// FileConfigProvider does; such a value is a string whatever it holds.
+// $${file:...} is a literal ${file:...}. A missing or unreadable file is
+// an error naming the line (and the path, never the content).
+func resolveFiles(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "{file:") {
+		var err error
+		n.Value = fileRefRE.ReplaceAllStringFunc(n.Value, func(m string) string {
+			if strings.HasPrefix(m, "$$") {
+				return m[1:]
+			}
+			path := fileRefRE.FindStringSubmatch(m)[1]
+			b, rerr := os.ReadFile(path)
+			if rerr != nil && err == nil {
+				err = fmt.Errorf("%d: ${file:%s}: %w", n.Line, path, rerr)
+			}
+			return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		})
+		n.Tag = "!!str"
+		return err
+	}
+	for _, c := range n.Content {
+		if err := resolveFiles(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // splitComment cuts a YAML line at its comment: a # at the start or after
