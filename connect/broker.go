@@ -201,14 +201,19 @@ var errorCodes = []struct {
 	{elog.ErrCorruptBatch, 500, "corrupt_batch"},
 	{elog.ErrClosed, 503, "closed"},
 	{ErrUnauthorized, 401, "unauthorized"},
+	{ErrForbidden, 403, "forbidden"},
 	{ErrUnknownConnector, 404, "unknown_connector"},
 	{ErrUnknownPlugin, 404, "unknown_plugin"},
 	{ErrConnectorState, 409, "connector_state"},
 	{ErrHoldsUpstream, 409, "holds_upstream"},
 }
 
-// ErrUnauthorized is a request without the admin API's token.
-var ErrUnauthorized = errors.New("unauthorized")
+// ErrUnauthorized is a request without credentials the admin API accepts;
+// ErrForbidden one whose credentials' role may not do what it asks.
+var (
+	ErrUnauthorized = errors.New("unauthorized")
+	ErrForbidden    = errors.New("forbidden")
+)
 
 // ErrBadRequest is a request the admin API could not read.
 var ErrBadRequest = errors.New("bad request")

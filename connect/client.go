@@ -17,19 +17,34 @@ import (
 
 // Client is a Broker over the admin API of a running `eddy run`.
 type Client struct {
-	base  string
-	token string
-	http  *http.Client
+	base     string
+	token    string
+	userInfo string // user:password for HTTP Basic
+	http     *http.Client
 }
+
+// ClientOption configures NewClient.
+type ClientOption func(*Client)
+
+// WithHTTPClient sends the requests through hc (TLS settings: a CA to
+// trust, a client certificate).
+func WithHTTPClient(hc *http.Client) ClientOption { return func(c *Client) { c.http = hc } }
+
+// WithUserInfo sends user:password as HTTP Basic credentials.
+func WithUserInfo(userInfo string) ClientOption { return func(c *Client) { c.userInfo = userInfo } }
 
 // NewClient returns a client of the admin API at base (http://host:port).
 // token, when set, is sent as a bearer token.
-func NewClient(base, token string) (*Client, error) {
+func NewClient(base, token string, opts ...ClientOption) (*Client, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("server URL %q: want http://host:port", base)
 	}
-	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{}}, nil
+	c := &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
@@ -56,7 +71,9 @@ func (c *Client) doRaw(ctx context.Context, method, path string, in, out any, ac
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
-	if c.token != "" {
+	if user, pass, ok := strings.Cut(c.userInfo, ":"); ok {
+		req.SetBasicAuth(user, pass)
+	} else if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)

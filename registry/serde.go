@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/hamba/avro/v2"
 	hregistry "github.com/hamba/avro/v2/registry"
@@ -59,14 +62,55 @@ func (l localSource) DefaultLevel(ctx context.Context, subject string, level Lev
 
 type remoteSource struct{ c *hregistry.Client }
 
+// RemoteOptions are how a Remote source reaches its registry: the HTTP
+// client (TLS), and HTTP Basic credentials (Confluent's
+// basic.auth.user.info, user:password) or a bearer token.
+type RemoteOptions struct {
+	HTTP     *http.Client
+	UserInfo string
+	Token    string
+}
+
 // Remote is a Source over a Confluent-compatible registry at url (Eddy's,
 // or Confluent's own).
-func Remote(url string) (Source, error) {
-	c, err := hregistry.NewClient(url)
+func Remote(url string, opts ...RemoteOptions) (Source, error) {
+	var o RemoteOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	hc := o.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	var hopts []hregistry.ClientFunc
+	if o.Token != "" {
+		rt := hc.Transport
+		if rt == nil {
+			rt = http.DefaultTransport
+		}
+		hc = &http.Client{Timeout: hc.Timeout, Transport: bearer{o.Token, rt}}
+	}
+	hopts = append(hopts, hregistry.WithHTTPClient(hc))
+	if user, pass, ok := strings.Cut(o.UserInfo, ":"); ok {
+		hopts = append(hopts, hregistry.WithBasicAuth(user, pass))
+	}
+	c, err := hregistry.NewClient(url, hopts...)
 	if err != nil {
 		return nil, fmt.Errorf("schema registry client for %s: %w", url, err)
 	}
 	return remoteSource{c}, nil
+}
+
+// bearer adds a bearer token to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
 }
 
 func (r remoteSource) SchemaByID(ctx context.Context, id int) (avro.Schema, error) {

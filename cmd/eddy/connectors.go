@@ -23,7 +23,11 @@ func (a *app) client() (*connect.Client, error) {
 	if server == "" {
 		server = "http://127.0.0.1:8083"
 	}
-	return connect.NewClient(server, a.token)
+	hc, err := a.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewClient(server, a.token, connect.WithHTTPClient(hc), connect.WithUserInfo(a.user))
 }
 
 func (a *app) connectorsCommand() *cobra.Command {

@@ -40,7 +40,11 @@ func (a *app) wireDecoder(ctx context.Context, b connect.Broker) *wireDecoder {
 		}
 	} else {
 		d.open = func() (*registry.Serde, error) {
-			src, err := registry.Remote(a.registryURL())
+			hc, err := a.httpClient()
+			if err != nil {
+				return nil, err
+			}
+			src, err := registry.Remote(a.registryURL(), registry.RemoteOptions{HTTP: hc, UserInfo: a.registryUser, Token: a.registryToken})
 			if err != nil {
 				return nil, err
 			}

@@ -4,10 +4,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -27,11 +30,16 @@ type app struct {
 	dataDir  string
 	server   string
 	token    string
+	user     string // user:password for the admin API (HTTP Basic)
 	registry string
-	stdin    io.Reader
-	stdout   io.Writer
-	stderr   io.Writer
-	logger   *slog.Logger
+	// The registry's credentials, and the TLS files of both clients.
+	registryUser, registryToken string
+	caFile, certFile, keyFile   string
+	hc                          *http.Client
+	stdin                       io.Reader
+	stdout                      io.Writer
+	stderr                      io.Writer
+	logger                      *slog.Logger
 }
 
 func main() {
@@ -77,6 +85,12 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.dataDir, "data-dir", os.Getenv("EDDY_DATA_DIR"), "open the log in this directory directly (locks it) [$EDDY_DATA_DIR]")
 	pf.StringVar(&a.server, "server", os.Getenv("EDDY_SERVER"), "use the admin API of a running `eddy run`, e.g. http://127.0.0.1:8083 [$EDDY_SERVER]")
 	pf.StringVar(&a.token, "token", os.Getenv("EDDY_TOKEN"), "bearer token for --server [$EDDY_TOKEN]")
+	pf.StringVar(&a.user, "user", os.Getenv("EDDY_USER"), "USER:PASSWORD (HTTP Basic) for --server [$EDDY_USER]")
+	pf.StringVar(&a.registryUser, "registry-user-info", os.Getenv("EDDY_REGISTRY_USER_INFO"), "USER:PASSWORD (HTTP Basic, Confluent's basic.auth.user.info) for the schema registry [$EDDY_REGISTRY_USER_INFO]")
+	pf.StringVar(&a.registryToken, "registry-token", os.Getenv("EDDY_REGISTRY_TOKEN"), "bearer token for the schema registry [$EDDY_REGISTRY_TOKEN]")
+	pf.StringVar(&a.caFile, "ca-file", os.Getenv("EDDY_CA_FILE"), "PEM CA bundle to trust for https:// servers [$EDDY_CA_FILE]")
+	pf.StringVar(&a.certFile, "cert-file", os.Getenv("EDDY_CERT_FILE"), "PEM client certificate, for servers that ask for one [$EDDY_CERT_FILE]")
+	pf.StringVar(&a.keyFile, "key-file", os.Getenv("EDDY_KEY_FILE"), "PEM key of --cert-file [$EDDY_KEY_FILE]")
 	root.AddCommand(a.topicsCommand(), a.produceCommand(), a.consumeCommand(), a.groupsCommand(),
 		a.registryCommand(), a.benchCommand(), a.runCommand(), a.validateCommand(), a.connectorsCommand(), a.pluginsCommand())
 	return root
@@ -88,11 +102,43 @@ func (a *app) broker() (connect.Broker, error) {
 	case a.server != "" && a.dataDir != "":
 		return nil, usageError{errors.New("give --data-dir or --server, not both")}
 	case a.server != "":
-		return connect.NewClient(a.server, a.token)
+		return a.client()
 	case a.dataDir != "":
 		return connect.OpenLocal(a.dataDir, elog.WithLogger(a.logger), elog.WithCleanerInterval(0))
 	}
 	return nil, usageError{errors.New("say where the log is: --data-dir DIR or --server URL")}
+}
+
+// httpClient is the HTTP client of the admin API and registry clients,
+// with --ca-file and --cert-file/--key-file.
+func (a *app) httpClient() (*http.Client, error) {
+	if a.hc != nil {
+		return a.hc, nil
+	}
+	hc := &http.Client{}
+	if a.caFile != "" || a.certFile != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if a.caFile != "" {
+			pem, err := os.ReadFile(a.caFile)
+			if err != nil {
+				return nil, usageError{fmt.Errorf("--ca-file: %w", err)}
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, usageError{fmt.Errorf("--ca-file %s: no PEM certificate in it", a.caFile)}
+			}
+		}
+		if a.certFile != "" {
+			pair, err := tls.LoadX509KeyPair(a.certFile, a.keyFile)
+			if err != nil {
+				return nil, usageError{fmt.Errorf("--cert-file, --key-file: %w", err)}
+			}
+			tc.Certificates = []tls.Certificate{pair}
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}
+	}
+	a.hc = hc
+	return hc, nil
 }
 
 // withBroker runs fn with an open broker and closes it after.

@@ -43,7 +43,16 @@ func (a *app) registryCall(ctx context.Context, method, path string, body any) (
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/vnd.schemaregistry.v1+json")
-	resp, err := http.DefaultClient.Do(req)
+	if user, pass, ok := strings.Cut(a.registryUser, ":"); ok {
+		req.SetBasicAuth(user, pass)
+	} else if a.registryToken != "" {
+		req.Header.Set("Authorization", "Bearer "+a.registryToken)
+	}
+	hc, err := a.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("schema registry: %w", err)
 	}
