@@ -60,12 +60,14 @@ type Policy struct {
 	Log   *slog.Logger
 }
 
-// Guard wraps next with the policy.
+// Guard wraps next with the policy. Every request that needs the write
+// role, let in or refused, is logged once at info level, with who made it
+// (the credential's name, never its secret) and the status it got.
 func (p *Policy) Guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		who := p.serve(rec, r, next)
-		if changesState(r) {
+		if p.Need(r) >= RoleWrite {
 			p.Log.Info("audit", "listener", p.Listener, "who", who, "method", r.Method, "path", r.URL.Path, "status", rec.status)
 		}
 	})
