@@ -1,7 +1,6 @@
 package connect_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,30 +9,13 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/internal/access"
+	"github.com/eddy-cdc/eddy/internal/logbuf"
 )
-
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // The admin API's roles: health for anyone; with a read credential every
 // GET (dashboards, metrics) and nothing else (403); with the admin role
@@ -50,7 +32,7 @@ connectors:
     topics: [a.public.orders]
     config: {path: `+filepath.Join(dir, "out.jsonl")+`}
 `)
-	logs := &lockedLog{}
+	logs := &logbuf.Buffer{}
 	srv := httptest.NewServer(connect.NewAdminServer(connect.NewLocal(h.log), slog.New(slog.NewTextHandler(logs, nil)),
 		connect.WithToken("admin-token-s3cret"),
 		connect.WithUsers([]access.User{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -33,6 +34,11 @@ type connector struct {
 	lastRun time.Time
 	lag     *int64   // bytes behind upstream, from a LagReporter source
 	lagSecs *float64 // commit-to-durable time of the last batch's newest record
+
+	// redact keeps the connector's secrets out of its status and its log
+	// lines; log is the connector's logger, through it.
+	redact *redactor
+	log    *slog.Logger
 }
 
 func (c *connector) setLagSeconds(v float64) {
@@ -50,6 +56,12 @@ func (c *connector) setLag(n int64) {
 func (w *Worker) newConnector(spec ConnectorSpec) (*connector, error) {
 	c := &connector{w: w, spec: spec, policy: spec.Errors.Policy(), target: StateRunning, state: StateUnassigned,
 		mu: make(chan struct{}, 1), wake: make(chan struct{})}
+	secrets := spec.params.Secrets()
+	for _, t := range spec.Transforms {
+		secrets = append(secrets, t.params.Secrets()...)
+	}
+	c.redact = newRedactor(secrets)
+	c.log = slog.New(c.redact.handler(w.logger.Handler())).With("connector", spec.Name)
 	if spec.Schedule != "" {
 		s, err := ParseSchedule(spec.Schedule)
 		if err != nil {
@@ -183,6 +195,7 @@ func (c *connector) gate(ctx context.Context, idle func()) error {
 }
 
 func (c *connector) setState(state, trace string) {
+	trace = c.redact.text(trace)
 	c.lock()
 	c.state, c.trace = state, trace
 	c.unlock()
@@ -218,7 +231,7 @@ func (p permanent) Unwrap() error { return p.err }
 // (a scheduled connector) or failed.
 func (c *connector) run(stopCtx, workCtx context.Context, done chan struct{}) {
 	defer close(done)
-	log := c.w.logger.With("connector", c.spec.Name)
+	log := c.log
 	backoff := 100 * time.Millisecond
 	var failingSince time.Time
 	for {
@@ -364,7 +377,7 @@ func (c *connector) resetSource(ctx context.Context) error {
 }
 
 func (c *connector) env() Env {
-	return Env{Connector: c.spec.Name, Logger: c.w.logger.With("connector", c.spec.Name), Peers: c.w.peers}
+	return Env{Connector: c.spec.Name, Logger: c.log, Peers: c.w.peers}
 }
 
 // transforms builds the task's own transform chain.

@@ -50,7 +50,7 @@ func (c *connector) failRecord(ctx context.Context, stage string, rec *Record, o
 		return permanent{fmt.Errorf("%s: record %s: %w (errors.tolerance is none)", strings.ToLower(stage), where, cause)}
 	}
 	if c.policy.Log {
-		c.w.logger.Warn("record failed", "connector", c.spec.Name, "stage", stage, "record", where, "err", cause)
+		c.log.Warn("record failed", "stage", stage, "record", where, "err", cause)
 	}
 	if c.policy.DeadLetterTopic == "" {
 		return nil

@@ -467,7 +467,7 @@ func (s *sinkSession) deliver(ctx context.Context, f *fetched) error {
 		c.setState(StateRunning, "retrying: "+err.Error())
 		c.w.metrics.writeRetries.WithLabelValues(c.spec.Name).Inc()
 		c.w.metrics.targetFailing.WithLabelValues(c.spec.Name).Set(1)
-		c.w.logger.Warn("sink write failed; retrying", "connector", c.spec.Name, "err", err, "backoff", backoff)
+		c.log.Warn("sink write failed; retrying", "err", err, "backoff", backoff)
 		if !sleep(ctx, backoff) {
 			return ctx.Err()
 		}

@@ -406,7 +406,7 @@ func (c *connector) scanTail(ctx context.Context, stored SourceOffset) (map[part
 		}
 	}
 	if len(skip) > 0 {
-		c.w.logger.Info("records past the stored position are in the log already; skipping them", "connector", c.spec.Name, "partitions", len(skip))
+		c.log.Info("records past the stored position are in the log already; skipping them", "partitions", len(skip))
 	}
 	return skip, nil
 }

@@ -1,39 +1,19 @@
 package log
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/eddy-cdc/eddy/internal/logbuf"
 )
-
-// lockedBuffer collects log output written from any goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) take() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.b.String()
-	l.b.Reset()
-	return s
-}
 
 // Retention protection keeps what a reader still needs and reports the
 // bytes it holds; near the bound it warns that the reader is about to
 // lose records, and past it deletes them anyway, saying so.
 func TestRetentionProtection(t *testing.T) {
-	out := &lockedBuffer{}
+	out := &logbuf.Buffer{}
 	l := openTest(t, t.TempDir(), WithLogger(slog.New(slog.NewTextHandler(out, nil))))
 	defer l.Close()
 	p := part(t, createTopic(t, l, "t", TopicConfig{SegmentBytes: 1024, RetentionBytes: 1}), 0)
@@ -61,11 +41,11 @@ func TestRetentionProtection(t *testing.T) {
 	if held() == 0 {
 		t.Fatal("no held bytes reported while retention holds segments back")
 	}
-	if logs := out.take(); !strings.Contains(logs, "retention is holding segments a sink has not consumed") || strings.Contains(logs, "about to lose") {
+	if logs := out.Take(); !strings.Contains(logs, "retention is holding segments a sink has not consumed") || strings.Contains(logs, "about to lose") {
 		t.Fatalf("log while holding, far from the bound: %s", logs)
 	}
 	apply()
-	if logs := out.take(); logs != "" {
+	if logs := out.Take(); logs != "" {
 		t.Fatalf("the holding warning is repeated: %s", logs)
 	}
 
@@ -76,7 +56,7 @@ func TestRetentionProtection(t *testing.T) {
 	if n := apply(); n != 0 {
 		t.Fatalf("retention deleted %d segments below the bound", n)
 	}
-	if logs := out.take(); !strings.Contains(logs, "a sink is about to lose records") {
+	if logs := out.Take(); !strings.Contains(logs, "a sink is about to lose records") {
 		t.Fatalf("no warning near the bound: %s", logs)
 	}
 
@@ -84,7 +64,7 @@ func TestRetentionProtection(t *testing.T) {
 	if n := apply(); n == 0 || p.LogStartOffset() == 0 {
 		t.Fatal("retention kept everything past retention_protect_bytes")
 	}
-	if logs := out.take(); !strings.Contains(logs, "retention deletes records a sink has not consumed") {
+	if logs := out.Take(); !strings.Contains(logs, "retention deletes records a sink has not consumed") {
 		t.Fatalf("no warning when retention deletes past the bound: %s", logs)
 	}
 	if held() != 0 {

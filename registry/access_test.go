@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,38 +8,21 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	hregistry "github.com/hamba/avro/v2/registry"
 
 	"github.com/eddy-cdc/eddy/internal/access"
+	"github.com/eddy-cdc/eddy/internal/logbuf"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // guardedAPI serves a registry with a reader and a writer by HTTP Basic
 // and one token of each role, and returns the audit log.
-func guardedAPI(t *testing.T) (*httptest.Server, *syncBuffer) {
+func guardedAPI(t *testing.T) (*httptest.Server, *logbuf.Buffer) {
 	t.Helper()
 	l := openLog(t, t.TempDir())
 	r := openRegistry(t, l)
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	srv := httptest.NewServer(NewAPI(r, slog.New(slog.NewTextHandler(logs, nil)), WithUsers([]access.User{
 		{Name: "reader", Password: "read-pw-s3cret", Role: access.RoleRead},
 		{Name: "writer", Password: "write-pw-s3cret", Role: access.RoleWrite},

@@ -17,9 +17,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/eddy-cdc/eddy/internal/logbuf"
 )
 
 // testCA is a certificate authority of the test's own.
@@ -93,7 +94,7 @@ registry:
 `, filepath.Join(dir, "data"), freeAddr(t), regAddr, srvCert, srvKey, ca.pem)), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var errb lockedBuffer
+	var errb logbuf.Buffer
 	go func() { done <- run(ctx, []string{"run", "-c", cfg}, strings.NewReader(""), io.Discard, &errb) }()
 	defer func() { cancel(); <-done }()
 
@@ -144,22 +145,4 @@ registry:
 	if strings.Contains(errb.String(), "s3cret") {
 		t.Fatal("a secret reached the server log")
 	}
-}
-
-// lockedBuffer is a log any goroutine may write.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
