@@ -12,7 +12,7 @@ import (
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
-func openLog(t *testing.T, dir string) *elog.Log {
+func openLog(t testing.TB, dir string) *elog.Log {
 	t.Helper()
 	l, err := elog.Open(dir, elog.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), elog.WithCleanerInterval(0))
 	if err != nil {
