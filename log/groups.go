@@ -117,6 +117,14 @@ type offsetKey struct {
 	Partition int    `json:"partition"`
 }
 
+// encodeCommit is a commit's key and value in __consumer_offsets
+// (testdata/golden/consumer_offsets.*.json are the contract).
+func encodeCommit(k offsetKey, v OffsetCommit) (key, value []byte) {
+	key, _ = json.Marshal(k)
+	value, _ = json.Marshal(v)
+	return key, value
+}
+
 func newGroupCoordinator(l *Log) (*GroupCoordinator, error) {
 	t, err := l.EnsureTopic(OffsetsTopic, TopicConfig{
 		Partitions: offsetsPartitions, Cleanup: CleanupCompact, SegmentBytes: 100 << 20,
@@ -447,9 +455,8 @@ func (c *GroupCoordinator) store(ctx context.Context, groupName string, offsets 
 		if off < 0 {
 			return fmt.Errorf("commit %s: offset %d for %s is negative", groupName, off, tp)
 		}
-		k, _ := json.Marshal(offsetKey{groupName, tp.Topic, tp.Partition})
 		v := OffsetCommit{Offset: off, Timestamp: now.UTC()}
-		vb, _ := json.Marshal(v)
+		k, vb := encodeCommit(offsetKey{groupName, tp.Topic, tp.Partition}, v)
 		recs = append(recs, Record{Key: k, Value: vb, Timestamp: now})
 		vals[tp] = v
 	}

@@ -102,13 +102,17 @@ func (s *segment) noteAppend(pos int64, h *BatchHeader, interval, nowMs int64) {
 	ni, nt := len(s.index), len(s.times)
 	indexPolicy(s.base, pos, h, interval, &s.sinceIdx, &s.index, &s.times, &s.maxTs)
 	for _, e := range s.index[ni:] {
-		s.idxBuf = binary.BigEndian.AppendUint32(s.idxBuf, e.rel)
-		s.idxBuf = binary.BigEndian.AppendUint32(s.idxBuf, e.pos)
+		s.idxBuf = appendIndexEntry(s.idxBuf, e)
 	}
 	for _, e := range s.times[nt:] {
 		s.timeBuf = appendTimeEntry(s.timeBuf, e)
 	}
 	s.next = h.LastOffset() + 1
+}
+
+func appendIndexEntry(b []byte, e indexEntry) []byte {
+	b = binary.BigEndian.AppendUint32(b, e.rel)
+	return binary.BigEndian.AppendUint32(b, e.pos)
 }
 
 func appendTimeEntry(b []byte, e timeEntry) []byte {
@@ -155,8 +159,7 @@ func (s *segment) rewriteIndexes(keepSame bool) error {
 	s.mu.Lock()
 	idx := make([]byte, 0, len(s.index)*indexEntrySize)
 	for _, e := range s.index {
-		idx = binary.BigEndian.AppendUint32(idx, e.rel)
-		idx = binary.BigEndian.AppendUint32(idx, e.pos)
+		idx = appendIndexEntry(idx, e)
 	}
 	tidx := make([]byte, 0, len(s.times)*timeEntrySize)
 	for _, e := range s.times {

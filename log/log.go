@@ -154,6 +154,19 @@ type topicMeta struct {
 	Created time.Time   `json:"created"`
 }
 
+// encode is topic.json's bytes (testdata/golden/topic.json is the
+// contract).
+func (m topicMeta) encode() []byte {
+	b, _ := json.MarshalIndent(m, "", "  ")
+	return b
+}
+
+func decodeTopicMeta(b []byte) (topicMeta, error) {
+	var m topicMeta
+	err := json.Unmarshal(b, &m)
+	return m, err
+}
+
 func (l *Log) loadTopics() error {
 	entries, err := os.ReadDir(l.dir)
 	if err != nil {
@@ -183,8 +196,8 @@ func (l *Log) loadTopics() error {
 		if err != nil {
 			return fmt.Errorf("open log %s: %w", l.dir, err)
 		}
-		var m topicMeta
-		if err := json.Unmarshal(b, &m); err != nil {
+		m, err := decodeTopicMeta(b)
+		if err != nil {
 			return fmt.Errorf("open log %s: topic %s: %s: %w", l.dir, e.Name(), topicMetaFile, err)
 		}
 		m.Config = m.Config.withDefaults(l.opts.defaults)
@@ -228,7 +241,7 @@ func (l *Log) CreateTopic(name string, cfg TopicConfig) (*Topic, error) {
 		return nil, fmt.Errorf("create topic %s: %w", name, err)
 	}
 	// The meta file, written last and atomically, is what makes the topic exist.
-	b, _ := json.MarshalIndent(m, "", "  ")
+	b := m.encode()
 	if err := l.opts.disk.writeFileSync(filepath.Join(path, topicMetaFile), b); err != nil {
 		t.close()
 		os.RemoveAll(path)
