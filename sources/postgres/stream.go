@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -180,9 +181,9 @@ func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
 
 // handle turns one pgoutput message into records.
 func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []connect.Record) ([]connect.Record, error) {
-	msg, err := pglogrepl.Parse(xld.WALData)
+	msg, err := parseWAL(xld.WALData)
 	if err != nil {
-		return out, fmt.Errorf("decode pgoutput: %w", err)
+		return out, fmt.Errorf("decode pgoutput at %s: %w", xld.WALStart, err)
 	}
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
@@ -253,6 +254,21 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []conne
 		}
 	}
 	return out, nil
+}
+
+// parseWAL decodes one pgoutput message. pglogrepl's decoders index the
+// buffer without checking its length, so a short or malformed message
+// would panic: it is an error here, naming the message.
+func parseWAL(data []byte) (msg pglogrepl.Message, err error) {
+	if len(data) == 0 {
+		return nil, errors.New("empty message")
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			msg, err = nil, fmt.Errorf("malformed message of type %q, %d bytes: %v", data[0], len(data), r)
+		}
+	}()
+	return pglogrepl.Parse(data)
 }
 
 // watermark notes that the slot may be confirmed up to lsn once every

@@ -85,6 +85,9 @@ func (s *Source) sourceProps(ctx context.Context, oid uint32, typmod int32) (map
 	if p, ok := s.props[k]; ok {
 		return p, nil
 	}
+	if s.conn == nil {
+		return nil, fmt.Errorf("read type %d: no catalog connection", oid)
+	}
 	var exact, name string
 	var enum []string
 	var domain *string
