@@ -140,41 +140,48 @@ func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
-			if len(m.Data) == 0 {
-				continue
-			}
-			switch m.Data[0] {
-			case pglogrepl.PrimaryKeepaliveMessageByteID:
-				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(m.Data[1:])
-				if err != nil {
-					return nil, err
-				}
-				if !s.txn.open {
-					// The walsender has sent everything before ServerWALEnd,
-					// and all of it has been handled: once what was emitted
-					// is durable, the slot may move up to there (without it a
-					// shutting-down server waits for us forever).
-					before := s.confirmed
-					s.watermark(ka.ServerWALEnd, len(out) == 0)
-					if s.confirmed > before {
-						s.nextStatus = time.Time{}
-					}
-				}
-				if ka.ReplyRequested {
-					s.nextStatus = time.Time{}
-				}
-			case pglogrepl.XLogDataByteID:
-				xld, err := pglogrepl.ParseXLogData(m.Data[1:])
-				if err != nil {
-					return nil, err
-				}
-				if out, err = s.handle(ctx, xld, out); err != nil {
-					return nil, err
-				}
+			if out, err = s.copyData(ctx, m.Data, out); err != nil {
+				return nil, err
 			}
 		case *pgproto3.ErrorResponse:
 			return nil, fmt.Errorf("slot %s: %s", s.cfg.slot, m.Message)
 		}
+	}
+	return out, nil
+}
+
+// copyData handles one CopyData message of the replication stream: a
+// primary keepalive, or XLogData carrying a pgoutput message.
+func (s *Source) copyData(ctx context.Context, data []byte, out []connect.Record) ([]connect.Record, error) {
+	if len(data) == 0 {
+		return out, nil
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return out, fmt.Errorf("slot %s: keepalive: %w", s.cfg.slot, err)
+		}
+		if !s.txn.open {
+			// The walsender has sent everything before ServerWALEnd, and
+			// all of it has been handled: once what was emitted is durable,
+			// the slot may move up to there (without it a shutting-down
+			// server waits for us forever).
+			before := s.confirmed
+			s.watermark(ka.ServerWALEnd, len(out) == 0)
+			if s.confirmed > before {
+				s.nextStatus = time.Time{}
+			}
+		}
+		if ka.ReplyRequested {
+			s.nextStatus = time.Time{}
+		}
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return out, fmt.Errorf("slot %s: XLogData: %w", s.cfg.slot, err)
+		}
+		return s.handle(ctx, xld, out)
 	}
 	return out, nil
 }

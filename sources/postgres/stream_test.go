@@ -306,6 +306,58 @@ func TestPgoutputBadTuples(t *testing.T) {
 	}
 }
 
+func keepaliveMsg(end pglogrepl.LSN, reply bool) []byte {
+	w := wal{pglogrepl.PrimaryKeepaliveMessageByteID}.i64(uint64(end)).pgTime(time.Now())
+	if reply {
+		return w.u8(1)
+	}
+	return w.u8(0)
+}
+
+func xlogData(start pglogrepl.LSN, m wal) []byte {
+	return append(wal{pglogrepl.XLogDataByteID}.i64(uint64(start)).i64(uint64(start)).pgTime(time.Now()), m...)
+}
+
+// Keepalives: with nothing in flight and no transaction open, the slot may
+// move to the server's WAL end at once (a server shutting down waits for
+// that); inside a transaction it may not; a reply asked for is sent at the
+// next turn. XLogData goes through the same door as the stream reads it.
+func TestPgoutputKeepalive(t *testing.T) {
+	ctx := context.Background()
+	s := streamSource(t)
+	s.nextStatus = time.Now().Add(time.Hour)
+	if _, err := s.copyData(ctx, keepaliveMsg(0x5000, false), nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.confirmed != 0x5000 || !s.nextStatus.IsZero() {
+		t.Fatalf("idle keepalive: confirmed %s, next status %s", s.confirmed, s.nextStatus)
+	}
+	at := time.Now()
+	out, err := s.copyData(ctx, xlogData(0x5100, relationMsg()), nil)
+	if err == nil {
+		out, err = s.copyData(ctx, xlogData(0x5100, beginMsg(0x5200, at, 5)), out)
+	}
+	if err == nil {
+		out, err = s.copyData(ctx, xlogData(0x5100, insertMsg(txt("1"), null, null)), out)
+	}
+	if err != nil || len(out) != 1 {
+		t.Fatalf("XLogData: %d records, %v", len(out), err)
+	}
+	s.nextStatus = time.Now().Add(time.Hour)
+	if _, err := s.copyData(ctx, keepaliveMsg(0x6000, false), out); err != nil {
+		t.Fatal(err)
+	}
+	if s.confirmed != 0x5000 || s.nextStatus.IsZero() {
+		t.Fatalf("keepalive inside a transaction moved the slot to %s", s.confirmed)
+	}
+	if _, err := s.copyData(ctx, keepaliveMsg(0x6000, true), out); err != nil || !s.nextStatus.IsZero() {
+		t.Fatalf("a reply asked for is not due: %v", err)
+	}
+	if _, err := s.copyData(ctx, []byte{pglogrepl.PrimaryKeepaliveMessageByteID, 1, 2}, nil); err == nil {
+		t.Fatal("a short keepalive is no error")
+	}
+}
+
 // Any bytes as a WAL message: an error or records, never a panic.
 func FuzzPgoutput(f *testing.F) {
 	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
@@ -313,7 +365,9 @@ func FuzzPgoutput(f *testing.F) {
 		updateMsg('K', []tcol{txt("1"), null, null}, txt("2"), unchanged, null), deleteMsg('O', txt("1"), txt("a"), null),
 		truncateMsg(relOrders), commitMsg(0x10, 0x20, at)} {
 		f.Add([]byte(m))
+		f.Add(xlogData(0x10, m))
 	}
+	f.Add(keepaliveMsg(0x20, true))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s := streamSource(t)
 		for _, m := range []wal{relationMsg(), beginMsg(0x10, at, 1)} {
@@ -322,5 +376,6 @@ func FuzzPgoutput(f *testing.F) {
 			}
 		}
 		s.handle(context.Background(), pglogrepl.XLogData{WALData: b}, nil)
+		s.copyData(context.Background(), b, nil) // as a whole CopyData message too
 	})
 }
