@@ -91,7 +91,9 @@ func (s *MySQL) Close() error {
 	if s.conn == nil {
 		return nil
 	}
-	return s.conn.Close()
+	err := s.conn.Close()
+	s.conn = nil
+	return err
 }
 
 // Write applies the records and their offsets in one transaction; when

@@ -30,6 +30,9 @@ type Postgres struct {
 
 // NewPostgres builds the sink from validated params.
 func NewPostgres(p connect.Params, env connect.Env) (connect.Sink, error) {
+	if _, err := pgx.ParseConfig(p.String("dsn")); err != nil {
+		return nil, fmt.Errorf("line %d: dsn: %w", p.Line("dsn"), err)
+	}
 	s := &Postgres{sinkBase: newBase(p, env, pgRecordFault), dsn: p.String("dsn"), tables: map[string]*targetTable{},
 		schemaCols: map[*avro.RecordSchema]columnSet{}, renderers: map[rendererKey]rowRenderers{}}
 	if err := s.check(p); err != nil {
@@ -106,7 +109,9 @@ func (s *Postgres) Close() error {
 	if s.conn == nil {
 		return nil
 	}
-	return s.conn.Close(context.Background())
+	err := s.conn.Close(context.Background())
+	s.conn = nil
+	return err
 }
 
 // Write applies the records and their offsets in one transaction; when

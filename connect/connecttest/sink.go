@@ -1,0 +1,519 @@
+// Package connecttest holds the contract suites every plugin runs: one for
+// sinks, one for sources. A plugin provides a small target (how to make a
+// fresh destination or origin, read back what it holds, break and heal
+// it) and the suite checks what the runtime relies on.
+package connecttest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hamba/avro/v2"
+
+	"github.com/eddy-cdc/eddy/connect"
+	elog "github.com/eddy-cdc/eddy/log"
+)
+
+// Semantics is what a sink's destination holds of the records it got.
+type Semantics int
+
+const (
+	// Upsert: the latest row per key; deletes remove it, a truncate
+	// empties the table (database sinks).
+	Upsert Semantics = iota
+	// Append: every record, once, in offset order per partition (files,
+	// object stores).
+	Append
+)
+
+// Row is one thing a destination holds of topic Topic: under Upsert a row
+// (Key and Value), under Append a record (all fields).
+type Row struct {
+	Partition int
+	Offset    int64
+	Op        string
+	Key       string // the id, in decimal
+	Value     string // the v column; "" for NULL
+}
+
+func (r Row) String() string {
+	return fmt.Sprintf("{p%d@%d %s %s=%q}", r.Partition, r.Offset, r.Op, r.Key, r.Value)
+}
+
+// BadConfig is a configuration a sink must refuse at construction, and
+// the key its error names.
+type BadConfig struct {
+	Params map[string]any
+	Key    string
+}
+
+// SinkTarget is what a sink plugin gives SinkSuite.
+type SinkTarget struct {
+	Plugin    string // the catalog name
+	New       func(connect.Params, connect.Env) (connect.Sink, error)
+	Semantics Semantics
+	// Destination makes a fresh, empty destination and returns the
+	// sink's parameters for it.
+	Destination func(t *testing.T) map[string]any
+	// Read returns what the destination holds of Topic, in any order.
+	Read func(t *testing.T, params map[string]any) []Row
+	// Refuse, when set, makes the destination refuse v = "poison" for
+	// the record's own sake (a CHECK constraint); it is called after a
+	// first write made the table.
+	Refuse func(t *testing.T, params map[string]any)
+	// Breaks name the target's own troubles, each making writes fail
+	// until heal is called: "read-only", "connections closed", ...
+	Breaks map[string]func(t *testing.T, params map[string]any) (heal func())
+	// Disconnect, when set, closes the sink's connections at once, as a
+	// server restart does; used while a write is under way.
+	Disconnect func(t *testing.T, params map[string]any)
+	BadConfigs []BadConfig
+}
+
+// Topic is the topic of the suite's records: table parts (id bigint key,
+// v text) of schema public, as postgres-source writes it.
+const Topic = "shop.public.parts"
+
+const poison = "poison"
+
+var (
+	suiteSchemas struct {
+		once       sync.Once
+		key, value avro.Schema
+		err        error
+	}
+)
+
+func schemas() (avro.Schema, avro.Schema, error) {
+	s := &suiteSchemas
+	s.once.Do(func() {
+		cache := &avro.SchemaCache{}
+		s.key, s.err = avro.ParseWithCache(`{"type":"record","name":"Key","namespace":"shop.public.parts","fields":[{"name":"id","type":"long"}]}`, "", cache)
+		if s.err != nil {
+			return
+		}
+		s.value, s.err = avro.ParseWithCache(`{"type":"record","name":"Envelope","namespace":"shop.public.parts","fields":[
+			{"name":"before","type":["null",{"type":"record","name":"Value","fields":[{"name":"id","type":"long"},{"name":"v","type":["null","string"],"default":null}]}],"default":null},
+			{"name":"after","type":["null","Value"],"default":null},
+			{"name":"source","type":{"type":"record","name":"Source","namespace":"io.eddy.postgres","fields":[
+				{"name":"version","type":"string"},{"name":"connector","type":"string"},{"name":"name","type":"string"},
+				{"name":"ts_ms","type":"long"},{"name":"snapshot","type":["null","string"]},{"name":"db","type":"string"},
+				{"name":"schema","type":"string"},{"name":"table","type":"string"},
+				{"name":"txId","type":["null","long"],"default":null},{"name":"lsn","type":["null","long"],"default":null}]}},
+			{"name":"op","type":"string"},
+			{"name":"ts_ms","type":["null","long"],"default":null}]}`, "", cache)
+	})
+	return s.key, s.value, s.err
+}
+
+// change is one change of the suite's table.
+type change struct {
+	part int
+	op   string // c, u, d, t
+	id   int64
+	v    *string
+}
+
+func c(id int64, v string) change { return change{op: "c", id: id, v: &v} }
+func u(id int64, v string) change { return change{op: "u", id: id, v: &v} }
+func cNull(id int64) change       { return change{op: "c", id: id} }
+func d(id int64) change           { return change{op: "d", id: id} }
+func truncate() change            { return change{op: "t"} }
+
+func (ch change) onPartition(p int) change { ch.part = p; return ch }
+
+// sinkRun is one sink instance on one destination, with the records it
+// was given and the model of what the destination must hold.
+type sinkRun struct {
+	t      *testing.T
+	tg     SinkTarget
+	params map[string]any
+	sink   connect.Sink
+	raw    bool
+	next   map[int]int64     // next offset per partition
+	sent   []connect.Record  // every record built, by offset order
+	chs    []change          // the change of each of sent
+	bodies [][]byte          // what poison overwrites
+	model  map[string]string // Upsert: id -> v
+	log    []Row             // Append: every record delivered
+	done   map[elog.TopicPartition]int64
+}
+
+func (r *sinkRun) open() {
+	r.t.Helper()
+	cat, err := connect.BuiltinCatalog()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	p, err := connect.NewParams(cat.Plugin(r.tg.Plugin), r.params)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	s, err := r.tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := s.Open(context.Background()); err != nil {
+		r.t.Fatal(err)
+	}
+	r.sink = s
+	if os, ok := s.(connect.OffsetStore); ok { // as the runtime does before the first write
+		if _, err := os.Offsets(context.Background()); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	rv, ok := s.(connect.RawValueSink)
+	r.raw = ok && rv.RawValues()
+	r.t.Cleanup(func() { s.Close() })
+}
+
+func newRun(t *testing.T, tg SinkTarget) *sinkRun {
+	r := &sinkRun{t: t, tg: tg, params: tg.Destination(t), next: map[int]int64{}, model: map[string]string{}, done: map[elog.TopicPartition]int64{}}
+	r.open()
+	return r
+}
+
+// records builds the records of changes with the next offsets, as the
+// runtime hands them over: Avro bodies for a raw sink, the value model
+// otherwise, with the headers a source connector writes.
+func (r *sinkRun) records(changes ...change) []connect.Record {
+	r.t.Helper()
+	keyS, valS, err := schemas()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	out := make([]connect.Record, 0, len(changes))
+	for _, ch := range changes {
+		off := r.next[ch.part]
+		r.next[ch.part]++
+		var img any
+		if ch.op != "t" {
+			var v any
+			if ch.v != nil {
+				v = map[string]any{"string": *ch.v}
+			}
+			img = map[string]any{"shop.public.parts.Value": map[string]any{"id": ch.id, "v": v}}
+		}
+		env := map[string]any{"before": nil, "after": nil, "op": ch.op, "ts_ms": nil,
+			"source": map[string]any{"version": "eddy", "connector": "postgresql", "name": "shop", "ts_ms": int64(1767225600000),
+				"snapshot": nil, "db": "shop", "schema": "public", "table": "parts", "txId": nil, "lsn": nil}}
+		if ch.op == "d" {
+			env["before"] = img
+		} else if ch.op != "t" {
+			env["after"] = img
+		}
+		body, err := avro.Marshal(valS, env)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		pos := fmt.Appendf(nil, "%d-%012d", ch.part, off)
+		rec := connect.Record{Topic: Topic, Partition: ch.part, Offset: off, Timestamp: time.UnixMilli(1767225600000 + off),
+			ValueSchema: valS, Headers: []elog.Header{{Key: connect.HeaderConnector, Value: []byte("pg")}, {Key: connect.HeaderPosition, Value: pos}}}
+		r.bodies = append(r.bodies, body, pos)
+		av, err := connect.NewAvroValue(valS, 1, body)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		rec.Value = av
+		if !r.raw {
+			if rec.Value, err = av.Decode(); err != nil {
+				r.t.Fatal(err)
+			}
+		}
+		if ch.op != "t" {
+			kb, err := avro.Marshal(keyS, map[string]any{"id": ch.id})
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			r.bodies = append(r.bodies, kb)
+			kv, err := connect.NewAvroValue(keyS, 2, kb)
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			rec.Key, rec.KeySchema = kv, keyS
+			if !r.raw {
+				if rec.Key, err = kv.Decode(); err != nil {
+					r.t.Fatal(err)
+				}
+			}
+		}
+		out = append(out, rec)
+		r.sent = append(r.sent, rec)
+		r.chs = append(r.chs, ch)
+	}
+	return out
+}
+
+// delivered notes that recs reached the destination, in the model.
+func (r *sinkRun) delivered(recs []connect.Record) {
+	for _, rec := range recs {
+		tp := elog.TopicPartition{Topic: rec.Topic, Partition: rec.Partition}
+		if rec.Offset < r.done[tp] {
+			continue // sent again: applies nothing
+		}
+		r.done[tp] = rec.Offset + 1
+		ch := r.changeOf(rec)
+		v := ""
+		if ch.v != nil {
+			v = *ch.v
+		}
+		key := fmt.Sprint(ch.id)
+		r.log = append(r.log, Row{Partition: rec.Partition, Offset: rec.Offset, Op: ch.op, Key: key, Value: v})
+		switch ch.op {
+		case "c", "u", "r":
+			r.model[key] = v
+		case "d":
+			delete(r.model, key)
+		case "t":
+			clear(r.model)
+		}
+	}
+	if r.tg.Semantics == Append {
+		for i := range r.log {
+			if r.log[i].Op == "t" {
+				r.log[i].Key = ""
+			}
+		}
+	}
+}
+
+// changeOf reads a record's change back from its position in sent.
+func (r *sinkRun) changeOf(rec connect.Record) change {
+	for i := range r.sent {
+		if r.sent[i].Partition == rec.Partition && r.sent[i].Offset == rec.Offset {
+			return r.chs[i]
+		}
+	}
+	r.t.Fatalf("record p%d@%d was never built", rec.Partition, rec.Offset)
+	return change{}
+}
+
+// write sends recs and, when the sink takes them, notes them delivered.
+func (r *sinkRun) write(recs []connect.Record) error {
+	err := r.sink.Write(context.Background(), recs)
+	var re *connect.RecordError
+	switch {
+	case err == nil:
+		r.delivered(recs)
+	case errors.As(err, &re):
+		r.delivered(recs[:re.Index])
+	}
+	return err
+}
+
+func (r *sinkRun) mustWrite(recs []connect.Record) {
+	r.t.Helper()
+	if err := r.write(recs); err != nil {
+		r.t.Fatalf("write of %d records: %v", len(recs), err)
+	}
+}
+
+// flush closes the sink (so a buffering one writes out) and opens a new
+// one on the same destination.
+func (r *sinkRun) reopen() {
+	r.t.Helper()
+	if err := r.sink.Close(); err != nil {
+		r.t.Fatalf("close: %v", err)
+	}
+	r.open()
+}
+
+// check compares the destination with the model.
+func (r *sinkRun) check(what string) {
+	r.t.Helper()
+	got := r.tg.Read(r.t, r.params)
+	var want []Row
+	if r.tg.Semantics == Upsert {
+		for k, v := range r.model {
+			want = append(want, Row{Key: k, Value: v})
+		}
+		for i := range got {
+			got[i] = Row{Key: got[i].Key, Value: got[i].Value}
+		}
+	} else {
+		want = slices.Clone(r.log)
+	}
+	sortRows(got)
+	sortRows(want)
+	if !slices.Equal(got, want) {
+		r.t.Fatalf("%s: the destination holds\n  %v\nwant\n  %v", what, got, want)
+	}
+}
+
+func sortRows(rs []Row) {
+	sort.Slice(rs, func(i, j int) bool {
+		a, b := rs[i], rs[j]
+		if a.Partition != b.Partition {
+			return a.Partition < b.Partition
+		}
+		if a.Offset != b.Offset {
+			return a.Offset < b.Offset
+		}
+		return a.Key < b.Key
+	})
+}
+
+// SinkSuite runs the sink contract against tg.
+func SinkSuite(t *testing.T, tg SinkTarget) {
+	t.Run("writes every kind of change", func(t *testing.T) {
+		r := newRun(t, tg)
+		r.mustWrite(r.records(c(1, "a"), c(2, "b"), c(3, "c"), u(2, "bb"), d(3), cNull(4), c(5, "unicode ✓ ünï")))
+		r.check("after creates, an update, a delete and a NULL")
+		r.mustWrite(r.records(truncate(), c(6, "e"), u(1, "z"), c(7, strings.Repeat("x", 100_000))))
+		r.check("after a truncate, an update of a row it removed and a large value")
+		r.mustWrite(nil)
+		r.check("after an empty write")
+	})
+	t.Run("a write sent again applies nothing twice", func(t *testing.T) {
+		r := newRun(t, tg)
+		first := r.records(c(10, "a"), u(10, "b"), u(10, "c"), c(11, "x"))
+		r.mustWrite(first)
+		r.mustWrite(first[:2]) // an older batch again: the runtime's retry after a commit it did not see
+		r.check("after an older batch came again")
+		r.mustWrite(append(first[2:], r.records(u(11, "y"), c(12, "n"))...)) // overlapping: only the new part applies
+		r.check("after a batch overlapping what was applied")
+		r.reopen()
+		r.mustWrite(first)
+		r.check("after the first batch came again to a new instance")
+	})
+	t.Run("poisoned fetches", func(t *testing.T) {
+		r := newRun(t, tg)
+		for i := range 5 {
+			batch := r.records(c(int64(20+i), "v"), u(int64(20+i), fmt.Sprint("w", i)), c(int64(40+i), "keep"))
+			r.mustWrite(batch)
+			for _, b := range r.bodies { // the runtime reuses fetch buffers once Write returns
+				for j := range b {
+					b[j] = 0xdb
+				}
+			}
+			r.bodies = nil
+		}
+		r.reopen()
+		r.check("after every fetch was overwritten once written")
+	})
+	if tg.Refuse != nil {
+		t.Run("a record the destination refuses is named by its index", func(t *testing.T) {
+			r := newRun(t, tg)
+			r.mustWrite(r.records(c(1, "made")))
+			tg.Refuse(t, r.params)
+			batch := r.records(c(30, "ok"), c(31, "ok"), c(32, poison), c(33, "ok"))
+			err := r.write(batch)
+			var re *connect.RecordError
+			if !errors.As(err, &re) || re.Index != 2 {
+				t.Fatalf("write with a refused record at 2: %v, want a RecordError at index 2", err)
+			}
+			if connect.IsPermanent(err) {
+				t.Fatalf("a record's fault is marked permanent: %v", err)
+			}
+			r.check("the records before the refused one are delivered, none after")
+			r.mustWrite(batch[3:])
+			r.check("after the rest")
+		})
+	}
+	for name, brk := range tg.Breaks {
+		t.Run("target fault: "+name, func(t *testing.T) {
+			r := newRun(t, tg)
+			r.mustWrite(r.records(c(1, "before")))
+			heal := brk(t, r.params)
+			batch := r.records(c(50, "a"), u(1, "changed"), d(50))
+			err := r.write(batch)
+			var re *connect.RecordError
+			if err == nil || errors.As(err, &re) || connect.IsPermanent(err) {
+				heal()
+				t.Fatalf("write to a target that is %s: %v, want an error the runtime retries (no record's fault)", name, err)
+			}
+			heal()
+			var retryErr error
+			for range 50 { // the runtime retries the whole batch until the target is back
+				if retryErr = r.write(batch); retryErr == nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if retryErr != nil {
+				t.Fatalf("the target healed, the retry: %v", retryErr)
+			}
+			r.check("after the retry")
+		})
+	}
+	if tg.Disconnect != nil {
+		t.Run("connections closed mid-write", func(t *testing.T) {
+			r := newRun(t, tg)
+			var changes []change
+			for i := range 20000 {
+				changes = append(changes, c(int64(i), fmt.Sprint("v", i)))
+			}
+			batch := r.records(changes...)
+			errc := make(chan error, 1)
+			go func() { errc <- r.sink.Write(context.Background(), batch) }()
+			time.Sleep(20 * time.Millisecond)
+			tg.Disconnect(t, r.params)
+			err := <-errc
+			var re *connect.RecordError
+			if errors.As(err, &re) || connect.IsPermanent(err) {
+				t.Fatalf("a closed connection reported as %v", err)
+			}
+			for try := 0; err != nil && try < 50; try++ {
+				time.Sleep(100 * time.Millisecond)
+				err = r.sink.Write(context.Background(), batch)
+			}
+			if err != nil {
+				t.Fatalf("retries after the connections closed: %v", err)
+			}
+			r.delivered(batch)
+			r.check("after a write cut short and sent again")
+		})
+	}
+	t.Run("resumes from its own offsets", func(t *testing.T) {
+		r := newRun(t, tg)
+		if _, ok := r.sink.(connect.OffsetStore); !ok {
+			t.Skip("the sink keeps no offsets of its own: the group's are the resume point")
+		}
+		r.mustWrite(r.records(c(1, "a"), c(2, "b").onPartition(1), c(3, "c"), u(1, "a2"), c(5, "e").onPartition(1)))
+		r.reopen()
+		got, err := r.sink.(connect.OffsetStore).Offsets(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[elog.TopicPartition]int64{{Topic: Topic, Partition: 0}: 3, {Topic: Topic, Partition: 1}: 2}
+		for tp, n := range want {
+			if got[tp] != n {
+				t.Fatalf("offsets after a restart: %v, want %v", got, want)
+			}
+		}
+	})
+	t.Run("close twice", func(t *testing.T) {
+		r := newRun(t, tg)
+		r.mustWrite(r.records(c(1, "a")))
+		if err := r.sink.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		if err := r.sink.Close(); err != nil {
+			t.Fatalf("second close: %v", err)
+		}
+	})
+	t.Run("bad config refused at construction", func(t *testing.T) {
+		cat, err := connect.BuiltinCatalog()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bc := range tg.BadConfigs {
+			p, err := connect.NewParams(cat.Plugin(tg.Plugin), bc.Params)
+			if err == nil {
+				_, err = tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			}
+			if err == nil || !strings.Contains(err.Error(), bc.Key) {
+				t.Errorf("config %v: %v, want an error naming %s", bc.Params, err, bc.Key)
+			}
+		}
+	})
+}

@@ -1,0 +1,204 @@
+package sql
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eddy-cdc/eddy/connect/connecttest"
+)
+
+// postgres-sink under the sink contract, against the local PostgreSQL.
+func TestPostgresSinkContract(t *testing.T) {
+	ctx := context.Background()
+	connectTo := func(t *testing.T, params map[string]any) *pgx.Conn {
+		t.Helper()
+		c, err := pgx.Connect(ctx, params["dsn"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(ctx) })
+		return c
+	}
+	exec := func(t *testing.T, c *pgx.Conn, q string) {
+		t.Helper()
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	terminate := func(t *testing.T, c *pgx.Conn) {
+		exec(t, c, "select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()")
+	}
+	connecttest.SinkSuite(t, connecttest.SinkTarget{
+		Plugin:      "postgres-sink",
+		New:         NewPostgres,
+		Semantics:   connecttest.Upsert,
+		Destination: func(t *testing.T) map[string]any { return map[string]any{"dsn": testDatabase(t)} },
+		Read: func(t *testing.T, params map[string]any) []connecttest.Row {
+			c := connectTo(t, params)
+			rows, err := c.Query(ctx, "select id::text, coalesce(v, '') from public_parts")
+			if err != nil {
+				if strings.Contains(err.Error(), "42P01") {
+					return nil // not made yet
+				}
+				t.Fatal(err)
+			}
+			var out []connecttest.Row
+			for rows.Next() {
+				var r connecttest.Row
+				if err := rows.Scan(&r.Key, &r.Value); err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, r)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		},
+		Refuse: func(t *testing.T, params map[string]any) {
+			exec(t, connectTo(t, params), "alter table public_parts add constraint no_poison check (v is distinct from 'poison')")
+		},
+		Breaks: map[string]func(*testing.T, map[string]any) func(){
+			"read-only": func(t *testing.T, params map[string]any) func() {
+				c := connectTo(t, params)
+				exec(t, c, "do $$ begin execute format('alter database %I set default_transaction_read_only = on', current_database()); end $$")
+				terminate(t, c)
+				return func() {
+					exec(t, c, "do $$ begin execute format('alter database %I set default_transaction_read_only = off', current_database()); end $$")
+				}
+			},
+		},
+		Disconnect: func(t *testing.T, params map[string]any) { terminate(t, connectTo(t, params)) },
+		BadConfigs: []connecttest.BadConfig{
+			{Params: map[string]any{}, Key: "dsn"},
+			{Params: map[string]any{"dsn": "host=x port=notaport"}, Key: "dsn"},
+			{Params: map[string]any{"dsn": "postgres://x/y", "mode": "sideways"}, Key: "mode"},
+			{Params: map[string]any{"dsn": "postgres://x/y", "primary_key": "fields"}, Key: "primary_key"},
+			{Params: map[string]any{"dsn": "postgres://x/y", "flush_interval": "1h"}, Key: "flush_interval"},
+			{Params: map[string]any{"dsn": "postgres://x/y", "batch_size": -1}, Key: "batch_size"},
+		},
+	})
+}
+
+const mariaAddr = "127.0.0.1:3306"
+
+// mariaDatabase makes a database on the local MariaDB with a user of its
+// own (all rights on it and no other) and returns the sink's DSN and the
+// names.
+func mariaDatabase(t *testing.T) (dsn, db, user string) {
+	t.Helper()
+	if c, err := net.DialTimeout("tcp", mariaAddr, 2*time.Second); err != nil {
+		t.Skipf("MariaDB is not running (run scripts/test-services.sh): %v", err)
+	} else {
+		c.Close()
+	}
+	root := mariaRoot(t)
+	n := rand.IntN(1e9)
+	db, user = fmt.Sprintf("eddy_sqlsink_%d", n), fmt.Sprintf("eddy_sink_%d", n)
+	for _, q := range []string{
+		"create database " + db,
+		"create user '" + user + "'@'127.0.0.1' identified by 'pw'",
+		"grant all on `" + db + "`.* to '" + user + "'@'127.0.0.1'",
+	} {
+		if _, err := root.Execute(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		c := mariaRoot(t)
+		c.Execute("drop database " + db)
+		c.Execute("drop user '" + user + "'@'127.0.0.1'")
+	})
+	return "mysql://" + user + ":pw@" + mariaAddr + "/" + db, db, user
+}
+
+func mariaRoot(t *testing.T) *client.Conn {
+	t.Helper()
+	c, err := client.Connect(mariaAddr, "root", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// killUser ends every session of user, as a server restart would.
+func killUser(t *testing.T, user string) {
+	t.Helper()
+	root := mariaRoot(t)
+	res, err := root.Execute("select id from information_schema.processlist where user = ?", user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range res.RowNumber() {
+		id, _ := res.GetInt(i, 0)
+		root.Execute(fmt.Sprintf("kill %d", id))
+	}
+}
+
+// mysql-sink under the sink contract, against the local MariaDB.
+func TestMySQLSinkContract(t *testing.T) {
+	users := map[string][2]string{} // dsn -> db, user
+	connecttest.SinkSuite(t, connecttest.SinkTarget{
+		Plugin:    "mysql-sink",
+		New:       NewMySQL,
+		Semantics: connecttest.Upsert,
+		Destination: func(t *testing.T) map[string]any {
+			dsn, db, user := mariaDatabase(t)
+			users[dsn] = [2]string{db, user}
+			return map[string]any{"dsn": dsn}
+		},
+		Read: func(t *testing.T, params map[string]any) []connecttest.Row {
+			root := mariaRoot(t)
+			res, err := root.Execute("select id, coalesce(v, '') from `" + users[params["dsn"].(string)][0] + "`.public_parts")
+			if err != nil {
+				if strings.Contains(err.Error(), "1146") {
+					return nil
+				}
+				t.Fatal(err)
+			}
+			var out []connecttest.Row
+			for i := range res.RowNumber() {
+				id, _ := res.GetInt(i, 0)
+				v, _ := res.GetString(i, 1)
+				out = append(out, connecttest.Row{Key: fmt.Sprint(id), Value: v})
+			}
+			return out
+		},
+		Refuse: func(t *testing.T, params map[string]any) {
+			q := "alter table `" + users[params["dsn"].(string)][0] + "`.public_parts add constraint no_poison check (v is null or v <> 'poison')"
+			if _, err := mariaRoot(t).Execute(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		},
+		Breaks: map[string]func(*testing.T, map[string]any) func(){
+			"rights revoked": func(t *testing.T, params map[string]any) func() {
+				du := users[params["dsn"].(string)]
+				if _, err := mariaRoot(t).Execute("revoke insert, update, delete on `" + du[0] + "`.* from '" + du[1] + "'@'127.0.0.1'"); err != nil {
+					t.Fatal(err)
+				}
+				killUser(t, du[1])
+				return func() {
+					if _, err := mariaRoot(t).Execute("grant all on `" + du[0] + "`.* to '" + du[1] + "'@'127.0.0.1'"); err != nil {
+						t.Fatal(err)
+					}
+				}
+			},
+		},
+		Disconnect: func(t *testing.T, params map[string]any) { killUser(t, users[params["dsn"].(string)][1]) },
+		BadConfigs: []connecttest.BadConfig{
+			{Params: map[string]any{}, Key: "dsn"},
+			{Params: map[string]any{"dsn": "postgres://x/y"}, Key: "dsn"},
+			{Params: map[string]any{"dsn": "mysql://u@h:3306/db", "mode": "sideways"}, Key: "mode"},
+			{Params: map[string]any{"dsn": "mysql://u@h:3306/db", "primary_key": "fields"}, Key: "primary_key"},
+		},
+	})
+}
