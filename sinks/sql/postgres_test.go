@@ -7,50 +7,20 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/testdb"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
 // testDatabase makes a database of its own on the local PostgreSQL and
 // returns its DSN; it is dropped when the test ends.
-func testDatabase(t *testing.T) string {
-	t.Helper()
-	if c, err := net.DialTimeout("tcp", "127.0.0.1:5432", 2*time.Second); err != nil {
-		t.Skipf("PostgreSQL is not running (run scripts/test-services.sh): %v", err)
-	} else {
-		c.Close()
-	}
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mine := fmt.Sprintf("eddy_sqlsink_%d_", os.Getpid())
-	if rows, err := admin.Query(ctx, "select datname from pg_database where datname like 'eddy_sqlsink_%' and datname not like $1", mine+"%"); err == nil {
-		stale, _ := pgx.CollectRows(rows, pgx.RowTo[string]) // left by a killed run
-		for _, db := range stale {
-			admin.Exec(ctx, "drop database "+db+" with (force)")
-		}
-	}
-	name := fmt.Sprintf("%s%d", mine, time.Now().UnixNano()%1e9)
-	if _, err := admin.Exec(ctx, "create database "+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		admin.Exec(ctx, "drop database "+name+" with (force)")
-		admin.Close(ctx)
-	})
-	return "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable"
-}
+func testDatabase(t *testing.T) string { return testdb.Postgres(t, "eddy_sqlsink") }
 
 // partsRecords returns a maker of records of table parts (id long, v
 // string) as the runtime hands them to a raw sink: record i with op c, u,

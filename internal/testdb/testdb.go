@@ -1,0 +1,66 @@
+// Package testdb gives tests a database of their own on the local servers
+// that scripts/test-services.sh starts: PostgreSQL on 127.0.0.1:5432.
+package testdb
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// PostgresAdmin is the superuser DSN of the local PostgreSQL.
+const PostgresAdmin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+var seq atomic.Int64
+
+// Postgres makes a database on the local PostgreSQL, dropped (with the
+// replication slots on it) when the test ends, and returns its DSN. It
+// skips the test when the server is not running. prefix names the
+// package's databases, so a killed run's leftovers can be dropped.
+func Postgres(t testing.TB, prefix string) string {
+	t.Helper()
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:5432", 2*time.Second); err != nil {
+		t.Skipf("PostgreSQL is not running (run scripts/test-services.sh): %v", err)
+	} else {
+		c.Close()
+	}
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, PostgresAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	mine := fmt.Sprintf("%s_%d_", prefix, os.Getpid())
+	admin.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database like $1 and database not like $2 and not active", prefix+"_%", mine+"%")
+	if rows, err := admin.Query(ctx, "select datname from pg_database where datname like $1 and datname not like $2", prefix+"_%", mine+"%"); err == nil {
+		stale, _ := pgx.CollectRows(rows, pgx.RowTo[string]) // left by a killed run
+		for _, db := range stale {
+			admin.Exec(ctx, "drop database "+db+" with (force)")
+		}
+	}
+	name := fmt.Sprintf("%s%d_%d", mine, time.Now().UnixNano()%1e9, seq.Add(1))
+	if _, err := admin.Exec(ctx, "create database "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		admin, err := pgx.Connect(ctx, PostgresAdmin)
+		if err != nil {
+			return
+		}
+		defer admin.Close(ctx)
+		for try := 0; try < 50; try++ { // a walsender may hold its slot a moment after its client went
+			if _, err := admin.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = $1", name); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		admin.Exec(ctx, "drop database "+name+" with (force)")
+	})
+	return "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable"
+}

@@ -1,0 +1,80 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eddy-cdc/eddy/connect/connecttest"
+	"github.com/eddy-cdc/eddy/internal/testdb"
+)
+
+var slotSeq atomic.Int64
+
+// postgres-source under the source contract, against the local
+// PostgreSQL (wal_level logical, as scripts/test-services.sh sets it up).
+func TestPostgresSourceContract(t *testing.T) {
+	ctx := context.Background()
+	conn := func(t *testing.T, params map[string]any) *pgx.Conn {
+		t.Helper()
+		c, err := pgx.Connect(ctx, params["dsn"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(ctx) })
+		return c
+	}
+	connecttest.SourceSuite(t, connecttest.SourceTarget{
+		Plugin: "postgres-source",
+		New:    New,
+		Origin: func(t *testing.T, rows int) map[string]any {
+			dsn := testdb.Postgres(t, "eddy_pgsource")
+			params := map[string]any{"dsn": dsn, "tables": []any{"public.parts"}, "topic_prefix": "shop",
+				"slot": fmt.Sprintf("eddy_contract_%d", slotSeq.Add(1)), "publication": "eddy_contract", "batch_size": 100}
+			c := conn(t, params)
+			if _, err := c.Exec(ctx, "create table parts (id bigint primary key, v text)"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Exec(ctx, "insert into parts select g, 'v' || g from generate_series(1, $1) g", rows); err != nil {
+				t.Fatal(err)
+			}
+			return params
+		},
+		Exec: func(t *testing.T, params map[string]any, stmts ...string) {
+			c := conn(t, params)
+			for _, st := range stmts {
+				f := strings.SplitN(st, " ", 3)
+				var err error
+				switch f[0] {
+				case "insert":
+					_, err = c.Exec(ctx, "insert into parts values ($1, $2)", f[1], f[2])
+				case "update":
+					_, err = c.Exec(ctx, "update parts set v = $2 where id = $1", f[1], f[2])
+				case "delete":
+					_, err = c.Exec(ctx, "delete from parts where id = $1", f[1])
+				default:
+					t.Fatalf("statement %q", st)
+				}
+				if err != nil {
+					t.Fatalf("%s: %v", st, err)
+				}
+			}
+		},
+		Disconnect: func(t *testing.T, params map[string]any) {
+			if _, err := conn(t, params).Exec(ctx, "select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()"); err != nil {
+				t.Fatal(err)
+			}
+		},
+		BadConfigs: []connecttest.BadConfig{
+			{Params: map[string]any{"tables": []any{"public.x"}}, Key: "dsn"},
+			{Params: map[string]any{"dsn": "postgres://x/y"}, Key: "tables"},
+			{Params: map[string]any{"dsn": "postgres://x/y", "tables": []any{"public.x"}, "snapshot": "sometimes"}, Key: "snapshot"},
+			{Params: map[string]any{"dsn": "postgres://x/y", "tables": []any{"public.x"}, "slot_check_interval": "-1s"}, Key: "slot_check_interval"},
+			{Params: map[string]any{"dsn": "postgres://x/y", "tables": []any{"public.x"}, "orphan_slots": "burn"}, Key: "orphan_slots"},
+		},
+	})
+}
