@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eddy-cdc/eddy/connect"
@@ -209,16 +208,23 @@ connectors:
 				continue
 			}
 			a := tableRows(t, src, "select id, v, note from "+tb+" order by id")
-			for target, rows := range map[string][]string{
-				"PostgreSQL": tableRows(t, dst, "select id, v, note from public_"+tb+" order by id"),
-				"MariaDB":    mariaRows(t, my, "select id, v, note from public_"+tb+" order by id"),
+			for _, target := range []struct {
+				name string
+				rows []string
+				// whole compares whole rows, every type, when the keys are there
+				whole func() (want, got []string)
+			}{
+				{"PostgreSQL", tableRows(t, dst, "select id, v, note from public_"+tb+" order by id"), func() ([]string, []string) {
+					return tableRows(t, src, "select t::text from "+tb+" t order by id"), tableRows(t, dst, "select t::text from public_"+tb+" t order by id")
+				}},
+				{"MariaDB", mariaRows(t, my, "select id, v, note from public_"+tb+" order by id"), nil},
 			} {
-				want := a
-				if target == "PostgreSQL" && len(a) == len(rows) { // the whole row, every type, when the keys are there
-					want, rows = tableRows(t, src, "select t::text from "+tb+" t order by id"), tableRows(t, dst, "select t::text from public_"+tb+" t order by id")
+				want, rows := a, target.rows
+				if target.whole != nil && len(a) == len(rows) {
+					want, rows = target.whole()
 				}
 				if d, keys := firstDiff(want, rows); d != "" {
-					diffs = append(diffs, target+" "+tb+": "+d)
+					diffs = append(diffs, target.name+" "+tb+": "+d)
 					for _, k := range keys {
 						if !slices.Contains(suspects[tb], k) {
 							suspects[tb] = append(suspects[tb], k)
@@ -271,6 +277,45 @@ connectors:
 // A row the target refuses (a CHECK constraint there) is found by the
 // sink halving the failed batch and dead-lettered; every other row and
 // the offsets are applied. On PostgreSQL and on MariaDB.
+// sinkDestination is a database sink's target in the integration tests:
+// its plugin and DSN, and a way to run a statement and count.
+type sinkDestination struct {
+	plugin, dsn string
+	exec        func(q string)
+	count       func(q string) int64
+}
+
+var sinkDestinations = map[string]func(t *testing.T) sinkDestination{
+	"postgres": func(t *testing.T) sinkDestination {
+		dsn, c := testDB(t)
+		ctx := context.Background()
+		return sinkDestination{plugin: "postgres-sink", dsn: dsn,
+			exec: func(q string) {
+				if _, err := c.Exec(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			},
+			count: func(q string) (n int64) { c.QueryRow(ctx, q).Scan(&n); return n }}
+	},
+	"mariadb": func(t *testing.T) sinkDestination {
+		dsn, c := mariaDB(t)
+		return sinkDestination{plugin: "mysql-sink", dsn: dsn,
+			exec: func(q string) {
+				if _, err := c.Execute(q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			},
+			count: func(q string) int64 {
+				res, err := c.Execute(q)
+				if err != nil {
+					return -1
+				}
+				n, _ := res.GetInt(0, 0)
+				return n
+			}}
+	},
+}
+
 func TestSinkPoisonRecord(t *testing.T) {
 	const rows, poison = 5000, 3777
 	for _, target := range []string{"postgres", "mariadb"} {
@@ -284,36 +329,12 @@ func TestSinkPoisonRecord(t *testing.T) {
 				t.Fatal(err)
 			}
 			const ddl = "create table public_orders (id int primary key, v bigint not null, note text, check (note <> 'poison'))"
-			var dstDSN string
-			var count func() (n, next int64)
-			if target == "postgres" {
-				var dst *pgx.Conn
-				dstDSN, dst = testDB(t)
-				if _, err := dst.Exec(ctx, ddl); err != nil {
-					t.Fatal(err)
-				}
-				count = func() (n, next int64) {
-					dst.QueryRow(ctx, "select count(*) from public_orders").Scan(&n)
-					dst.QueryRow(ctx, "select coalesce(max(next_offset), 0) from eddy_offsets where connector = 'replica'").Scan(&next)
-					return n, next
-				}
-			} else {
-				var my *client.Conn
-				dstDSN, my = mariaDB(t)
-				if _, err := my.Execute(ddl); err != nil {
-					t.Fatal(err)
-				}
-				count = func() (n, next int64) {
-					if res, err := my.Execute("select count(*) from public_orders"); err == nil {
-						n, _ = res.GetInt(0, 0)
-					}
-					if res, err := my.Execute("select coalesce(max(next_offset), 0) from eddy_offsets where connector = 'replica'"); err == nil {
-						next, _ = res.GetInt(0, 0)
-					}
-					return n, next
-				}
+			dest := sinkDestinations[target](t)
+			dest.exec(ddl)
+			count := func() (n, next int64) {
+				return dest.count("select count(*) from public_orders"), dest.count("select coalesce(max(next_offset), 0) from eddy_offsets where connector = 'replica'")
 			}
-			plugin := map[string]string{"postgres": "postgres-sink", "mariadb": "mysql-sink"}[target]
+			plugin, dstDSN := dest.plugin, dest.dsn
 			p := replicaPipeline(t, 1, srcDSN, plugin, dstDSN, "errors: {tolerance: all, dead_letter_topic: replica.dlq}")
 			deadline := time.Now().Add(time.Minute)
 			for {
