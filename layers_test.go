@@ -22,6 +22,8 @@ var layerRules = []struct {
 	{"registry", func(dep string) bool { return dep == "log" }, "the registry is built on the log alone"},
 	{"connect", func(dep string) bool { return !strings.HasPrefix(dep, "sources/") && !strings.HasPrefix(dep, "sinks/") },
 		"the runtime knows plugins only through its interfaces"},
+	{"admin", func(dep string) bool { return !strings.HasPrefix(dep, "sources/") && !strings.HasPrefix(dep, "sinks/") },
+		"the admin API knows plugins only through the runtime"},
 	{"sources/", func(dep string) bool { return !strings.HasPrefix(dep, "sinks/") && !strings.HasPrefix(dep, "sources/") },
 		"a source depends on no sink and no other source"},
 	{"sinks/", func(dep string) bool { return !strings.HasPrefix(dep, "sources/") && !strings.HasPrefix(dep, "sinks/") },

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/admin"
 	"github.com/eddy-cdc/eddy/internal/access"
 	"github.com/eddy-cdc/eddy/internal/logbuf"
 )
@@ -33,13 +33,13 @@ connectors:
     config: {path: `+filepath.Join(dir, "out.jsonl")+`}
 `)
 	logs := &logbuf.Buffer{}
-	srv := httptest.NewServer(connect.NewAdminServer(connect.NewLocal(h.log), slog.New(slog.NewTextHandler(logs, nil)),
-		connect.WithToken("admin-token-s3cret"),
-		connect.WithUsers([]access.User{
+	srv := httptest.NewServer(admin.NewServer(admin.NewLocal(h.log), slog.New(slog.NewTextHandler(logs, nil)),
+		admin.WithToken("admin-token-s3cret"),
+		admin.WithUsers([]access.User{
 			{Name: "dash", Token: "read-token-s3cret", Role: access.RoleRead},
 			{Name: "ops", Password: "ops-pw-s3cret", Role: access.RoleWrite},
 		}),
-		connect.WithWorker(h.w, h.cat)))
+		admin.WithWorker(h.w, h.cat)))
 	defer srv.Close()
 	waitFor(t, "the topic", 10*time.Second, func() bool { _, err := h.log.Topic("a.public.orders"); return err == nil })
 
@@ -115,19 +115,19 @@ connectors:
 	}
 	// The client says which: 403 is ErrForbidden, 401 ErrUnauthorized.
 	ctx := context.Background()
-	ro, _ := connect.NewClient(srv.URL, "read-token-s3cret")
+	ro, _ := admin.NewClient(srv.URL, "read-token-s3cret")
 	if _, err := ro.ListTopics(ctx); err != nil {
 		t.Fatalf("read client lists topics: %v", err)
 	}
-	if err := ro.ControlConnector(ctx, "gen", "pause"); !errors.Is(err, connect.ErrForbidden) {
+	if err := ro.ControlConnector(ctx, "gen", "pause"); !errors.Is(err, admin.ErrForbidden) {
 		t.Fatalf("read client pauses: %v, want ErrForbidden", err)
 	}
-	basic, _ := connect.NewClient(srv.URL, "", connect.WithUserInfo("ops:ops-pw-s3cret"))
+	basic, _ := admin.NewClient(srv.URL, "", admin.WithUserInfo("ops:ops-pw-s3cret"))
 	if err := basic.ControlConnector(ctx, "gen", "pause"); err != nil {
 		t.Fatalf("admin by HTTP Basic pauses: %v", err)
 	}
-	anon, _ := connect.NewClient(srv.URL, "")
-	if _, err := anon.ListTopics(ctx); !errors.Is(err, connect.ErrUnauthorized) {
+	anon, _ := admin.NewClient(srv.URL, "")
+	if _, err := anon.ListTopics(ctx); !errors.Is(err, admin.ErrUnauthorized) {
 		t.Fatalf("anonymous client: %v, want ErrUnauthorized", err)
 	}
 	out := logs.String()

@@ -1,6 +1,7 @@
 // Package connect is Eddy's runtime: it runs connectors that move changes
-// from sources into the log and from the log into sinks, and serves what
-// people steer them with.
+// from sources into the log and from the log into sinks. The admin API
+// that steers them is package admin; the contract suites every plugin runs
+// are connect/connecttest.
 //
 //   - Catalog is plugins.yaml, embedded in the binary: every source, sink,
 //     transform and job with its parameters' types, defaults, and whether
@@ -30,10 +31,6 @@
 //     topic with Kafka Connect's __connect.errors.* headers (all).
 //   - Converter writes Avro in the Confluent wire format (or JSON) and reads
 //     whatever it finds; Transform implements the single-message transforms.
-//   - AdminServer is the HTTP admin API: Kafka Connect's connector paths,
-//     topics, records, groups with lag, Prometheus /metrics, health.
-//   - Broker is the operations on a log, in this process (LocalBroker) or
-//     over the admin API (Client), for the CLI.
 //
 // This package must never import a source or a sink by name: cmd/eddy
 // assembles Plugins.

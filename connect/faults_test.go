@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-cdc/eddy/admin"
 	"github.com/eddy-cdc/eddy/connect"
 	elog "github.com/eddy-cdc/eddy/log"
 )
@@ -34,7 +35,7 @@ connectors:
     topics: [u.public.orders]
     config: {path: `+filepath.Join(dir, "out.jsonl")+`}
 `)
-	srv := httptest.NewServer(connect.NewAdminServer(connect.NewLocal(h.log), nil, connect.WithWorker(h.w, h.cat)))
+	srv := httptest.NewServer(admin.NewServer(admin.NewLocal(h.log), nil, admin.WithWorker(h.w, h.cat)))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		resp, err := http.Get(srv.URL + path)

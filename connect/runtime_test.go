@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-cdc/eddy/admin"
 	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/internal/datagencheck"
 	elog "github.com/eddy-cdc/eddy/log"
@@ -562,7 +563,7 @@ connectors:
     topics: [a.public.orders]
     config: {password: hunter2}
 `)
-	srv := httptest.NewServer(connect.NewAdminServer(connect.NewLocal(h.log), nil, connect.WithToken("tok"), connect.WithWorker(h.w, h.cat)))
+	srv := httptest.NewServer(admin.NewServer(admin.NewLocal(h.log), nil, admin.WithToken("tok"), admin.WithWorker(h.w, h.cat)))
 	defer srv.Close()
 	call := func(method, path, token string) (int, string) {
 		req, _ := http.NewRequest(method, srv.URL+path, nil)

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/eddy-cdc/eddy/admin"
 	"github.com/eddy-cdc/eddy/connect"
 )
 
@@ -368,9 +369,9 @@ connectors:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(connect.NewAdminServer(connect.NewLocal(p.log), nil, connect.WithWorker(p.w, cat)))
+	srv := httptest.NewServer(admin.NewServer(admin.NewLocal(p.log), nil, admin.WithWorker(p.w, cat)))
 	defer srv.Close()
-	cl, err := connect.NewClient(srv.URL, "")
+	cl, err := admin.NewClient(srv.URL, "")
 	if err != nil {
 		t.Fatal(err)
 	}

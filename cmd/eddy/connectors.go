@@ -10,12 +10,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/eddy-cdc/eddy/admin"
 	"github.com/eddy-cdc/eddy/connect"
 )
 
 // client is the admin API client of --server (default the local
 // server's port).
-func (a *app) client() (*connect.Client, error) {
+func (a *app) client() (*admin.Client, error) {
 	if a.dataDir != "" {
 		return nil, usageError{fmt.Errorf("connectors live in a running `eddy run`: use --server, not --data-dir")}
 	}
@@ -27,7 +28,7 @@ func (a *app) client() (*connect.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewClient(server, a.token, connect.WithHTTPClient(hc), connect.WithUserInfo(a.user))
+	return admin.NewClient(server, a.token, admin.WithHTTPClient(hc), admin.WithUserInfo(a.user))
 }
 
 func (a *app) connectorsCommand() *cobra.Command {

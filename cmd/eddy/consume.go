@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/admin"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -48,7 +48,7 @@ func (a *app) consumeCommand() *cobra.Command {
 			if err != nil {
 				return usageError{fmt.Errorf("--from: %w", err)}
 			}
-			return a.withBroker(func(b connect.Broker) error {
+			return a.withBroker(func(b admin.Broker) error {
 				cons := &consumer{a: a, b: b, topic: args[0], opts: o, spec: spec, out: bufio.NewWriterSize(a.stdout, 256<<10)}
 				if o.decode == "auto" {
 					cons.wire = a.wireDecoder(c.Context(), b)
@@ -85,7 +85,7 @@ type cursor struct {
 
 type consumer struct {
 	a     *app
-	b     connect.Broker
+	b     admin.Broker
 	topic string
 	opts  consumeOpts
 	spec  elog.OffsetSpec
@@ -256,7 +256,7 @@ func (c *consumer) loop(ctx context.Context, cursors []*cursor) (rejoin bool, er
 // decodedRecord is a record whose key or value was Avro in the wire format:
 // shown as the JSON it decodes to, with the schema id beside it.
 type decodedRecord struct {
-	connect.RecordJSON
+	admin.RecordJSON
 	Key         any `json:"key"`
 	Value       any `json:"value"`
 	KeySchema   int `json:"key_schema_id,omitempty"`
@@ -264,7 +264,7 @@ type decodedRecord struct {
 }
 
 func (c *consumer) print(tp elog.TopicPartition, r *elog.Record) error {
-	j := connect.ToRecordJSON(tp.Topic, tp.Partition, r)
+	j := admin.ToRecordJSON(tp.Topic, tp.Partition, r)
 	if c.opts.format == "value" {
 		if js, _, ok := c.wire.decode(r.Value); ok {
 			c.out.Write(js)

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/admin"
 	elog "github.com/eddy-cdc/eddy/log"
 	"github.com/eddy-cdc/eddy/registry"
 )
@@ -25,9 +25,9 @@ type wireDecoder struct {
 
 // wireDecoder chooses where schemas come from: the registry kept in the
 // same data directory, or the --registry (or --server host) URL.
-func (a *app) wireDecoder(ctx context.Context, b connect.Broker) *wireDecoder {
+func (a *app) wireDecoder(ctx context.Context, b admin.Broker) *wireDecoder {
 	d := &wireDecoder{a: a}
-	if lb, ok := b.(*connect.LocalBroker); ok {
+	if lb, ok := b.(*admin.LocalBroker); ok {
 		d.open = func() (*registry.Serde, error) {
 			if _, err := lb.Log.Topic(registry.SchemasTopic); errors.Is(err, elog.ErrUnknownTopic) {
 				return nil, errors.New("this data directory holds no schemas")

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/admin"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -17,7 +17,7 @@ func (a *app) groupsCommand() *cobra.Command {
 		Use:  "list",
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, _ []string) error {
-			return a.withBroker(func(b connect.Broker) error {
+			return a.withBroker(func(b admin.Broker) error {
 				gs, err := b.ListGroups(c.Context())
 				if err != nil {
 					return err
@@ -34,7 +34,7 @@ func (a *app) groupsCommand() *cobra.Command {
 		Short: "Show a group's state, members, committed offsets and lag",
 		Args:  exactArgs(1, "the group name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.withBroker(func(b connect.Broker) error {
+			return a.withBroker(func(b admin.Broker) error {
 				d, err := b.DescribeGroup(c.Context(), args[0])
 				if err != nil {
 					return err
@@ -65,7 +65,7 @@ func (a *app) groupsCommand() *cobra.Command {
 			if err != nil {
 				return usageError{fmt.Errorf("--to: %w", err)}
 			}
-			return a.withBroker(func(b connect.Broker) error {
+			return a.withBroker(func(b admin.Broker) error {
 				res, err := b.ResetGroup(c.Context(), args[0], topic, spec)
 				if err != nil {
 					return err

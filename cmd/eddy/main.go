@@ -18,7 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/admin"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -97,14 +97,14 @@ func (a *app) rootCommand() *cobra.Command {
 }
 
 // broker opens the log named by --data-dir or --server.
-func (a *app) broker() (connect.Broker, error) {
+func (a *app) broker() (admin.Broker, error) {
 	switch {
 	case a.server != "" && a.dataDir != "":
 		return nil, usageError{errors.New("give --data-dir or --server, not both")}
 	case a.server != "":
 		return a.client()
 	case a.dataDir != "":
-		return connect.OpenLocal(a.dataDir, elog.WithLogger(a.logger), elog.WithCleanerInterval(0))
+		return admin.OpenLocal(a.dataDir, elog.WithLogger(a.logger), elog.WithCleanerInterval(0))
 	}
 	return nil, usageError{errors.New("say where the log is: --data-dir DIR or --server URL")}
 }
@@ -142,7 +142,7 @@ func (a *app) httpClient() (*http.Client, error) {
 }
 
 // withBroker runs fn with an open broker and closes it after.
-func (a *app) withBroker(fn func(b connect.Broker) error) error {
+func (a *app) withBroker(fn func(b admin.Broker) error) error {
 	b, err := a.broker()
 	if err != nil {
 		return err

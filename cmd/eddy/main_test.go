@@ -26,6 +26,7 @@ import (
 
 	"github.com/hamba/avro/v2"
 
+	"github.com/eddy-cdc/eddy/admin"
 	"github.com/eddy-cdc/eddy/connect"
 	elog "github.com/eddy-cdc/eddy/log"
 	"github.com/eddy-cdc/eddy/registry"
@@ -65,7 +66,7 @@ func targets() []target {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := httptest.NewServer(connect.NewAdminServer(connect.NewLocal(l), slog.New(slog.NewTextHandler(io.Discard, nil))))
+			srv := httptest.NewServer(admin.NewServer(admin.NewLocal(l), slog.New(slog.NewTextHandler(io.Discard, nil))))
 			t.Cleanup(func() { srv.Close(); l.Close() })
 			return []string{"--server", srv.URL}
 		}},
@@ -107,7 +108,7 @@ func TestTopicsProduceConsume(t *testing.T) {
 			}
 			perKey := map[string][]int{}
 			for _, line := range lines {
-				var rec connect.RecordJSON
+				var rec admin.RecordJSON
 				if err := json.Unmarshal([]byte(line), &rec); err != nil {
 					t.Fatalf("line %q: %v", line, err)
 				}
@@ -196,7 +197,7 @@ func TestFollowWaitsForNewRecords(t *testing.T) {
 	}
 	defer l.Close()
 	tp, _ := l.CreateTopic("live", elog.TopicConfig{})
-	srv := httptest.NewServer(connect.NewAdminServer(connect.NewLocal(l), slog.New(slog.NewTextHandler(io.Discard, nil))))
+	srv := httptest.NewServer(admin.NewServer(admin.NewLocal(l), slog.New(slog.NewTextHandler(io.Discard, nil))))
 	defer srv.Close()
 	go func() {
 		time.Sleep(300 * time.Millisecond)
@@ -315,7 +316,7 @@ func TestRunServesAdminAPIAndLocksTheDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, eddy(t, "", "topics", "create", "users", "--server", base))
-	client, _ := connect.NewClient(base, "")
+	client, _ := admin.NewClient(base, "")
 	if _, err := client.Produce(context.Background(), "users", []elog.Record{{Key: []byte("7"), Value: val}}); err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +404,7 @@ func TestAdminTokenIsRequiredAndNeverShown(t *testing.T) {
 	}
 	defer l.Close()
 	var logs bytes.Buffer
-	srv := httptest.NewServer(connect.NewAdminServer(connect.NewLocal(l), slog.New(slog.NewTextHandler(&logs, nil)), connect.WithToken("s3cret-token")))
+	srv := httptest.NewServer(admin.NewServer(admin.NewLocal(l), slog.New(slog.NewTextHandler(&logs, nil)), admin.WithToken("s3cret-token")))
 	defer srv.Close()
 	for _, c := range []struct {
 		path, auth string

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/admin"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -25,7 +25,7 @@ func (a *app) produceCommand() *cobra.Command {
 			if batch < 1 || batchBytes < 1 {
 				return usageError{fmt.Errorf("--batch and --batch-bytes must be positive")}
 			}
-			return a.withBroker(func(b connect.Broker) error {
+			return a.withBroker(func(b admin.Broker) error {
 				topic := args[0]
 				if _, err := b.DescribeTopic(c.Context(), topic); err != nil {
 					return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/eddy-cdc/eddy/admin"
 	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/internal/access"
 	elog "github.com/eddy-cdc/eddy/log"
@@ -108,8 +109,8 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 		listener  connect.ListenerConfig
 		handler   http.Handler
 	}{
-		{"admin API", "admin_api", cfg.API, connect.NewAdminServer(connect.NewLocal(l), logger,
-			connect.WithUsers(cfg.API.Credentials()), connect.WithWorker(worker, cfg.Catalog()))},
+		{"admin API", "admin_api", cfg.API, admin.NewServer(admin.NewLocal(l), logger,
+			admin.WithUsers(cfg.API.Credentials()), admin.WithWorker(worker, cfg.Catalog()))},
 		{"schema registry", "schema_registry", cfg.Registry, registry.NewAPI(reg, logger, registry.WithUsers(cfg.Registry.Credentials()))},
 	}
 	errc := make(chan error, len(servers))

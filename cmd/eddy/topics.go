@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/eddy-cdc/eddy/admin"
 	"github.com/eddy-cdc/eddy/connect"
 )
 
@@ -22,7 +23,7 @@ func (a *app) topicsCommand() *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			return a.withBroker(func(b connect.Broker) error {
+			return a.withBroker(func(b admin.Broker) error {
 				t, err := b.CreateTopic(c.Context(), args[0], cfg)
 				if err != nil {
 					return err
@@ -48,7 +49,7 @@ func (a *app) topicsCommand() *cobra.Command {
 		Short: "List topics",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, _ []string) error {
-			return a.withBroker(func(b connect.Broker) error {
+			return a.withBroker(func(b admin.Broker) error {
 				ts, err := b.ListTopics(c.Context())
 				if err != nil {
 					return err
@@ -72,7 +73,7 @@ func (a *app) topicsCommand() *cobra.Command {
 		Short: "Show a topic's config and partitions",
 		Args:  exactArgs(1, "the topic name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.withBroker(func(b connect.Broker) error {
+			return a.withBroker(func(b admin.Broker) error {
 				t, err := b.DescribeTopic(c.Context(), args[0])
 				if err != nil {
 					return err
@@ -87,7 +88,7 @@ func (a *app) topicsCommand() *cobra.Command {
 		Short: "Delete a topic and its data",
 		Args:  exactArgs(1, "the topic name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.withBroker(func(b connect.Broker) error {
+			return a.withBroker(func(b admin.Broker) error {
 				if err := b.DeleteTopic(c.Context(), args[0]); err != nil {
 					return err
 				}
@@ -100,7 +101,7 @@ func (a *app) topicsCommand() *cobra.Command {
 	return cmd
 }
 
-func printTopic(a *app, t connect.TopicInfo) {
+func printTopic(a *app, t admin.TopicInfo) {
 	c := t.Config
 	retention := time.Duration(c.Retention).String()
 	if c.Retention < 0 {

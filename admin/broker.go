@@ -1,4 +1,4 @@
-package connect
+package admin
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/eddy-cdc/eddy/connect"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -202,10 +203,10 @@ var errorCodes = []struct {
 	{elog.ErrClosed, 503, "closed"},
 	{ErrUnauthorized, 401, "unauthorized"},
 	{ErrForbidden, 403, "forbidden"},
-	{ErrUnknownConnector, 404, "unknown_connector"},
+	{connect.ErrUnknownConnector, 404, "unknown_connector"},
 	{ErrUnknownPlugin, 404, "unknown_plugin"},
-	{ErrConnectorState, 409, "connector_state"},
-	{ErrHoldsUpstream, 409, "holds_upstream"},
+	{connect.ErrConnectorState, 409, "connector_state"},
+	{connect.ErrHoldsUpstream, 409, "holds_upstream"},
 }
 
 // ErrUnauthorized is a request without credentials the admin API accepts;

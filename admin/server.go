@@ -1,4 +1,4 @@
-package connect
+package admin
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/internal/access"
 	elog "github.com/eddy-cdc/eddy/log"
 )
@@ -27,26 +28,26 @@ const (
 	maxWait          = 30 * time.Second
 )
 
-// AdminServer is the HTTP admin API of `eddy run`: topics, records, groups
+// Server is the HTTP admin API of `eddy run`: topics, records, groups
 // with lag, Prometheus metrics and health checks, over a Broker.
-type AdminServer struct {
+type Server struct {
 	broker Broker
 	log    *slog.Logger
 	mux    *http.ServeMux
 	users  []access.User // when any, credentials are required everywhere but health
 	door   http.Handler  // the mux behind the door policy
 
-	worker  *Worker // optional: connectors, jobs, plugins
-	catalog *Catalog
+	worker  Connectors // optional: connectors, jobs, plugins
+	catalog *connect.Catalog
 }
 
-// AdminOption configures NewAdminServer.
-type AdminOption func(*AdminServer)
+// Option configures NewServer.
+type Option func(*Server)
 
 // WithToken requires "Authorization: Bearer <token>" on every endpoint but
 // /healthz and /readyz, the token having the admin role. Default: no token.
-func WithToken(token string) AdminOption {
-	return func(s *AdminServer) {
+func WithToken(token string) Option {
+	return func(s *Server) {
 		if token != "" {
 			s.users = append(s.users, access.User{Name: "token", Token: token, Role: access.RoleWrite})
 		}
@@ -56,17 +57,17 @@ func WithToken(token string) AdminOption {
 // WithUsers requires one of users' credentials (HTTP Basic or a bearer
 // token) on every endpoint but /healthz and /readyz: the read role may
 // GET, the admin role (access.RoleWrite) may do everything.
-func WithUsers(users []access.User) AdminOption {
-	return func(s *AdminServer) { s.users = append(s.users, users...) }
+func WithUsers(users []access.User) Option {
+	return func(s *Server) { s.users = append(s.users, users...) }
 }
 
-// NewAdminServer builds the API over b; metrics register on a registry of
+// NewServer builds the API over b; metrics register on a registry of
 // the server's own (the Go and process collectors included).
-func NewAdminServer(b Broker, logger *slog.Logger, opts ...AdminOption) *AdminServer {
+func NewServer(b Broker, logger *slog.Logger, opts ...Option) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &AdminServer{broker: b, log: logger, mux: http.NewServeMux()}
+	s := &Server{broker: b, log: logger, mux: http.NewServeMux()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -109,14 +110,14 @@ func NewAdminServer(b Broker, logger *slog.Logger, opts ...AdminOption) *AdminSe
 
 // ServeHTTP serves the API behind its door policy: credentials when users
 // are set, roles, and an audit line for each change.
-func (s *AdminServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.door.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.door.ServeHTTP(w, r) }
 
 type apiError struct {
 	ErrorCode string `json:"error_code"`
 	Message   string `json:"message"`
 }
 
-func (s *AdminServer) fail(w http.ResponseWriter, r *http.Request, err error) {
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := errorStatus(err)
 	if status >= 500 {
 		s.log.Error("admin API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -161,7 +162,7 @@ func queryInt(r *http.Request, name string, def int64) (int64, error) {
 
 // withBody adapts a handler of a JSON request body: it decodes the body
 // (unknown fields are errors), calls fn and writes its answer.
-func withBody[Req any](s *AdminServer, fn func(r *http.Request, req *Req) (any, int, error)) http.HandlerFunc {
+func withBody[Req any](s *Server, fn func(r *http.Request, req *Req) (any, int, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req Req
 		if err := readJSON(r, &req); err != nil {
@@ -173,12 +174,12 @@ func withBody[Req any](s *AdminServer, fn func(r *http.Request, req *Req) (any, 
 }
 
 // noBody adapts a handler that reads only the path and query.
-func noBody(s *AdminServer, fn func(r *http.Request) (any, int, error)) http.HandlerFunc {
+func noBody(s *Server, fn func(r *http.Request) (any, int, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) { s.answer(w, r)(fn(r)) }
 }
 
 // answer writes a handler's result: the error, or the body (none when nil).
-func (s *AdminServer) answer(w http.ResponseWriter, r *http.Request) func(any, int, error) {
+func (s *Server) answer(w http.ResponseWriter, r *http.Request) func(any, int, error) {
 	return func(body any, status int, err error) {
 		switch {
 		case err != nil:
@@ -191,7 +192,7 @@ func (s *AdminServer) answer(w http.ResponseWriter, r *http.Request) func(any, i
 	}
 }
 
-func (s *AdminServer) listTopics(r *http.Request) (any, int, error) {
+func (s *Server) listTopics(r *http.Request) (any, int, error) {
 	ts, err := s.broker.ListTopics(r.Context())
 	if ts == nil {
 		ts = []TopicInfo{}
@@ -204,17 +205,17 @@ type createTopicRequest struct {
 	Config elog.TopicConfig `json:"config"`
 }
 
-func (s *AdminServer) createTopic(r *http.Request, req *createTopicRequest) (any, int, error) {
+func (s *Server) createTopic(r *http.Request, req *createTopicRequest) (any, int, error) {
 	t, err := s.broker.CreateTopic(r.Context(), req.Name, req.Config)
 	return t, 201, err
 }
 
-func (s *AdminServer) describeTopic(r *http.Request) (any, int, error) {
+func (s *Server) describeTopic(r *http.Request) (any, int, error) {
 	t, err := s.broker.DescribeTopic(r.Context(), r.PathValue("topic"))
 	return t, 200, err
 }
 
-func (s *AdminServer) deleteTopic(r *http.Request) (any, int, error) {
+func (s *Server) deleteTopic(r *http.Request) (any, int, error) {
 	return nil, 204, s.broker.DeleteTopic(r.Context(), r.PathValue("topic"))
 }
 
@@ -226,7 +227,7 @@ type produceResponse struct {
 	Offsets []elog.Produced `json:"offsets"`
 }
 
-func (s *AdminServer) produce(r *http.Request, req *produceRequest) (any, int, error) {
+func (s *Server) produce(r *http.Request, req *produceRequest) (any, int, error) {
 	if len(req.Records) == 0 {
 		return nil, 0, fmt.Errorf("%w: no records", ErrBadRequest)
 	}
@@ -249,7 +250,7 @@ type fetchResponse struct {
 }
 
 // fetch answers JSON records, or the raw batches when asked for them.
-func (s *AdminServer) fetch(w http.ResponseWriter, r *http.Request) {
+func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 	topic := r.PathValue("topic")
 	res, offset, err := s.fetchBatches(r)
 	if err != nil {
@@ -278,7 +279,7 @@ func (s *AdminServer) fetch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, out)
 }
 
-func (s *AdminServer) fetchBatches(r *http.Request) (elog.FetchResult, int64, error) {
+func (s *Server) fetchBatches(r *http.Request) (elog.FetchResult, int64, error) {
 	partition, err := pathInt(r, "partition")
 	if err != nil {
 		return elog.FetchResult{}, 0, err
@@ -304,7 +305,7 @@ type offsetResponse struct {
 	Offset int64 `json:"offset"`
 }
 
-func (s *AdminServer) resolve(r *http.Request) (any, int, error) {
+func (s *Server) resolve(r *http.Request) (any, int, error) {
 	partition, err := pathInt(r, "partition")
 	if err != nil {
 		return nil, 0, err
@@ -317,7 +318,7 @@ func (s *AdminServer) resolve(r *http.Request) (any, int, error) {
 	return offsetResponse{off}, 200, err
 }
 
-func (s *AdminServer) listGroups(r *http.Request) (any, int, error) {
+func (s *Server) listGroups(r *http.Request) (any, int, error) {
 	gs, err := s.broker.ListGroups(r.Context())
 	if gs == nil {
 		gs = []string{}
@@ -325,7 +326,7 @@ func (s *AdminServer) listGroups(r *http.Request) (any, int, error) {
 	return gs, 200, err
 }
 
-func (s *AdminServer) describeGroup(r *http.Request) (any, int, error) {
+func (s *Server) describeGroup(r *http.Request) (any, int, error) {
 	d, err := s.broker.DescribeGroup(r.Context(), r.PathValue("group"))
 	return d, 200, err
 }
@@ -337,7 +338,7 @@ type joinRequest struct {
 	SessionTimeoutMs int64    `json:"session_timeout_ms"`
 }
 
-func (s *AdminServer) join(r *http.Request, req *joinRequest) (any, int, error) {
+func (s *Server) join(r *http.Request, req *joinRequest) (any, int, error) {
 	a, err := s.broker.JoinGroup(r.Context(), r.PathValue("group"), elog.JoinRequest{
 		MemberID: req.MemberID, ClientID: req.ClientID, Topics: req.Topics,
 		SessionTimeout: time.Duration(req.SessionTimeoutMs) * time.Millisecond,
@@ -349,11 +350,11 @@ type generationRequest struct {
 	Generation int `json:"generation"`
 }
 
-func (s *AdminServer) heartbeat(r *http.Request, req *generationRequest) (any, int, error) {
+func (s *Server) heartbeat(r *http.Request, req *generationRequest) (any, int, error) {
 	return nil, 204, s.broker.Heartbeat(r.Context(), r.PathValue("group"), r.PathValue("member"), req.Generation)
 }
 
-func (s *AdminServer) leave(r *http.Request) (any, int, error) {
+func (s *Server) leave(r *http.Request) (any, int, error) {
 	return nil, 204, s.broker.LeaveGroup(r.Context(), r.PathValue("group"), r.PathValue("member"))
 }
 
@@ -369,7 +370,7 @@ type commitRequest struct {
 	Offsets    []partitionOffset `json:"offsets"`
 }
 
-func (s *AdminServer) commit(r *http.Request, req *commitRequest) (any, int, error) {
+func (s *Server) commit(r *http.Request, req *commitRequest) (any, int, error) {
 	offs := make(map[elog.TopicPartition]int64, len(req.Offsets))
 	for _, o := range req.Offsets {
 		offs[elog.TopicPartition{Topic: o.Topic, Partition: o.Partition}] = o.Offset
@@ -383,7 +384,7 @@ type committedOffset struct {
 	elog.OffsetCommit
 }
 
-func (s *AdminServer) committed(r *http.Request) (any, int, error) {
+func (s *Server) committed(r *http.Request) (any, int, error) {
 	c, err := s.broker.Committed(r.Context(), r.PathValue("group"))
 	out := []committedOffset{}
 	for tp, v := range c {
@@ -397,7 +398,7 @@ type resetRequest struct {
 	To    string `json:"to"`
 }
 
-func (s *AdminServer) reset(r *http.Request, req *resetRequest) (any, int, error) {
+func (s *Server) reset(r *http.Request, req *resetRequest) (any, int, error) {
 	spec, err := elog.ParseOffsetSpec(req.To)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: to: %v", ErrBadRequest, err)
@@ -412,7 +413,7 @@ func (s *AdminServer) reset(r *http.Request, req *resetRequest) (any, int, error
 
 // ready answers 200 while the log accepts appends everywhere, and 503
 // naming each partition a disk error stopped, with the error, otherwise.
-func (s *AdminServer) ready(w http.ResponseWriter, r *http.Request) {
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	topics, err := s.broker.ListTopics(r.Context())
 	if err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)

@@ -1,4 +1,4 @@
-package connect
+package admin
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ func testServer(t *testing.T) (*httptest.Server, *Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(NewAdminServer(NewLocal(l), quiet))
+	srv := httptest.NewServer(NewServer(NewLocal(l), quiet))
 	c, err := NewClient(srv.URL, "")
 	if err != nil {
 		t.Fatal(err)
