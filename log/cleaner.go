@@ -236,7 +236,7 @@ func (p *Partition) replaceSegment(old *segment, data []byte) error {
 		sinceIdx: res.sinceIdx, maxTs: max(res.maxTs, old.maxTimestamp()), next: res.next, rollTs: res.firstTs}
 	ns.size.Store(res.end)
 	ns.refs.Store(1)
-	ns.addFinalTimeEntry() // keep the largest timestamp for retention and time lookups
+	ns.addFinalTimeEntryLocked() // keep the largest timestamp for retention and time lookups
 	for _, suf := range []string{indexSuffix, timeIndexSuffix} {
 		if err := os.Remove(old.path(suf)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			f.Close()

@@ -31,6 +31,24 @@
 // compaction ("cleanup: compact") keeps the latest record of each key,
 // drops tombstones after delete_retention and never changes an offset.
 //
+// Locks, in the order they are taken (a lock is never taken while holding
+// one after it in this list):
+//
+//  1. Log.mu (the topic map);
+//  2. GroupCoordinator.mu, held while a commit is appended to
+//     __consumer_offsets (the append takes that partition's locks);
+//  3. Partition.cleanMu (one compaction at a time);
+//  4. Partition.flushMu (writing, rolling, retention cutting the segment
+//     list);
+//  5. Partition.mu (offsets, the queued round, the sticky failure), taken
+//     briefly, under flushMu when a periodic sync fails;
+//  6. Partition.segsMu (the segment list);
+//  7. segment.mu (a segment's indexes).
+//
+// Partition.hwMu and the retention guard's mu are leaves: nothing is taken
+// while they are held. A function that expects a lock held says so in its
+// name: ...Locked.
+//
 // Consumer groups: a GroupCoordinator keeps committed offsets in the
 // compacted internal topic __consumer_offsets, splits a group's partitions
 // among its members with Kafka's range assignor, and rebalances on join,

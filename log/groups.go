@@ -430,7 +430,7 @@ func (c *GroupCoordinator) Commit(ctx context.Context, groupName, memberID strin
 			}
 		}
 	}
-	return c.store(ctx, groupName, offsets)
+	return c.storeLocked(ctx, groupName, offsets)
 }
 
 func holds(a []TopicPartition, tp TopicPartition) bool {
@@ -442,9 +442,9 @@ func holds(a []TopicPartition, tp TopicPartition) bool {
 	return false
 }
 
-// store appends the commits to __consumer_offsets and, once durable, makes
+// storeLocked appends the commits to __consumer_offsets and, once durable, makes
 // them visible. Called with mu held.
-func (c *GroupCoordinator) store(ctx context.Context, groupName string, offsets map[TopicPartition]int64) error {
+func (c *GroupCoordinator) storeLocked(ctx context.Context, groupName string, offsets map[TopicPartition]int64) error {
 	if len(offsets) == 0 {
 		return nil
 	}

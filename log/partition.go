@@ -348,7 +348,7 @@ func (p *Partition) flushQueued() {
 			r.err = failed
 		} else {
 			p.flushMu.Lock()
-			err := p.writeBatches(batches)
+			err := p.writeBatchesLocked(batches)
 			p.flushMu.Unlock()
 			if err != nil {
 				r.err = p.fail(fmt.Errorf("append to %s: %w", p, err))
@@ -399,17 +399,17 @@ func (p *Partition) activeSegment() *segment {
 	return p.segs[len(p.segs)-1]
 }
 
-// writeBatches writes queued batches to the active segment, rolling it on
+// writeBatchesLocked writes queued batches to the active segment, rolling it on
 // size or age, then syncs as the policy says and publishes the new high
 // watermark. When a write or the sync fails, the active segment is cut back
 // to where this round began in it, so that reopening finds no batch that
 // was never acknowledged (a batch a roll already sealed may remain, as
 // after a crash between the fsync and the acknowledgement). Called with
 // flushMu held.
-func (p *Partition) writeBatches(batches []pendingBatch) error {
+func (p *Partition) writeBatchesLocked(batches []pendingBatch) error {
 	seg := p.activeSegment()
 	start := seg.size.Load()
-	err := p.writeRound(&seg, &start, batches)
+	err := p.writeRoundLocked(&seg, &start, batches)
 	if err != nil && seg.size.Load() > start {
 		if terr := p.disk.truncate(seg.f, start); terr != nil {
 			p.log.Error("cannot cut the unacknowledged tail of a failed write; reopening the log recovers it", "segment", seg.path(logSuffix), "err", terr)
@@ -420,8 +420,8 @@ func (p *Partition) writeBatches(batches []pendingBatch) error {
 	return err
 }
 
-// writeRound does writeBatches' work; seg and start follow a roll.
-func (p *Partition) writeRound(seg **segment, start *int64, batches []pendingBatch) error {
+// writeRoundLocked does writeBatchesLocked's work; seg and start follow a roll.
+func (p *Partition) writeRoundLocked(seg **segment, start *int64, batches []pendingBatch) error {
 	now := p.clock()
 	pos := (*seg).size.Load()
 	p.wbuf = p.wbuf[:0]

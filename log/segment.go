@@ -256,10 +256,10 @@ func (r *scanResult) addBatch(base, pos int64, h *BatchHeader, interval int64) {
 	r.next = h.LastOffset() + 1
 }
 
-// addFinalTimeEntry records the segment's largest timestamp as its last
+// addFinalTimeEntryLocked records the segment's largest timestamp as its last
 // time-index entry, where retention and time lookups read it once the
 // segment is closed. Called with mu held.
-func (s *segment) addFinalTimeEntry() {
+func (s *segment) addFinalTimeEntryLocked() {
 	n := len(s.times)
 	if s.maxTs < 0 || (n > 0 && s.times[n-1].ts >= s.maxTs) {
 		return
@@ -277,7 +277,7 @@ func (s *segment) addFinalTimeEntry() {
 // entry, then everything synced.
 func (s *segment) seal(syncLog bool) error {
 	s.mu.Lock()
-	s.addFinalTimeEntry()
+	s.addFinalTimeEntryLocked()
 	s.mu.Unlock()
 	if err := s.writeIndexes(); err != nil {
 		return err

@@ -48,8 +48,8 @@ func modeKey(subj string) recordKey {
 	return k
 }
 
-// applyMode applies a MODE record. Called with mu held.
-func (r *Registry) applyMode(k recordKey, value []byte) error {
+// applyModeLocked applies a MODE record. Called with mu held.
+func (r *Registry) applyModeLocked(k recordKey, value []byte) error {
 	m := Mode("")
 	if value != nil {
 		var v modeValue
@@ -93,9 +93,9 @@ func (r *Registry) modeOf(subj string) Mode {
 	return r.mode
 }
 
-// writable refuses a change to subj ("" for the global config) while its
+// writableLocked refuses a change to subj ("" for the global config) while its
 // mode is READONLY. Called with mu held (read).
-func (r *Registry) writable(subj string) error {
+func (r *Registry) writableLocked(subj string) error {
 	if r.modeOf(subj) == ReadOnly {
 		if subj == "" {
 			return fmt.Errorf("%w: the registry is in read-only mode", ErrReadOnlyMode)
@@ -113,7 +113,7 @@ func (r *Registry) SetMode(ctx context.Context, subj string, m Mode) error {
 	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
-	return r.write(ctx, record(modeKey(subj), modeValue{m}))
+	return r.writeLocked(ctx, record(modeKey(subj), modeValue{m}))
 }
 
 // DeleteMode drops a subject's own mode (it follows the global one again)
@@ -125,5 +125,5 @@ func (r *Registry) DeleteMode(ctx context.Context, subj string) (Mode, error) {
 	if !ok {
 		return "", fmt.Errorf("%w: %s", ErrSubjectNotFound, subj)
 	}
-	return m, r.write(ctx, record(modeKey(subj), nil))
+	return m, r.writeLocked(ctx, record(modeKey(subj), nil))
 }

@@ -157,7 +157,7 @@ func (r *Registry) replay(ctx context.Context) error {
 			return err
 		}
 		for _, rec := range recs {
-			if err := r.apply(rec); err != nil {
+			if err := r.applyLocked(rec); err != nil {
 				return fmt.Errorf("%s at offset %d: %w", SchemasTopic, rec.Offset, err)
 			}
 		}
@@ -169,16 +169,16 @@ func (r *Registry) replay(ctx context.Context) error {
 	return nil
 }
 
-// apply changes memory to match one _schemas record. Called with mu held
+// applyLocked changes memory to match one _schemas record. Called with mu held
 // (or before the registry is shared).
-func (r *Registry) apply(rec elog.Record) error {
+func (r *Registry) applyLocked(rec elog.Record) error {
 	var k recordKey
 	if err := json.Unmarshal(rec.Key, &k); err != nil {
 		return fmt.Errorf("bad key: %w", err)
 	}
 	switch k.KeyType {
 	case "MODE":
-		return r.applyMode(k, rec.Value)
+		return r.applyModeLocked(k, rec.Value)
 	case "ID":
 		var v idValue
 		if rec.Value != nil {

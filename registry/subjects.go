@@ -13,16 +13,16 @@ import (
 // Latest names a subject's newest live version in Get and friends.
 const Latest = -1
 
-// write makes changes durable in _schemas, then applies them to memory.
+// writeLocked makes changes durable in _schemas, then applies them to memory.
 // Called with writeMu held.
-func (r *Registry) write(ctx context.Context, recs ...elog.Record) error {
+func (r *Registry) writeLocked(ctx context.Context, recs ...elog.Record) error {
 	if _, _, err := r.part.Append(ctx, recs); err != nil {
 		return fmt.Errorf("store in %s: %w", SchemasTopic, err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rec := range recs {
-		if err := r.apply(rec); err != nil {
+		if err := r.applyLocked(rec); err != nil {
 			return err // cannot happen: we built the record
 		}
 	}
@@ -47,7 +47,7 @@ func (r *Registry) Register(ctx context.Context, subj, text string, refs []Refer
 			return v.Schema.ID, v.Version, nil // already registered: no parse, and no change in any mode
 		}
 	}
-	if err := r.writable(subj); err != nil {
+	if err := r.writableLocked(subj); err != nil {
 		r.mu.RUnlock()
 		return 0, 0, fmt.Errorf("register under %s: %w", subj, err)
 	}
@@ -89,7 +89,7 @@ func (r *Registry) Register(ctx context.Context, subj, text string, refs []Refer
 	recs = append(recs, record(schemaKey(subj, version), schemaValue{
 		Subject: subj, Version: version, ID: id, Schema: text, References: refs,
 	}))
-	if err := r.write(ctx, recs...); err != nil {
+	if err := r.writeLocked(ctx, recs...); err != nil {
 		return 0, 0, err
 	}
 	return id, version, nil
@@ -265,7 +265,7 @@ func (r *Registry) DeleteVersion(ctx context.Context, subj string, version int, 
 	r.mu.RLock()
 	v, err := r.version(subj, version, true)
 	if err == nil {
-		err = r.writable(subj)
+		err = r.writableLocked(subj)
 	}
 	r.mu.RUnlock()
 	if err != nil {
@@ -277,9 +277,9 @@ func (r *Registry) DeleteVersion(ctx context.Context, subj string, version int, 
 	case permanent && !v.Deleted:
 		return 0, fmt.Errorf("%w: %s version %d", ErrNotSoftDeleted, subj, v.Version)
 	case permanent:
-		return v.Version, r.write(ctx, record(schemaKey(subj, v.Version), nil))
+		return v.Version, r.writeLocked(ctx, record(schemaKey(subj, v.Version), nil))
 	}
-	return v.Version, r.write(ctx, record(schemaKey(subj, v.Version), schemaValue{
+	return v.Version, r.writeLocked(ctx, record(schemaKey(subj, v.Version), schemaValue{
 		Subject: subj, Version: v.Version, ID: v.Schema.ID, Schema: v.Schema.Text, References: v.Schema.References, Deleted: true,
 	}))
 }
@@ -295,7 +295,7 @@ func (r *Registry) DeleteSubject(ctx context.Context, subj string, permanent boo
 		r.mu.RUnlock()
 		return nil, fmt.Errorf("%w: %s", ErrSubjectNotFound, subj)
 	}
-	if err := r.writable(subj); err != nil {
+	if err := r.writableLocked(subj); err != nil {
 		r.mu.RUnlock()
 		return nil, err
 	}
@@ -326,7 +326,7 @@ func (r *Registry) DeleteSubject(ctx context.Context, subj string, permanent boo
 	if len(recs) == 0 {
 		return versions, nil
 	}
-	return versions, r.write(ctx, recs...)
+	return versions, r.writeLocked(ctx, recs...)
 }
 
 // Level returns the level in force for subj ("" asks for the global one).
@@ -361,7 +361,7 @@ func (r *Registry) SetLevel(ctx context.Context, subj string, level Level) error
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	r.mu.RLock()
-	err := r.writable(subj)
+	err := r.writableLocked(subj)
 	r.mu.RUnlock()
 	if err != nil {
 		return err
@@ -370,7 +370,7 @@ func (r *Registry) SetLevel(ctx context.Context, subj string, level Level) error
 	if subj != "" {
 		k.Subject = &subj
 	}
-	return r.write(ctx, record(k, configValue{level}))
+	return r.writeLocked(ctx, record(k, configValue{level}))
 }
 
 // DeleteLevel drops a subject's own level (it follows the global one
@@ -379,7 +379,7 @@ func (r *Registry) DeleteLevel(ctx context.Context, subj string) error {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	r.mu.RLock()
-	err := r.writable(subj)
+	err := r.writableLocked(subj)
 	r.mu.RUnlock()
 	if err != nil {
 		return err
@@ -394,7 +394,7 @@ func (r *Registry) DeleteLevel(ctx context.Context, subj string) error {
 		}
 		k.Subject = &subj
 	}
-	return r.write(ctx, record(k, nil))
+	return r.writeLocked(ctx, record(k, nil))
 }
 
 // Check reports whether text could be registered under subj against the
