@@ -17,19 +17,46 @@ import (
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
+// writeMode is the mode param: how a change is written.
+type writeMode string
+
+const (
+	modeUpsert writeMode = "upsert" // INSERT ... ON CONFLICT / ON DUPLICATE KEY UPDATE
+	modeInsert writeMode = "insert" // a duplicate key fails the record
+)
+
+// keyMode is the primary_key param: where a target table's key comes from.
+type keyMode string
+
+const (
+	keyFromRecord keyMode = "record_key" // the record's key fields
+	keyFromFields keyMode = "fields"     // primary_key_fields
+	keyNone       keyMode = "none"       // no key: append only
+)
+
+// recordKind is what a record's value is, and the accepts param: which
+// kinds the sink takes ("any", the default, takes both).
+type recordKind string
+
+const (
+	kindAny       recordKind = "any"
+	kindEnvelope  recordKind = "envelope"  // a Debezium change envelope
+	kindFlattened recordKind = "flattened" // a row (after unwrap)
+)
+
 // sinkBase is what both database sinks share: their params, and the state
 // of turning records into changes (table names, truncates applied,
 // envelope readers).
 type sinkBase struct {
 	connector  string
 	template   string
-	mode       string // upsert | insert
-	pkMode     string // record_key | fields | none
+	mode       writeMode
+	pkMode     keyMode
 	pkFields   []string
 	deletes    bool
 	autoCreate bool
 	autoEvolve bool
-	accepts    string        // any | envelope | flattened
+	accepts    recordKind
 	batchSize  int           // records a transaction holds at most; 0: all of a Write
 	flush      time.Duration // how long the task may wait to fill a batch
 	log        *slog.Logger
@@ -56,9 +83,9 @@ func newBase(p connect.Params, env connect.Env, recordFault func(error) bool) si
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return sinkBase{connector: env.Connector, template: p.String("table"), mode: p.String("mode"), pkMode: p.String("primary_key"),
+	return sinkBase{connector: env.Connector, template: p.String("table"), mode: writeMode(p.String("mode")), pkMode: keyMode(p.String("primary_key")),
 		pkFields: p.Strings("primary_key_fields"), deletes: p.Bool("delete"), autoCreate: p.Bool("auto_create"), autoEvolve: p.Bool("auto_evolve"), log: log,
-		accepts: p.String("accepts"), batchSize: int(p.Int("batch_size")), flush: p.Duration("flush_interval"),
+		accepts: recordKind(p.String("accepts")), batchSize: int(p.Int("batch_size")), flush: p.Duration("flush_interval"),
 		recordFault: recordFault, names: map[tableKey]string{}, idents: map[avro.Schema]*keyIdent{}, truncated: map[string][]byte{}, envelopes: map[avro.Schema]*envelope{}}
 }
 
@@ -68,7 +95,7 @@ const maxFlushInterval = 10 * time.Second
 
 // check validates the params newBase took that the catalog cannot.
 func (s *sinkBase) check(p connect.Params) error {
-	if s.pkMode == "fields" && len(s.pkFields) == 0 {
+	if s.pkMode == keyFromFields && len(s.pkFields) == 0 {
 		return fmt.Errorf("line %d: primary_key: fields needs primary_key_fields", p.Line("primary_key"))
 	}
 	if s.flush > maxFlushInterval {
@@ -330,7 +357,7 @@ func sortedNames(m map[string]any) []string {
 // keyColumns are a new target table's primary-key columns: the record
 // key's fields, sorted, or primary_key_fields.
 func (s *sinkBase) keyColumns(c change) ([]string, error) {
-	if s.pkMode == "fields" {
+	if s.pkMode == keyFromFields {
 		return s.pkFields, nil
 	}
 	key, err := c.keyMap()

@@ -246,7 +246,7 @@ func (s *MySQL) upsert(cs []change) error {
 			}
 		}
 		q := "insert into " + myIdent(cs[0].table) + " (" + strings.Join(quoted, ", ") + ") values " + strings.Join(rows, ", ")
-		if s.mode == "upsert" && s.pkMode != "none" {
+		if s.mode == modeUpsert && s.pkMode != keyNone {
 			sets := make([]string, len(quoted))
 			for i, c := range quoted {
 				sets[i] = c + " = values(" + c + ")"
@@ -344,7 +344,7 @@ func (s *MySQL) ensureTable(c change) (*targetTable, error) {
 			}
 			defs = append(defs, def)
 		}
-		if len(t.pk) > 0 && s.pkMode != "none" {
+		if len(t.pk) > 0 && s.pkMode != keyNone {
 			defs = append(defs, "primary key ("+strings.Join(quoteAll(t.pk, myIdent), ", ")+")")
 		}
 		if _, err := s.conn.Execute("create table if not exists " + myIdent(c.table) + " (" + strings.Join(defs, ", ") + ") engine=InnoDB"); err != nil {

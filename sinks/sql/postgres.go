@@ -418,7 +418,7 @@ func (s *Postgres) ensureTable(ctx context.Context, tx pgx.Tx, c change) (*targe
 			cols[f.Name()] = typ
 			defs = append(defs, pgIdent(f.Name())+" "+typ)
 		}
-		if len(t.pk) > 0 && s.pkMode != "none" {
+		if len(t.pk) > 0 && s.pkMode != keyNone {
 			defs = append(defs, "primary key ("+strings.Join(quoteAll(t.pk, pgIdent), ", ")+")")
 		}
 		if _, err := tx.Exec(ctx, "create table "+pgIdent(c.table)+" ("+strings.Join(defs, ", ")+")"); err != nil {
@@ -615,7 +615,7 @@ func (s *Postgres) upsertValues(ctx context.Context, tx pgx.Tx, cs []*change, co
 
 // conflictClause is the ON CONFLICT part of an upsert ("" for insert mode).
 func (s *Postgres) conflictClause(t *targetTable, quoted []string) string {
-	if s.mode != "upsert" || len(t.pk) == 0 || s.pkMode == "none" {
+	if s.mode != modeUpsert || len(t.pk) == 0 || s.pkMode == keyNone {
 		return ""
 	}
 	keys := quoteAll(t.pk, pgIdent)

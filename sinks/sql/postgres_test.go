@@ -235,8 +235,8 @@ func TestFlushIntervalIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, plugin := range []string{"postgres-sink", "mysql-sink"} {
-		p, err := connect.NewParams(cat.Plugin(plugin), map[string]any{"dsn": "mysql://u@h:1/d", "flush_interval": "30s"})
+	for plugin, dsn := range map[string]string{"postgres-sink": "postgres://u@h:1/d", "mysql-sink": "mysql://u@h:1/d"} {
+		p, err := connect.NewParams(cat.Plugin(plugin), map[string]any{"dsn": dsn, "flush_interval": "30s"})
 		if err != nil {
 			t.Fatal(err)
 		}

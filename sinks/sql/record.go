@@ -96,7 +96,7 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 	case *connect.AvroValue:
 		env, sc, ok := s.scanRaw(v)
 		if ok {
-			if err := s.accept("envelope"); err != nil {
+			if err := s.accept(kindEnvelope); err != nil {
 				return c, false, err
 			}
 		}
@@ -128,9 +128,9 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 	case map[string]any:
 		op, isEnv := v["op"].(string)
 		isEnv = isEnv && (v["after"] != nil || v["before"] != nil || op == "t" || op == "d")
-		kind := "flattened"
+		kind := kindFlattened
 		if isEnv {
-			kind = "envelope"
+			kind = kindEnvelope
 		}
 		if err := s.accept(kind); err != nil {
 			return c, false, err
@@ -181,7 +181,7 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 		table = s.tableName(r.Topic, nil)
 	}
 	c.table = table
-	if c.upsert() && !hasKey && s.pkMode == "record_key" {
+	if c.upsert() && !hasKey && s.pkMode == keyFromRecord {
 		// Not the record's fault: every record of such a table (one with
 		// no primary key, under REPLICA IDENTITY FULL) is keyless, so the
 		// table fails the task once, visibly, instead of dead-lettering
@@ -228,7 +228,7 @@ func fillUnavailable(c, prev *change) error {
 // partialKey is the key a change that lacks columns updates its row by:
 // the record's key, or primary_key_fields from the row.
 func (s *sinkBase) partialKey(c *change) (map[string]any, error) {
-	if s.pkMode == "fields" {
+	if s.pkMode == keyFromFields {
 		k := make(map[string]any, len(s.pkFields))
 		for _, f := range s.pkFields {
 			k[f] = c.row[f]
@@ -254,11 +254,11 @@ func noRowToKeep(c *change, key map[string]any) error {
 
 // accept refuses a record of a kind (envelope or flattened) the sink's
 // accepts param does not take.
-func (s *sinkBase) accept(kind string) error {
-	if s.accepts == "" || s.accepts == "any" || s.accepts == kind {
+func (s *sinkBase) accept(kind recordKind) error {
+	if s.accepts == "" || s.accepts == kindAny || s.accepts == kind {
 		return nil
 	}
-	return fmt.Errorf("the record is %s, and the sink accepts %s records only", map[string]string{"envelope": "a Debezium envelope", "flattened": "flattened"}[kind], s.accepts)
+	return fmt.Errorf("the record is %s, and the sink accepts %s records only", map[recordKind]string{kindEnvelope: "a Debezium envelope", kindFlattened: "flattened"}[kind], s.accepts)
 }
 
 // decodeKey turns a raw key into the value model, for the paths that

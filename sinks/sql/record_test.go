@@ -120,7 +120,7 @@ func TestAcceptsRefusesTheOtherKind(t *testing.T) {
 		Value: map[string]any{"op": "c", "after": map[string]any{"id": 1}, "source": map[string]any{"schema": "public", "table": "orders"}}}
 	flat := connect.Record{Topic: "shop.public.orders", Key: map[string]any{"id": 1}, Value: map[string]any{"id": 1, "v": "x"}}
 	for _, c := range []struct {
-		accepts       string
+		accepts       recordKind
 		envOK, flatOK bool
 	}{{"any", true, true}, {"envelope", true, false}, {"flattened", false, true}} {
 		s := newBase(connect.Params{}, connect.Env{Connector: "c"}, pgRecordFault)
@@ -134,7 +134,7 @@ func TestAcceptsRefusesTheOtherKind(t *testing.T) {
 			if r.ok && (err != nil || len(cs) != 1) {
 				t.Errorf("accepts %s: a %s record: %v", c.accepts, r.kind, err)
 			}
-			if !r.ok && (err == nil || !strings.Contains(err.Error(), "accepts "+c.accepts)) {
+			if !r.ok && (err == nil || !strings.Contains(err.Error(), "accepts "+string(c.accepts))) {
 				t.Errorf("accepts %s: a %s record was not refused: %v", c.accepts, r.kind, err)
 			}
 		}
