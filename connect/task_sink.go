@@ -122,9 +122,9 @@ type sinkSession struct {
 	member     string
 	gen        int
 	parts      []sinkPartition
-	bufs       [2]*fetched // taking turns (spare)
+	bufs       [2]*fetchBatch // taking turns (spare)
 	turn       int
-	ahead      *ahead // the fetch under way, if any
+	ahead      *pendingFetch // the fetch under way, if any
 }
 
 type sinkPartition struct {
@@ -202,10 +202,10 @@ func (s *sinkSession) leave() {
 	}
 }
 
-// fetched is one fetch from a partition, decoded and converted: what
+// fetchBatch is one fetch from a partition, decoded and converted: what
 // the task writes next. Two take turns, so that the next is fetched while
 // the sink writes the one before (its records alias its buffer).
-type fetched struct {
+type fetchBatch struct {
 	tp     elog.TopicPartition
 	pos    int64 // where it was fetched from
 	next   int64 // the offset after it
@@ -213,29 +213,29 @@ type fetched struct {
 	buf    []byte
 	logRec []elog.Record
 	recs   []Record // one per logRec, in the runtime's model
-	failed []failed // the records that did not convert
+	unconverted []unconverted // the records that did not convert
 	kept   []Record // the ones to write, when transforms or failures drop some
 	origs  []*elog.Record
 }
 
-// failed is a record that did not convert, and why.
-type failed struct {
+// unconverted is a record that did not convert, and why.
+type unconverted struct {
 	i   int
 	err error
 }
 
-// ahead is a fetch under way in the background.
-type ahead struct {
-	f    *fetched
+// pendingFetch is a fetch under way in the background.
+type pendingFetch struct {
+	f    *fetchBatch
 	done chan struct{}
 }
 
 // fetch reads up to size bytes of partition tp (p) at pos into f, and
 // decodes and converts them. It takes the partition by value: a rejoin may
 // rewrite s.parts while a fetch ahead runs.
-func (s *sinkSession) fetch(ctx context.Context, tp elog.TopicPartition, p *elog.Partition, pos int64, size int, f *fetched) {
+func (s *sinkSession) fetch(ctx context.Context, tp elog.TopicPartition, p *elog.Partition, pos int64, size int, f *fetchBatch) {
 	f.tp, f.pos, f.next, f.err = tp, pos, pos, nil
-	f.logRec, f.recs, f.failed = f.logRec[:0], f.recs[:0], f.failed[:0]
+	f.logRec, f.recs, f.unconverted = f.logRec[:0], f.recs[:0], f.unconverted[:0]
 	res, err := p.FetchInto(f.buf[:0], pos, size)
 	if err != nil {
 		f.err = err
@@ -257,7 +257,7 @@ func (s *sinkSession) fetch(ctx context.Context, tp elog.TopicPartition, p *elog
 	for i := range f.logRec {
 		r, err := decode(ctx, tp.Topic, tp.Partition, &f.logRec[i])
 		if err != nil {
-			f.failed = append(f.failed, failed{i, err})
+			f.unconverted = append(f.unconverted, unconverted{i, err})
 		}
 		f.recs = append(f.recs, r)
 	}
@@ -265,7 +265,7 @@ func (s *sinkSession) fetch(ctx context.Context, tp elog.TopicPartition, p *elog
 
 // take returns the fetch of sp at its position: the one fetched ahead if
 // it is that, else a fresh one.
-func (s *sinkSession) take(ctx context.Context, sp *sinkPartition) *fetched {
+func (s *sinkSession) take(ctx context.Context, sp *sinkPartition) *fetchBatch {
 	if a := s.ahead; a != nil {
 		s.ahead = nil
 		<-a.done
@@ -280,17 +280,17 @@ func (s *sinkSession) take(ctx context.Context, sp *sinkPartition) *fetched {
 
 // spare is the fetch buffer not in use: the other of the two than the
 // one fetched last.
-func (s *sinkSession) spare() *fetched {
+func (s *sinkSession) spare() *fetchBatch {
 	s.turn = 1 - s.turn
 	if s.bufs[s.turn] == nil {
-		s.bufs[s.turn] = &fetched{buf: make([]byte, 0, s.fetchBytes)} // at its full size at once: the ramp would regrow it
+		s.bufs[s.turn] = &fetchBatch{buf: make([]byte, 0, s.fetchBytes)} // at its full size at once: the ramp would regrow it
 	}
 	return s.bufs[s.turn]
 }
 
 // fetchAhead starts fetching sp from pos in the background.
 func (s *sinkSession) fetchAhead(ctx context.Context, sp *sinkPartition, pos int64) {
-	a := &ahead{f: s.spare(), done: make(chan struct{})}
+	a := &pendingFetch{f: s.spare(), done: make(chan struct{})}
 	s.ahead = a
 	tp, p, size := sp.tp, sp.p, s.ramp
 	go func() {
@@ -360,7 +360,7 @@ func (s *sinkSession) poll(ctx context.Context, i int) (int, error) {
 // holds and brings fewer records than the sink wants, it waits for more,
 // up to the linger in all, and fetches again into f (no fetch ahead is
 // under way here, so f is free to reuse).
-func (s *sinkSession) fillUp(ctx context.Context, sp *sinkPartition, f *fetched) error {
+func (s *sinkSession) fillUp(ctx context.Context, sp *sinkPartition, f *fetchBatch) error {
 	if s.linger <= 0 || len(f.logRec) == 0 {
 		return nil
 	}
@@ -388,7 +388,7 @@ func (s *sinkSession) fillUp(ctx context.Context, sp *sinkPartition, f *fetched)
 }
 
 // deliver transforms and writes a fetch's records.
-func (s *sinkSession) deliver(ctx context.Context, f *fetched) error {
+func (s *sinkSession) deliver(ctx context.Context, f *fetchBatch) error {
 	if err := ctx.Err(); err != nil {
 		return err // a record that failed to convert may have failed for that: none is dead-lettered
 	}
@@ -404,9 +404,9 @@ func (s *sinkSession) deliver(ctx context.Context, f *fetched) error {
 		}
 		return origs[i]
 	}
-	if len(f.failed) > 0 || len(s.ts) > 0 {
+	if len(f.unconverted) > 0 || len(s.ts) > 0 {
 		f.kept, f.origs = f.kept[:0], f.origs[:0]
-		bad := f.failed
+		bad := f.unconverted
 		for i := range f.recs {
 			in, r := &f.logRec[i], &f.recs[i]
 			if len(bad) > 0 && bad[0].i == i {

@@ -25,9 +25,9 @@ const (
 // ErrNotWireFormat is data that does not start with the wire-format header.
 var ErrNotWireFormat = errors.New("not in the Confluent wire format")
 
-// Source is where a Serde finds and registers schemas: the Registry in this
+// SchemaSource is where a Serde finds and registers schemas: the Registry in this
 // process (Local) or a Confluent-compatible one over HTTP (Remote).
-type Source interface {
+type SchemaSource interface {
 	SchemaByID(ctx context.Context, id int) (avro.Schema, error)
 	RegisterSchema(ctx context.Context, subject, schema string) (int, error)
 	// DefaultLevel sets a subject's compatibility level unless it has
@@ -37,8 +37,8 @@ type Source interface {
 
 type localSource struct{ r *Registry }
 
-// Local is a Source over a Registry in this process.
-func Local(r *Registry) Source { return localSource{r} }
+// Local is a SchemaSource over a Registry in this process.
+func Local(r *Registry) SchemaSource { return localSource{r} }
 
 func (l localSource) SchemaByID(_ context.Context, id int) (avro.Schema, error) {
 	s, err := l.r.SchemaByID(id)
@@ -71,9 +71,9 @@ type RemoteOptions struct {
 	Token    string
 }
 
-// Remote is a Source over a Confluent-compatible registry at url (Eddy's,
+// Remote is a SchemaSource over a Confluent-compatible registry at url (Eddy's,
 // or Confluent's own).
-func Remote(url string, opts ...RemoteOptions) (Source, error) {
+func Remote(url string, opts ...RemoteOptions) (SchemaSource, error) {
 	var o RemoteOptions
 	if len(opts) > 0 {
 		o = opts[0]
@@ -133,7 +133,7 @@ func (r remoteSource) DefaultLevel(ctx context.Context, subject string, level Le
 // schemas by id and registrations by subject and schema, so the registry is
 // asked once per schema, not once per record. It is safe for concurrent use.
 type Serde struct {
-	src Source
+	src SchemaSource
 
 	mu      sync.RWMutex
 	byID    map[int]avro.Schema
@@ -158,7 +158,7 @@ type subjectSchema struct {
 const maxCachedSchemas = 100_000
 
 // NewSerde returns a Serde over src.
-func NewSerde(src Source) *Serde {
+func NewSerde(src SchemaSource) *Serde {
 	return &Serde{src: src, byID: map[int]avro.Schema{}, idFor: map[subjectSchema]int{}, byText: map[string]int{}, codecs: map[avro.Schema]avro.API{}, leveled: map[string]bool{}}
 }
 
