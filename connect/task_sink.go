@@ -206,16 +206,16 @@ func (s *sinkSession) leave() {
 // the task writes next. Two take turns, so that the next is fetched while
 // the sink writes the one before (its records alias its buffer).
 type fetchBatch struct {
-	tp     elog.TopicPartition
-	pos    int64 // where it was fetched from
-	next   int64 // the offset after it
-	err    error
-	buf    []byte
-	logRec []elog.Record
-	recs   []Record // one per logRec, in the runtime's model
+	tp          elog.TopicPartition
+	pos         int64 // where it was fetched from
+	next        int64 // the offset after it
+	err         error
+	buf         []byte
+	logRec      []elog.Record
+	recs        []Record      // one per logRec, in the runtime's model
 	unconverted []unconverted // the records that did not convert
-	kept   []Record // the ones to write, when transforms or failures drop some
-	origs  []*elog.Record
+	kept        []Record      // the ones to write, when transforms or failures drop some
+	origs       []*elog.Record
 }
 
 // unconverted is a record that did not convert, and why.
