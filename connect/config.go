@@ -231,7 +231,7 @@ func decodeStrict(n *yaml.Node, dst any, typeName string) (map[string]int, error
 // TopicConfig converts the spec; errors name the key.
 func (t TopicSpec) TopicConfig() (elog.TopicConfig, error) {
 	c := elog.TopicConfig{
-		Partitions: t.Partitions, Cleanup: t.Cleanup, RetentionBytes: t.RetentionBytes,
+		Partitions: t.Partitions, Cleanup: elog.CleanupPolicy(t.Cleanup), RetentionBytes: t.RetentionBytes,
 		SegmentBytes: t.SegmentBytes, Fsync: elog.FsyncPolicy(t.Fsync), MaxRecordBytes: t.MaxRecordBytes,
 		MaxBatchBytes: t.MaxBatchBytes, Compression: t.Compression, IndexIntervalBytes: t.IndexIntervalBytes,
 	}

@@ -21,10 +21,13 @@ const (
 	FsyncNever    FsyncPolicy = "never"    // written at once, synced by the OS
 )
 
+// CleanupPolicy is what a topic's cleaner does with old records.
+type CleanupPolicy string
+
 // Cleanup policies.
 const (
-	CleanupDelete  = "delete"
-	CleanupCompact = "compact"
+	CleanupDelete  CleanupPolicy = "delete"  // retention deletes whole old segments
+	CleanupCompact CleanupPolicy = "compact" // the latest record per key stays
 )
 
 // Duration is a time.Duration that reads and writes as "72h", "90s".
@@ -51,21 +54,21 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // DefaultTopicConfig when the topic is created; negative retentions mean
 // "keep forever", as in Kafka.
 type TopicConfig struct {
-	Partitions         int         `json:"partitions"`
-	Cleanup            string      `json:"cleanup"`                  // delete | compact
-	Retention          Duration    `json:"retention"`                // by time; -1 keeps forever
-	RetentionBytes     int64       `json:"retention_bytes"`          // per partition; -1 keeps all
-	SegmentBytes       int64       `json:"segment_bytes"`            // roll when a segment would exceed it
-	SegmentAge         Duration    `json:"segment_age"`              // roll a segment this old
-	DeleteRetention    Duration    `json:"delete_retention"`         // how long compaction keeps tombstones
-	Fsync              FsyncPolicy `json:"fsync"`                    // always | interval | never
-	FlushInterval      Duration    `json:"flush_interval,omitempty"` // with fsync interval
-	MaxRecordBytes     int         `json:"max_record_bytes"`         // largest key+value+headers
-	MaxBatchBytes      int         `json:"max_batch_bytes"`          // largest encoded batch
-	Compression        string      `json:"compression"`              // none | gzip | zstd, for batches Eddy encodes
-	IndexIntervalBytes int64       `json:"index_interval_bytes"`     // bytes between sparse index entries
-	Internal           bool        `json:"internal,omitempty"`       // a topic Eddy keeps for itself
-	Description        string      `json:"description,omitempty"`    // free text
+	Partitions         int           `json:"partitions"`
+	Cleanup            CleanupPolicy `json:"cleanup"`
+	Retention          Duration      `json:"retention"`                // by time; -1 keeps forever
+	RetentionBytes     int64         `json:"retention_bytes"`          // per partition; -1 keeps all
+	SegmentBytes       int64         `json:"segment_bytes"`            // roll when a segment would exceed it
+	SegmentAge         Duration      `json:"segment_age"`              // roll a segment this old
+	DeleteRetention    Duration      `json:"delete_retention"`         // how long compaction keeps tombstones
+	Fsync              FsyncPolicy   `json:"fsync"`                    // always | interval | never
+	FlushInterval      Duration      `json:"flush_interval,omitempty"` // with fsync interval
+	MaxRecordBytes     int           `json:"max_record_bytes"`         // largest key+value+headers
+	MaxBatchBytes      int           `json:"max_batch_bytes"`          // largest encoded batch
+	Compression        string        `json:"compression"`              // none | gzip | zstd, for batches Eddy encodes
+	IndexIntervalBytes int64         `json:"index_interval_bytes"`     // bytes between sparse index entries
+	Internal           bool          `json:"internal,omitempty"`       // a topic Eddy keeps for itself
+	Description        string        `json:"description,omitempty"`    // free text
 }
 
 // DefaultTopicConfig is what a topic gets for every field left zero. The
