@@ -6,8 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math/big"
-	"time"
 	"unicode/utf8"
 
 	"github.com/hamba/avro/v2"
@@ -26,7 +24,7 @@ import (
 type Converter struct {
 	serde  *registry.Serde
 	json   bool // write JSON rather than Avro
-	codecs map[avro.Schema]*avroCodec
+	codecs map[avro.Schema]*avrobin.Codec
 	rd     avrobin.Reader // reused by each decode
 	// Level, when set, is the compatibility level given to the subjects
 	// this converter registers first, unless they have their own.
@@ -35,15 +33,15 @@ type Converter struct {
 
 // NewConverter writes Avro through serde (format "avro") or JSON ("json").
 func NewConverter(serde *registry.Serde, format string) *Converter {
-	return &Converter{serde: serde, json: format == "json", codecs: map[avro.Schema]*avroCodec{}}
+	return &Converter{serde: serde, json: format == "json", codecs: map[avro.Schema]*avrobin.Codec{}}
 }
 
 // codec returns the compiled codec of a schema object.
-func (c *Converter) codec(s avro.Schema) (*avroCodec, error) {
+func (c *Converter) codec(s avro.Schema) (*avrobin.Codec, error) {
 	if k := c.codecs[s]; k != nil {
 		return k, nil
 	}
-	k, err := compileAvro(s)
+	k, err := avrobin.Compile(s)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +89,7 @@ func (c *Converter) encodeOne(ctx context.Context, topic, suffix string, schema 
 		}
 	}
 	if c.json || schema == nil {
-		return AppendJSON(buf, v, schema)
+		return avrobin.AppendJSON(buf, v, schema)
 	}
 	if c.Level != "" {
 		if err := c.serde.DefaultLevel(ctx, topic+suffix, c.Level); err != nil {
@@ -109,7 +107,7 @@ func (c *Converter) encodeOne(ctx context.Context, topic, suffix string, schema 
 	start := len(buf)
 	buf = append(buf, 0)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(id))
-	if buf, err = k.enc(buf, v); err != nil {
+	if buf, err = k.Encode(buf, v); err != nil {
 		return buf[:start], fmt.Errorf("encode with schema %d: %w", id, err)
 	}
 	return buf, nil
@@ -160,7 +158,7 @@ func (c *Converter) decodeOne(ctx context.Context, data []byte, keepAvro bool) (
 			return &AvroValue{Schema: s, ID: id, Body: body, codec: k}, s, nil
 		}
 		c.rd.Reset(body)
-		v, err := k.dec(&c.rd)
+		v, err := k.Decode(&c.rd)
 		if err != nil {
 			return nil, nil, fmt.Errorf("decode with schema %d: %w", id, err)
 		}
@@ -179,68 +177,4 @@ func (c *Converter) decodeOne(ctx context.Context, data []byte, keepAvro bool) (
 		return string(data), nil, nil
 	}
 	return append([]byte(nil), data...), nil, nil
-}
-
-// fits reports whether a Go value can be written as s (for unions with
-// several non-null branches).
-func fits(s avro.Schema, v any) bool {
-	s = deref(s)
-	switch v.(type) {
-	case string:
-		return s.Type() == avro.String || s.Type() == avro.Enum
-	case int64, int, int32:
-		return s.Type() == avro.Long || s.Type() == avro.Int
-	case float64, float32:
-		return s.Type() == avro.Double || s.Type() == avro.Float
-	case bool:
-		return s.Type() == avro.Boolean
-	case []byte:
-		return s.Type() == avro.Bytes || s.Type() == avro.Fixed
-	case map[string]any:
-		return s.Type() == avro.Record || s.Type() == avro.Map
-	case []any:
-		return s.Type() == avro.Array
-	case time.Time:
-		return s.Type() == avro.Long || s.Type() == avro.Int
-	case *big.Rat:
-		return s.Type() == avro.Bytes || s.Type() == avro.Fixed
-	case json.Number:
-		return s.Type() == avro.Long || s.Type() == avro.Int || s.Type() == avro.Double || s.Type() == avro.Float
-	}
-	return false
-}
-
-// ratString renders a decimal exactly. An Avro decimal is an integer over
-// a power of ten, so its reduced denominator is 2^a * 5^b and max(a, b)
-// digits after the point are exact; other fractions get 20 digits.
-func ratString(r *big.Rat) string {
-	if r.IsInt() {
-		return r.Num().String()
-	}
-	d := new(big.Int).Set(r.Denom())
-	a, b := 0, 0
-	five, m := big.NewInt(5), new(big.Int)
-	for d.Bit(0) == 0 {
-		d.Rsh(d, 1)
-		a++
-	}
-	for {
-		q, rem := new(big.Int).QuoRem(d, five, m)
-		if rem.Sign() != 0 {
-			break
-		}
-		d, b = q, b+1
-	}
-	if d.Cmp(big.NewInt(1)) != 0 {
-		return r.FloatString(20)
-	}
-	return r.FloatString(max(a, b))
-}
-
-// deref resolves a reference to a named type defined earlier in a schema.
-func deref(s avro.Schema) avro.Schema {
-	if r, ok := s.(*avro.RefSchema); ok {
-		return r.Schema()
-	}
-	return s
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -101,7 +102,7 @@ func rawOrJSON(v any) ([]byte, error) {
 	case string:
 		return []byte(x), nil
 	}
-	return AppendJSON(nil, v, nil)
+	return avrobin.AppendJSON(nil, v, nil)
 }
 
 // errorClass is the Go type of the innermost error, the closest thing to

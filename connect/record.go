@@ -137,13 +137,13 @@ type AvroValue struct {
 	Schema avro.Schema
 	ID     int // in the schema registry
 	Body   []byte
-	codec  *avroCodec
+	codec  *avrobin.Codec
 }
 
 // NewAvroValue wraps the Avro binary body of a value written with schema
 // (registry id id), as the runtime hands it to a RawValueSink.
 func NewAvroValue(schema avro.Schema, id int, body []byte) (*AvroValue, error) {
-	k, err := compileAvro(schema)
+	k, err := avrobin.Compile(schema)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func NewAvroValue(schema avro.Schema, id int, body []byte) (*AvroValue, error) {
 // Decode returns the value in the runtime's model, as a sink that does
 // not read Avro itself would have been given it.
 func (v *AvroValue) Decode() (any, error) {
-	out, err := v.codec.dec(avrobin.NewReader(v.Body))
+	out, err := v.codec.Decode(avrobin.NewReader(v.Body))
 	if err != nil {
 		return nil, fmt.Errorf("decode with schema %d: %w", v.ID, err)
 	}

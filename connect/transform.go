@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
 // Transform changes or drops one record at a time (Kafka Connect's single
@@ -76,7 +78,7 @@ func envelopeSchema(s avro.Schema) (*avro.RecordSchema, *avro.RecordSchema, bool
 	for _, f := range rs.Fields() {
 		names[f.Name()] = true
 		if f.Name() == "after" || f.Name() == "before" {
-			if r, ok := nonNull(f.Type()).(*avro.RecordSchema); ok {
+			if r, ok := avrobin.NonNull(f.Type()).(*avro.RecordSchema); ok {
 				row = r
 			}
 		}
@@ -85,20 +87,6 @@ func envelopeSchema(s avro.Schema) (*avro.RecordSchema, *avro.RecordSchema, bool
 		return nil, nil, false
 	}
 	return rs, row, true
-}
-
-// nonNull returns the branch of a ["null", T] union, or s itself.
-func nonNull(s avro.Schema) avro.Schema {
-	u, ok := s.(*avro.UnionSchema)
-	if !ok {
-		return deref(s)
-	}
-	for _, t := range u.Types() {
-		if t.Type() != avro.Null {
-			return deref(t)
-		}
-	}
-	return s
 }
 
 func nullable(s avro.Schema) bool {

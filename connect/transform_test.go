@@ -72,11 +72,11 @@ func roundTrip(t *testing.T, r *Record) any {
 	if err != nil {
 		t.Fatalf("schema %s: %v", r.ValueSchema, err)
 	}
-	k, err := compileAvro(s)
+	k, err := avrobin.Compile(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := k.enc(nil, r.Value)
+	b, err := k.Encode(nil, r.Value)
 	if err != nil {
 		t.Fatalf("encode %v with %s: %v", r.Value, s, err)
 	}
@@ -84,7 +84,7 @@ func roundTrip(t *testing.T, r *Record) any {
 	if err := (avro.Config{}).Freeze().Unmarshal(s, b, &generic); err != nil {
 		t.Fatalf("hamba/avro cannot read it: %v", err)
 	}
-	out, err := k.dec(avrobin.NewReader(b))
+	out, err := k.Decode(avrobin.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestTypedNilRowState(t *testing.T) {
 	if got := roundTrip(t, r).(map[string]any)["before"]; got != nil {
 		t.Fatalf("before came back as %#v", got)
 	}
-	out, err := AppendJSON(nil, map[string]any{"before": none}, nil)
+	out, err := avrobin.AppendJSON(nil, map[string]any{"before": none}, nil)
 	if err != nil || string(out) != `{"before":null}` {
 		t.Fatalf("%s %v", out, err)
 	}

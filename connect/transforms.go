@@ -10,6 +10,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 
+	"github.com/eddy-cdc/eddy/internal/avrobin"
+
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -289,7 +291,7 @@ func (u *unwrap) schema(s avro.Schema) (avro.Schema, error) {
 	var srcSchema *avro.RecordSchema
 	for _, f := range env.Fields() {
 		if f.Name() == "source" {
-			srcSchema, _ = nonNull(f.Type()).(*avro.RecordSchema)
+			srcSchema, _ = avrobin.NonNull(f.Type()).(*avro.RecordSchema)
 		}
 	}
 	for _, a := range u.add {

@@ -17,6 +17,7 @@ import (
 	"strconv"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -139,7 +140,7 @@ func (s *Sink) Write(_ context.Context, recs []connect.Record) error {
 // as scan expects.
 func (s *Sink) appendLine(dst []byte, r *connect.Record) ([]byte, error) {
 	dst = append(dst, `{"topic":`...)
-	dst = connect.AppendJSONString(dst, r.Topic)
+	dst = avrobin.AppendJSONString(dst, r.Topic)
 	dst = append(dst, `,"partition":`...)
 	dst = strconv.AppendInt(dst, int64(r.Partition), 10)
 	dst = append(dst, `,"offset":`...)
@@ -148,11 +149,11 @@ func (s *Sink) appendLine(dst []byte, r *connect.Record) ([]byte, error) {
 	dst = strconv.AppendInt(dst, r.Timestamp.UnixMilli(), 10)
 	dst = append(dst, `,"key":`...)
 	var err error
-	if dst, err = connect.AppendJSON(dst, r.Key, r.KeySchema); err != nil {
+	if dst, err = avrobin.AppendJSON(dst, r.Key, r.KeySchema); err != nil {
 		return dst, err
 	}
 	dst = append(dst, `,"value":`...)
-	if dst, err = connect.AppendJSON(dst, r.Value, r.ValueSchema); err != nil {
+	if dst, err = avrobin.AppendJSON(dst, r.Value, r.ValueSchema); err != nil {
 		return dst, err
 	}
 	if s.headers && len(r.Headers) > 0 {
@@ -161,9 +162,9 @@ func (s *Sink) appendLine(dst []byte, r *connect.Record) ([]byte, error) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = connect.AppendJSONString(dst, h.Key)
+			dst = avrobin.AppendJSONString(dst, h.Key)
 			dst = append(dst, ':')
-			dst = connect.AppendJSONString(dst, string(h.Value))
+			dst = avrobin.AppendJSONString(dst, string(h.Value))
 		}
 		dst = append(dst, '}')
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/hamba/avro/v2"
 
-	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
 // pgType is the PostgreSQL column type for an Avro field type.
@@ -132,9 +132,9 @@ func appendPgText(dst []byte, v any, typ string) ([]byte, error) {
 		if elem, ok := strings.CutSuffix(typ, "[]"); ok {
 			return appendPgArray(dst, x, elem)
 		}
-		return connect.AppendJSON(dst, x, nil)
+		return avrobin.AppendJSON(dst, x, nil)
 	case map[string]any, map[string]string:
-		return connect.AppendJSON(dst, x, nil)
+		return avrobin.AppendJSON(dst, x, nil)
 	}
 	return dst, fmt.Errorf("a %T has no PostgreSQL form", v)
 }
@@ -218,6 +218,6 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 // ratText renders a decimal exactly (its denominator divides a power of
 // ten).
 func ratText(r *big.Rat) string {
-	b, _ := connect.AppendJSON(nil, r, nil) // a quoted exact string
+	b, _ := avrobin.AppendJSON(nil, r, nil) // a quoted exact string
 	return string(b[1 : len(b)-1])
 }

@@ -1,4 +1,4 @@
-package connect
+package avrobin
 
 import (
 	"bytes"
@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
-
-	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
 const matrixSchema = `{"type":"record","name":"M","namespace":"t","fields":[
@@ -73,7 +71,7 @@ func TestAvroCodecMatchesHamba(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := compileAvro(s)
+	k, err := Compile(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +95,7 @@ func TestAvroCodecMatchesHamba(t *testing.T) {
 	if bytes.Equal(mine, theirs) {
 		t.Log("identical bytes") // they differ only in how arrays and maps are blocked
 	}
-	got, err := k.dec(avrobin.NewReader(theirs))
+	got, err := k.dec(NewReader(theirs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +122,7 @@ func TestAvroCodecMatchesHamba(t *testing.T) {
 
 func TestAvroCodecRefusesWrongValues(t *testing.T) {
 	s, _ := avro.ParseWithCache(matrixSchema, "", &avro.SchemaCache{})
-	k, _ := compileAvro(s)
+	k, _ := Compile(s)
 	for field, bad := range map[string]any{
 		"i": int64(1) << 40, "e": "Z", "fx": []byte("ab"), "s": 5, "dec": big.NewRat(1, 3000), "l": "x", "multi": 1.5,
 	} {
@@ -144,12 +142,12 @@ func TestAvroCodecRefusesWrongValues(t *testing.T) {
 // The decoder never panics, whatever the bytes.
 func FuzzAvroDecode(f *testing.F) {
 	s, _ := avro.ParseWithCache(matrixSchema, "", &avro.SchemaCache{})
-	k, _ := compileAvro(s)
+	k, _ := Compile(s)
 	good, _ := k.enc(nil, matrixValue())
 	f.Add(good)
 	f.Add(good[:len(good)/2])
 	f.Add([]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		k.dec(avrobin.NewReader(b))
+		k.dec(NewReader(b))
 	})
 }

@@ -1,4 +1,4 @@
-package connect
+package avrobin
 
 import (
 	"encoding/binary"
@@ -10,11 +10,9 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
-
-	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
-// avroCodec writes and reads Avro binary for one schema in Eddy's value
+// Codec writes and reads Avro binary for one schema in Eddy's value
 // model: records as map[string]any, a nullable field as nil or its value
 // (no union wrappers), arrays as []any, logical types as Go types
 // (timestamps and dates as time.Time, times as time.Duration, decimals as
@@ -25,36 +23,42 @@ import (
 //
 // Decoding never panics on malformed input: every length is checked
 // against what is left.
-type avroCodec struct {
+type Codec struct {
 	enc func(dst []byte, v any) ([]byte, error)
-	dec func(r *avrobin.Reader) (any, error)
+	dec func(r *Reader) (any, error)
 }
 
-// compileAvro builds the codec of s; named types refer back to their
+// Encode appends v, a value of the model, in Avro binary.
+func (c *Codec) Encode(dst []byte, v any) ([]byte, error) { return c.enc(dst, v) }
+
+// Decode reads one value from r into the model.
+func (c *Codec) Decode(r *Reader) (any, error) { return c.dec(r) }
+
+// Compile builds the codec of s; named types refer back to their
 // codecs, so recursive records compile.
-func compileAvro(s avro.Schema) (*avroCodec, error) {
-	return compileNode(s, map[string]*avroCodec{})
+func Compile(s avro.Schema) (*Codec, error) {
+	return compileNode(s, map[string]*Codec{})
 }
 
-func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error) {
+func compileNode(s avro.Schema, named map[string]*Codec) (*Codec, error) {
 	switch s := s.(type) {
 	case *avro.RefSchema:
 		if c := named[s.Schema().FullName()]; c != nil {
-			return &avroCodec{
+			return &Codec{
 				enc: func(dst []byte, v any) ([]byte, error) { return c.enc(dst, v) },
-				dec: func(r *avrobin.Reader) (any, error) { return c.dec(r) },
+				dec: func(r *Reader) (any, error) { return c.dec(r) },
 			}, nil
 		}
 		return compileNode(s.Schema(), named)
 	case *avro.NullSchema:
-		return &avroCodec{
+		return &Codec{
 			enc: func(dst []byte, v any) ([]byte, error) {
 				if !isNull(v) {
 					return dst, fmt.Errorf("null: have %T", v)
 				}
 				return dst, nil
 			},
-			dec: func(*avrobin.Reader) (any, error) { return nil, nil },
+			dec: func(*Reader) (any, error) { return nil, nil },
 		}, nil
 	case *avro.PrimitiveSchema:
 		return compilePrimitive(s)
@@ -66,7 +70,7 @@ func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error)
 		for i, sym := range syms {
 			index[sym] = i
 		}
-		return &avroCodec{
+		return &Codec{
 			enc: func(dst []byte, v any) ([]byte, error) {
 				str, ok := v.(string)
 				if !ok {
@@ -78,7 +82,7 @@ func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error)
 				}
 				return binary.AppendVarint(dst, int64(i)), nil
 			},
-			dec: func(r *avrobin.Reader) (any, error) {
+			dec: func(r *Reader) (any, error) {
 				i, err := r.Long()
 				if err != nil {
 					return nil, err
@@ -96,7 +100,7 @@ func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error)
 		if err != nil {
 			return nil, err
 		}
-		return &avroCodec{
+		return &Codec{
 			enc: func(dst []byte, v any) ([]byte, error) {
 				a, ok := v.([]any)
 				if !ok {
@@ -116,7 +120,7 @@ func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error)
 				}
 				return append(dst, 0), nil
 			},
-			dec: func(r *avrobin.Reader) (any, error) {
+			dec: func(r *Reader) (any, error) {
 				out := []any{}
 				err := r.Blocks(func() error {
 					e, err := items.dec(r)
@@ -131,7 +135,7 @@ func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error)
 		if err != nil {
 			return nil, err
 		}
-		return &avroCodec{
+		return &Codec{
 			enc: func(dst []byte, v any) ([]byte, error) {
 				var err error
 				switch m := v.(type) {
@@ -161,7 +165,7 @@ func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error)
 				}
 				return append(dst, 0), nil
 			},
-			dec: func(r *avrobin.Reader) (any, error) {
+			dec: func(r *Reader) (any, error) {
 				out := map[string]any{}
 				err := r.Blocks(func() error {
 					k, err := r.Str()
@@ -181,12 +185,12 @@ func compileNode(s avro.Schema, named map[string]*avroCodec) (*avroCodec, error)
 	return nil, fmt.Errorf("avro: schema type %s is not supported", s.Type())
 }
 
-func compileRecord(s *avro.RecordSchema, named map[string]*avroCodec) (*avroCodec, error) {
-	c := &avroCodec{}
+func compileRecord(s *avro.RecordSchema, named map[string]*Codec) (*Codec, error) {
+	c := &Codec{}
 	named[s.FullName()] = c
 	type fieldCodec struct {
 		name   string
-		codec  *avroCodec
+		codec  *Codec
 		def    any
 		hasDef bool
 	}
@@ -222,9 +226,9 @@ func compileRecord(s *avro.RecordSchema, named map[string]*avroCodec) (*avroCode
 		}
 		return dst, nil
 	}
-	c.dec = func(r *avrobin.Reader) (any, error) {
-		if r.Depth++; r.Depth > avrobin.MaxDepth {
-			return nil, fmt.Errorf("avro: records nest deeper than %d", avrobin.MaxDepth)
+	c.dec = func(r *Reader) (any, error) {
+		if r.Depth++; r.Depth > MaxDepth {
+			return nil, fmt.Errorf("avro: records nest deeper than %d", MaxDepth)
 		}
 		defer func() { r.Depth-- }()
 		m := make(map[string]any, len(fields))
@@ -240,9 +244,9 @@ func compileRecord(s *avro.RecordSchema, named map[string]*avroCodec) (*avroCode
 	return c, nil
 }
 
-func compileUnion(s *avro.UnionSchema, named map[string]*avroCodec) (*avroCodec, error) {
+func compileUnion(s *avro.UnionSchema, named map[string]*Codec) (*Codec, error) {
 	types := s.Types()
-	codecs := make([]*avroCodec, len(types))
+	codecs := make([]*Codec, len(types))
 	null, only := -1, -1
 	for i, t := range types {
 		c, err := compileNode(t, named)
@@ -258,7 +262,7 @@ func compileUnion(s *avro.UnionSchema, named map[string]*avroCodec) (*avroCodec,
 			only = -2 // several non-null branches
 		}
 	}
-	return &avroCodec{
+	return &Codec{
 		enc: func(dst []byte, v any) ([]byte, error) {
 			i := -1
 			switch {
@@ -280,7 +284,7 @@ func compileUnion(s *avro.UnionSchema, named map[string]*avroCodec) (*avroCodec,
 			dst = binary.AppendVarint(dst, int64(i))
 			return codecs[i].enc(dst, v)
 		},
-		dec: func(r *avrobin.Reader) (any, error) {
+		dec: func(r *Reader) (any, error) {
 			i, err := r.Long()
 			if err != nil {
 				return nil, err
@@ -306,11 +310,11 @@ func isNull(v any) bool {
 	return false
 }
 
-func compileFixed(s *avro.FixedSchema) (*avroCodec, error) {
+func compileFixed(s *avro.FixedSchema) (*Codec, error) {
 	size := s.Size()
 	if d, ok := s.Logical().(*avro.DecimalLogicalSchema); ok {
 		scale := d.Scale()
-		return &avroCodec{
+		return &Codec{
 			enc: func(dst []byte, v any) ([]byte, error) {
 				n, err := unscaled(v, scale)
 				if err != nil {
@@ -329,7 +333,7 @@ func compileFixed(s *avro.FixedSchema) (*avroCodec, error) {
 				}
 				return append(dst, b...), nil
 			},
-			dec: func(r *avrobin.Reader) (any, error) {
+			dec: func(r *Reader) (any, error) {
 				b, err := r.Take(size)
 				if err != nil {
 					return nil, err
@@ -338,7 +342,7 @@ func compileFixed(s *avro.FixedSchema) (*avroCodec, error) {
 			},
 		}, nil
 	}
-	return &avroCodec{
+	return &Codec{
 		enc: func(dst []byte, v any) ([]byte, error) {
 			b, ok := v.([]byte)
 			if !ok || len(b) != size {
@@ -346,21 +350,21 @@ func compileFixed(s *avro.FixedSchema) (*avroCodec, error) {
 			}
 			return append(dst, b...), nil
 		},
-		dec: func(r *avrobin.Reader) (any, error) {
+		dec: func(r *Reader) (any, error) {
 			b, err := r.Take(size)
 			return append([]byte(nil), b...), err
 		},
 	}, nil
 }
 
-func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
+func compilePrimitive(s *avro.PrimitiveSchema) (*Codec, error) {
 	var logical avro.LogicalType
 	if s.Logical() != nil {
 		logical = s.Logical().Type()
 	}
 	switch s.Type() {
 	case avro.Boolean:
-		return &avroCodec{
+		return &Codec{
 			enc: func(dst []byte, v any) ([]byte, error) {
 				b, ok := v.(bool)
 				if !ok {
@@ -371,7 +375,7 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 				}
 				return append(dst, 0), nil
 			},
-			dec: func(r *avrobin.Reader) (any, error) {
+			dec: func(r *Reader) (any, error) {
 				b, err := r.Take(1)
 				if err != nil {
 					return nil, err
@@ -384,7 +388,7 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 	case avro.Long:
 		return compileLong(logical), nil
 	case avro.Float:
-		return &avroCodec{
+		return &Codec{
 			enc: func(dst []byte, v any) ([]byte, error) {
 				f, ok := toFloat(v)
 				if !ok {
@@ -392,7 +396,7 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 				}
 				return binary.LittleEndian.AppendUint32(dst, math.Float32bits(float32(f))), nil
 			},
-			dec: func(r *avrobin.Reader) (any, error) {
+			dec: func(r *Reader) (any, error) {
 				b, err := r.Take(4)
 				if err != nil {
 					return nil, err
@@ -401,7 +405,7 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 			},
 		}, nil
 	case avro.Double:
-		return &avroCodec{
+		return &Codec{
 			enc: func(dst []byte, v any) ([]byte, error) {
 				f, ok := toFloat(v)
 				if !ok {
@@ -409,7 +413,7 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 				}
 				return binary.LittleEndian.AppendUint64(dst, math.Float64bits(f)), nil
 			},
-			dec: func(r *avrobin.Reader) (any, error) {
+			dec: func(r *Reader) (any, error) {
 				b, err := r.Take(8)
 				if err != nil {
 					return nil, err
@@ -418,7 +422,7 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 			},
 		}, nil
 	case avro.String:
-		return &avroCodec{
+		return &Codec{
 			enc: func(dst []byte, v any) ([]byte, error) {
 				switch x := v.(type) {
 				case string:
@@ -428,12 +432,12 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 				}
 				return dst, fmt.Errorf("string: have %T", v)
 			},
-			dec: func(r *avrobin.Reader) (any, error) { return r.Str() },
+			dec: func(r *Reader) (any, error) { return r.Str() },
 		}, nil
 	case avro.Bytes:
 		if d, ok := s.Logical().(*avro.DecimalLogicalSchema); ok {
 			scale := d.Scale()
-			return &avroCodec{
+			return &Codec{
 				enc: func(dst []byte, v any) ([]byte, error) {
 					n, err := unscaled(v, scale)
 					if err != nil {
@@ -443,7 +447,7 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 					dst = binary.AppendVarint(dst, int64(len(b)))
 					return append(dst, b...), nil
 				},
-				dec: func(r *avrobin.Reader) (any, error) {
+				dec: func(r *Reader) (any, error) {
 					b, err := r.Bytes()
 					if err != nil {
 						return nil, err
@@ -452,7 +456,7 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 				},
 			}, nil
 		}
-		return &avroCodec{
+		return &Codec{
 			enc: func(dst []byte, v any) ([]byte, error) {
 				switch x := v.(type) {
 				case []byte:
@@ -463,7 +467,7 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 				}
 				return dst, fmt.Errorf("bytes: have %T", v)
 			},
-			dec: func(r *avrobin.Reader) (any, error) {
+			dec: func(r *Reader) (any, error) {
 				b, err := r.Bytes()
 				return append([]byte(nil), b...), err
 			},
@@ -472,8 +476,8 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*avroCodec, error) {
 	return nil, fmt.Errorf("avro: primitive %s is not supported", s.Type())
 }
 
-func compileInt(logical avro.LogicalType) *avroCodec {
-	return &avroCodec{
+func compileInt(logical avro.LogicalType) *Codec {
+	return &Codec{
 		enc: func(dst []byte, v any) ([]byte, error) {
 			var n int64
 			switch x := v.(type) {
@@ -495,7 +499,7 @@ func compileInt(logical avro.LogicalType) *avroCodec {
 			}
 			return binary.AppendVarint(dst, n), nil
 		},
-		dec: func(r *avrobin.Reader) (any, error) {
+		dec: func(r *Reader) (any, error) {
 			n, err := r.Long()
 			if err != nil {
 				return nil, err
@@ -514,8 +518,8 @@ func compileInt(logical avro.LogicalType) *avroCodec {
 	}
 }
 
-func compileLong(logical avro.LogicalType) *avroCodec {
-	return &avroCodec{
+func compileLong(logical avro.LogicalType) *Codec {
+	return &Codec{
 		enc: func(dst []byte, v any) ([]byte, error) {
 			var n int64
 			switch x := v.(type) {
@@ -540,7 +544,7 @@ func compileLong(logical avro.LogicalType) *avroCodec {
 			}
 			return binary.AppendVarint(dst, n), nil
 		},
-		dec: func(r *avrobin.Reader) (any, error) {
+		dec: func(r *Reader) (any, error) {
 			n, err := r.Long()
 			if err != nil {
 				return nil, err

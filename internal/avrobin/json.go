@@ -1,4 +1,4 @@
-package connect
+package avrobin
 
 import (
 	"encoding/base64"
@@ -21,7 +21,7 @@ import (
 // no reflection for the types a converter produces.
 func AppendJSON(dst []byte, v any, s avro.Schema) ([]byte, error) {
 	if s != nil {
-		s = deref(s)
+		s = Deref(s)
 	}
 	switch x := v.(type) {
 	case nil:
@@ -104,7 +104,7 @@ func nonNullOrNil(s avro.Schema) avro.Schema {
 	if s == nil {
 		return nil
 	}
-	return nonNull(s)
+	return NonNull(s)
 }
 
 func appendJSONObject(dst []byte, m map[string]any, s avro.Schema) ([]byte, error) {
@@ -124,7 +124,7 @@ func appendJSONObject(dst []byte, m map[string]any, s avro.Schema) ([]byte, erro
 			}
 			dst = appendJSONString(dst, f.Name())
 			dst = append(dst, ':')
-			if dst, err = AppendJSON(dst, fv, nonNull(f.Type())); err != nil {
+			if dst, err = AppendJSON(dst, fv, NonNull(f.Type())); err != nil {
 				return dst, err
 			}
 		}

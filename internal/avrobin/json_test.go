@@ -1,4 +1,4 @@
-package connect
+package avrobin
 
 import (
 	"encoding/json"
