@@ -65,124 +65,139 @@ func compileNode(s avro.Schema, named map[string]*Codec) (*Codec, error) {
 	case *avro.RecordSchema:
 		return compileRecord(s, named)
 	case *avro.EnumSchema:
-		syms := s.Symbols()
-		index := make(map[string]int, len(syms))
-		for i, sym := range syms {
-			index[sym] = i
-		}
-		return &Codec{
-			enc: func(dst []byte, v any) ([]byte, error) {
-				str, ok := v.(string)
-				if !ok {
-					return dst, fmt.Errorf("enum %s: want a string, have %T", s.FullName(), v)
-				}
-				i, ok := index[str]
-				if !ok {
-					return dst, fmt.Errorf("enum %s: %q is not a symbol", s.FullName(), str)
-				}
-				return binary.AppendVarint(dst, int64(i)), nil
-			},
-			dec: func(r *Reader) (any, error) {
-				i, err := r.Long()
-				if err != nil {
-					return nil, err
-				}
-				if i < 0 || i >= int64(len(syms)) {
-					return nil, fmt.Errorf("enum %s: index %d out of range", s.FullName(), i)
-				}
-				return syms[i], nil
-			},
-		}, nil
+		return compileEnum(s), nil
 	case *avro.FixedSchema:
 		return compileFixed(s)
 	case *avro.ArraySchema:
-		items, err := compileNode(s.Items(), named)
-		if err != nil {
-			return nil, err
-		}
-		return &Codec{
-			enc: func(dst []byte, v any) ([]byte, error) {
-				a, ok := v.([]any)
-				if !ok {
-					if v == nil {
-						return append(dst, 0), nil
-					}
-					return dst, fmt.Errorf("array: want []any, have %T", v)
-				}
-				if len(a) > 0 {
-					dst = binary.AppendVarint(dst, int64(len(a)))
-					for i, e := range a {
-						var err error
-						if dst, err = items.enc(dst, e); err != nil {
-							return dst, fmt.Errorf("[%d]: %w", i, err)
-						}
-					}
-				}
-				return append(dst, 0), nil
-			},
-			dec: func(r *Reader) (any, error) {
-				out := []any{}
-				err := r.Blocks(func() error {
-					e, err := items.dec(r)
-					out = append(out, e)
-					return err
-				})
-				return out, err
-			},
-		}, nil
+		return compileArray(s, named)
 	case *avro.MapSchema:
-		vals, err := compileNode(s.Values(), named)
-		if err != nil {
-			return nil, err
-		}
-		return &Codec{
-			enc: func(dst []byte, v any) ([]byte, error) {
-				var err error
-				switch m := v.(type) {
-				case map[string]any:
-					if len(m) > 0 {
-						dst = binary.AppendVarint(dst, int64(len(m)))
-						for k, e := range m {
-							dst = appendAvroString(dst, k)
-							if dst, err = vals.enc(dst, e); err != nil {
-								return dst, fmt.Errorf("[%q]: %w", k, err)
-							}
-						}
-					}
-				case map[string]string:
-					if len(m) > 0 {
-						dst = binary.AppendVarint(dst, int64(len(m)))
-						for k, e := range m {
-							dst = appendAvroString(dst, k)
-							if dst, err = vals.enc(dst, e); err != nil {
-								return dst, fmt.Errorf("[%q]: %w", k, err)
-							}
-						}
-					}
-				case nil:
-				default:
-					return dst, fmt.Errorf("map: want map[string]any, have %T", v)
-				}
-				return append(dst, 0), nil
-			},
-			dec: func(r *Reader) (any, error) {
-				out := map[string]any{}
-				err := r.Blocks(func() error {
-					k, err := r.Str()
-					if err != nil {
-						return err
-					}
-					e, err := vals.dec(r)
-					out[k] = e
-					return err
-				})
-				return out, err
-			},
-		}, nil
+		return compileMap(s, named)
 	case *avro.UnionSchema:
 		return compileUnion(s, named)
 	}
 	return nil, fmt.Errorf("avro: schema type %s is not supported", s.Type())
+}
+
+// compileEnum codes an enum as its symbol.
+func compileEnum(s *avro.EnumSchema) *Codec {
+	syms := s.Symbols()
+	index := make(map[string]int, len(syms))
+	for i, sym := range syms {
+		index[sym] = i
+	}
+	return &Codec{
+		enc: func(dst []byte, v any) ([]byte, error) {
+			str, ok := v.(string)
+			if !ok {
+				return dst, fmt.Errorf("enum %s: want a string, have %T", s.FullName(), v)
+			}
+			i, ok := index[str]
+			if !ok {
+				return dst, fmt.Errorf("enum %s: %q is not a symbol", s.FullName(), str)
+			}
+			return binary.AppendVarint(dst, int64(i)), nil
+		},
+		dec: func(r *Reader) (any, error) {
+			i, err := r.Long()
+			if err != nil {
+				return nil, err
+			}
+			if i < 0 || i >= int64(len(syms)) {
+				return nil, fmt.Errorf("enum %s: index %d out of range", s.FullName(), i)
+			}
+			return syms[i], nil
+		},
+	}
+}
+
+// compileArray codes an array as []any.
+func compileArray(s *avro.ArraySchema, named map[string]*Codec) (*Codec, error) {
+	items, err := compileNode(s.Items(), named)
+	if err != nil {
+		return nil, err
+	}
+	return &Codec{
+		enc: func(dst []byte, v any) ([]byte, error) {
+			a, ok := v.([]any)
+			if !ok {
+				if v == nil {
+					return append(dst, 0), nil
+				}
+				return dst, fmt.Errorf("array: want []any, have %T", v)
+			}
+			if len(a) > 0 {
+				dst = binary.AppendVarint(dst, int64(len(a)))
+				for i, e := range a {
+					var err error
+					if dst, err = items.enc(dst, e); err != nil {
+						return dst, fmt.Errorf("[%d]: %w", i, err)
+					}
+				}
+			}
+			return append(dst, 0), nil
+		},
+		dec: func(r *Reader) (any, error) {
+			out := []any{}
+			err := r.Blocks(func() error {
+				e, err := items.dec(r)
+				out = append(out, e)
+				return err
+			})
+			return out, err
+		},
+	}, nil
+}
+
+// compileMap codes a map as map[string]any (map[string]string is taken too).
+func compileMap(s *avro.MapSchema, named map[string]*Codec) (*Codec, error) {
+	vals, err := compileNode(s.Values(), named)
+	if err != nil {
+		return nil, err
+	}
+	return &Codec{
+		enc: func(dst []byte, v any) ([]byte, error) {
+			var err error
+			switch m := v.(type) {
+			case map[string]any:
+				if len(m) > 0 {
+					dst = binary.AppendVarint(dst, int64(len(m)))
+					for k, e := range m {
+						dst = appendAvroString(dst, k)
+						if dst, err = vals.enc(dst, e); err != nil {
+							return dst, fmt.Errorf("[%q]: %w", k, err)
+						}
+					}
+				}
+			case map[string]string:
+				if len(m) > 0 {
+					dst = binary.AppendVarint(dst, int64(len(m)))
+					for k, e := range m {
+						dst = appendAvroString(dst, k)
+						if dst, err = vals.enc(dst, e); err != nil {
+							return dst, fmt.Errorf("[%q]: %w", k, err)
+						}
+					}
+				}
+			case nil:
+			default:
+				return dst, fmt.Errorf("map: want map[string]any, have %T", v)
+			}
+			return append(dst, 0), nil
+		},
+		dec: func(r *Reader) (any, error) {
+			out := map[string]any{}
+			err := r.Blocks(func() error {
+				k, err := r.Str()
+				if err != nil {
+					return err
+				}
+				e, err := vals.dec(r)
+				out[k] = e
+				return err
+			})
+			return out, err
+		},
+	}, nil
 }
 
 func compileRecord(s *avro.RecordSchema, named map[string]*Codec) (*Codec, error) {
@@ -364,116 +379,141 @@ func compilePrimitive(s *avro.PrimitiveSchema) (*Codec, error) {
 	}
 	switch s.Type() {
 	case avro.Boolean:
-		return &Codec{
-			enc: func(dst []byte, v any) ([]byte, error) {
-				b, ok := v.(bool)
-				if !ok {
-					return dst, fmt.Errorf("boolean: have %T", v)
-				}
-				if b {
-					return append(dst, 1), nil
-				}
-				return append(dst, 0), nil
-			},
-			dec: func(r *Reader) (any, error) {
-				b, err := r.Take(1)
-				if err != nil {
-					return nil, err
-				}
-				return b[0] != 0, nil
-			},
-		}, nil
+		return boolCodec(), nil
 	case avro.Int:
 		return compileInt(logical), nil
 	case avro.Long:
 		return compileLong(logical), nil
 	case avro.Float:
-		return &Codec{
-			enc: func(dst []byte, v any) ([]byte, error) {
-				f, ok := toFloat(v)
-				if !ok {
-					return dst, fmt.Errorf("float: have %T", v)
-				}
-				return binary.LittleEndian.AppendUint32(dst, math.Float32bits(float32(f))), nil
-			},
-			dec: func(r *Reader) (any, error) {
-				b, err := r.Take(4)
-				if err != nil {
-					return nil, err
-				}
-				return math.Float32frombits(binary.LittleEndian.Uint32(b)), nil
-			},
-		}, nil
+		return floatCodec(), nil
 	case avro.Double:
-		return &Codec{
-			enc: func(dst []byte, v any) ([]byte, error) {
-				f, ok := toFloat(v)
-				if !ok {
-					return dst, fmt.Errorf("double: have %T", v)
-				}
-				return binary.LittleEndian.AppendUint64(dst, math.Float64bits(f)), nil
-			},
-			dec: func(r *Reader) (any, error) {
-				b, err := r.Take(8)
-				if err != nil {
-					return nil, err
-				}
-				return math.Float64frombits(binary.LittleEndian.Uint64(b)), nil
-			},
-		}, nil
+		return doubleCodec(), nil
 	case avro.String:
-		return &Codec{
-			enc: func(dst []byte, v any) ([]byte, error) {
-				switch x := v.(type) {
-				case string:
-					return appendAvroString(dst, x), nil
-				case []byte:
-					return appendAvroString(dst, string(x)), nil
-				}
-				return dst, fmt.Errorf("string: have %T", v)
-			},
-			dec: func(r *Reader) (any, error) { return r.Str() },
-		}, nil
+		return stringCodec(), nil
 	case avro.Bytes:
-		if d, ok := s.Logical().(*avro.DecimalLogicalSchema); ok {
-			scale := d.Scale()
-			return &Codec{
-				enc: func(dst []byte, v any) ([]byte, error) {
-					n, err := unscaled(v, scale)
-					if err != nil {
-						return dst, err
-					}
-					b := twosComplement(n)
-					dst = binary.AppendVarint(dst, int64(len(b)))
-					return append(dst, b...), nil
-				},
-				dec: func(r *Reader) (any, error) {
-					b, err := r.Bytes()
-					if err != nil {
-						return nil, err
-					}
-					return ratOf(b, scale), nil
-				},
-			}, nil
-		}
+		return bytesCodec(s), nil
+	}
+	return nil, fmt.Errorf("avro: primitive %s is not supported", s.Type())
+}
+
+// boolCodec codes a boolean.
+func boolCodec() *Codec {
+	return &Codec{
+		enc: func(dst []byte, v any) ([]byte, error) {
+			b, ok := v.(bool)
+			if !ok {
+				return dst, fmt.Errorf("boolean: have %T", v)
+			}
+			if b {
+				return append(dst, 1), nil
+			}
+			return append(dst, 0), nil
+		},
+		dec: func(r *Reader) (any, error) {
+			b, err := r.Take(1)
+			if err != nil {
+				return nil, err
+			}
+			return b[0] != 0, nil
+		},
+	}
+}
+
+// floatCodec codes a float as float32.
+func floatCodec() *Codec {
+	return &Codec{
+		enc: func(dst []byte, v any) ([]byte, error) {
+			f, ok := toFloat(v)
+			if !ok {
+				return dst, fmt.Errorf("float: have %T", v)
+			}
+			return binary.LittleEndian.AppendUint32(dst, math.Float32bits(float32(f))), nil
+		},
+		dec: func(r *Reader) (any, error) {
+			b, err := r.Take(4)
+			if err != nil {
+				return nil, err
+			}
+			return math.Float32frombits(binary.LittleEndian.Uint32(b)), nil
+		},
+	}
+}
+
+// doubleCodec codes a double as float64.
+func doubleCodec() *Codec {
+	return &Codec{
+		enc: func(dst []byte, v any) ([]byte, error) {
+			f, ok := toFloat(v)
+			if !ok {
+				return dst, fmt.Errorf("double: have %T", v)
+			}
+			return binary.LittleEndian.AppendUint64(dst, math.Float64bits(f)), nil
+		},
+		dec: func(r *Reader) (any, error) {
+			b, err := r.Take(8)
+			if err != nil {
+				return nil, err
+			}
+			return math.Float64frombits(binary.LittleEndian.Uint64(b)), nil
+		},
+	}
+}
+
+// stringCodec codes a string (a []byte is taken too).
+func stringCodec() *Codec {
+	return &Codec{
+		enc: func(dst []byte, v any) ([]byte, error) {
+			switch x := v.(type) {
+			case string:
+				return appendAvroString(dst, x), nil
+			case []byte:
+				return appendAvroString(dst, string(x)), nil
+			}
+			return dst, fmt.Errorf("string: have %T", v)
+		},
+		dec: func(r *Reader) (any, error) { return r.Str() },
+	}
+}
+
+// bytesCodec codes bytes as []byte, or a decimal as *big.Rat.
+func bytesCodec(s *avro.PrimitiveSchema) *Codec {
+	if d, ok := s.Logical().(*avro.DecimalLogicalSchema); ok {
+		scale := d.Scale()
 		return &Codec{
 			enc: func(dst []byte, v any) ([]byte, error) {
-				switch x := v.(type) {
-				case []byte:
-					dst = binary.AppendVarint(dst, int64(len(x)))
-					return append(dst, x...), nil
-				case string:
-					return appendAvroString(dst, x), nil
+				n, err := unscaled(v, scale)
+				if err != nil {
+					return dst, err
 				}
-				return dst, fmt.Errorf("bytes: have %T", v)
+				b := twosComplement(n)
+				dst = binary.AppendVarint(dst, int64(len(b)))
+				return append(dst, b...), nil
 			},
 			dec: func(r *Reader) (any, error) {
 				b, err := r.Bytes()
-				return append([]byte(nil), b...), err
+				if err != nil {
+					return nil, err
+				}
+				return ratOf(b, scale), nil
 			},
-		}, nil
+		}
 	}
-	return nil, fmt.Errorf("avro: primitive %s is not supported", s.Type())
+	return &Codec{
+		enc: func(dst []byte, v any) ([]byte, error) {
+			switch x := v.(type) {
+			case []byte:
+				dst = binary.AppendVarint(dst, int64(len(x)))
+				return append(dst, x...), nil
+			case string:
+				return appendAvroString(dst, x), nil
+			}
+			return dst, fmt.Errorf("bytes: have %T", v)
+		},
+		dec: func(r *Reader) (any, error) {
+			b, err := r.Bytes()
+			return append([]byte(nil), b...), err
+		},
+	}
 }
 
 func compileInt(logical avro.LogicalType) *Codec {
