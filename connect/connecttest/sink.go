@@ -364,156 +364,185 @@ func sortRows(rs []Row) {
 
 // SinkSuite runs the sink contract against tg.
 func SinkSuite(t *testing.T, tg SinkTarget) {
-	t.Run("writes every kind of change", func(t *testing.T) {
-		r := newRun(t, tg)
-		r.mustWrite(r.records(c(1, "a"), c(2, "b"), c(3, "c"), u(2, "bb"), d(3), cNull(4), c(5, "unicode ✓ ünï")))
-		r.check("after creates, an update, a delete and a NULL")
-		r.mustWrite(r.records(truncate(), c(6, "e"), u(1, "z"), c(7, strings.Repeat("x", 100_000))))
-		r.check("after a truncate, an update of a row it removed and a large value")
-		r.mustWrite(nil)
-		r.check("after an empty write")
-	})
-	t.Run("a write sent again applies nothing twice", func(t *testing.T) {
-		r := newRun(t, tg)
-		first := r.records(c(10, "a"), u(10, "b"), u(10, "c"), c(11, "x"))
-		r.mustWrite(first)
-		r.mustWrite(first[:2]) // an older batch again: the runtime's retry after a commit it did not see
-		r.check("after an older batch came again")
-		r.mustWrite(append(first[2:], r.records(u(11, "y"), c(12, "n"))...)) // overlapping: only the new part applies
-		r.check("after a batch overlapping what was applied")
-		r.reopen()
-		r.mustWrite(first)
-		r.check("after the first batch came again to a new instance")
-	})
-	t.Run("poisoned fetches", func(t *testing.T) {
-		r := newRun(t, tg)
-		for i := range 5 {
-			batch := r.records(c(int64(20+i), "v"), u(int64(20+i), fmt.Sprint("w", i)), c(int64(40+i), "keep"))
-			r.mustWrite(batch)
-			for _, b := range r.bodies { // the runtime reuses fetch buffers once Write returns
-				for j := range b {
-					b[j] = 0xdb
-				}
-			}
-			r.bodies = nil
-		}
-		r.reopen()
-		r.check("after every fetch was overwritten once written")
-	})
+	t.Run("writes every kind of change", func(t *testing.T) { sinkWritesChanges(t, tg) })
+	t.Run("a write sent again applies nothing twice", func(t *testing.T) { sinkAppliesOnce(t, tg) })
+	t.Run("poisoned fetches", func(t *testing.T) { sinkPoisonedFetches(t, tg) })
 	if tg.Refuse != nil {
-		t.Run("a record the destination refuses is named by its index", func(t *testing.T) {
-			r := newRun(t, tg)
-			r.mustWrite(r.records(c(1, "made")))
-			tg.Refuse(t, r.params)
-			batch := r.records(c(30, "ok"), c(31, "ok"), c(32, poison), c(33, "ok"))
-			err := r.write(batch)
-			var re *connect.RecordError
-			if !errors.As(err, &re) || re.Index != 2 {
-				t.Fatalf("write with a refused record at 2: %v, want a RecordError at index 2", err)
-			}
-			if connect.IsPermanent(err) {
-				t.Fatalf("a record's fault is marked permanent: %v", err)
-			}
-			r.check("the records before the refused one are delivered, none after")
-			r.mustWrite(batch[3:])
-			r.check("after the rest")
-		})
+		t.Run("a record the destination refuses is named by its index", func(t *testing.T) { sinkRefusedRecord(t, tg) })
 	}
 	for name, brk := range tg.Breaks {
-		t.Run("target fault: "+name, func(t *testing.T) {
-			r := newRun(t, tg)
-			r.mustWrite(r.records(c(1, "before")))
-			heal := brk(t, r.params)
-			batch := r.records(c(50, "a"), u(1, "changed"), d(50))
-			err := r.write(batch)
-			var re *connect.RecordError
-			if err == nil || errors.As(err, &re) || connect.IsPermanent(err) {
-				heal()
-				t.Fatalf("write to a target that is %s: %v, want an error the runtime retries (no record's fault)", name, err)
-			}
-			heal()
-			var retryErr error
-			for range 50 { // the runtime retries the whole batch until the target is back
-				if retryErr = r.write(batch); retryErr == nil {
-					break
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			if retryErr != nil {
-				t.Fatalf("the target healed, the retry: %v", retryErr)
-			}
-			r.check("after the retry")
-		})
+		t.Run("target fault: "+name, func(t *testing.T) { sinkTargetFault(t, tg, name, brk) })
 	}
 	if tg.Disconnect != nil {
-		t.Run("connections closed mid-write", func(t *testing.T) {
-			r := newRun(t, tg)
-			var changes []change
-			for i := range 20000 {
-				changes = append(changes, c(int64(i), fmt.Sprint("v", i)))
-			}
-			batch := r.records(changes...)
-			errc := make(chan error, 1)
-			go func() { errc <- r.sink.Write(context.Background(), batch) }()
-			time.Sleep(20 * time.Millisecond)
-			tg.Disconnect(t, r.params)
-			err := <-errc
-			var re *connect.RecordError
-			if errors.As(err, &re) || connect.IsPermanent(err) {
-				t.Fatalf("a closed connection reported as %v", err)
-			}
-			for try := 0; err != nil && try < 50; try++ {
-				time.Sleep(100 * time.Millisecond)
-				err = r.sink.Write(context.Background(), batch)
-			}
-			if err != nil {
-				t.Fatalf("retries after the connections closed: %v", err)
-			}
-			r.delivered(batch)
-			r.check("after a write cut short and sent again")
-		})
+		t.Run("connections closed mid-write", func(t *testing.T) { sinkDisconnected(t, tg) })
 	}
-	t.Run("resumes from its own offsets", func(t *testing.T) {
-		r := newRun(t, tg)
-		if _, ok := r.sink.(connect.OffsetStore); !ok {
-			t.Skip("the sink keeps no offsets of its own: the group's are the resume point")
-		}
-		r.mustWrite(r.records(c(1, "a"), c(2, "b").onPartition(1), c(3, "c"), u(1, "a2"), c(5, "e").onPartition(1)))
-		r.reopen()
-		got, err := r.sink.(connect.OffsetStore).Offsets(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := map[elog.TopicPartition]int64{{Topic: Topic, Partition: 0}: 3, {Topic: Topic, Partition: 1}: 2}
-		for tp, n := range want {
-			if got[tp] != n {
-				t.Fatalf("offsets after a restart: %v, want %v", got, want)
+	t.Run("resumes from its own offsets", func(t *testing.T) { sinkResumes(t, tg) })
+	t.Run("close twice", func(t *testing.T) { sinkCloseTwice(t, tg) })
+	t.Run("bad config refused at construction", func(t *testing.T) { sinkBadConfig(t, tg) })
+}
+
+// sinkWritesChanges: every kind of change: creates, updates, deletes, NULL, unicode, a truncate, a large value.
+func sinkWritesChanges(t *testing.T, tg SinkTarget) {
+	r := newRun(t, tg)
+	r.mustWrite(r.records(c(1, "a"), c(2, "b"), c(3, "c"), u(2, "bb"), d(3), cNull(4), c(5, "unicode ✓ ünï")))
+	r.check("after creates, an update, a delete and a NULL")
+	r.mustWrite(r.records(truncate(), c(6, "e"), u(1, "z"), c(7, strings.Repeat("x", 100_000))))
+	r.check("after a truncate, an update of a row it removed and a large value")
+	r.mustWrite(nil)
+	r.check("after an empty write")
+}
+
+// sinkAppliesOnce: a batch sent again, older or overlapping, applies nothing twice.
+func sinkAppliesOnce(t *testing.T, tg SinkTarget) {
+	r := newRun(t, tg)
+	first := r.records(c(10, "a"), u(10, "b"), u(10, "c"), c(11, "x"))
+	r.mustWrite(first)
+	r.mustWrite(first[:2]) // an older batch again: the runtime's retry after a commit it did not see
+	r.check("after an older batch came again")
+	r.mustWrite(append(first[2:], r.records(u(11, "y"), c(12, "n"))...)) // overlapping: only the new part applies
+	r.check("after a batch overlapping what was applied")
+	r.reopen()
+	r.mustWrite(first)
+	r.check("after the first batch came again to a new instance")
+}
+
+// sinkPoisonedFetches: the fetch buffers overwritten once Write returns leave the destination right.
+func sinkPoisonedFetches(t *testing.T, tg SinkTarget) {
+	r := newRun(t, tg)
+	for i := range 5 {
+		batch := r.records(c(int64(20+i), "v"), u(int64(20+i), fmt.Sprint("w", i)), c(int64(40+i), "keep"))
+		r.mustWrite(batch)
+		for _, b := range r.bodies { // the runtime reuses fetch buffers once Write returns
+			for j := range b {
+				b[j] = 0xdb
 			}
 		}
-	})
-	t.Run("close twice", func(t *testing.T) {
-		r := newRun(t, tg)
-		r.mustWrite(r.records(c(1, "a")))
-		if err := r.sink.Close(); err != nil {
-			t.Fatalf("close: %v", err)
+		r.bodies = nil
+	}
+	r.reopen()
+	r.check("after every fetch was overwritten once written")
+}
+
+// sinkRefusedRecord: a record the destination refuses is a RecordError with its index; the ones before it are delivered.
+func sinkRefusedRecord(t *testing.T, tg SinkTarget) {
+	r := newRun(t, tg)
+	r.mustWrite(r.records(c(1, "made")))
+	tg.Refuse(t, r.params)
+	batch := r.records(c(30, "ok"), c(31, "ok"), c(32, poison), c(33, "ok"))
+	err := r.write(batch)
+	var re *connect.RecordError
+	if !errors.As(err, &re) || re.Index != 2 {
+		t.Fatalf("write with a refused record at 2: %v, want a RecordError at index 2", err)
+	}
+	if connect.IsPermanent(err) {
+		t.Fatalf("a record's fault is marked permanent: %v", err)
+	}
+	r.check("the records before the refused one are delivered, none after")
+	r.mustWrite(batch[3:])
+	r.check("after the rest")
+}
+
+// sinkDisconnected: connections closed during a large write: the write sent again applies it once.
+func sinkDisconnected(t *testing.T, tg SinkTarget) {
+	r := newRun(t, tg)
+	var changes []change
+	for i := range 20000 {
+		changes = append(changes, c(int64(i), fmt.Sprint("v", i)))
+	}
+	batch := r.records(changes...)
+	errc := make(chan error, 1)
+	go func() { errc <- r.sink.Write(context.Background(), batch) }()
+	time.Sleep(20 * time.Millisecond)
+	tg.Disconnect(t, r.params)
+	err := <-errc
+	var re *connect.RecordError
+	if errors.As(err, &re) || connect.IsPermanent(err) {
+		t.Fatalf("a closed connection reported as %v", err)
+	}
+	for try := 0; err != nil && try < 50; try++ {
+		time.Sleep(100 * time.Millisecond)
+		err = r.sink.Write(context.Background(), batch)
+	}
+	if err != nil {
+		t.Fatalf("retries after the connections closed: %v", err)
+	}
+	r.delivered(batch)
+	r.check("after a write cut short and sent again")
+}
+
+// sinkResumes: a new instance resumes from the sink's own offsets.
+func sinkResumes(t *testing.T, tg SinkTarget) {
+	r := newRun(t, tg)
+	if _, ok := r.sink.(connect.OffsetStore); !ok {
+		t.Skip("the sink keeps no offsets of its own: the group's are the resume point")
+	}
+	r.mustWrite(r.records(c(1, "a"), c(2, "b").onPartition(1), c(3, "c"), u(1, "a2"), c(5, "e").onPartition(1)))
+	r.reopen()
+	got, err := r.sink.(connect.OffsetStore).Offsets(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[elog.TopicPartition]int64{{Topic: Topic, Partition: 0}: 3, {Topic: Topic, Partition: 1}: 2}
+	for tp, n := range want {
+		if got[tp] != n {
+			t.Fatalf("offsets after a restart: %v, want %v", got, want)
 		}
-		if err := r.sink.Close(); err != nil {
-			t.Fatalf("second close: %v", err)
+	}
+}
+
+// sinkCloseTwice: Close twice is no error.
+func sinkCloseTwice(t *testing.T, tg SinkTarget) {
+	r := newRun(t, tg)
+	r.mustWrite(r.records(c(1, "a")))
+	if err := r.sink.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := r.sink.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
+
+// sinkBadConfig: a bad configuration is refused at construction, naming the key.
+func sinkBadConfig(t *testing.T, tg SinkTarget) {
+	cat, err := connect.BuiltinCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bc := range tg.BadConfigs {
+		p, err := connect.NewParams(cat.Plugin(tg.Plugin), bc.Params)
+		if err == nil {
+			_, err = tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		}
-	})
-	t.Run("bad config refused at construction", func(t *testing.T) {
-		cat, err := connect.BuiltinCatalog()
-		if err != nil {
-			t.Fatal(err)
+		if err == nil || !strings.Contains(err.Error(), bc.Key) {
+			t.Errorf("config %v: %v, want an error naming %s", bc.Params, err, bc.Key)
 		}
-		for _, bc := range tg.BadConfigs {
-			p, err := connect.NewParams(cat.Plugin(tg.Plugin), bc.Params)
-			if err == nil {
-				_, err = tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			}
-			if err == nil || !strings.Contains(err.Error(), bc.Key) {
-				t.Errorf("config %v: %v, want an error naming %s", bc.Params, err, bc.Key)
-			}
+	}
+}
+
+// sinkTargetFault: a target made to fail for its own reasons (brk) gets
+// an error the runtime retries, never a record's fault, and the retry
+// after healing applies everything once.
+func sinkTargetFault(t *testing.T, tg SinkTarget, name string, brk func(*testing.T, map[string]any) func()) {
+	r := newRun(t, tg)
+	r.mustWrite(r.records(c(1, "before")))
+	heal := brk(t, r.params)
+	batch := r.records(c(50, "a"), u(1, "changed"), d(50))
+	err := r.write(batch)
+	var re *connect.RecordError
+	if err == nil || errors.As(err, &re) || connect.IsPermanent(err) {
+		heal()
+		t.Fatalf("write to a target that is %s: %v, want an error the runtime retries (no record's fault)", name, err)
+	}
+	heal()
+	var retryErr error
+	for range 50 { // the runtime retries the whole batch until the target is back
+		if retryErr = r.write(batch); retryErr == nil {
+			break
 		}
-	})
+		time.Sleep(100 * time.Millisecond)
+	}
+	if retryErr != nil {
+		t.Fatalf("the target healed, the retry: %v", retryErr)
+	}
+	r.check("after the retry")
 }
