@@ -30,7 +30,11 @@
 //     fails the task (errors.tolerance none) or goes to the dead-letter
 //     topic with Kafka Connect's __connect.errors.* headers (all).
 //   - Converter writes Avro in the Confluent wire format (or JSON) and reads
-//     whatever it finds; Transform implements the single-message transforms.
+//     whatever it finds, with internal/avrobin's codecs.
+//   - Transform is a single-message transform: transform.go has the
+//     interface and the envelope and schema helpers; each transform has its
+//     file (transform_fields.go: drop, rename, mask; transform_filter.go,
+//     transform_route.go, transform_header.go, transform_unwrap.go).
 //
 // This package must never import a source or a sink by name: cmd/eddy
 // assembles Plugins.
