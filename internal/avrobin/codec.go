@@ -373,10 +373,7 @@ func compileFixed(s *avro.FixedSchema) (*Codec, error) {
 }
 
 func compilePrimitive(s *avro.PrimitiveSchema) (*Codec, error) {
-	var logical avro.LogicalType
-	if s.Logical() != nil {
-		logical = s.Logical().Type()
-	}
+	logical, _ := Logical(s)
 	switch s.Type() {
 	case avro.Boolean:
 		return boolCodec(), nil
@@ -409,13 +406,7 @@ func boolCodec() *Codec {
 			}
 			return append(dst, 0), nil
 		},
-		dec: func(r *Reader) (any, error) {
-			b, err := r.Take(1)
-			if err != nil {
-				return nil, err
-			}
-			return b[0] != 0, nil
-		},
+		dec: func(r *Reader) (any, error) { return r.Boolean() },
 	}
 }
 
@@ -429,13 +420,7 @@ func floatCodec() *Codec {
 			}
 			return binary.LittleEndian.AppendUint32(dst, math.Float32bits(float32(f))), nil
 		},
-		dec: func(r *Reader) (any, error) {
-			b, err := r.Take(4)
-			if err != nil {
-				return nil, err
-			}
-			return math.Float32frombits(binary.LittleEndian.Uint32(b)), nil
-		},
+		dec: func(r *Reader) (any, error) { return r.Float() },
 	}
 }
 
@@ -449,13 +434,7 @@ func doubleCodec() *Codec {
 			}
 			return binary.LittleEndian.AppendUint64(dst, math.Float64bits(f)), nil
 		},
-		dec: func(r *Reader) (any, error) {
-			b, err := r.Take(8)
-			if err != nil {
-				return nil, err
-			}
-			return math.Float64frombits(binary.LittleEndian.Uint64(b)), nil
-		},
+		dec: func(r *Reader) (any, error) { return r.Double() },
 	}
 }
 
@@ -540,12 +519,9 @@ func compileInt(logical avro.LogicalType) *Codec {
 			return binary.AppendVarint(dst, n), nil
 		},
 		dec: func(r *Reader) (any, error) {
-			n, err := r.Long()
+			n, err := r.Int()
 			if err != nil {
 				return nil, err
-			}
-			if n < math.MinInt32 || n > math.MaxInt32 {
-				return nil, fmt.Errorf("int: %d is out of range", n)
 			}
 			switch logical {
 			case avro.Date:

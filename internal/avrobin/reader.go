@@ -3,6 +3,8 @@ package avrobin
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"math"
 )
 
 // ErrShort is data that ends before the value does.
@@ -91,4 +93,40 @@ func (r *Reader) Blocks(item func() error) error {
 			}
 		}
 	}
+}
+
+// Boolean reads a boolean.
+func (r *Reader) Boolean() (bool, error) {
+	b, err := r.Take(1)
+	if err != nil {
+		return false, err
+	}
+	return b[0] != 0, nil
+}
+
+// Int reads an int: a varint that must fit in 32 bits.
+func (r *Reader) Int() (int64, error) {
+	n, err := r.Long()
+	if err == nil && (n < math.MinInt32 || n > math.MaxInt32) {
+		return 0, fmt.Errorf("int: %d is out of range", n)
+	}
+	return n, err
+}
+
+// Float reads a float.
+func (r *Reader) Float() (float32, error) {
+	b, err := r.Take(4)
+	if err != nil {
+		return 0, err
+	}
+	return math.Float32frombits(binary.LittleEndian.Uint32(b)), nil
+}
+
+// Double reads a double.
+func (r *Reader) Double() (float64, error) {
+	b, err := r.Take(8)
+	if err != nil {
+		return 0, err
+	}
+	return math.Float64frombits(binary.LittleEndian.Uint64(b)), nil
 }

@@ -85,3 +85,14 @@ func NonNull(s avro.Schema) avro.Schema {
 	}
 	return s
 }
+
+// Logical returns the logical type of a primitive or fixed schema ("" when
+// it has none) and, for a decimal, its schema.
+func Logical(s avro.Schema) (avro.LogicalType, *avro.DecimalLogicalSchema) {
+	l, ok := s.(avro.LogicalTypeSchema)
+	if !ok || l.Logical() == nil {
+		return "", nil
+	}
+	d, _ := l.Logical().(*avro.DecimalLogicalSchema)
+	return l.Logical().Type(), d
+}

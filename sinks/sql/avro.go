@@ -2,10 +2,8 @@ package sql
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"math"
 	"math/big"
 	"sort"
 	"strconv"
@@ -316,37 +314,21 @@ func compileField(t avro.Schema, value func(avro.Schema) fieldWriter, null field
 	}
 }
 
-// logicalOf is a type's logical type, and its decimal when it is one.
-func logicalOf(t avro.Schema) (avro.LogicalType, *avro.DecimalLogicalSchema) {
-	l, ok := t.(avro.LogicalTypeSchema)
-	if !ok || l.Logical() == nil {
-		return "", nil
-	}
-	d, _ := l.Logical().(*avro.DecimalLogicalSchema)
-	return l.Logical().Type(), d
-}
-
 // compileValueText renders the non-null types the raw path knows; nil
 // for the others (arrays, maps, records, enums, plain fixed).
 func compileValueText(t avro.Schema, typ string) fieldWriter {
-	logical, decimal := logicalOf(t)
+	logical, decimal := avrobin.Logical(t)
 	switch t.Type() {
 	case avro.Boolean:
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-			b, err := r.Take(1)
-			if err != nil {
-				return dst, err
-			}
-			return strconv.AppendBool(dst, b[0] != 0), nil
+			b, err := r.Boolean()
+			return strconv.AppendBool(dst, b), err
 		}
 	case avro.Int:
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-			n, err := r.Long()
+			n, err := r.Int()
 			if err != nil {
 				return dst, err
-			}
-			if n < math.MinInt32 || n > math.MaxInt32 {
-				return dst, fmt.Errorf("int: %d is out of range", n)
 			}
 			switch logical {
 			case avro.Date:
@@ -374,19 +356,19 @@ func compileValueText(t avro.Schema, typ string) fieldWriter {
 		}
 	case avro.Float:
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-			b, err := r.Take(4)
+			f, err := r.Float()
 			if err != nil {
 				return dst, err
 			}
-			return appendFloat(dst, float64(math.Float32frombits(binary.LittleEndian.Uint32(b))), 32), nil
+			return appendFloat(dst, float64(f), 32), nil
 		}
 	case avro.Double:
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-			b, err := r.Take(8)
+			f, err := r.Double()
 			if err != nil {
 				return dst, err
 			}
-			return appendFloat(dst, math.Float64frombits(binary.LittleEndian.Uint64(b)), 64), nil
+			return appendFloat(dst, f, 64), nil
 		}
 	case avro.String:
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {

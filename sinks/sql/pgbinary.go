@@ -142,19 +142,19 @@ const (
 // compileValueBinary pairs a non-null Avro type with a column kind; nil
 // for the pairs it does not cover.
 func compileValueBinary(t avro.Schema, kind pgKind) fieldWriter {
-	logical, decimal := logicalOf(t)
+	logical, decimal := avrobin.Logical(t)
 	switch t.Type() {
 	case avro.Boolean:
 		if kind != pgBool {
 			return nil
 		}
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-			b, err := r.Take(1)
+			b, err := r.Boolean()
 			if err != nil {
 				return dst, err
 			}
 			v := byte(0)
-			if b[0] != 0 {
+			if b {
 				v = 1
 			}
 			return append(dst, 0, 0, 0, 1, v), nil
@@ -252,12 +252,9 @@ func reversedBytes(n int) fieldWriter {
 // compileIntegerBinary covers Avro int and long: plain integers into the
 // integer columns, and the logical dates, times and timestamps.
 func compileIntegerBinary(typ avro.Type, logical avro.LogicalType, kind pgKind) fieldWriter {
-	read := func(r *avrobin.Reader) (int64, error) {
-		n, err := r.Long()
-		if err == nil && typ == avro.Int && (n < math.MinInt32 || n > math.MaxInt32) {
-			err = fmt.Errorf("int: %d is out of range", n)
-		}
-		return n, err
+	read := (*avrobin.Reader).Long
+	if typ == avro.Int {
+		read = (*avrobin.Reader).Int
 	}
 	switch logical {
 	case "":
