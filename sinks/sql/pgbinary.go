@@ -258,103 +258,123 @@ func compileIntegerBinary(typ avro.Type, logical avro.LogicalType, kind pgKind) 
 	}
 	switch logical {
 	case "":
-		var size int
-		var lo, hi int64
-		switch kind {
-		case pgInt2:
-			size, lo, hi = 2, math.MinInt16, math.MaxInt16
-		case pgInt4:
-			size, lo, hi = 4, math.MinInt32, math.MaxInt32
-		case pgInt8:
-			size, lo, hi = 8, math.MinInt64, math.MaxInt64
-		default:
-			return nil
-		}
-		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-			n, err := read(r)
-			if err != nil {
-				return dst, err
-			}
-			if n < lo || n > hi {
-				return dst, fmt.Errorf("%d is out of range for a %d-byte integer column", n, size)
-			}
-			dst = binary.BigEndian.AppendUint32(dst, uint32(size))
-			switch size {
-			case 2:
-				return binary.BigEndian.AppendUint16(dst, uint16(n)), nil
-			case 4:
-				return binary.BigEndian.AppendUint32(dst, uint32(n)), nil
-			}
-			return binary.BigEndian.AppendUint64(dst, uint64(n)), nil
-		}
+		return integerBinary(kind, read)
 	case avro.Date:
-		if typ != avro.Int {
-			return nil
-		}
-		if kind == pgTimestamp { // midnight UTC
-			return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-				n, err := read(r)
-				if err != nil {
-					return dst, err
-				}
-				us := (n - pgEpochDays) * 86400 * 1000000 // |n| < 2^31: no overflow
-				switch n {
-				case math.MaxInt32:
-					us = math.MaxInt64
-				case math.MinInt32:
-					us = math.MinInt64
-				}
-				return binary.BigEndian.AppendUint64(append(dst, 0, 0, 0, 8), uint64(us)), nil
-			}
-		}
-		if kind != pgDate {
-			return nil
-		}
-		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-			n, err := read(r)
-			if err != nil {
-				return dst, err
-			}
-			dst = append(dst, 0, 0, 0, 4)
-			switch n { // the sources' infinities (see appendPgTime) are PostgreSQL's
-			case math.MaxInt32, math.MinInt32:
-				return binary.BigEndian.AppendUint32(dst, uint32(int32(n))), nil
-			}
-			return binary.BigEndian.AppendUint32(dst, uint32(int32(n-pgEpochDays))), nil // |n| < 2^31 - 10957: no wrap
-		}
+		return dateBinary(typ, kind, read)
 	case avro.TimestampMicros, avro.LocalTimestampMicros, avro.TimestampMillis, avro.LocalTimestampMillis:
-		if kind != pgTimestamp || typ != avro.Long {
-			return nil
+		return timestampBinary(typ, logical, kind, read)
+	case avro.TimeMillis, avro.TimeMicros:
+		return timeBinary(typ, logical, kind, read)
+	}
+	return nil
+}
+
+// integerBinary writes a plain int or long into int2, int4 or int8, range-checked.
+func integerBinary(kind pgKind, read func(*avrobin.Reader) (int64, error)) fieldWriter {
+	var size int
+	var lo, hi int64
+	switch kind {
+	case pgInt2:
+		size, lo, hi = 2, math.MinInt16, math.MaxInt16
+	case pgInt4:
+		size, lo, hi = 4, math.MinInt32, math.MaxInt32
+	case pgInt8:
+		size, lo, hi = 8, math.MinInt64, math.MaxInt64
+	default:
+		return nil
+	}
+	return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+		n, err := read(r)
+		if err != nil {
+			return dst, err
 		}
-		millis := logical == avro.TimestampMillis || logical == avro.LocalTimestampMillis
+		if n < lo || n > hi {
+			return dst, fmt.Errorf("%d is out of range for a %d-byte integer column", n, size)
+		}
+		dst = binary.BigEndian.AppendUint32(dst, uint32(size))
+		switch size {
+		case 2:
+			return binary.BigEndian.AppendUint16(dst, uint16(n)), nil
+		case 4:
+			return binary.BigEndian.AppendUint32(dst, uint32(n)), nil
+		}
+		return binary.BigEndian.AppendUint64(dst, uint64(n)), nil
+	}
+}
+
+// dateBinary writes a date (days) into date, or into timestamp at midnight UTC.
+func dateBinary(typ avro.Type, kind pgKind, read func(*avrobin.Reader) (int64, error)) fieldWriter {
+	if typ != avro.Int {
+		return nil
+	}
+	if kind == pgTimestamp { // midnight UTC
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
 			n, err := read(r)
 			if err != nil {
 				return dst, err
 			}
-			us, err := pgMicros(n, millis)
-			if err != nil {
-				return dst, err
+			us := (n - pgEpochDays) * 86400 * 1000000 // |n| < 2^31: no overflow
+			switch n {
+			case math.MaxInt32:
+				us = math.MaxInt64
+			case math.MinInt32:
+				us = math.MinInt64
 			}
 			return binary.BigEndian.AppendUint64(append(dst, 0, 0, 0, 8), uint64(us)), nil
 		}
-	case avro.TimeMillis, avro.TimeMicros:
-		if kind != pgTime || (logical == avro.TimeMillis) != (typ == avro.Int) {
-			return nil
-		}
-		scale := int64(1)
-		if logical == avro.TimeMillis {
-			scale = 1000
-		}
-		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-			n, err := read(r)
-			if err != nil {
-				return dst, err
-			}
-			return binary.BigEndian.AppendUint64(append(dst, 0, 0, 0, 8), uint64(n*scale)), nil // the server checks the range
-		}
 	}
-	return nil
+	if kind != pgDate {
+		return nil
+	}
+	return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+		n, err := read(r)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, 0, 0, 0, 4)
+		switch n { // the sources' infinities (see appendPgTime) are PostgreSQL's
+		case math.MaxInt32, math.MinInt32:
+			return binary.BigEndian.AppendUint32(dst, uint32(int32(n))), nil
+		}
+		return binary.BigEndian.AppendUint32(dst, uint32(int32(n-pgEpochDays))), nil // |n| < 2^31 - 10957: no wrap
+	}
+}
+
+// timestampBinary writes a timestamp (millis or micros) into timestamp.
+func timestampBinary(typ avro.Type, logical avro.LogicalType, kind pgKind, read func(*avrobin.Reader) (int64, error)) fieldWriter {
+	if kind != pgTimestamp || typ != avro.Long {
+		return nil
+	}
+	millis := logical == avro.TimestampMillis || logical == avro.LocalTimestampMillis
+	return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+		n, err := read(r)
+		if err != nil {
+			return dst, err
+		}
+		us, err := pgMicros(n, millis)
+		if err != nil {
+			return dst, err
+		}
+		return binary.BigEndian.AppendUint64(append(dst, 0, 0, 0, 8), uint64(us)), nil
+	}
+}
+
+// timeBinary writes a time of day (millis or micros) into time.
+func timeBinary(typ avro.Type, logical avro.LogicalType, kind pgKind, read func(*avrobin.Reader) (int64, error)) fieldWriter {
+	if kind != pgTime || (logical == avro.TimeMillis) != (typ == avro.Int) {
+		return nil
+	}
+	scale := int64(1)
+	if logical == avro.TimeMillis {
+		scale = 1000
+	}
+	return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+		n, err := read(r)
+		if err != nil {
+			return dst, err
+		}
+		return binary.BigEndian.AppendUint64(append(dst, 0, 0, 0, 8), uint64(n*scale)), nil // the server checks the range
+	}
 }
 
 // pgMicros turns an Avro timestamp into PostgreSQL's microseconds since
