@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -286,9 +287,40 @@ connectors:
 		t.Fatalf("%d snapshots started, want 2 (the kill came after the snapshot)", n)
 	}
 	reader := startPipeline(t, dir, "")
-	got, want := replay(t, reader.readChanges(t, "shop.public.orders")), tableImage(t, conn, "orders")
+	changes := reader.readChanges(t, "shop.public.orders")
+	got, want := replay(t, changes), tableImage(t, conn, "orders")
 	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("the log's image (%d rows) differs from the table (%d rows)", len(got), len(want))
+		t.Fatalf("the log's image (%d rows) differs from the table (%d rows): %s", len(got), len(want), imageDiff(got, want, changes))
 	}
 	t.Logf("%d transactions during an interrupted snapshot and its retake", txns)
+}
+
+// imageDiff names a few keys whose image differs, each with what the log
+// holds of it, for the failure message.
+func imageDiff(got, want map[int64]int64, changes []change) string {
+	var keys []int64
+	for k, v := range got {
+		if w, ok := want[k]; !ok || w != v {
+			keys = append(keys, k)
+		}
+	}
+	for k := range want {
+		if _, ok := got[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var out []string
+	for _, k := range keys[:min(len(keys), 3)] {
+		g, inGot := got[k]
+		w, inWant := want[k]
+		var hist []string
+		for _, c := range changes {
+			if c.key == k || c.op == "t" {
+				hist = append(hist, fmt.Sprintf("p%d %s%s", c.partition, c.op, map[bool]string{true: "(snapshot)", false: ""}[c.snap == "true"]))
+			}
+		}
+		out = append(out, fmt.Sprintf("key %d: log %d (%v), table %d (%v), the log's changes of it: %s", k, g, inGot, w, inWant, strings.Join(hist, " ")))
+	}
+	return strings.Join(out, "; ")
 }

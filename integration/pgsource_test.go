@@ -6,13 +6,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/testdb"
 	elog "github.com/eddy-cdc/eddy/log"
 	"github.com/eddy-cdc/eddy/registry"
 	sqlsink "github.com/eddy-cdc/eddy/sinks/sql"
@@ -20,58 +20,16 @@ import (
 )
 
 // testDB creates a database of its own for a test and drops it (and any
-// slot left in it) after.
+// slot left in it) after; conn is connected to it until the test ends.
 func testDB(t testing.TB) (dsn string, conn *pgx.Conn) {
 	t.Helper()
-	requireService(t, "PostgreSQL", "127.0.0.1:5432")
+	dsn = testdb.Postgres(t, "eddy_it")
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, postgresDSN)
+	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Databases and slots a killed test run left behind would only get in
-	// the way (a slot name is global): tests here run one at a time.
-	mine := fmt.Sprintf("eddy_it_%d_", os.Getpid())
-	admin.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database like 'eddy_it_%' and database not like $1 and not active", mine+"%")
-	if rows, err := admin.Query(ctx, "select datname from pg_database where datname like 'eddy_it_%' and datname not like $1", mine+"%"); err == nil {
-		stale, _ := pgx.CollectRows(rows, pgx.RowTo[string])
-		for _, db := range stale {
-			admin.Exec(ctx, "drop database "+db+" with (force)")
-		}
-	}
-	name := fmt.Sprintf("%s%d_%d", mine, time.Now().UnixNano()%1e9, rand.IntN(1e6))
-	if _, err := admin.Exec(ctx, "create database "+name); err != nil {
-		t.Fatal(err)
-	}
-	dsn = strings.Replace(postgresDSN, "/postgres?", "/"+name+"?", 1)
-	conn, err = pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin.Close(ctx)
-	t.Cleanup(func() {
-		conn.Close(ctx)
-		admin, err := pgx.Connect(ctx, postgresDSN) // a fresh one: the server may have restarted
-		if err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-			return
-		}
-		defer admin.Close(ctx)
-		// A killed eddy's walsender may hold its slot a moment longer.
-		for range 50 {
-			admin.Exec(ctx, "select pg_terminate_backend(active_pid) from pg_replication_slots where database = $1 and active_pid is not null", name)
-			admin.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = $1 and not active", name)
-			var left int
-			admin.QueryRow(ctx, "select count(*) from pg_replication_slots where database = $1", name).Scan(&left)
-			if left == 0 {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if _, err := admin.Exec(ctx, "drop database "+name+" with (force)"); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-		}
-	})
+	t.Cleanup(func() { conn.Close(ctx) })
 	return dsn, conn
 }
 

@@ -49,18 +49,26 @@ func Postgres(t testing.TB, prefix string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		admin, err := pgx.Connect(ctx, PostgresAdmin)
+		admin, err := pgx.Connect(ctx, PostgresAdmin) // a fresh one: the server may have restarted
 		if err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
 			return
 		}
 		defer admin.Close(ctx)
-		for try := 0; try < 50; try++ { // a walsender may hold its slot a moment after its client went
-			if _, err := admin.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = $1", name); err == nil {
+		// A killed eddy's walsender may hold its slot a moment longer.
+		for range 50 {
+			admin.Exec(ctx, "select pg_terminate_backend(active_pid) from pg_replication_slots where database = $1 and active_pid is not null", name)
+			admin.Exec(ctx, "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = $1 and not active", name)
+			var left int
+			admin.QueryRow(ctx, "select count(*) from pg_replication_slots where database = $1", name).Scan(&left)
+			if left == 0 {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		admin.Exec(ctx, "drop database "+name+" with (force)")
+		if _, err := admin.Exec(ctx, "drop database "+name+" with (force)"); err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+		}
 	})
 	return "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable"
 }
