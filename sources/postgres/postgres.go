@@ -212,8 +212,14 @@ func (s *Source) open(ctx context.Context, position []byte) error {
 			s.log.Info("created replication slot", "slot", s.cfg.slot, "lsn", res.ConsistentPoint)
 		}
 		return s.startStream(ctx, 0, position)
-	default: // nothing stored yet, or a snapshot a crash interrupted
-		return s.startSnapshot(ctx, slot, len(position) > 0)
+	default:
+		// Nothing stored yet, or a snapshot a crash interrupted. The log may
+		// hold an earlier snapshot's reads when a position was stored, and
+		// also when none was but the slot exists (a crash before the first
+		// position was stored, or offsets reset with the slot kept): the
+		// new snapshot then starts with a truncate marker, so a row deleted
+		// in between does not live on in the log's image.
+		return s.startSnapshot(ctx, slot, len(position) > 0 || slot.exists)
 	}
 }
 
