@@ -132,7 +132,7 @@ func (s *MySQL) apply(changes []change, offsets map[elog.TopicPartition]int64) e
 		tables[c.table] = t
 	}
 	if err := s.conn.Begin(); err != nil {
-		return err
+		return fmt.Errorf("begin: %w", err)
 	}
 	applied, err := s.applyInTx(changes, offsets, tables)
 	if err != nil {
@@ -140,7 +140,7 @@ func (s *MySQL) apply(changes []change, offsets map[elog.TopicPartition]int64) e
 		return err
 	}
 	if err := s.conn.Commit(); err != nil {
-		return err
+		return fmt.Errorf("commit: %w", err)
 	}
 	s.keepTruncates(applied)
 	s.noteCommitted(offsets)

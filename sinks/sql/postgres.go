@@ -203,7 +203,7 @@ func (s *Postgres) apply(ctx context.Context, changes []change, offsets map[elog
 func (s *Postgres) transact(ctx context.Context, offsets map[elog.TopicPartition]int64, body func(tx pgx.Tx, touched map[string]*targetTable, applied map[string][]byte) error) error {
 	tx, err := s.conn.Begin(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx)
 	touched := map[string]*targetTable{}
@@ -213,7 +213,9 @@ func (s *Postgres) transact(ctx context.Context, offsets map[elog.TopicPartition
 		err = s.storeOffsets(ctx, tx, offsets)
 	}
 	if err == nil {
-		err = tx.Commit(ctx)
+		if err = tx.Commit(ctx); err != nil {
+			err = fmt.Errorf("commit: %w", err)
+		}
 	}
 	if err != nil {
 		for name := range touched {
@@ -249,7 +251,7 @@ func (s *Postgres) applyIn(ctx context.Context, tx pgx.Tx, changes []change, tou
 		}
 		var exists bool
 		if err := tx.QueryRow(ctx, "select to_regclass($1) is not null", pgIdent(c.table)).Scan(&exists); err != nil {
-			return err
+			return fmt.Errorf("look up %s: %w", c.table, err)
 		}
 		if exists { // no table yet: nothing to empty, but the position still counts
 			if _, err := tx.Exec(ctx, "truncate table "+pgIdent(c.table)); err != nil {
