@@ -29,6 +29,9 @@ type SourceTarget struct {
 	// Disconnect, when set, closes the source's connections to the
 	// origin, as a failover or a network cut does.
 	Disconnect func(t *testing.T, params map[string]any)
+	// Forget, when set, makes the origin lose what it kept for the
+	// source's position (a replication slot dropped, binlogs purged).
+	Forget     func(t *testing.T, params map[string]any)
 	BadConfigs []BadConfig
 }
 
@@ -217,6 +220,76 @@ func SourceSuite(t *testing.T, tg SourceTarget) {
 			expectEvents(t, "after the cut", got, `c 3="during"`, `u 2="after"`)
 		})
 	}
+	if tg.Forget != nil {
+		t.Run("a position the origin no longer holds is an error, not a skip", func(t *testing.T) {
+			r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
+			r.open(nil)
+			got, err := r.poll(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.commit(got[0].pos)
+			tg.Exec(t, r.params, "insert 2 streamed")
+			if got, err = r.poll(1); err != nil {
+				t.Fatal(err)
+			}
+			r.commit(got[0].pos)
+			if err := r.src.Close(); err != nil {
+				t.Fatal(err)
+			}
+			tg.Forget(t, r.params)
+			tg.Exec(t, r.params, "insert 3 lost")
+			cat, err := connect.BuiltinCatalog()
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := connect.NewParams(cat.Plugin(tg.Plugin), r.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src, err := tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			err = src.Open(context.Background(), got[0].pos)
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				recs, perr := src.Poll(ctx)
+				cancel()
+				if perr == nil || ctx.Err() != nil {
+					t.Fatalf("a source whose position the origin forgot opened and polled %d records without an error", len(recs))
+				}
+				err = perr
+			}
+			if !connect.IsPermanent(err) {
+				t.Fatalf("the lost position's error %v is not permanent: the runtime would retry it forever", err)
+			}
+		})
+	}
+	t.Run("an idle poll ends with its context", func(t *testing.T) {
+		r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
+		r.open(nil)
+		got, err := r.poll(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.commit(got[0].pos)
+		// Nothing changes: a poll must come back when the runtime stops it,
+		// or stopping a connector would hang.
+		for range 3 {
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			start := time.Now()
+			recs, err := r.src.Poll(ctx)
+			cancel()
+			if took := time.Since(start); took > 5*time.Second {
+				t.Fatalf("an idle poll took %s after its context ended", took)
+			}
+			if err == nil && len(recs) > 0 {
+				t.Fatalf("an idle poll returned %d records", len(recs))
+			}
+		}
+	})
 	t.Run("close twice", func(t *testing.T) {
 		r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
 		r.open(nil)

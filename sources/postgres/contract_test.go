@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -67,6 +68,19 @@ func TestPostgresSourceContract(t *testing.T) {
 		Disconnect: func(t *testing.T, params map[string]any) {
 			if _, err := conn(t, params).Exec(ctx, "select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()"); err != nil {
 				t.Fatal(err)
+			}
+		},
+		Forget: func(t *testing.T, params map[string]any) {
+			c := conn(t, params)
+			for try := 0; ; try++ { // the closed source's walsender may hold the slot a moment
+				_, err := c.Exec(ctx, "select pg_drop_replication_slot($1)", params["slot"])
+				if err == nil {
+					return
+				}
+				if try == 50 {
+					t.Fatal(err)
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
 		},
 		BadConfigs: []connecttest.BadConfig{
