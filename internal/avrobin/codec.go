@@ -495,6 +495,23 @@ func bytesCodec(s *avro.PrimitiveSchema) *Codec {
 	}
 }
 
+// intDecoder reads an int or long with read and makes it a value with
+// logical, the logical type's conversion, chosen once per schema (plain
+// when logical is nil: no logical type, or one Eddy does not know).
+func intDecoder(read func(*Reader) (int64, error), logical, plain func(int64) any) func(*Reader) (any, error) {
+	if logical == nil {
+		logical = plain
+	}
+	return func(r *Reader) (any, error) {
+		n, err := read(r)
+		if err != nil {
+			return nil, err
+		}
+		return logical(n), nil
+	}
+}
+
+// compileInt codes an int, with its logical type (date, time-millis).
 func compileInt(logical avro.LogicalType) *Codec {
 	return &Codec{
 		enc: func(dst []byte, v any) ([]byte, error) {
@@ -518,22 +535,14 @@ func compileInt(logical avro.LogicalType) *Codec {
 			}
 			return binary.AppendVarint(dst, n), nil
 		},
-		dec: func(r *Reader) (any, error) {
-			n, err := r.Int()
-			if err != nil {
-				return nil, err
-			}
-			switch logical {
-			case avro.Date:
-				return time.Unix(n*86400, 0).UTC(), nil
-			case avro.TimeMillis:
-				return time.Duration(n) * time.Millisecond, nil
-			}
-			return int(n), nil
-		},
+		dec: intDecoder((*Reader).Int, map[avro.LogicalType]func(int64) any{
+			avro.Date:       func(n int64) any { return time.Unix(n*86400, 0).UTC() },
+			avro.TimeMillis: func(n int64) any { return time.Duration(n) * time.Millisecond },
+		}[logical], func(n int64) any { return int(n) }),
 	}
 }
 
+// compileLong codes a long, with its logical type (timestamps, time-micros).
 func compileLong(logical avro.LogicalType) *Codec {
 	return &Codec{
 		enc: func(dst []byte, v any) ([]byte, error) {
@@ -560,21 +569,13 @@ func compileLong(logical avro.LogicalType) *Codec {
 			}
 			return binary.AppendVarint(dst, n), nil
 		},
-		dec: func(r *Reader) (any, error) {
-			n, err := r.Long()
-			if err != nil {
-				return nil, err
-			}
-			switch logical {
-			case avro.TimestampMillis, avro.LocalTimestampMillis:
-				return time.UnixMilli(n).UTC(), nil
-			case avro.TimestampMicros, avro.LocalTimestampMicros:
-				return time.UnixMicro(n).UTC(), nil
-			case avro.TimeMicros:
-				return time.Duration(n) * time.Microsecond, nil
-			}
-			return n, nil
-		},
+		dec: intDecoder((*Reader).Long, map[avro.LogicalType]func(int64) any{
+			avro.TimestampMillis:      func(n int64) any { return time.UnixMilli(n).UTC() },
+			avro.LocalTimestampMillis: func(n int64) any { return time.UnixMilli(n).UTC() },
+			avro.TimestampMicros:      func(n int64) any { return time.UnixMicro(n).UTC() },
+			avro.LocalTimestampMicros: func(n int64) any { return time.UnixMicro(n).UTC() },
+			avro.TimeMicros:           func(n int64) any { return time.Duration(n) * time.Microsecond },
+		}[logical], func(n int64) any { return n }),
 	}
 }
 

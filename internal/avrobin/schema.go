@@ -96,3 +96,83 @@ func Logical(s avro.Schema) (avro.LogicalType, *avro.DecimalLogicalSchema) {
 	d, _ := l.Logical().(*avro.DecimalLogicalSchema)
 	return l.Logical().Type(), d
 }
+
+// Kind is what a schema is once its logical type is read: the cases the
+// codec and every renderer of Avro tell apart, decided once per schema
+// rather than per value.
+type Kind uint8
+
+// The kinds. A logical type on the wrong physical type (a date on a long)
+// is its physical kind, as the Avro spec says to read it.
+const (
+	KindOther Kind = iota // records, enums, arrays, maps, unions, null
+	KindBoolean
+	KindInt
+	KindLong
+	KindFloat
+	KindDouble
+	KindString
+	KindBytes
+	KindFixed
+	KindDate                 // int: days since 1970-01-01
+	KindTimeMillis           // int: milliseconds after midnight
+	KindTimeMicros           // long: microseconds after midnight
+	KindTimestampMillis      // long: milliseconds since the epoch, UTC
+	KindTimestampMicros      // long: microseconds since the epoch, UTC
+	KindLocalTimestampMillis // long: milliseconds, in no time zone
+	KindLocalTimestampMicros // long: microseconds, in no time zone
+	KindDecimal              // bytes or fixed: an unscaled two's-complement integer
+	KindUUID                 // string
+)
+
+// KindOf classifies s (a reference to a named type is followed).
+func KindOf(s avro.Schema) Kind {
+	s = Deref(s)
+	logical, decimal := Logical(s)
+	switch s.Type() {
+	case avro.Boolean:
+		return KindBoolean
+	case avro.Int:
+		switch logical {
+		case avro.Date:
+			return KindDate
+		case avro.TimeMillis:
+			return KindTimeMillis
+		}
+		return KindInt
+	case avro.Long:
+		switch logical {
+		case avro.TimeMicros:
+			return KindTimeMicros
+		case avro.TimestampMillis:
+			return KindTimestampMillis
+		case avro.TimestampMicros:
+			return KindTimestampMicros
+		case avro.LocalTimestampMillis:
+			return KindLocalTimestampMillis
+		case avro.LocalTimestampMicros:
+			return KindLocalTimestampMicros
+		}
+		return KindLong
+	case avro.Float:
+		return KindFloat
+	case avro.Double:
+		return KindDouble
+	case avro.String:
+		if logical == avro.UUID {
+			return KindUUID
+		}
+		return KindString
+	case avro.Bytes:
+		if decimal != nil {
+			return KindDecimal
+		}
+		return KindBytes
+	case avro.Fixed:
+		if decimal != nil {
+			return KindDecimal
+		}
+		return KindFixed
+	}
+	return KindOther
+}

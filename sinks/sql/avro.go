@@ -317,44 +317,54 @@ func compileField(t avro.Schema, value func(avro.Schema) fieldWriter, null field
 // compileValueText renders the non-null types the raw path knows; nil
 // for the others (arrays, maps, records, enums, plain fixed).
 func compileValueText(t avro.Schema, typ string) fieldWriter {
-	logical, decimal := avrobin.Logical(t)
-	switch t.Type() {
-	case avro.Boolean:
+	integer := func(read func(*avrobin.Reader) (int64, error), text func(dst []byte, n int64) []byte) fieldWriter {
+		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+			n, err := read(r)
+			if err != nil {
+				return dst, err
+			}
+			return text(dst, n), nil
+		}
+	}
+	asTime := func(at func(int64) time.Time) func([]byte, int64) []byte {
+		return func(dst []byte, n int64) []byte { return appendPgTime(dst, at(n), typ) }
+	}
+	asDuration := func(unit time.Duration) func([]byte, int64) []byte {
+		return func(dst []byte, n int64) []byte { return appendPgDuration(dst, time.Duration(n)*unit) }
+	}
+	decimalOf := func(take func(*avrobin.Reader) ([]byte, error)) fieldWriter {
+		_, d := avrobin.Logical(t)
+		scale := d.Scale()
+		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+			b, err := take(r)
+			if err != nil {
+				return dst, err
+			}
+			return appendDecimal(dst, b, scale), nil
+		}
+	}
+	decimal := func(dst []byte, n int64) []byte { return strconv.AppendInt(dst, n, 10) }
+	switch avrobin.KindOf(t) {
+	case avrobin.KindBoolean:
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
 			b, err := r.Boolean()
 			return strconv.AppendBool(dst, b), err
 		}
-	case avro.Int:
-		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-			n, err := r.Int()
-			if err != nil {
-				return dst, err
-			}
-			switch logical {
-			case avro.Date:
-				return appendPgTime(dst, time.Unix(n*86400, 0), typ), nil
-			case avro.TimeMillis:
-				return appendPgDuration(dst, time.Duration(n)*time.Millisecond), nil
-			}
-			return strconv.AppendInt(dst, n, 10), nil
-		}
-	case avro.Long:
-		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-			n, err := r.Long()
-			if err != nil {
-				return dst, err
-			}
-			switch logical {
-			case avro.TimestampMillis, avro.LocalTimestampMillis:
-				return appendPgTime(dst, time.UnixMilli(n), typ), nil
-			case avro.TimestampMicros, avro.LocalTimestampMicros:
-				return appendPgTime(dst, time.UnixMicro(n), typ), nil
-			case avro.TimeMicros:
-				return appendPgDuration(dst, time.Duration(n)*time.Microsecond), nil
-			}
-			return strconv.AppendInt(dst, n, 10), nil
-		}
-	case avro.Float:
+	case avrobin.KindInt:
+		return integer((*avrobin.Reader).Int, decimal)
+	case avrobin.KindDate:
+		return integer((*avrobin.Reader).Int, asTime(func(n int64) time.Time { return time.Unix(n*86400, 0) }))
+	case avrobin.KindTimeMillis:
+		return integer((*avrobin.Reader).Int, asDuration(time.Millisecond))
+	case avrobin.KindLong:
+		return integer((*avrobin.Reader).Long, decimal)
+	case avrobin.KindTimestampMillis, avrobin.KindLocalTimestampMillis:
+		return integer((*avrobin.Reader).Long, asTime(time.UnixMilli))
+	case avrobin.KindTimestampMicros, avrobin.KindLocalTimestampMicros:
+		return integer((*avrobin.Reader).Long, asTime(time.UnixMicro))
+	case avrobin.KindTimeMicros:
+		return integer((*avrobin.Reader).Long, asDuration(time.Microsecond))
+	case avrobin.KindFloat:
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
 			f, err := r.Float()
 			if err != nil {
@@ -362,7 +372,7 @@ func compileValueText(t avro.Schema, typ string) fieldWriter {
 			}
 			return appendFloat(dst, float64(f), 32), nil
 		}
-	case avro.Double:
+	case avrobin.KindDouble:
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
 			f, err := r.Double()
 			if err != nil {
@@ -370,7 +380,7 @@ func compileValueText(t avro.Schema, typ string) fieldWriter {
 			}
 			return appendFloat(dst, f, 64), nil
 		}
-	case avro.String:
+	case avrobin.KindString, avrobin.KindUUID:
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
 			b, err := r.Bytes()
 			if err != nil {
@@ -378,17 +388,7 @@ func compileValueText(t avro.Schema, typ string) fieldWriter {
 			}
 			return appendCopyText(dst, b), nil
 		}
-	case avro.Bytes:
-		if decimal != nil {
-			scale := decimal.Scale()
-			return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-				b, err := r.Bytes()
-				if err != nil {
-					return dst, err
-				}
-				return appendDecimal(dst, b, scale), nil
-			}
-		}
+	case avrobin.KindBytes:
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
 			b, err := r.Bytes()
 			if err != nil {
@@ -396,17 +396,12 @@ func compileValueText(t avro.Schema, typ string) fieldWriter {
 			}
 			return hex.AppendEncode(append(dst, `\\x`...), b), nil // \x, escaped for COPY
 		}
-	case avro.Fixed:
-		if decimal != nil {
-			size, scale := t.(*avro.FixedSchema).Size(), decimal.Scale()
-			return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-				b, err := r.Take(size)
-				if err != nil {
-					return dst, err
-				}
-				return appendDecimal(dst, b, scale), nil
-			}
+	case avrobin.KindDecimal:
+		if f, ok := avrobin.Deref(t).(*avro.FixedSchema); ok {
+			size := f.Size()
+			return decimalOf(func(r *avrobin.Reader) ([]byte, error) { return r.Take(size) })
 		}
+		return decimalOf((*avrobin.Reader).Bytes)
 	}
 	return nil
 }
