@@ -142,7 +142,7 @@ const (
 // compileValueBinary pairs a non-null Avro type with a column kind; nil
 // for the pairs it does not cover.
 func compileValueBinary(t avro.Schema, kind pgKind) fieldWriter {
-	logical, decimal := avrobin.Logical(t)
+	_, decimal := avrobin.Logical(t)
 	switch t.Type() {
 	case avro.Boolean:
 		if kind != pgBool {
@@ -160,7 +160,7 @@ func compileValueBinary(t avro.Schema, kind pgKind) fieldWriter {
 			return append(dst, 0, 0, 0, 1, v), nil
 		}
 	case avro.Int, avro.Long:
-		return compileIntegerBinary(t.Type(), logical, kind)
+		return compileIntegerBinary(avrobin.KindOf(t), kind)
 	case avro.Float:
 		if kind != pgFloat4 {
 			return nil // a float into double precision goes by its shortest text, as the decoded path does
@@ -251,20 +251,25 @@ func reversedBytes(n int) fieldWriter {
 
 // compileIntegerBinary covers Avro int and long: plain integers into the
 // integer columns, and the logical dates, times and timestamps.
-func compileIntegerBinary(typ avro.Type, logical avro.LogicalType, kind pgKind) fieldWriter {
+func compileIntegerBinary(k avrobin.Kind, kind pgKind) fieldWriter {
 	read := (*avrobin.Reader).Long
-	if typ == avro.Int {
+	switch k {
+	case avrobin.KindInt, avrobin.KindDate, avrobin.KindTimeMillis:
 		read = (*avrobin.Reader).Int
 	}
-	switch logical {
-	case "":
+	switch k {
+	case avrobin.KindInt, avrobin.KindLong:
 		return integerBinary(kind, read)
-	case avro.Date:
-		return dateBinary(typ, kind, read)
-	case avro.TimestampMicros, avro.LocalTimestampMicros, avro.TimestampMillis, avro.LocalTimestampMillis:
-		return timestampBinary(typ, logical, kind, read)
-	case avro.TimeMillis, avro.TimeMicros:
-		return timeBinary(typ, logical, kind, read)
+	case avrobin.KindDate:
+		return dateBinary(kind, read)
+	case avrobin.KindTimestampMillis, avrobin.KindLocalTimestampMillis:
+		return timestampBinary(kind, read, true)
+	case avrobin.KindTimestampMicros, avrobin.KindLocalTimestampMicros:
+		return timestampBinary(kind, read, false)
+	case avrobin.KindTimeMillis:
+		return timeBinary(kind, read, 1000)
+	case avrobin.KindTimeMicros:
+		return timeBinary(kind, read, 1)
 	}
 	return nil
 }
@@ -303,10 +308,7 @@ func integerBinary(kind pgKind, read func(*avrobin.Reader) (int64, error)) field
 }
 
 // dateBinary writes a date (days) into date, or into timestamp at midnight UTC.
-func dateBinary(typ avro.Type, kind pgKind, read func(*avrobin.Reader) (int64, error)) fieldWriter {
-	if typ != avro.Int {
-		return nil
-	}
+func dateBinary(kind pgKind, read func(*avrobin.Reader) (int64, error)) fieldWriter {
 	if kind == pgTimestamp { // midnight UTC
 		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
 			n, err := read(r)
@@ -340,12 +342,12 @@ func dateBinary(typ avro.Type, kind pgKind, read func(*avrobin.Reader) (int64, e
 	}
 }
 
-// timestampBinary writes a timestamp (millis or micros) into timestamp.
-func timestampBinary(typ avro.Type, logical avro.LogicalType, kind pgKind, read func(*avrobin.Reader) (int64, error)) fieldWriter {
-	if kind != pgTimestamp || typ != avro.Long {
+// timestampBinary writes a timestamp (in millis when millis, else micros)
+// into timestamp.
+func timestampBinary(kind pgKind, read func(*avrobin.Reader) (int64, error), millis bool) fieldWriter {
+	if kind != pgTimestamp {
 		return nil
 	}
-	millis := logical == avro.TimestampMillis || logical == avro.LocalTimestampMillis
 	return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
 		n, err := read(r)
 		if err != nil {
@@ -359,14 +361,11 @@ func timestampBinary(typ avro.Type, logical avro.LogicalType, kind pgKind, read 
 	}
 }
 
-// timeBinary writes a time of day (millis or micros) into time.
-func timeBinary(typ avro.Type, logical avro.LogicalType, kind pgKind, read func(*avrobin.Reader) (int64, error)) fieldWriter {
-	if kind != pgTime || (logical == avro.TimeMillis) != (typ == avro.Int) {
+// timeBinary writes a time of day, in units of scale microseconds, into
+// time.
+func timeBinary(kind pgKind, read func(*avrobin.Reader) (int64, error), scale int64) fieldWriter {
+	if kind != pgTime {
 		return nil
-	}
-	scale := int64(1)
-	if logical == avro.TimeMillis {
-		scale = 1000
 	}
 	return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
 		n, err := read(r)
