@@ -162,160 +162,178 @@ func expectEvents(t *testing.T, what string, got []event, want ...string) {
 
 // SourceSuite runs the source contract against tg.
 func SourceSuite(t *testing.T, tg SourceTarget) {
-	t.Run("snapshot, then changes, then resume after a commit", func(t *testing.T) {
-		r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 3)}
-		r.open(nil)
-		got, err := r.poll(3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		expectEvents(t, "the snapshot", got, `r 1="v1"`, `r 2="v2"`, `r 3="v3"`)
-		r.commit(got[2].pos)
-		tg.Exec(t, r.params, "insert 4 four", "update 2 two ✓", "delete 3", "insert 5 "+strings.Repeat("x", 10000))
-		got, err = r.poll(5)
-		if err != nil {
-			t.Fatal(err)
-		}
-		expectEvents(t, "the changes", got, `c 4="four"`, `u 2="two ✓"`, `d 3=""`, ` 3=""`, `c 5="`+strings.Repeat("x", 10000)+`"`)
-		resumeAt := got[1].pos // committed up to the update: what follows must come again, nothing before
-		r.commit(resumeAt)
-		if err := r.src.Close(); err != nil {
-			t.Fatal(err)
-		}
-		tg.Exec(t, r.params, "insert 6 while-closed")
-		r.open(resumeAt)
-		got, err = r.poll(4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		expectEvents(t, "resumed after the update", got, `d 3=""`, ` 3=""`, `c 5="`+strings.Repeat("x", 10000)+`"`, `c 6="while-closed"`)
-	})
+	t.Run("snapshot, then changes, then resume after a commit", func(t *testing.T) { sourceSnapshotChangesResume(t, tg) })
 	if tg.Disconnect != nil {
-		t.Run("connections closed mid-stream", func(t *testing.T) {
-			r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
-			r.open(nil)
-			got, err := r.poll(1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.commit(got[0].pos)
-			tg.Exec(t, r.params, "insert 2 before")
-			if got, err = r.poll(1); err != nil {
-				t.Fatal(err)
-			}
-			committed := got[0].pos
-			r.commit(committed)
-			tg.Disconnect(t, r.params)
-			tg.Exec(t, r.params, "insert 3 during", "update 2 after")
-			// The source either reconnects by itself or fails; then the
-			// runtime opens it again at the committed position.
-			got, err = r.poll(2)
-			if err != nil {
-				r.src.Close()
-				r.open(committed)
-				if got, err = r.poll(2); err != nil {
-					t.Fatal(err)
-				}
-			}
-			expectEvents(t, "after the cut", got, `c 3="during"`, `u 2="after"`)
-		})
+		t.Run("connections closed mid-stream", func(t *testing.T) { sourceDisconnected(t, tg) })
 	}
 	if tg.Forget != nil {
-		t.Run("a position the origin no longer holds is an error, not a skip", func(t *testing.T) {
-			r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
-			r.open(nil)
-			got, err := r.poll(1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.commit(got[0].pos)
-			tg.Exec(t, r.params, "insert 2 streamed")
-			if got, err = r.poll(1); err != nil {
-				t.Fatal(err)
-			}
-			r.commit(got[0].pos)
-			if err := r.src.Close(); err != nil {
-				t.Fatal(err)
-			}
-			tg.Forget(t, r.params)
-			tg.Exec(t, r.params, "insert 3 lost")
-			cat, err := connect.BuiltinCatalog()
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := connect.NewParams(cat.Plugin(tg.Plugin), r.params)
-			if err != nil {
-				t.Fatal(err)
-			}
-			src, err := tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer src.Close()
-			err = src.Open(context.Background(), got[0].pos)
-			if err == nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-				recs, perr := src.Poll(ctx)
-				cancel()
-				if perr == nil || ctx.Err() != nil {
-					t.Fatalf("a source whose position the origin forgot opened and polled %d records without an error", len(recs))
-				}
-				err = perr
-			}
-			if !connect.IsPermanent(err) {
-				t.Fatalf("the lost position's error %v is not permanent: the runtime would retry it forever", err)
-			}
-		})
+		t.Run("a position the origin no longer holds is an error, not a skip", func(t *testing.T) { sourceForgotten(t, tg) })
 	}
-	t.Run("an idle poll ends with its context", func(t *testing.T) {
-		r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
-		r.open(nil)
-		got, err := r.poll(1)
-		if err != nil {
+	t.Run("an idle poll ends with its context", func(t *testing.T) { sourceIdlePoll(t, tg) })
+	t.Run("close twice", func(t *testing.T) { sourceCloseTwice(t, tg) })
+	t.Run("bad config refused at construction", func(t *testing.T) { sourceBadConfig(t, tg) })
+}
+
+// sourceSnapshotChangesResume: the snapshot, then the changes, then a resume after a commit that brings exactly what followed it.
+func sourceSnapshotChangesResume(t *testing.T, tg SourceTarget) {
+	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 3)}
+	r.open(nil)
+	got, err := r.poll(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectEvents(t, "the snapshot", got, `r 1="v1"`, `r 2="v2"`, `r 3="v3"`)
+	r.commit(got[2].pos)
+	tg.Exec(t, r.params, "insert 4 four", "update 2 two ✓", "delete 3", "insert 5 "+strings.Repeat("x", 10000))
+	got, err = r.poll(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectEvents(t, "the changes", got, `c 4="four"`, `u 2="two ✓"`, `d 3=""`, ` 3=""`, `c 5="`+strings.Repeat("x", 10000)+`"`)
+	resumeAt := got[1].pos // committed up to the update: what follows must come again, nothing before
+	r.commit(resumeAt)
+	if err := r.src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tg.Exec(t, r.params, "insert 6 while-closed")
+	r.open(resumeAt)
+	got, err = r.poll(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectEvents(t, "resumed after the update", got, `d 3=""`, ` 3=""`, `c 5="`+strings.Repeat("x", 10000)+`"`, `c 6="while-closed"`)
+}
+
+// sourceDisconnected: connections closed mid-stream lose nothing once the source is reopened at its committed position.
+func sourceDisconnected(t *testing.T, tg SourceTarget) {
+	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
+	r.open(nil)
+	got, err := r.poll(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.commit(got[0].pos)
+	tg.Exec(t, r.params, "insert 2 before")
+	if got, err = r.poll(1); err != nil {
+		t.Fatal(err)
+	}
+	committed := got[0].pos
+	r.commit(committed)
+	tg.Disconnect(t, r.params)
+	tg.Exec(t, r.params, "insert 3 during", "update 2 after")
+	// The source either reconnects by itself or fails; then the
+	// runtime opens it again at the committed position.
+	got, err = r.poll(2)
+	if err != nil {
+		r.src.Close()
+		r.open(committed)
+		if got, err = r.poll(2); err != nil {
 			t.Fatal(err)
 		}
-		r.commit(got[0].pos)
-		// Nothing changes: a poll must come back when the runtime stops it,
-		// or stopping a connector would hang.
-		for range 3 {
-			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-			start := time.Now()
-			recs, err := r.src.Poll(ctx)
-			cancel()
-			if took := time.Since(start); took > 5*time.Second {
-				t.Fatalf("an idle poll took %s after its context ended", took)
-			}
-			if err == nil && len(recs) > 0 {
-				t.Fatalf("an idle poll returned %d records", len(recs))
-			}
+	}
+	expectEvents(t, "after the cut", got, `c 3="during"`, `u 2="after"`)
+}
+
+// sourceForgotten: a position the origin forgot fails permanently: never a silent skip.
+func sourceForgotten(t *testing.T, tg SourceTarget) {
+	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
+	r.open(nil)
+	got, err := r.poll(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.commit(got[0].pos)
+	tg.Exec(t, r.params, "insert 2 streamed")
+	if got, err = r.poll(1); err != nil {
+		t.Fatal(err)
+	}
+	r.commit(got[0].pos)
+	if err := r.src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tg.Forget(t, r.params)
+	tg.Exec(t, r.params, "insert 3 lost")
+	cat, err := connect.BuiltinCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := connect.NewParams(cat.Plugin(tg.Plugin), r.params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	err = src.Open(context.Background(), got[0].pos)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		recs, perr := src.Poll(ctx)
+		cancel()
+		if perr == nil || ctx.Err() != nil {
+			t.Fatalf("a source whose position the origin forgot opened and polled %d records without an error", len(recs))
 		}
-	})
-	t.Run("close twice", func(t *testing.T) {
-		r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
-		r.open(nil)
-		if _, err := r.poll(1); err != nil {
-			t.Fatal(err)
+		err = perr
+	}
+	if !connect.IsPermanent(err) {
+		t.Fatalf("the lost position's error %v is not permanent: the runtime would retry it forever", err)
+	}
+}
+
+// sourceIdlePoll: an idle Poll returns once its context ends.
+func sourceIdlePoll(t *testing.T, tg SourceTarget) {
+	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
+	r.open(nil)
+	got, err := r.poll(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.commit(got[0].pos)
+	// Nothing changes: a poll must come back when the runtime stops it,
+	// or stopping a connector would hang.
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		start := time.Now()
+		recs, err := r.src.Poll(ctx)
+		cancel()
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("an idle poll took %s after its context ended", took)
 		}
-		if err := r.src.Close(); err != nil {
-			t.Fatalf("close: %v", err)
+		if err == nil && len(recs) > 0 {
+			t.Fatalf("an idle poll returned %d records", len(recs))
 		}
-		if err := r.src.Close(); err != nil {
-			t.Fatalf("second close: %v", err)
+	}
+}
+
+// sourceCloseTwice: Close twice is no error.
+func sourceCloseTwice(t *testing.T, tg SourceTarget) {
+	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
+	r.open(nil)
+	if _, err := r.poll(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.src.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := r.src.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
+
+// sourceBadConfig: a bad configuration is refused at construction, naming the key.
+func sourceBadConfig(t *testing.T, tg SourceTarget) {
+	cat, err := connect.BuiltinCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bc := range tg.BadConfigs {
+		p, err := connect.NewParams(cat.Plugin(tg.Plugin), bc.Params)
+		if err == nil {
+			_, err = tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		}
-	})
-	t.Run("bad config refused at construction", func(t *testing.T) {
-		cat, err := connect.BuiltinCatalog()
-		if err != nil {
-			t.Fatal(err)
+		if err == nil || !strings.Contains(err.Error(), bc.Key) {
+			t.Errorf("config %v: %v, want an error naming %s", bc.Params, err, bc.Key)
 		}
-		for _, bc := range tg.BadConfigs {
-			p, err := connect.NewParams(cat.Plugin(tg.Plugin), bc.Params)
-			if err == nil {
-				_, err = tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			}
-			if err == nil || !strings.Contains(err.Error(), bc.Key) {
-				t.Errorf("config %v: %v, want an error naming %s", bc.Params, err, bc.Key)
-			}
-		}
-	})
+	}
 }
