@@ -185,3 +185,48 @@ func TestPostgresToMariaDBServerRestart(t *testing.T) {
 	n := waitMariaEqual(t, p, src, my)
 	t.Logf("%d transactions across the restart, %d rows equal", txns, n)
 }
+
+// A PostgreSQL enum that gains a label (no DDL on the table): mysql-sink
+// gives the MariaDB enum column the label before the row that needs it,
+// so the row arrives and nothing is dead-lettered.
+func TestPostgresToMariaDBEnumGainsLabels(t *testing.T) {
+	srcDSN, src := testDB(t)
+	myDSN, my := mariaDB(t)
+	ctx := context.Background()
+	exec := func(q string) {
+		t.Helper()
+		if _, err := src.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(`create type mood as enum ('sad', 'ok');
+		create table feelings (id int primary key, feel mood);
+		insert into feelings values (1, 'ok')`)
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: pg
+    plugin: postgres-source
+    config: {dsn: %q, tables: [feelings], topic_prefix: shop}
+  - name: replica
+    plugin: mysql-sink
+    topics: [shop.public.feelings]
+    errors: {tolerance: all, dead_letter_topic: replica.dlq}
+    config: {dsn: %q}
+`, srcDSN, myDSN))
+	topics := []string{"shop.public.feelings"}
+	offsets := mariaOffsets(my, "replica")
+	p.waitChanges(t, "shop.public.feelings", 1)
+	sinkDone(t, p, "replica", topics, offsets)
+	exec(`alter type mood add value 'meh'`)
+	exec(`alter type mood add value 'glad' before 'sad'`)
+	exec(`insert into feelings values (2, 'meh'), (3, 'glad')`)
+	waitSlot(t, src, "eddy_pg", time.Minute)
+	sinkDone(t, p, "replica", topics, offsets)
+	if got, want := strings.Join(mariaText(t, my, "select group_concat(concat(id, '=', feel) order by id) from public_feelings"), ""), "1=ok,2=meh,3=glad"; got != want {
+		t.Fatalf("MariaDB holds %s, want %s", got, want)
+	}
+	if got := strings.Join(mariaText(t, my, "select column_type from information_schema.columns where table_schema = database() and table_name = 'public_feelings' and column_name = 'feel'"), ""); got != "enum('glad','sad','ok','meh')" {
+		t.Fatalf("the column is %s", got)
+	}
+	noDeadLetters(t, p, "replica.dlq")
+}

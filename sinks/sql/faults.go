@@ -67,6 +67,7 @@ var myRecordFaults = map[uint16]bool{
 	mysql.ER_BAD_NULL_ERROR:                  true, // 1048
 	mysql.ER_DUP_ENTRY:                       true, // 1062
 	mysql.ER_WARN_DATA_OUT_OF_RANGE:          true, // 1264
+	mysql.WARN_DATA_TRUNCATED:                true, // 1265: a value the column cannot hold (strict mode)
 	mysql.ER_TRUNCATED_WRONG_VALUE:           true, // 1292
 	mysql.ER_NO_DEFAULT_FOR_FIELD:            true, // 1364
 	mysql.ER_TRUNCATED_WRONG_VALUE_FOR_FIELD: true, // 1366

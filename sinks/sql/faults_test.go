@@ -48,6 +48,7 @@ func TestFaultClasses(t *testing.T) {
 		{"my 1048 null", my(mysql.ER_BAD_NULL_ERROR), true, true},
 		{"my 1062 duplicate", my(mysql.ER_DUP_ENTRY), true, true},
 		{"my 1264 out of range", my(mysql.ER_WARN_DATA_OUT_OF_RANGE), true, true},
+		{"my 1265 data truncated", my(mysql.WARN_DATA_TRUNCATED), true, true},
 		{"my 1366 wrong value", my(mysql.ER_TRUNCATED_WRONG_VALUE_FOR_FIELD), true, true},
 		{"my 1406 too long", my(mysql.ER_DATA_TOO_LONG), true, true},
 		{"my 1452 foreign key", my(mysql.ER_NO_REFERENCED_ROW_2), true, true},

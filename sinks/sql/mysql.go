@@ -353,9 +353,16 @@ func (s *MySQL) ensureTable(c change) (*targetTable, error) {
 		}
 		s.log.Info("created table", "table", c.table)
 	}
-	if c.schema != nil && len(t.cols) > 0 {
+	if c.schema != nil && len(t.cols) > 0 && !t.fits[c.schema] {
+		isKey := map[string]bool{}
+		for _, k := range t.pk {
+			isKey[k] = true
+		}
 		for _, f := range c.schema.Fields() {
-			if _, ok := t.cols[f.Name()]; ok {
+			if cur, ok := t.cols[f.Name()]; ok {
+				if err := s.addEnumLabels(c.table, t, f, cur, isKey[f.Name()]); err != nil {
+					return nil, err
+				}
 				continue
 			}
 			if !s.autoEvolve {
@@ -367,8 +374,35 @@ func (s *MySQL) ensureTable(c change) (*targetTable, error) {
 			}
 			t.cols[f.Name()] = typ
 		}
+		t.fits[c.schema] = true
 	}
 	return t, nil
+}
+
+// addEnumLabels gives an enum column the labels its source enum has gained
+// (connect.PropPGEnum): MySQL and MariaDB take a new label only by ALTER
+// TABLE ... MODIFY, which keeps the stored values. Without it, a row with
+// the new label would be refused as the record's fault.
+func (s *MySQL) addEnumLabels(table string, t *targetTable, f *avro.Field, current string, key bool) error {
+	labels, ok := f.Prop(connect.PropPGEnum).([]any)
+	if !ok || len(labels) == 0 || !strings.HasPrefix(strings.ToLower(current), "enum(") {
+		return nil
+	}
+	want := myFromPg("", labels, key)
+	norm := func(typ string) string { return strings.ReplaceAll(strings.ToLower(typ), ", ", ",") }
+	if norm(want) == norm(current) {
+		return nil
+	}
+	def := want
+	if key {
+		def += " not null"
+	}
+	if _, err := s.conn.Execute(fmt.Sprintf("alter table %s modify column %s %s", myIdent(table), myIdent(f.Name()), def)); err != nil {
+		return fmt.Errorf("add the source's enum labels to %s.%s: %w", table, f.Name(), err)
+	}
+	t.cols[f.Name()] = want
+	s.log.Info("enum column gained labels", "table", table, "column", f.Name(), "type", want)
+	return nil
 }
 
 // myFieldType is the MySQL/MariaDB column type of a field: the nearest to
