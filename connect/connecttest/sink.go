@@ -8,8 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -139,29 +137,17 @@ type sinkRun struct {
 	params map[string]any
 	sink   connect.Sink
 	raw    bool
-	next   map[int]int64     // next offset per partition
-	sent   []connect.Record  // every record built, by offset order
-	chs    []change          // the change of each of sent
-	bodies [][]byte          // what poison overwrites
-	model  map[string]string // Upsert: id -> v
-	log    []Row             // Append: every record delivered
+	next   map[int]int64                            // next offset per partition
+	built  map[elog.TopicPartition]map[int64]change // the change of every record built, by partition and offset
+	bodies [][]byte                                 // what poison overwrites
+	model  map[string]string                        // Upsert: id -> v
+	log    []Row                                    // Append: every record delivered
 	done   map[elog.TopicPartition]int64
 }
 
 func (r *sinkRun) open() {
 	r.t.Helper()
-	cat, err := connect.BuiltinCatalog()
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	p, err := connect.NewParams(cat.Plugin(r.tg.Plugin), r.params)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	s, err := r.tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	s := mustConstruct(r.t, r.tg.Plugin, r.tg.New, r.params)
 	if err := s.Open(context.Background()); err != nil {
 		r.t.Fatal(err)
 	}
@@ -177,7 +163,7 @@ func (r *sinkRun) open() {
 }
 
 func newRun(t *testing.T, tg SinkTarget) *sinkRun {
-	r := &sinkRun{t: t, tg: tg, params: tg.Destination(t), next: map[int]int64{}, model: map[string]string{}, done: map[elog.TopicPartition]int64{}}
+	r := &sinkRun{t: t, tg: tg, params: tg.Destination(t), next: map[int]int64{}, model: map[string]string{}, done: map[elog.TopicPartition]int64{}, built: map[elog.TopicPartition]map[int64]change{}}
 	r.open()
 	return r
 }
@@ -247,8 +233,11 @@ func (r *sinkRun) records(changes ...change) []connect.Record {
 			}
 		}
 		out = append(out, rec)
-		r.sent = append(r.sent, rec)
-		r.chs = append(r.chs, ch)
+		tp := elog.TopicPartition{Topic: Topic, Partition: ch.part}
+		if r.built[tp] == nil {
+			r.built[tp] = map[int64]change{}
+		}
+		r.built[tp][off] = ch
 	}
 	return out
 }
@@ -261,12 +250,17 @@ func (r *sinkRun) delivered(recs []connect.Record) {
 			continue // sent again: applies nothing
 		}
 		r.done[tp] = rec.Offset + 1
-		ch := r.changeOf(rec)
-		v := ""
+		ch, ok := r.built[tp][rec.Offset]
+		if !ok {
+			r.t.Fatalf("record p%d@%d was never built", rec.Partition, rec.Offset)
+		}
+		v, key := "", fmt.Sprint(ch.id)
 		if ch.v != nil {
 			v = *ch.v
 		}
-		key := fmt.Sprint(ch.id)
+		if ch.op == "t" {
+			key = "" // a truncate has no key
+		}
 		r.log = append(r.log, Row{Partition: rec.Partition, Offset: rec.Offset, Op: ch.op, Key: key, Value: v})
 		switch ch.op {
 		case "c", "u", "r":
@@ -277,24 +271,6 @@ func (r *sinkRun) delivered(recs []connect.Record) {
 			clear(r.model)
 		}
 	}
-	if r.tg.Semantics == Append {
-		for i := range r.log {
-			if r.log[i].Op == "t" {
-				r.log[i].Key = ""
-			}
-		}
-	}
-}
-
-// changeOf reads a record's change back from its position in sent.
-func (r *sinkRun) changeOf(rec connect.Record) change {
-	for i := range r.sent {
-		if r.sent[i].Partition == rec.Partition && r.sent[i].Offset == rec.Offset {
-			return r.chs[i]
-		}
-	}
-	r.t.Fatalf("record p%d@%d was never built", rec.Partition, rec.Offset)
-	return change{}
 }
 
 // write sends recs and, when the sink takes them, notes them delivered.
@@ -503,21 +479,7 @@ func sinkCloseTwice(t *testing.T, tg SinkTarget) {
 }
 
 // sinkBadConfig: a bad configuration is refused at construction, naming the key.
-func sinkBadConfig(t *testing.T, tg SinkTarget) {
-	cat, err := connect.BuiltinCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, bc := range tg.BadConfigs {
-		p, err := connect.NewParams(cat.Plugin(tg.Plugin), bc.Params)
-		if err == nil {
-			_, err = tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		}
-		if err == nil || !strings.Contains(err.Error(), bc.Key) {
-			t.Errorf("config %v: %v, want an error naming %s", bc.Params, err, bc.Key)
-		}
-	}
-}
+func sinkBadConfig(t *testing.T, tg SinkTarget) { checkBadConfigs(t, tg.Plugin, tg.New, tg.BadConfigs) }
 
 // sinkTargetFault: a target made to fail for its own reasons (brk) gets
 // an error the runtime retries, never a record's fault, and the retry

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -55,18 +54,7 @@ type sourceRun struct {
 
 func (r *sourceRun) open(position []byte) {
 	r.t.Helper()
-	cat, err := connect.BuiltinCatalog()
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	p, err := connect.NewParams(cat.Plugin(r.tg.Plugin), r.params)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	src, err := r.tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	src := mustConstruct(r.t, r.tg.Plugin, r.tg.New, r.params)
 	if err := src.Open(context.Background(), position); err != nil {
 		r.t.Fatalf("open at %x: %v", position, err)
 	}
@@ -108,6 +96,27 @@ func (r *sourceRun) poll(n int) ([]event, error) {
 		}
 	}
 	return out, nil
+}
+
+// mustPoll is poll, failing the test on an error.
+func (r *sourceRun) mustPoll(n int) []event {
+	r.t.Helper()
+	got, err := r.poll(n)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return got
+}
+
+// snapshotted makes an origin of rows rows, opens the source on it, reads
+// the snapshot and commits it, as every case but the first starts.
+func snapshotted(t *testing.T, tg SourceTarget, rows int) *sourceRun {
+	t.Helper()
+	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, rows)}
+	r.open(nil)
+	got := r.mustPoll(rows)
+	r.commit(got[len(got)-1].pos)
+	return r
 }
 
 func (r *sourceRun) commit(pos []byte) {
@@ -178,17 +187,11 @@ func SourceSuite(t *testing.T, tg SourceTarget) {
 func sourceSnapshotChangesResume(t *testing.T, tg SourceTarget) {
 	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 3)}
 	r.open(nil)
-	got, err := r.poll(3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := r.mustPoll(3)
 	expectEvents(t, "the snapshot", got, `r 1="v1"`, `r 2="v2"`, `r 3="v3"`)
 	r.commit(got[2].pos)
 	tg.Exec(t, r.params, "insert 4 four", "update 2 two ✓", "delete 3", "insert 5 "+strings.Repeat("x", 10000))
-	got, err = r.poll(5)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got = r.mustPoll(5)
 	expectEvents(t, "the changes", got, `c 4="four"`, `u 2="two ✓"`, `d 3=""`, ` 3=""`, `c 5="`+strings.Repeat("x", 10000)+`"`)
 	resumeAt := got[1].pos // committed up to the update: what follows must come again, nothing before
 	r.commit(resumeAt)
@@ -197,76 +200,43 @@ func sourceSnapshotChangesResume(t *testing.T, tg SourceTarget) {
 	}
 	tg.Exec(t, r.params, "insert 6 while-closed")
 	r.open(resumeAt)
-	got, err = r.poll(4)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got = r.mustPoll(4)
 	expectEvents(t, "resumed after the update", got, `d 3=""`, ` 3=""`, `c 5="`+strings.Repeat("x", 10000)+`"`, `c 6="while-closed"`)
 }
 
 // sourceDisconnected: connections closed mid-stream lose nothing once the source is reopened at its committed position.
 func sourceDisconnected(t *testing.T, tg SourceTarget) {
-	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
-	r.open(nil)
-	got, err := r.poll(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.commit(got[0].pos)
+	r := snapshotted(t, tg, 1)
 	tg.Exec(t, r.params, "insert 2 before")
-	if got, err = r.poll(1); err != nil {
-		t.Fatal(err)
-	}
-	committed := got[0].pos
+	committed := r.mustPoll(1)[0].pos
 	r.commit(committed)
 	tg.Disconnect(t, r.params)
 	tg.Exec(t, r.params, "insert 3 during", "update 2 after")
 	// The source either reconnects by itself or fails; then the
 	// runtime opens it again at the committed position.
-	got, err = r.poll(2)
+	got, err := r.poll(2)
 	if err != nil {
 		r.src.Close()
 		r.open(committed)
-		if got, err = r.poll(2); err != nil {
-			t.Fatal(err)
-		}
+		got = r.mustPoll(2)
 	}
 	expectEvents(t, "after the cut", got, `c 3="during"`, `u 2="after"`)
 }
 
 // sourceForgotten: a position the origin forgot fails permanently: never a silent skip.
 func sourceForgotten(t *testing.T, tg SourceTarget) {
-	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
-	r.open(nil)
-	got, err := r.poll(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.commit(got[0].pos)
+	r := snapshotted(t, tg, 1)
 	tg.Exec(t, r.params, "insert 2 streamed")
-	if got, err = r.poll(1); err != nil {
-		t.Fatal(err)
-	}
-	r.commit(got[0].pos)
+	streamed := r.mustPoll(1)[0].pos
+	r.commit(streamed)
 	if err := r.src.Close(); err != nil {
 		t.Fatal(err)
 	}
 	tg.Forget(t, r.params)
 	tg.Exec(t, r.params, "insert 3 lost")
-	cat, err := connect.BuiltinCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := connect.NewParams(cat.Plugin(tg.Plugin), r.params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := mustConstruct(t, tg.Plugin, tg.New, r.params)
 	defer src.Close()
-	err = src.Open(context.Background(), got[0].pos)
+	err := src.Open(context.Background(), streamed)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		recs, perr := src.Poll(ctx)
@@ -283,13 +253,7 @@ func sourceForgotten(t *testing.T, tg SourceTarget) {
 
 // sourceIdlePoll: an idle Poll returns once its context ends.
 func sourceIdlePoll(t *testing.T, tg SourceTarget) {
-	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
-	r.open(nil)
-	got, err := r.poll(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.commit(got[0].pos)
+	r := snapshotted(t, tg, 1)
 	// Nothing changes: a poll must come back when the runtime stops it,
 	// or stopping a connector would hang.
 	for range 3 {
@@ -308,11 +272,7 @@ func sourceIdlePoll(t *testing.T, tg SourceTarget) {
 
 // sourceCloseTwice: Close twice is no error.
 func sourceCloseTwice(t *testing.T, tg SourceTarget) {
-	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 1)}
-	r.open(nil)
-	if _, err := r.poll(1); err != nil {
-		t.Fatal(err)
-	}
+	r := snapshotted(t, tg, 1)
 	if err := r.src.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
@@ -323,17 +283,5 @@ func sourceCloseTwice(t *testing.T, tg SourceTarget) {
 
 // sourceBadConfig: a bad configuration is refused at construction, naming the key.
 func sourceBadConfig(t *testing.T, tg SourceTarget) {
-	cat, err := connect.BuiltinCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, bc := range tg.BadConfigs {
-		p, err := connect.NewParams(cat.Plugin(tg.Plugin), bc.Params)
-		if err == nil {
-			_, err = tg.New(p, connect.Env{Connector: "contract", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		}
-		if err == nil || !strings.Contains(err.Error(), bc.Key) {
-			t.Errorf("config %v: %v, want an error naming %s", bc.Params, err, bc.Key)
-		}
-	}
+	checkBadConfigs(t, tg.Plugin, tg.New, tg.BadConfigs)
 }
