@@ -431,7 +431,7 @@ connectors:
 // the source. A row that breaks a CHECK constraint of the replica (23514)
 // is the record's fault: it alone goes to the dead-letter topic.
 func TestPostgresSinkFaultPaths(t *testing.T) {
-	srcDSN, src := testDB(t)
+	srcDSN, src := shapesDB(t) // tables of every shape beside orders: wide, narrow, a composite key, empty
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, postgresDSN)
 	if err != nil {
@@ -467,24 +467,33 @@ func TestPostgresSinkFaultPaths(t *testing.T) {
 connectors:
   - name: pg
     plugin: postgres-source
-    config: {dsn: %q, tables: [orders], topic_prefix: shop}
+    config: {dsn: %q, tables: [orders, narrow, wide, 'public."order lines"', empty_t], topic_prefix: shop}
   - name: replica
     plugin: postgres-sink
-    topics: [shop.public.orders]
+    topics: [shop.public.orders, shop.public.narrow, shop.public.wide, shop.public.order_lines, shop.public.empty_t]
     errors: {tolerance: all, dead_letter_topic: replica.dlq, retry_max_delay: 300ms, retry_timeout: 5m}
     config: {dsn: %q}
 `, srcDSN, sinkDSN))
-	topics := []string{"shop.public.orders"}
+	topics := []string{"shop.public.orders", "shop.public.narrow", "shop.public.wide", "shop.public.order_lines", "shop.public.empty_t"}
 	offsets := pgOffsets(dst, "replica")
 	p.waitChanges(t, "shop.public.orders", 200)
 	sinkDone(t, p, "replica", topics, offsets)
 	terminate := fmt.Sprintf("select pg_terminate_backend(pid) from pg_stat_activity where usename = '%s'", role)
 	same := func() {
 		t.Helper()
-		q := "select id, v, note from %s order by id"
-		if a, b := tableRows(t, src, fmt.Sprintf(q, "orders")), tableRows(t, dst, fmt.Sprintf(q, "public_orders")); !slices.Equal(a, b) {
-			d, _ := firstDiff(a, b)
-			t.Fatalf("replica: %s", d)
+		for src2dst, tb := range map[string]string{"orders": "public_orders", "narrow": "public_narrow", "wide": "public_wide",
+			`"order lines"`: `"public_order lines"`, "empty_t": "public_empty_t"} {
+			q := "select t::text from %s t order by 1" // whole rows, every type
+			var b []string
+			var made bool // an empty table's target is never made
+			dst.QueryRow(ctx, "select to_regclass($1) is not null", tb).Scan(&made)
+			if made {
+				b = tableRows(t, dst, fmt.Sprintf(q, tb))
+			}
+			if a := tableRows(t, src, fmt.Sprintf(q, src2dst)); !slices.Equal(a, b) {
+				d, _ := firstDiff(a, b)
+				t.Fatalf("replica %s: %s", tb, d)
+			}
 		}
 	}
 
@@ -520,6 +529,8 @@ connectors:
 		}
 		brk()
 		exec(src, "update orders set v = v + 1, note = '"+tc.name+"'")
+		exec(src, `update narrow set v = v + 1 where id % 5 = 0; update wide set n = n + 1, vc = 'fault ✓' where id % 7 = 0;
+			update "order lines" set qty = qty + 1, note = null where order_id % 4 = 0`)
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			st, _ := p.w.Status("replica")
 			if st.Tasks[0].State != connect.StateRunning {

@@ -24,13 +24,7 @@ import (
 func testDB(t testing.TB) (dsn string, conn *pgx.Conn) {
 	t.Helper()
 	dsn = testdb.Postgres(t, "eddy_it")
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(ctx) })
-	return dsn, conn
+	return dsn, testdb.Connect(t, dsn)
 }
 
 // pipeline runs eddy's worker over a log in dir with the connectors of

@@ -65,15 +65,18 @@ type Policy struct {
 // (the credential's name, never its secret) and the status it got.
 func (p *Policy) Guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		who := p.serve(rec, r, next)
-		if p.Need(r) >= RoleWrite {
-			p.Log.Info("audit", "listener", p.Listener, "who", who, "method", r.Method, "path", r.URL.Path, "status", rec.status)
+		need := p.Need(r)
+		if need < RoleWrite { // a read: nothing to audit
+			p.serve(w, r, next, need)
+			return
 		}
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		who := p.serve(rec, r, next, need)
+		p.Log.Info("audit", "listener", p.Listener, "who", who, "method", r.Method, "path", r.URL.Path, "status", rec.status)
 	})
 }
 
-func (p *Policy) serve(w http.ResponseWriter, r *http.Request, next http.Handler) string {
+func (p *Policy) serve(w http.ResponseWriter, r *http.Request, next http.Handler, need Role) string {
 	if slices.Contains(p.Open, r.URL.Path) {
 		next.ServeHTTP(w, r)
 		return "anonymous"
@@ -94,7 +97,7 @@ func (p *Policy) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		p.Deny(w, http.StatusUnauthorized, err.Error())
 		return who
 	}
-	if need := p.Need(r); u.Role < need {
+	if u.Role < need {
 		p.Deny(w, http.StatusForbidden, fmt.Sprintf("%s may not %s %s: its role is read-only", u.Name, r.Method, r.URL.Path))
 		return who
 	}

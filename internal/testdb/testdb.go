@@ -72,3 +72,15 @@ func Postgres(t testing.TB, prefix string) string {
 	})
 	return "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable"
 }
+
+// Connect opens a connection to dsn, closed when the test ends.
+func Connect(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(ctx) })
+	return c
+}

@@ -13,20 +13,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eddy-cdc/eddy/connect/connecttest"
+	"github.com/eddy-cdc/eddy/internal/testdb"
 )
 
 // postgres-sink under the sink contract, against the local PostgreSQL.
 func TestPostgresSinkContract(t *testing.T) {
 	ctx := context.Background()
-	connectTo := func(t *testing.T, params map[string]any) *pgx.Conn {
-		t.Helper()
-		c, err := pgx.Connect(ctx, params["dsn"].(string))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close(ctx) })
-		return c
-	}
+	connectTo := func(t *testing.T, params map[string]any) *pgx.Conn { return testdb.Connect(t, params["dsn"].(string)) }
 	exec := func(t *testing.T, c *pgx.Conn, q string) {
 		t.Helper()
 		if _, err := c.Exec(ctx, q); err != nil {

@@ -20,15 +20,7 @@ var slotSeq atomic.Int64
 // PostgreSQL (wal_level logical, as scripts/test-services.sh sets it up).
 func TestPostgresSourceContract(t *testing.T) {
 	ctx := context.Background()
-	conn := func(t *testing.T, params map[string]any) *pgx.Conn {
-		t.Helper()
-		c, err := pgx.Connect(ctx, params["dsn"].(string))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close(ctx) })
-		return c
-	}
+	conn := func(t *testing.T, params map[string]any) *pgx.Conn { return testdb.Connect(t, params["dsn"].(string)) }
 	connecttest.SourceSuite(t, connecttest.SourceTarget{
 		Plugin: "postgres-source",
 		New:    New,
