@@ -1,6 +1,7 @@
 package connect_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"github.com/eddy-cdc/eddy/admin"
 	"github.com/eddy-cdc/eddy/connect"
 	elog "github.com/eddy-cdc/eddy/log"
+	"github.com/eddy-cdc/eddy/registry"
 )
 
 // A segment fsync that fails under a running source: the source task fails
@@ -104,5 +106,49 @@ connectors:
 	}
 	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, elog.OffsetsTopic) {
 		t.Fatalf("/readyz after the offsets fault: %d %s", code, body)
+	}
+}
+
+// A registry frozen in READONLY mode refuses a source's new schema: that
+// is the registry's state, not a record's fault, so under tolerance all
+// nothing is dead-lettered; the task says why while it retries, and once
+// the registry is writable again every event arrives.
+func TestRegistryRefusalDeadLettersNothing(t *testing.T) {
+	dir := t.TempDir()
+	l, err := elog.Open(filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.Open(context.Background(), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.SetMode(context.Background(), "", registry.ReadOnly); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	h := start(t, dir, `
+connectors:
+  - name: gen
+    plugin: datagen-source
+    config: {rate: 0, max_events: 50, tables: [orders], topic_prefix: t}
+    errors: {tolerance: all, dead_letter_topic: gen.dlq, retry_timeout: 5m, retry_max_delay: 200ms}
+`)
+	waitFor(t, "the task to say why it retries", 30*time.Second, func() bool {
+		_, trace := taskState(t, h.w, "gen")
+		return strings.Contains(trace, "schema registration failed") && strings.Contains(trace, "read-only")
+	})
+	if _, err := h.log.Topic("gen.dlq"); err == nil {
+		t.Fatal("records were dead-lettered for the registry's mode")
+	}
+	if err := h.reg.SetMode(context.Background(), "", registry.ReadWrite); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every event", 60*time.Second, func() bool {
+		o, _ := h.w.Offsets("gen")
+		return lastEvent(o) == 49
+	})
+	if _, err := h.log.Topic("gen.dlq"); err == nil {
+		t.Fatal("records were dead-lettered")
 	}
 }

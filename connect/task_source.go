@@ -186,6 +186,9 @@ func (b *sourceBatch) deliver(ctx context.Context, recs []Record) ([]byte, error
 		r.Headers = append(r.Headers, elog.Header{Key: HeaderConnector, Value: nameHdr}, elog.Header{Key: HeaderPosition, Value: r.Position})
 		var out elog.Record
 		if b.buf, err = b.conv.Encode(ctx, r, b.buf, &out); err != nil {
+			if errors.Is(err, registry.ErrRegistration) {
+				return nil, err // the registry's or the schema's trouble: retried, never dead-lettered
+			}
 			if err := c.failRecord(ctx, StageSerialize, r, nil, err); err != nil {
 				return nil, err
 			}

@@ -25,6 +25,12 @@ const (
 // ErrNotWireFormat is data that does not start with the wire-format header.
 var ErrNotWireFormat = errors.New("not in the Confluent wire format")
 
+// ErrRegistration marks a schema the registry did not register: it is
+// down, read-only (mode READONLY), or refuses the schema as incompatible.
+// That is the registry's trouble or the schema's, never one record's: the
+// runtime retries it and then fails the task, and dead-letters nothing.
+var ErrRegistration = errors.New("schema registration failed")
+
 // SchemaSource is where a Serde finds and registers schemas: the Registry in this
 // process (Local) or a Confluent-compatible one over HTTP (Remote).
 type SchemaSource interface {
@@ -208,7 +214,7 @@ func (s *Serde) Register(ctx context.Context, subject string, schema avro.Schema
 	s.mu.RUnlock()
 	if !ok {
 		if id, err = s.src.RegisterSchema(ctx, subject, string(text)); err != nil {
-			return 0, fmt.Errorf("register schema under %s: %w", subject, err)
+			return 0, fmt.Errorf("%w under %s: %w", ErrRegistration, subject, err)
 		}
 	}
 	s.mu.Lock()
