@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/connect/connecttest"
 )
 
 // shapesDDL is a schema of the shapes users have, for one connector: a
@@ -150,7 +151,7 @@ connectors:
 	// payment: its own row's delete, update-free; the children's rows are
 	// theirs, not payment's.
 	pay := p.waitChanges(t, "shop.public.payment", 4) // r 1, d 1, tombstone, c 5
-	if len(pay) != 4 || pay[1].op != "d" || pay[3].op != "c" || toInt64(pay[3].after["payment_id"]) != 5 {
+	if len(pay) != 4 || pay[1].op != "d" || pay[3].op != "c" || connecttest.Int64(pay[3].after["payment_id"]) != 5 {
 		t.Fatalf("payment's events: %+v", pay)
 	}
 	// m: its changes under the root's name, a row moved between
@@ -178,7 +179,7 @@ connectors:
 	var day, at, span, blob string
 	var r float32
 	for _, c := range ws {
-		if toInt64(c.after["id"]) == 1 && c.op == "r" {
+		if connecttest.Int64(c.after["id"]) == 1 && c.op == "r" {
 			day, at, span = fmt.Sprint(c.after["day"]), fmt.Sprint(c.after["at"]), fmt.Sprint(c.after["span"])
 			blob, r = fmt.Sprintf("%x", c.after["blob"])[:8], c.after["r"].(float32)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/connect/connecttest"
 	"github.com/eddy-cdc/eddy/internal/testdb"
 	elog "github.com/eddy-cdc/eddy/log"
 	"github.com/eddy-cdc/eddy/registry"
@@ -118,7 +119,7 @@ func (p *pipeline) readChanges(t testing.TB, topic string) []change {
 			}
 			c := change{partition: i}
 			if k, ok := r.Key.(map[string]any); ok {
-				c.key = toInt64(k["id"])
+				c.key = connecttest.Int64(k["id"])
 			}
 			if r.Value == nil {
 				c.op = "tombstone"
@@ -133,18 +134,6 @@ func (p *pipeline) readChanges(t testing.TB, topic string) []change {
 		}
 	}
 	return out
-}
-
-func toInt64(v any) int64 {
-	switch x := v.(type) {
-	case int:
-		return int64(x)
-	case int32:
-		return int64(x)
-	case int64:
-		return x
-	}
-	return -1
 }
 
 // replay applies the changes to a table image, checking that every key's
@@ -175,17 +164,17 @@ func replayPartition(t *testing.T, changes []change) map[int64]int64 {
 		case "r":
 			// A snapshot a crash interrupted is taken again from the start,
 			// so a key may be read twice; the last read stands.
-			state[c.key] = toInt64(c.after["v"])
+			state[c.key] = connecttest.Int64(c.after["v"])
 		case "c":
 			if _, ok := state[c.key]; ok {
 				t.Fatalf("create of key %d, which exists", c.key)
 			}
-			if v := toInt64(c.after["v"]); v != 0 {
+			if v := connecttest.Int64(c.after["v"]); v != 0 {
 				t.Fatalf("create of key %d at version %d", c.key, v)
 			}
 			state[c.key] = 0
 		case "u":
-			v := toInt64(c.after["v"])
+			v := connecttest.Int64(c.after["v"])
 			if prev, ok := state[c.key]; !ok || v != prev+1 {
 				t.Fatalf("update of key %d to version %d after %d (present %v): a change missed or doubled", c.key, v, prev, ok)
 			}

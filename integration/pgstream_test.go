@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/connect/connecttest"
 )
 
 // waitChanges waits until the topic holds at least n events and returns
@@ -246,7 +247,7 @@ connectors:
 		}
 	}
 	full := p.waitChanges(t, "shop.public.items", 4)
-	if b := full[1].before; b == nil || b["note"] != "a" || toInt64(b["v"]) != 0 {
+	if b := full[1].before; b == nil || b["note"] != "a" || connecttest.Int64(b["v"]) != 0 {
 		t.Fatalf("FULL update before-image: %v", b)
 	}
 	if b := full[2].before; b == nil || b["note"] != "b" {
@@ -256,7 +257,7 @@ connectors:
 	if def[1].before != nil {
 		t.Fatalf("DEFAULT update before-image: %v", def[1].before)
 	}
-	if b := def[2].before; b == nil || toInt64(b["id"]) != 1 || b["note"] != nil {
+	if b := def[2].before; b == nil || connecttest.Int64(b["id"]) != 1 || b["note"] != nil {
 		t.Fatalf("DEFAULT delete before-image (the key only): %v", b)
 	}
 }

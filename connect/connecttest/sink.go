@@ -8,8 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,18 +35,33 @@ const (
 	Append
 )
 
-// Row is one thing a destination holds of topic Topic: under Upsert a row
-// (Key and Value), under Append a record (all fields).
+// Row is one thing a destination holds of the suite's two tables: under
+// Upsert a row (Table, Key and Value), under Append a record (all
+// fields).
 type Row struct {
+	Table     string // "parts" (topic Topic) or "lines" (topic LinesTopic)
 	Partition int
 	Offset    int64
 	Op        string
-	Key       string // the id, in decimal
-	Value     string // the v column; "" for NULL
+	Key       string // parts: the id, in decimal; lines: LinesKey
+	Value     string // parts: the v column, "" for NULL; lines: LinesValue
 }
 
 func (r Row) String() string {
-	return fmt.Sprintf("{p%d@%d %s %s=%q}", r.Partition, r.Offset, r.Op, r.Key, r.Value)
+	return fmt.Sprintf("{%s p%d@%d %s %s=%q}", r.Table, r.Partition, r.Offset, r.Op, r.Key, r.Value)
+}
+
+// LinesKey renders the key of a row of lines (order_id bigint, line int).
+func LinesKey(orderID, line int64) string { return fmt.Sprintf("%d/%d", orderID, line) }
+
+// LinesValue renders the other columns of a row of lines: sku text, qty
+// int, price double precision, note text (nil: NULL), weight bigint.
+func LinesValue(sku string, qty int64, price float64, note *string, weight int64) string {
+	n := "NULL"
+	if note != nil {
+		n = strconv.Quote(*note)
+	}
+	return fmt.Sprintf("%s|%d|%g|%s|%d", sku, qty, price, n, weight)
 }
 
 // BadConfig is a configuration a sink must refuse at construction, and
@@ -77,48 +94,124 @@ type SinkTarget struct {
 	BadConfigs []BadConfig
 }
 
-// Topic is the topic of the suite's records: table parts (id bigint key,
-// v text) of schema public, as postgres-source writes it.
-const Topic = "shop.public.parts"
+// The suite's records are changes of two tables of schema public, as
+// postgres-source writes them: parts (id bigint key, v text), and the
+// wider lines, keyed on two columns (order_id bigint, line int; sku text,
+// qty int, price double precision, note text, weight bigint). Batches mix
+// them, so a sink that assumes one shape per batch fails.
+const (
+	Topic      = "shop.public.parts"
+	LinesTopic = "shop.public.lines"
+)
 
 const poison = "poison"
 
 var (
 	suiteSchemas struct {
-		once       sync.Once
-		key, value avro.Schema
-		err        error
+		once               sync.Once
+		key, value         avro.Schema
+		linesKey, linesVal avro.Schema
+		err                error
 	}
 )
 
-func schemas() (avro.Schema, avro.Schema, error) {
+// schemas are the key and value schemas of parts, then of lines.
+func schemas() (key, value, linesKey, linesValue avro.Schema, err error) {
 	s := &suiteSchemas
 	s.once.Do(func() {
 		cache := &avro.SchemaCache{}
-		s.key, s.err = avro.ParseWithCache(`{"type":"record","name":"Key","namespace":"shop.public.parts","fields":[{"name":"id","type":"long"}]}`, "", cache)
-		if s.err != nil {
-			return
+		parse := func(schema string) avro.Schema {
+			if s.err != nil {
+				return nil
+			}
+			var out avro.Schema
+			out, s.err = avro.ParseWithCache(schema, "", cache)
+			return out
 		}
-		s.value, s.err = avro.ParseWithCache(`{"type":"record","name":"Envelope","namespace":"shop.public.parts","fields":[
-			{"name":"before","type":["null",{"type":"record","name":"Value","fields":[{"name":"id","type":"long"},{"name":"v","type":["null","string"],"default":null}]}],"default":null},
-			{"name":"after","type":["null","Value"],"default":null},
-			{"name":"source","type":{"type":"record","name":"Source","namespace":"io.eddy.postgres","fields":[
+		s.key = parse(`{"type":"record","name":"Key","namespace":"shop.public.parts","fields":[{"name":"id","type":"long"}]}`)
+		s.value = parse(envelopeSchema("parts", `{"name":"id","type":"long"},{"name":"v","type":["null","string"],"default":null}`))
+		s.linesKey = parse(`{"type":"record","name":"Key","namespace":"shop.public.lines","fields":[{"name":"order_id","type":"long"},{"name":"line","type":"int"}]}`)
+		s.linesVal = parse(envelopeSchema("lines", `{"name":"order_id","type":"long"},{"name":"line","type":"int"},
+			{"name":"sku","type":"string"},{"name":"qty","type":"int"},{"name":"price","type":"double"},
+			{"name":"note","type":["null","string"],"default":null},{"name":"weight","type":"long"}`))
+	})
+	return s.key, s.value, s.linesKey, s.linesVal, s.err
+}
+
+// envelopeSchema is postgres-source's envelope for a table of schema
+// public with the row fields given.
+func envelopeSchema(table, fields string) string {
+	source := `{"type":"record","name":"Source","namespace":"io.eddy.postgres","fields":[
 				{"name":"version","type":"string"},{"name":"connector","type":"string"},{"name":"name","type":"string"},
 				{"name":"ts_ms","type":"long"},{"name":"snapshot","type":["null","string"]},{"name":"db","type":"string"},
 				{"name":"schema","type":"string"},{"name":"table","type":"string"},
-				{"name":"txId","type":["null","long"],"default":null},{"name":"lsn","type":["null","long"],"default":null}]}},
+				{"name":"txId","type":["null","long"],"default":null},{"name":"lsn","type":["null","long"],"default":null}]}`
+	if table != "parts" {
+		source = `"io.eddy.postgres.Source"` // defined once per cache
+	}
+	return `{"type":"record","name":"Envelope","namespace":"shop.public.` + table + `","fields":[
+			{"name":"before","type":["null",{"type":"record","name":"Value","fields":[` + fields + `]}],"default":null},
+			{"name":"after","type":["null","Value"],"default":null},
+			{"name":"source","type":` + source + `},
 			{"name":"op","type":"string"},
-			{"name":"ts_ms","type":["null","long"],"default":null}]}`, "", cache)
-	})
-	return s.key, s.value, s.err
+			{"name":"ts_ms","type":["null","long"],"default":null}]}`
 }
 
-// change is one change of the suite's table.
+// change is one change of one of the suite's tables: of parts, or, with
+// line set, of lines (order id, line), whose other columns derive from v.
 type change struct {
 	part int
 	op   string // c, u, d, t
 	id   int64
+	line int32 // > 0: a change of lines
 	v    *string
+}
+
+// lc, lu and ld change the row of lines (order, line).
+func lc(order int64, line int32, v string) change {
+	return change{op: "c", id: order, line: line, v: &v}
+}
+func lu(order int64, line int32, v string) change {
+	return change{op: "u", id: order, line: line, v: &v}
+}
+func ld(order int64, line int32) change { return change{op: "d", id: order, line: line} }
+
+func (ch change) table() string {
+	if ch.line > 0 {
+		return "lines"
+	}
+	return "parts"
+}
+
+func (ch change) topic() string {
+	if ch.line > 0 {
+		return LinesTopic
+	}
+	return Topic
+}
+
+// linesRow is the row of lines a change writes, in hamba/avro's form.
+func (ch change) linesRow() map[string]any {
+	v, note := "", any(nil)
+	if ch.v != nil {
+		v, note = *ch.v, map[string]any{"string": *ch.v}
+	}
+	n := int64(len([]rune(v)))
+	return map[string]any{"order_id": ch.id, "line": ch.line, "sku": "sku-" + v, "qty": int32(n),
+		"price": float64(n) / 4, "note": note, "weight": n * 1_000_003}
+}
+
+// row is what a destination holds for a change: its table, key and value.
+func (ch change) row() (table, key, value string) {
+	if ch.line == 0 {
+		v := ""
+		if ch.v != nil {
+			v = *ch.v
+		}
+		return "parts", fmt.Sprint(ch.id), v
+	}
+	r := ch.linesRow()
+	return "lines", LinesKey(ch.id, int64(ch.line)), LinesValue(r["sku"].(string), int64(r["qty"].(int32)), r["price"].(float64), ch.v, r["weight"].(int64))
 }
 
 func c(id int64, v string) change { return change{op: "c", id: id, v: &v} }
@@ -137,10 +230,10 @@ type sinkRun struct {
 	params map[string]any
 	sink   connect.Sink
 	raw    bool
-	next   map[int]int64                            // next offset per partition
+	next   map[elog.TopicPartition]int64            // next offset per partition
 	built  map[elog.TopicPartition]map[int64]change // the change of every record built, by partition and offset
 	bodies [][]byte                                 // what poison overwrites
-	model  map[string]string                        // Upsert: id -> v
+	model  map[[2]string]string                     // Upsert: table and key -> value
 	log    []Row                                    // Append: every record delivered
 	done   map[elog.TopicPartition]int64
 }
@@ -163,7 +256,7 @@ func (r *sinkRun) open() {
 }
 
 func newRun(t *testing.T, tg SinkTarget) *sinkRun {
-	r := &sinkRun{t: t, tg: tg, params: tg.Destination(t), next: map[int]int64{}, model: map[string]string{}, done: map[elog.TopicPartition]int64{}, built: map[elog.TopicPartition]map[int64]change{}}
+	r := &sinkRun{t: t, tg: tg, params: tg.Destination(t), next: map[elog.TopicPartition]int64{}, model: map[[2]string]string{}, done: map[elog.TopicPartition]int64{}, built: map[elog.TopicPartition]map[int64]change{}}
 	r.open()
 	return r
 }
@@ -173,73 +266,76 @@ func newRun(t *testing.T, tg SinkTarget) *sinkRun {
 // otherwise, with the headers a source connector writes.
 func (r *sinkRun) records(changes ...change) []connect.Record {
 	r.t.Helper()
-	keyS, valS, err := schemas()
+	keyS, valS, linesKeyS, linesValS, err := schemas()
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	out := make([]connect.Record, 0, len(changes))
 	for _, ch := range changes {
-		off := r.next[ch.part]
-		r.next[ch.part]++
-		var img any
-		if ch.op != "t" {
+		tp := elog.TopicPartition{Topic: ch.topic(), Partition: ch.part}
+		off := r.next[tp]
+		r.next[tp]++
+		var img, key any
+		ks, vs := keyS, valS
+		switch {
+		case ch.line > 0:
+			ks, vs = linesKeyS, linesValS
+			img = map[string]any{"shop.public.lines.Value": ch.linesRow()}
+			key = map[string]any{"order_id": ch.id, "line": ch.line}
+		case ch.op != "t":
 			var v any
 			if ch.v != nil {
 				v = map[string]any{"string": *ch.v}
 			}
 			img = map[string]any{"shop.public.parts.Value": map[string]any{"id": ch.id, "v": v}}
+			key = map[string]any{"id": ch.id}
 		}
 		env := map[string]any{"before": nil, "after": nil, "op": ch.op, "ts_ms": nil,
 			"source": map[string]any{"version": "eddy", "connector": "postgresql", "name": "shop", "ts_ms": int64(1767225600000),
-				"snapshot": nil, "db": "shop", "schema": "public", "table": "parts", "txId": nil, "lsn": nil}}
+				"snapshot": nil, "db": "shop", "schema": "public", "table": ch.table(), "txId": nil, "lsn": nil}}
 		if ch.op == "d" {
 			env["before"] = img
 		} else if ch.op != "t" {
 			env["after"] = img
 		}
-		body, err := avro.Marshal(valS, env)
-		if err != nil {
-			r.t.Fatal(err)
-		}
 		pos := fmt.Appendf(nil, "%d-%012d", ch.part, off)
-		rec := connect.Record{Topic: Topic, Partition: ch.part, Offset: off, Timestamp: time.UnixMilli(1767225600000 + off),
-			ValueSchema: valS, Headers: []elog.Header{{Key: connect.HeaderConnector, Value: []byte("pg")}, {Key: connect.HeaderPosition, Value: pos}}}
-		r.bodies = append(r.bodies, body, pos)
-		av, err := connect.NewAvroValue(valS, 1, body)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		rec.Value = av
-		if !r.raw {
-			if rec.Value, err = av.Decode(); err != nil {
-				r.t.Fatal(err)
-			}
-		}
-		if ch.op != "t" {
-			kb, err := avro.Marshal(keyS, map[string]any{"id": ch.id})
-			if err != nil {
-				r.t.Fatal(err)
-			}
-			r.bodies = append(r.bodies, kb)
-			kv, err := connect.NewAvroValue(keyS, 2, kb)
-			if err != nil {
-				r.t.Fatal(err)
-			}
-			rec.Key, rec.KeySchema = kv, keyS
-			if !r.raw {
-				if rec.Key, err = kv.Decode(); err != nil {
-					r.t.Fatal(err)
-				}
-			}
+		rec := connect.Record{Topic: tp.Topic, Partition: ch.part, Offset: off, Timestamp: time.UnixMilli(1767225600000 + off),
+			ValueSchema: vs, Headers: []elog.Header{{Key: connect.HeaderConnector, Value: []byte("pg")}, {Key: connect.HeaderPosition, Value: pos}}}
+		r.bodies = append(r.bodies, pos)
+		rec.Value = r.value(vs, 1, env)
+		if key != nil {
+			rec.Key, rec.KeySchema = r.value(ks, 2, key), ks
 		}
 		out = append(out, rec)
-		tp := elog.TopicPartition{Topic: Topic, Partition: ch.part}
 		if r.built[tp] == nil {
 			r.built[tp] = map[int64]change{}
 		}
 		r.built[tp][off] = ch
 	}
 	return out
+}
+
+// value encodes v in schema s (registered as id): raw for a raw sink,
+// decoded otherwise, as the runtime hands it over.
+func (r *sinkRun) value(s avro.Schema, id int, v any) any {
+	r.t.Helper()
+	body, err := avro.Marshal(s, v)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.bodies = append(r.bodies, body)
+	av, err := connect.NewAvroValue(s, id, body)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if r.raw {
+		return av
+	}
+	dv, err := av.Decode()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return dv
 }
 
 // delivered notes that recs reached the destination, in the model.
@@ -252,23 +348,23 @@ func (r *sinkRun) delivered(recs []connect.Record) {
 		r.done[tp] = rec.Offset + 1
 		ch, ok := r.built[tp][rec.Offset]
 		if !ok {
-			r.t.Fatalf("record p%d@%d was never built", rec.Partition, rec.Offset)
+			r.t.Fatalf("record %s p%d@%d was never built", rec.Topic, rec.Partition, rec.Offset)
 		}
-		v, key := "", fmt.Sprint(ch.id)
-		if ch.v != nil {
-			v = *ch.v
+		table, key, v := ch.row()
+		switch ch.op {
+		case "t":
+			key, v = "", "" // a truncate has no key
+		case "d":
+			v = ""
 		}
-		if ch.op == "t" {
-			key = "" // a truncate has no key
-		}
-		r.log = append(r.log, Row{Partition: rec.Partition, Offset: rec.Offset, Op: ch.op, Key: key, Value: v})
+		r.log = append(r.log, Row{Table: table, Partition: rec.Partition, Offset: rec.Offset, Op: ch.op, Key: key, Value: v})
 		switch ch.op {
 		case "c", "u", "r":
-			r.model[key] = v
+			r.model[[2]string{table, key}] = v
 		case "d":
-			delete(r.model, key)
+			delete(r.model, [2]string{table, key})
 		case "t":
-			clear(r.model)
+			maps.DeleteFunc(r.model, func(k [2]string, _ string) bool { return k[0] == table })
 		}
 	}
 }
@@ -310,10 +406,10 @@ func (r *sinkRun) check(what string) {
 	var want []Row
 	if r.tg.Semantics == Upsert {
 		for k, v := range r.model {
-			want = append(want, Row{Key: k, Value: v})
+			want = append(want, Row{Table: k[0], Key: k[1], Value: v})
 		}
 		for i := range got {
-			got[i] = Row{Key: got[i].Key, Value: got[i].Value}
+			got[i] = Row{Table: got[i].Table, Key: got[i].Key, Value: got[i].Value}
 		}
 	} else {
 		want = slices.Clone(r.log)
@@ -328,6 +424,9 @@ func (r *sinkRun) check(what string) {
 func sortRows(rs []Row) {
 	sort.Slice(rs, func(i, j int) bool {
 		a, b := rs[i], rs[j]
+		if a.Table != b.Table {
+			return a.Table < b.Table
+		}
 		if a.Partition != b.Partition {
 			return a.Partition < b.Partition
 		}
@@ -360,10 +459,11 @@ func SinkSuite(t *testing.T, tg SinkTarget) {
 // sinkWritesChanges: every kind of change: creates, updates, deletes, NULL, unicode, a truncate, a large value.
 func sinkWritesChanges(t *testing.T, tg SinkTarget) {
 	r := newRun(t, tg)
-	r.mustWrite(r.records(c(1, "a"), c(2, "b"), c(3, "c"), u(2, "bb"), d(3), cNull(4), c(5, "unicode ✓ ünï")))
-	r.check("after creates, an update, a delete and a NULL")
-	r.mustWrite(r.records(truncate(), c(6, "e"), u(1, "z"), c(7, strings.Repeat("x", 100_000))))
-	r.check("after a truncate, an update of a row it removed and a large value")
+	r.mustWrite(r.records(c(1, "a"), lc(1, 1, "pen"), c(2, "b"), lc(1, 2, "ink ✓"), c(3, "c"), u(2, "bb"), lu(1, 1, "pens"),
+		d(3), lc(2, 1, ""), cNull(4), change{op: "c", id: 2, line: 2}, c(5, "unicode ✓ ünï"), ld(1, 2)))
+	r.check("after creates, updates, deletes and NULLs in two tables")
+	r.mustWrite(r.records(truncate(), c(6, "e"), lc(3, 1, "after"), u(1, "z"), c(7, strings.Repeat("x", 100_000)), lc(3, 2, strings.Repeat("ü", 50_000))))
+	r.check("after a truncate of one table, an update of a row it removed and large values")
 	r.mustWrite(nil)
 	r.check("after an empty write")
 }
@@ -371,11 +471,11 @@ func sinkWritesChanges(t *testing.T, tg SinkTarget) {
 // sinkAppliesOnce: a batch sent again, older or overlapping, applies nothing twice.
 func sinkAppliesOnce(t *testing.T, tg SinkTarget) {
 	r := newRun(t, tg)
-	first := r.records(c(10, "a"), u(10, "b"), u(10, "c"), c(11, "x"))
+	first := r.records(c(10, "a"), lc(10, 1, "a"), u(10, "b"), lu(10, 1, "b"), u(10, "c"), c(11, "x"), ld(10, 1))
 	r.mustWrite(first)
-	r.mustWrite(first[:2]) // an older batch again: the runtime's retry after a commit it did not see
+	r.mustWrite(first[:4]) // an older batch again: the runtime's retry after a commit it did not see
 	r.check("after an older batch came again")
-	r.mustWrite(append(first[2:], r.records(u(11, "y"), c(12, "n"))...)) // overlapping: only the new part applies
+	r.mustWrite(append(first[4:], r.records(u(11, "y"), lc(10, 1, "again"), c(12, "n"))...)) // overlapping: only the new part applies
 	r.check("after a batch overlapping what was applied")
 	r.reopen()
 	r.mustWrite(first)
@@ -386,7 +486,7 @@ func sinkAppliesOnce(t *testing.T, tg SinkTarget) {
 func sinkPoisonedFetches(t *testing.T, tg SinkTarget) {
 	r := newRun(t, tg)
 	for i := range 5 {
-		batch := r.records(c(int64(20+i), "v"), u(int64(20+i), fmt.Sprint("w", i)), c(int64(40+i), "keep"))
+		batch := r.records(c(int64(20+i), "v"), lc(int64(i), 1, "v"), u(int64(20+i), fmt.Sprint("w", i)), lu(int64(i), 1, fmt.Sprint("w", i)), c(int64(40+i), "keep"))
 		r.mustWrite(batch)
 		for _, b := range r.bodies { // the runtime reuses fetch buffers once Write returns
 			for j := range b {
@@ -452,13 +552,14 @@ func sinkResumes(t *testing.T, tg SinkTarget) {
 	if _, ok := r.sink.(connect.OffsetStore); !ok {
 		t.Skip("the sink keeps no offsets of its own: the group's are the resume point")
 	}
-	r.mustWrite(r.records(c(1, "a"), c(2, "b").onPartition(1), c(3, "c"), u(1, "a2"), c(5, "e").onPartition(1)))
+	r.mustWrite(r.records(c(1, "a"), c(2, "b").onPartition(1), lc(1, 1, "l"), c(3, "c"), u(1, "a2"), c(5, "e").onPartition(1), lc(1, 2, "m").onPartition(1), lu(1, 1, "n")))
 	r.reopen()
 	got, err := r.sink.(connect.OffsetStore).Offsets(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[elog.TopicPartition]int64{{Topic: Topic, Partition: 0}: 3, {Topic: Topic, Partition: 1}: 2}
+	want := map[elog.TopicPartition]int64{{Topic: Topic, Partition: 0}: 3, {Topic: Topic, Partition: 1}: 2,
+		{Topic: LinesTopic, Partition: 0}: 2, {Topic: LinesTopic, Partition: 1}: 1}
 	for tp, n := range want {
 		if got[tp] != n {
 			t.Fatalf("offsets after a restart: %v, want %v", got, want)
@@ -488,7 +589,7 @@ func sinkTargetFault(t *testing.T, tg SinkTarget, name string, brk func(*testing
 	r := newRun(t, tg)
 	r.mustWrite(r.records(c(1, "before")))
 	heal := brk(t, r.params)
-	batch := r.records(c(50, "a"), u(1, "changed"), d(50))
+	batch := r.records(c(50, "a"), lc(50, 1, "a"), u(1, "changed"), d(50), lu(50, 1, "b"))
 	err := r.write(batch)
 	var re *connect.RecordError
 	if err == nil || errors.As(err, &re) || connect.IsPermanent(err) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,18 +13,20 @@ import (
 	"github.com/eddy-cdc/eddy/connect"
 )
 
-// SourceTarget is what a source plugin gives SourceSuite: an origin with
-// the table parts (id bigint primary key, v text) of schema public, and
-// ways to change it and to cut the source off.
+// SourceTarget is what a source plugin gives SourceSuite: an origin in
+// which the suite makes three tables of different shapes (OriginTables),
+// and ways to change it and to cut the source off.
 type SourceTarget struct {
 	Plugin string
 	New    func(connect.Params, connect.Env) (connect.Source, error)
-	// Origin makes a fresh origin whose parts holds rows 1..rows (v
-	// "v<id>") and returns the source's parameters, capturing parts to
-	// topics prefixed "shop".
-	Origin func(t *testing.T, rows int) map[string]any
-	// Exec applies statements to the origin, each in its own transaction:
-	// "insert ID V", "update ID V", "delete ID".
+	// Origin makes a fresh origin, runs setup in it (the tables'
+	// statements, then their rows) and returns the source's parameters,
+	// capturing the tables parts, lines and empty_things to topics
+	// prefixed "shop" (shop.<schema or database>.<table>).
+	Origin func(t *testing.T, setup []string) map[string]any
+	// Exec runs SQL statements on the origin, each in its own
+	// transaction. The suite writes SQL that PostgreSQL and MySQL both
+	// read.
 	Exec func(t *testing.T, params map[string]any, stmts ...string)
 	// Disconnect, when set, closes the source's connections to the
 	// origin, as a failover or a network cut does.
@@ -34,15 +37,43 @@ type SourceTarget struct {
 	BadConfigs []BadConfig
 }
 
-// event is what the suite reads of a record.
-type event struct {
-	op  string // r, c, u, d; "" for a tombstone
-	id  int64
-	v   string
-	pos []byte
+// OriginTables are the tables the suite captures: a narrow one, a wider
+// one keyed on two columns, and one that stays empty.
+var OriginTables = []string{
+	"create table parts (id bigint primary key, v text)",
+	"create table lines (order_id bigint not null, line int not null, sku varchar(100) not null, qty int not null, " +
+		"price double precision not null, note text, weight bigint not null, primary key (order_id, line))",
+	"create table empty_things (id bigint primary key, payload text)",
 }
 
-func (e event) String() string { return fmt.Sprintf("%s %d=%q", e.op, e.id, e.v) }
+// origin is the setup of an origin whose parts holds rows 1..parts (v
+// "v<id>") and whose lines holds order 1's lines 1..lines.
+func origin(parts, lines int) []string {
+	setup := slices.Clone(OriginTables)
+	for i := 1; i <= parts; i++ {
+		setup = append(setup, fmt.Sprintf("insert into parts values (%d, 'v%d')", i, i))
+	}
+	for i := 1; i <= lines; i++ {
+		setup = append(setup, fmt.Sprintf("insert into lines values (1, %d, 'sku-%d', %d, %d.25, null, %d)", i, i, i, i, i*1000))
+	}
+	return setup
+}
+
+// event is what the suite reads of a record.
+type event struct {
+	table string // parts, lines, empty_things
+	op    string // r, c, u, d; "" for a tombstone
+	key   string // parts: the id; lines: LinesKey
+	v     string // parts: v; lines: LinesValue
+	pos   []byte
+}
+
+func (e event) String() string {
+	if e.table == "parts" {
+		return fmt.Sprintf("%s %s=%q", e.op, e.key, e.v)
+	}
+	return fmt.Sprintf("%s %s %s=%q", e.table, e.op, e.key, e.v)
+}
 
 type sourceRun struct {
 	t      *testing.T
@@ -112,7 +143,7 @@ func (r *sourceRun) mustPoll(n int) []event {
 // the snapshot and commits it, as every case but the first starts.
 func snapshotted(t *testing.T, tg SourceTarget, rows int) *sourceRun {
 	t.Helper()
-	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, rows)}
+	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, origin(rows, 0))}
 	r.open(nil)
 	got := r.mustPoll(rows)
 	r.commit(got[len(got)-1].pos)
@@ -128,13 +159,17 @@ func (r *sourceRun) commit(pos []byte) {
 
 func readEvent(rec connect.Record) (event, error) {
 	e := event{pos: rec.Position}
-	if rec.Topic != "shop.public.parts" {
-		return e, fmt.Errorf("record on topic %s, want shop.public.parts", rec.Topic)
+	rest, ok := strings.CutPrefix(rec.Topic, "shop.")
+	if _, table, found := strings.Cut(rest, "."); ok && found {
+		e.table = table
+	}
+	switch e.table {
+	case "parts", "lines", "empty_things":
+	default:
+		return e, fmt.Errorf("record on topic %s, want shop.<schema>.parts, lines or empty_things", rec.Topic)
 	}
 	key, _ := rec.Key.(map[string]any)
-	if id, ok := key["id"].(int64); ok {
-		e.id = id
-	}
+	e.key = rowKey(e.table, key)
 	if rec.Value == nil {
 		return e, nil // a tombstone
 	}
@@ -147,15 +182,58 @@ func readEvent(rec connect.Record) (event, error) {
 	if e.op == "d" {
 		img, _ = v["before"].(map[string]any)
 	}
-	if img != nil {
-		if s, ok := img["v"].(string); ok && e.op != "d" {
-			e.v = s
+	if img == nil {
+		return e, nil
+	}
+	if k := rowKey(e.table, img); k != e.key {
+		return e, fmt.Errorf("%s: key %s, image %s", e.table, e.key, k)
+	}
+	if e.op == "d" {
+		return e, nil
+	}
+	switch e.table {
+	case "parts":
+		e.v, _ = img["v"].(string)
+	case "lines":
+		sku, _ := img["sku"].(string)
+		price, _ := img["price"].(float64)
+		var note *string
+		if n, ok := img["note"].(string); ok {
+			note = &n
 		}
-		if id, ok := img["id"].(int64); ok && id != e.id {
-			return e, fmt.Errorf("key %d, image %d", e.id, id)
-		}
+		e.v = LinesValue(sku, Int64(img["qty"]), price, note, Int64(img["weight"]))
 	}
 	return e, nil
+}
+
+// rowKey renders a row's key columns as Row's Key does.
+func rowKey(table string, row map[string]any) string {
+	if table == "lines" {
+		return LinesKey(Int64(row["order_id"]), Int64(row["line"]))
+	}
+	return fmt.Sprint(Int64(row["id"]))
+}
+
+// Int64 is an integer column's value as a source decodes it (int, int32
+// or int64); -1 for anything else.
+func Int64(v any) int64 {
+	switch x := v.(type) {
+	case int:
+		return int64(x)
+	case int32:
+		return int64(x)
+	case int64:
+		return x
+	}
+	return -1
+}
+
+// bySnapshotTable orders a snapshot's events by table, keeping each
+// table's own order: a source may read its tables in any order.
+func bySnapshotTable(events []event) []event {
+	out := slices.Clone(events)
+	slices.SortStableFunc(out, func(a, b event) int { return strings.Compare(a.table, b.table) })
+	return out
 }
 
 func expectEvents(t *testing.T, what string, got []event, want ...string) {
@@ -185,33 +263,41 @@ func SourceSuite(t *testing.T, tg SourceTarget) {
 
 // sourceSnapshotChangesResume: the snapshot, then the changes, then a resume after a commit that brings exactly what followed it.
 func sourceSnapshotChangesResume(t *testing.T, tg SourceTarget) {
-	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, 3)}
+	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, origin(3, 2))}
 	r.open(nil)
-	got := r.mustPoll(3)
-	expectEvents(t, "the snapshot", got, `r 1="v1"`, `r 2="v2"`, `r 3="v3"`)
-	r.commit(got[2].pos)
-	tg.Exec(t, r.params, "insert 4 four", "update 2 two ✓", "delete 3", "insert 5 "+strings.Repeat("x", 10000))
-	got = r.mustPoll(5)
-	expectEvents(t, "the changes", got, `c 4="four"`, `u 2="two ✓"`, `d 3=""`, ` 3=""`, `c 5="`+strings.Repeat("x", 10000)+`"`)
+	got := r.mustPoll(5)
+	expectEvents(t, "the snapshot, by table", bySnapshotTable(got), `lines r 1/1="sku-1|1|1.25|NULL|1000"`, `lines r 1/2="sku-2|2|2.25|NULL|2000"`,
+		`r 1="v1"`, `r 2="v2"`, `r 3="v3"`)
+	r.commit(got[4].pos)
+	large := strings.Repeat("x", 10000)
+	tg.Exec(t, r.params, "insert into parts values (4, 'four')", "update parts set v = 'two ✓' where id = 2",
+		"insert into lines values (2, 1, 'sku-ü', 3, 0.5, 'naïve ☃', 9007199254740993)", "delete from parts where id = 3",
+		"update lines set qty = 7, note = '' where order_id = 1 and line = 2", "delete from lines where order_id = 1 and line = 1",
+		"insert into parts values (5, '"+large+"')")
+	changes := []string{`c 4="four"`, `u 2="two ✓"`, `lines c 2/1="sku-ü|3|0.5|\"naïve ☃\"|9007199254740993"`, `d 3=""`, ` 3=""`,
+		`lines u 1/2="sku-2|7|2.25|\"\"|2000"`, `lines d 1/1=""`, `lines  1/1=""`, `c 5="` + large + `"`}
+	got = r.mustPoll(len(changes))
+	expectEvents(t, "the changes", got, changes...)
 	resumeAt := got[1].pos // committed up to the update: what follows must come again, nothing before
 	r.commit(resumeAt)
 	if err := r.src.Close(); err != nil {
 		t.Fatal(err)
 	}
-	tg.Exec(t, r.params, "insert 6 while-closed")
+	tg.Exec(t, r.params, "insert into parts values (6, 'while-closed')", "insert into empty_things values (1, null)")
 	r.open(resumeAt)
-	got = r.mustPoll(4)
-	expectEvents(t, "resumed after the update", got, `d 3=""`, ` 3=""`, `c 5="`+strings.Repeat("x", 10000)+`"`, `c 6="while-closed"`)
+	want := append(changes[2:], `c 6="while-closed"`, `empty_things c 1=""`)
+	got = r.mustPoll(len(want))
+	expectEvents(t, "resumed after the update", got, want...)
 }
 
 // sourceDisconnected: connections closed mid-stream lose nothing once the source is reopened at its committed position.
 func sourceDisconnected(t *testing.T, tg SourceTarget) {
 	r := snapshotted(t, tg, 1)
-	tg.Exec(t, r.params, "insert 2 before")
+	tg.Exec(t, r.params, "insert into parts values (2, 'before')")
 	committed := r.mustPoll(1)[0].pos
 	r.commit(committed)
 	tg.Disconnect(t, r.params)
-	tg.Exec(t, r.params, "insert 3 during", "update 2 after")
+	tg.Exec(t, r.params, "insert into parts values (3, 'during')", "update parts set v = 'after' where id = 2")
 	// The source either reconnects by itself or fails; then the
 	// runtime opens it again at the committed position.
 	got, err := r.poll(2)
@@ -226,14 +312,14 @@ func sourceDisconnected(t *testing.T, tg SourceTarget) {
 // sourceForgotten: a position the origin forgot fails permanently: never a silent skip.
 func sourceForgotten(t *testing.T, tg SourceTarget) {
 	r := snapshotted(t, tg, 1)
-	tg.Exec(t, r.params, "insert 2 streamed")
+	tg.Exec(t, r.params, "insert into parts values (2, 'streamed')")
 	streamed := r.mustPoll(1)[0].pos
 	r.commit(streamed)
 	if err := r.src.Close(); err != nil {
 		t.Fatal(err)
 	}
 	tg.Forget(t, r.params)
-	tg.Exec(t, r.params, "insert 3 lost")
+	tg.Exec(t, r.params, "insert into parts values (3, 'lost')")
 	src := mustConstruct(t, tg.Plugin, tg.New, r.params)
 	defer src.Close()
 	err := src.Open(context.Background(), streamed)

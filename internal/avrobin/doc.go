@@ -10,10 +10,19 @@
 //     field as nil or its value, logical types as Go types);
 //   - AppendJSON, the model rendered as JSON (files, dead letters, the
 //     JSON converter);
-//   - Deref and NonNull, the schema walks every one of them needs.
+//   - Envelope, compiled from a Debezium envelope schema, which scans a
+//     record's bytes for its op, source table and after-image without
+//     decoding it (envelope.go);
+//   - PostgreSQL's forms: PgText for a decoded value (query parameters),
+//     CopyText and CopyBinary compiled per row schema and column types to
+//     render an after-image's bytes as COPY text or binary (pgtext.go,
+//     pgbinary.go), the same text either way;
+//   - Kind, what a schema is once its logical type is read, decided once
+//     per schema: every renderer switches over it; Deref and NonNull, the
+//     schema walks they all need.
 //
-// The database sinks' text and COPY binary renderers (sinks/sql) read with
-// the same Reader; they render SQL types, so they stay with the sinks.
+// A new rendering (Parquet columns, a search document) goes here beside
+// these, so each schema kind is handled in one package.
 //
 // Nothing here panics on malformed input: every length and count is
 // checked against what is left, and nesting is bounded.

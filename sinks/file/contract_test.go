@@ -37,8 +37,13 @@ func TestFileSinkContract(t *testing.T) {
 					Offset    int64
 					Value     struct {
 						Before, After *struct {
-							ID int64
-							V  *string
+							ID                int64
+							V                 *string
+							OrderID           int64 `json:"order_id"`
+							Line, Qty, Weight int64
+							SKU               string
+							Price             float64
+							Note              *string
 						}
 						Op string
 					}
@@ -46,12 +51,18 @@ func TestFileSinkContract(t *testing.T) {
 				if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
 					t.Fatalf("line %q: %v", sc.Text(), err)
 				}
-				row := connecttest.Row{Partition: line.Partition, Offset: line.Offset, Op: line.Value.Op}
+				row := connecttest.Row{Table: "parts", Partition: line.Partition, Offset: line.Offset, Op: line.Value.Op}
 				img := line.Value.After
 				if img == nil {
 					img = line.Value.Before
 				}
-				if img != nil {
+				switch {
+				case line.Topic == connecttest.LinesTopic:
+					row.Table, row.Key = "lines", connecttest.LinesKey(img.OrderID, img.Line)
+					if line.Value.Op != "d" {
+						row.Value = connecttest.LinesValue(img.SKU, img.Qty, img.Price, img.Note, img.Weight)
+					}
+				case img != nil:
 					row.Key = fmt.Sprint(img.ID)
 					if img.V != nil && line.Value.Op != "d" {
 						row.Value = *img.V

@@ -125,16 +125,16 @@ func TestRawRowsRenderAsDecodedRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := compileEnvelope(schema)
+	env := avrobin.CompileEnvelope(schema)
 	if env == nil {
 		t.Fatal("the envelope does not compile for the raw path")
 	}
-	rt, ok := compileRowText(env.after, rawCols)
+	rt, ok := avrobin.CompileCopyText(env.After(), rawCols)
 	if !ok {
 		t.Fatal("the row does not compile for the raw path")
 	}
 	var names []string
-	for _, f := range env.after.Fields() {
+	for _, f := range env.After().Fields() {
 		names = append(names, f.Name())
 	}
 	p := &Postgres{}
@@ -150,14 +150,14 @@ func TestRawRowsRenderAsDecodedRows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sc, err := env.scan(new(avrobin.Reader), body)
+		sc, err := env.Scan(new(avrobin.Reader), body)
 		if err != nil {
 			t.Fatalf("row %d: scan: %v", n, err)
 		}
-		if string(sc.op) != op || string(sc.schema) != "public" || string(sc.table) != "t" || sc.after == nil {
-			t.Fatalf("row %d: scanned op %q schema %q table %q", n, sc.op, sc.schema, sc.table)
+		if string(sc.Op) != op || string(sc.Schema) != "public" || string(sc.Table) != "t" || sc.After == nil {
+			t.Fatalf("row %d: scanned op %q schema %q table %q", n, sc.Op, sc.Schema, sc.Table)
 		}
-		got, err := rt.append(new(avrobin.Reader), nil, sc.after)
+		got, err := rt.Append(new(avrobin.Reader), nil, sc.After)
 		if err != nil {
 			t.Fatalf("row %d: render: %v", n, err)
 		}
@@ -165,7 +165,7 @@ func TestRawRowsRenderAsDecodedRows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := change{raw: sc.after, val: av}
+		c := change{raw: sc.After, val: av}
 		if err := c.decodeRow(); err != nil {
 			t.Fatal(err)
 		}
@@ -195,18 +195,18 @@ func TestRawPathDeclines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := compileEnvelope(s)
+	env := avrobin.CompileEnvelope(s)
 	if env == nil {
 		t.Fatal("an envelope with an array field should still scan")
 	}
-	if _, ok := compileRowText(env.after, map[string]string{"id": "bigint", "tags": "jsonb"}); ok {
+	if _, ok := avrobin.CompileCopyText(env.After(), map[string]string{"id": "bigint", "tags": "jsonb"}); ok {
 		t.Fatal("an array field compiled for the raw path")
 	}
 	flat, err := avro.ParseWithCache(`{"type":"record","name":"F","fields":[{"name":"id","type":"long"},{"name":"__deleted","type":"string"}]}`, "", &avro.SchemaCache{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if compileEnvelope(flat) != nil {
+	if avrobin.CompileEnvelope(flat) != nil {
 		t.Fatal("a flattened record compiled as an envelope")
 	}
 }
@@ -216,15 +216,15 @@ func FuzzEnvelopeScan(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	env := compileEnvelope(schema)
-	rt, _ := compileRowText(env.after, rawCols)
+	env := avrobin.CompileEnvelope(schema)
+	rt, _ := avrobin.CompileCopyText(env.After(), rawCols)
 	body, _ := avro.Marshal(schema, map[string]any{"before": nil, "after": map[string]any{"shop.public.t.Value": randomRow(rand.New(rand.NewPCG(3, 4)), 7)},
 		"source": map[string]any{"name": "pg", "lsn": nil, "schema": "public", "table": nil, "tags": map[string]any{}}, "op": "c", "ts_ms": nil})
 	f.Add(body)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		sc, err := env.scan(new(avrobin.Reader), b)
-		if err == nil && sc.after != nil {
-			rt.append(new(avrobin.Reader), nil, sc.after)
+		sc, err := env.Scan(new(avrobin.Reader), b)
+		if err == nil && sc.After != nil {
+			rt.Append(new(avrobin.Reader), nil, sc.After)
 		}
 	})
 }

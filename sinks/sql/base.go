@@ -67,10 +67,10 @@ type sinkBase struct {
 	// records of other partitions from before it (by source position) are
 	// superseded and skipped, so no partition brings back a row it wiped.
 	truncated map[string][]byte
-	envelopes map[avro.Schema]*envelope     // nil: not an envelope the raw path reads
-	sets      [2]changeSet                  // reused (changesFrom)
-	committed map[elog.TopicPartition]int64 // the next offset per partition, as eddy_offsets holds it
-	idents    map[avro.Schema]*keyIdent     // nil: a key decoded
+	envelopes map[avro.Schema]*avrobin.Envelope // nil: not an envelope the raw path reads
+	sets      [2]changeSet                      // reused (changesFrom)
+	committed map[elog.TopicPartition]int64     // the next offset per partition, as eddy_offsets holds it
+	idents    map[avro.Schema]*keyIdent         // nil: a key decoded
 	lastRaw   lastRawName
 	rd        avrobin.Reader // scans envelopes
 	// recordFault says whether a failed write is a record's fault
@@ -86,7 +86,7 @@ func newBase(p connect.Params, env connect.Env, recordFault func(error) bool) si
 	return sinkBase{connector: env.Connector, template: p.String("table"), mode: writeMode(p.String("mode")), pkMode: keyMode(p.String("primary_key")),
 		pkFields: p.Strings("primary_key_fields"), deletes: p.Bool("delete"), autoCreate: p.Bool("auto_create"), autoEvolve: p.Bool("auto_evolve"), log: log,
 		accepts: recordKind(p.String("accepts")), batchSize: int(p.Int("batch_size")), flush: p.Duration("flush_interval"),
-		recordFault: recordFault, names: map[tableKey]string{}, idents: map[avro.Schema]*keyIdent{}, truncated: map[string][]byte{}, envelopes: map[avro.Schema]*envelope{}}
+		recordFault: recordFault, names: map[tableKey]string{}, idents: map[avro.Schema]*keyIdent{}, truncated: map[string][]byte{}, envelopes: map[avro.Schema]*avrobin.Envelope{}}
 }
 
 // maxFlushInterval bounds flush_interval: the task waits that long

@@ -95,7 +95,7 @@ func BenchmarkRawChangesAndCopy(b *testing.B) {
 		}
 		buf = buf[:0]
 		for _, c := range ptrs {
-			if buf, err = rb.append(&rd, buf, c.raw); err != nil {
+			if buf, err = rb.Append(&rd, buf, c.raw); err != nil {
 				b.Fatal(err)
 			}
 		}

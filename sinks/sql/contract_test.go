@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eddy-cdc/eddy/connect/connecttest"
@@ -36,24 +37,39 @@ func TestPostgresSinkContract(t *testing.T) {
 		Destination: func(t *testing.T) map[string]any { return map[string]any{"dsn": testDatabase(t)} },
 		Read: func(t *testing.T, params map[string]any) []connecttest.Row {
 			c := connectTo(t, params)
-			rows, err := c.Query(ctx, "select id::text, coalesce(v, '') from public_parts")
-			if err != nil {
-				if strings.Contains(err.Error(), "42P01") {
-					return nil // not made yet
-				}
-				t.Fatal(err)
-			}
 			var out []connecttest.Row
-			for rows.Next() {
-				var r connecttest.Row
+			read := func(q string, row func(pgx.Rows) connecttest.Row) {
+				rows, err := c.Query(ctx, q)
+				if err == nil {
+					for rows.Next() {
+						out = append(out, row(rows))
+					}
+					err = rows.Err()
+				}
+				if err != nil {
+					if strings.Contains(err.Error(), "42P01") {
+						return // not made yet
+					}
+					t.Fatal(err)
+				}
+			}
+			read("select id::text, coalesce(v, '') from public_parts", func(rows pgx.Rows) connecttest.Row {
+				r := connecttest.Row{Table: "parts"}
 				if err := rows.Scan(&r.Key, &r.Value); err != nil {
 					t.Fatal(err)
 				}
-				out = append(out, r)
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
+				return r
+			})
+			read("select order_id, line, sku, qty, price, note, weight from public_lines", func(rows pgx.Rows) connecttest.Row {
+				var order, line, qty, weight int64
+				var sku string
+				var price float64
+				var note *string
+				if err := rows.Scan(&order, &line, &sku, &qty, &price, &note, &weight); err != nil {
+					t.Fatal(err)
+				}
+				return connecttest.Row{Table: "lines", Key: connecttest.LinesKey(order, line), Value: connecttest.LinesValue(sku, qty, price, note, weight)}
+			})
 			return out
 		},
 		Refuse: func(t *testing.T, params map[string]any) {
@@ -155,19 +171,39 @@ func TestMySQLSinkContract(t *testing.T) {
 		},
 		Read: func(t *testing.T, params map[string]any) []connecttest.Row {
 			root := mariaRoot(t)
-			res, err := root.Execute("select id, coalesce(v, '') from `" + users[params["dsn"].(string)][0] + "`.public_parts")
-			if err != nil {
-				if strings.Contains(err.Error(), "1146") {
-					return nil
-				}
-				t.Fatal(err)
-			}
+			db := users[params["dsn"].(string)][0]
 			var out []connecttest.Row
-			for i := range res.RowNumber() {
+			read := func(q string, row func(*mysql.Result, int) connecttest.Row) {
+				res, err := root.Execute(q)
+				if err != nil {
+					if strings.Contains(err.Error(), "1146") {
+						return // not made yet
+					}
+					t.Fatal(err)
+				}
+				for i := range res.RowNumber() {
+					out = append(out, row(res, i))
+				}
+			}
+			read("select id, coalesce(v, '') from `"+db+"`.public_parts", func(res *mysql.Result, i int) connecttest.Row {
 				id, _ := res.GetInt(i, 0)
 				v, _ := res.GetString(i, 1)
-				out = append(out, connecttest.Row{Key: fmt.Sprint(id), Value: v})
-			}
+				return connecttest.Row{Table: "parts", Key: fmt.Sprint(id), Value: v}
+			})
+			read("select order_id, line, sku, qty, price, note, weight from `"+db+"`.public_lines", func(res *mysql.Result, i int) connecttest.Row {
+				order, _ := res.GetInt(i, 0)
+				line, _ := res.GetInt(i, 1)
+				sku, _ := res.GetString(i, 2)
+				qty, _ := res.GetInt(i, 3)
+				price, _ := res.GetFloat(i, 4)
+				var note *string
+				if null, _ := res.IsNull(i, 5); !null {
+					n, _ := res.GetString(i, 5)
+					note = &n
+				}
+				weight, _ := res.GetInt(i, 6)
+				return connecttest.Row{Table: "lines", Key: connecttest.LinesKey(order, line), Value: connecttest.LinesValue(sku, qty, price, note, weight)}
+			})
 			return out
 		},
 		Refuse: func(t *testing.T, params map[string]any) {

@@ -12,6 +12,7 @@ import (
 	"github.com/hamba/avro/v2"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -508,7 +509,7 @@ func myValue(v any) (any, error) {
 	case time.Time:
 		return x.UTC().Format("2006-01-02 15:04:05.999999"), nil
 	}
-	t, err := pgText(v, "")
+	t, err := avrobin.PgText(v, "")
 	if err != nil {
 		return nil, err
 	}

@@ -14,8 +14,9 @@ import (
 
 	"github.com/hamba/avro/v2"
 
-	"github.com/eddy-cdc/eddy/internal/avrobin"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
 // TestBinaryCopyStoresWhatTextCopyStores writes the same random raw rows
@@ -40,7 +41,7 @@ func TestBinaryCopyStoresWhatTextCopyStores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := compileEnvelope(schema)
+	env := avrobin.CompileEnvelope(schema)
 	var afters [][]byte
 	rng := rand.New(rand.NewPCG(3, 4))
 	for n := range 3000 {
@@ -62,26 +63,26 @@ func TestBinaryCopyStoresWhatTextCopyStores(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sc, err := env.scan(new(avrobin.Reader), body)
+		sc, err := env.Scan(new(avrobin.Reader), body)
 		if err != nil {
 			t.Fatal(err)
 		}
-		afters = append(afters, sc.after)
+		afters = append(afters, sc.After)
 	}
 	other := maps.Clone(rawCols)
 	other["i"], other["dec"], other["bigdec"], other["tsu"], other["s"] = "bigint", "numeric", "numeric", "timestamp(3) with time zone", "character varying(40)"
 	for name, cols := range map[string]map[string]string{"sink's types": rawCols, "other types": other} {
 		t.Run(name, func(t *testing.T) {
-			rt, ok := compileRowText(env.after, cols)
+			rt, ok := avrobin.CompileCopyText(env.After(), cols)
 			if !ok {
 				t.Fatal("no text renderer")
 			}
-			rb, ok := compileRowBinary(env.after, cols)
+			rb, ok := avrobin.CompileCopyBinary(env.After(), cols)
 			if !ok {
 				t.Fatal("no binary renderer")
 			}
 			var names, defs []string
-			for _, f := range env.after.Fields() {
+			for _, f := range env.After().Fields() {
 				names = append(names, pgIdent(f.Name()))
 				defs = append(defs, pgIdent(f.Name())+" "+cols[f.Name()])
 			}
@@ -92,16 +93,16 @@ func TestBinaryCopyStoresWhatTextCopyStores(t *testing.T) {
 				defer conn.Exec(ctx, "drop table "+tbl)
 			}
 			var text []byte
-			bin := []byte(copyBinaryHeader)
+			bin := []byte(avrobin.CopyBinaryHeader)
 			for _, a := range afters {
-				if text, err = rt.append(new(avrobin.Reader), text, a); err != nil {
+				if text, err = rt.Append(new(avrobin.Reader), text, a); err != nil {
 					t.Fatal(err)
 				}
-				if bin, err = rb.append(new(avrobin.Reader), bin, a); err != nil {
+				if bin, err = rb.Append(new(avrobin.Reader), bin, a); err != nil {
 					t.Fatal(err)
 				}
 			}
-			bin = append(bin, copyBinaryTrailer...)
+			bin = append(bin, avrobin.CopyBinaryTrailer...)
 			list := strings.Join(names, ", ")
 			if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(text), "copy via_text ("+list+") from stdin"); err != nil {
 				t.Fatalf("text copy: %v", err)
@@ -152,17 +153,17 @@ func TestBinaryCopyDeclines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := compileEnvelope(schema)
+	env := avrobin.CompileEnvelope(schema)
 	for _, c := range [][2]string{{"f", "double precision"}, {"d", "real"}, {"i", "numeric"}, {"s", "jsonb"}, {"tu", "time with time zone"}, {"day", "time"},
 		{"u", "bytea"}, {"dec", "numeric(12,2)[]"}, {"s", "character varying(10)[]"}, {"tsu", "timestamp(3) with time zone[]"}} {
 		col, typ := c[0], c[1]
 		cols := maps.Clone(rawCols)
 		cols[col] = typ
-		if _, ok := compileRowBinary(env.after, cols); ok {
+		if _, ok := avrobin.CompileCopyBinary(env.After(), cols); ok {
 			t.Errorf("%s as %s compiled for binary COPY", col, typ)
 		}
 	}
-	if _, ok := compileRowBinary(env.after, rawCols); !ok {
+	if _, ok := avrobin.CompileCopyBinary(env.After(), rawCols); !ok {
 		t.Error("the sink's own types do not compile for binary COPY")
 	}
 }

@@ -339,7 +339,7 @@ func (s *Postgres) updatePartial(ctx context.Context, tx pgx.Tx, cs []*change, t
 		var sets, conds []string
 		var args []any
 		param := func(col string, v any) (string, error) {
-			txt, err := pgText(v, t.cols[col])
+			txt, err := avrobin.PgText(v, t.cols[col])
 			if err != nil {
 				return "", fmt.Errorf("%s.%s: %w", c.table, col, err)
 			}
@@ -504,7 +504,7 @@ func (s *Postgres) delete(ctx context.Context, tx pgx.Tx, c change, t *targetTab
 	var conds []string
 	var args []any
 	for _, k := range sortedNames(c.key) {
-		v, err := pgText(c.key[k], t.cols[k])
+		v, err := avrobin.PgText(c.key[k], t.cols[k])
 		if err != nil {
 			return err
 		}
@@ -595,7 +595,7 @@ func (s *Postgres) upsertValues(ctx context.Context, tx pgx.Tx, cs []*change, co
 			}
 			sb.WriteByte('(')
 			for j, col := range cols {
-				v, err := pgText(c.row[col], t.cols[col])
+				v, err := avrobin.PgText(c.row[col], t.cols[col])
 				if err != nil {
 					return fmt.Errorf("%s.%s: %w", c.table, col, err)
 				}
@@ -711,13 +711,13 @@ func (s *Postgres) copyRows(ctx context.Context, tx pgx.Tx, table, list string, 
 	if rb := s.binaryRenderer(cs, t); rb != nil {
 		var rd avrobin.Reader
 		src.render = func(dst []byte, c *change) ([]byte, error) {
-			out, err := rb.append(&rd, dst, c.raw)
+			out, err := rb.Append(&rd, dst, c.raw)
 			if err != nil {
 				return dst, fmt.Errorf("%s: %w", c.table, err)
 			}
 			return out, nil
 		}
-		src.buf, src.tail = append(src.buf, copyBinaryHeader...), []byte(copyBinaryTrailer)
+		src.buf, src.tail = append(src.buf, avrobin.CopyBinaryHeader...), []byte(avrobin.CopyBinaryTrailer)
 		sql += " with (format binary)"
 	} else {
 		src.render = s.renderer(cs[0].schema, cols, t)
@@ -738,8 +738,8 @@ func (s *Postgres) compiled(schema *avro.RecordSchema, t *targetTable) rowRender
 	k := rendererKey{schema, t}
 	rr, ok := s.renderers[k]
 	if !ok {
-		rr.text, _ = compileRowText(schema, t.cols)
-		rr.binary, _ = compileRowBinary(schema, t.cols)
+		rr.text, _ = avrobin.CompileCopyText(schema, t.cols)
+		rr.binary, _ = avrobin.CompileCopyBinary(schema, t.cols)
 		if len(s.renderers) >= 1000 {
 			clear(s.renderers)
 		}
@@ -750,7 +750,7 @@ func (s *Postgres) compiled(schema *avro.RecordSchema, t *targetTable) rowRender
 
 // binaryRenderer is the binary renderer of rows that are all raw with one
 // schema whose every field has a binary form; nil otherwise.
-func (s *Postgres) binaryRenderer(cs []*change, t *targetTable) rowBinary {
+func (s *Postgres) binaryRenderer(cs []*change, t *targetTable) avrobin.CopyBinary {
 	schema := cs[0].schema
 	if schema == nil {
 		return nil
@@ -766,14 +766,14 @@ func (s *Postgres) binaryRenderer(cs []*change, t *targetTable) rowBinary {
 // renderer returns how to write a row as a COPY text line: from the Avro
 // bytes when the row is raw and its schema renders, else from the values.
 func (s *Postgres) renderer(schema *avro.RecordSchema, cols []string, t *targetTable) func(dst []byte, c *change) ([]byte, error) {
-	var rt rowText
+	var rt avrobin.CopyText
 	if schema != nil {
 		rt = s.compiled(schema, t).text
 	}
 	var rd avrobin.Reader
 	return func(dst []byte, c *change) ([]byte, error) {
 		if c.row == nil && c.raw != nil && rt != nil && c.schema == schema {
-			out, err := rt.append(&rd, dst, c.raw)
+			out, err := rt.Append(&rd, dst, c.raw)
 			if err != nil {
 				return dst, fmt.Errorf("%s: %w", c.table, err)
 			}
@@ -786,7 +786,7 @@ func (s *Postgres) renderer(schema *avro.RecordSchema, cols []string, t *targetT
 			if j > 0 {
 				dst = append(dst, '\t')
 			}
-			v, err := pgText(c.row[col], t.cols[col])
+			v, err := avrobin.PgText(c.row[col], t.cols[col])
 			if err != nil {
 				return dst, fmt.Errorf("%s.%s: %w", c.table, col, err)
 			}
@@ -794,7 +794,7 @@ func (s *Postgres) renderer(schema *avro.RecordSchema, cols []string, t *targetT
 				dst = append(dst, `\N`...)
 				continue
 			}
-			dst = appendCopyText(dst, v.(string))
+			dst = avrobin.AppendCopyText(dst, v.(string))
 		}
 		return append(dst, '\n'), nil
 	}
@@ -808,8 +808,8 @@ type rendererKey struct {
 
 // rowRenderers are a schema's compiled raw renderers for a table.
 type rowRenderers struct {
-	text   rowText
-	binary rowBinary
+	text   avrobin.CopyText
+	binary avrobin.CopyBinary
 }
 
 // copySource renders rows into COPY data as pgconn reads it, about 64 KiB
@@ -849,23 +849,4 @@ func (r *copySource) Read(p []byte) (int, error) {
 	n := copy(p, r.buf[r.off:])
 	r.off += n
 	return n, nil
-}
-
-// appendCopyText escapes a value for COPY's text format.
-func appendCopyText[T string | []byte](dst []byte, s T) []byte {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\\':
-			dst = append(dst, '\\', '\\')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return dst
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/hamba/avro/v2"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
 // change is one record as a row operation.
@@ -92,26 +93,10 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 	key, _ := r.Key.(map[string]any)
 	hasKey := key != nil || c.rawKey != nil
 	var table string
+	end, err := readRow, error(nil)
 	switch v := r.Value.(type) {
 	case *connect.AvroValue:
-		env, sc, ok := s.scanRaw(v)
-		if ok {
-			if err := s.accept(kindEnvelope); err != nil {
-				return c, false, err
-			}
-		}
-		switch {
-		case ok && (sc.op == 'c' || sc.op == 'u' || sc.op == 'r') && sc.after != nil:
-			c.raw, c.val, c.op, c.schema = sc.after, v, sc.op, env.after
-		case ok && sc.op == 'd' && hasKey:
-			if !s.deletes {
-				return c, false, nil
-			}
-			if _, err := c.keyMap(); err != nil { // a delete reads its key
-				return c, false, err
-			}
-			c.op = sc.op
-		default: // a truncate, a keyless delete, a flattened record: the value model
+		if table, end, err = s.rawChange(r, v, &c, hasKey); end == readDecoded {
 			dv, err := v.Decode()
 			if err != nil {
 				return c, false, err
@@ -119,64 +104,115 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 			r.Value = dv
 			return s.toChange(r, i) // with the key decoded, as the value is no longer raw
 		}
-		table = s.rawTableName(r.Topic, sc)
 	case nil: // a tombstone
 		if !s.deletes || key == nil {
 			return c, false, nil
 		}
 		c.key = key
 	case map[string]any:
-		op, isEnv := v["op"].(string)
-		isEnv = isEnv && (v["after"] != nil || v["before"] != nil || op == "t" || op == "d")
-		kind := kindFlattened
-		if isEnv {
-			kind = kindEnvelope
-		}
-		if err := s.accept(kind); err != nil {
-			return c, false, err
-		}
-		if isEnv {
-			src, _ := v["source"].(map[string]any)
-			table = s.tableName(r.Topic, src)
-			if len(op) == 1 {
-				c.op = op[0]
-			}
-			switch op {
-			case "c", "u", "r":
-				c.row, _ = v["after"].(map[string]any)
-				c.schema = rowSchema(r.ValueSchema, "after")
-			case "d":
-				if !s.deletes {
-					return c, false, nil
-				}
-				if key == nil {
-					key, _ = v["before"].(map[string]any)
-				}
-				c.key = key
-			case "t":
-				c.truncate, c.table = true, table
-				c.pos = r.Header(connect.HeaderPosition)
-				return c, true, nil
-			default:
-				return c, false, nil
-			}
-		} else { // flattened
-			table = s.tableName(r.Topic, nil)
-			if d, _ := v["__deleted"].(string); d == "true" {
-				if !s.deletes {
-					return c, false, nil
-				}
-				c.key = key
-			} else {
-				c.row = v
-				if rs, ok := r.ValueSchema.(*avro.RecordSchema); ok {
-					c.schema = rs
-				}
-			}
-		}
+		table, end, err = s.mapChange(r, v, &c, key)
 	default:
 		return c, false, fmt.Errorf("value is a %T, not a row", r.Value)
 	}
+	if err != nil || end == readSkip {
+		return c, false, err
+	}
+	if end == readDone {
+		return c, true, nil
+	}
+	return s.finishChange(r, c, table, key, hasKey)
+}
+
+// How reading a record's value ends.
+type readEnd uint8
+
+const (
+	readRow     readEnd = iota // a row's change: the key and table checks follow
+	readSkip                   // nothing to apply
+	readDone                   // complete as it is (a truncate)
+	readDecoded                // the raw path does not read it: decode and read again
+)
+
+// rawChange reads an Avro envelope from its bytes.
+func (s *sinkBase) rawChange(r *connect.Record, v *connect.AvroValue, c *change, hasKey bool) (string, readEnd, error) {
+	env, sc, ok := s.scanRaw(v)
+	if ok {
+		if err := s.accept(kindEnvelope); err != nil {
+			return "", readSkip, err
+		}
+	}
+	switch {
+	case ok && (sc.Op == 'c' || sc.Op == 'u' || sc.Op == 'r') && sc.After != nil:
+		c.raw, c.val, c.op, c.schema = sc.After, v, sc.Op, env.After()
+	case ok && sc.Op == 'd' && hasKey:
+		if !s.deletes {
+			return "", readSkip, nil
+		}
+		if _, err := c.keyMap(); err != nil { // a delete reads its key
+			return "", readSkip, err
+		}
+		c.op = sc.Op
+	default: // a truncate, a keyless delete, a flattened record: the value model
+		return "", readDecoded, nil
+	}
+	return s.rawTableName(r.Topic, sc), readRow, nil
+}
+
+// mapChange reads a decoded envelope or flattened row.
+func (s *sinkBase) mapChange(r *connect.Record, v map[string]any, c *change, key map[string]any) (string, readEnd, error) {
+	op, isEnv := v["op"].(string)
+	isEnv = isEnv && (v["after"] != nil || v["before"] != nil || op == "t" || op == "d")
+	kind := kindFlattened
+	if isEnv {
+		kind = kindEnvelope
+	}
+	if err := s.accept(kind); err != nil {
+		return "", readSkip, err
+	}
+	if !isEnv {
+		if d, _ := v["__deleted"].(string); d == "true" {
+			if !s.deletes {
+				return "", readSkip, nil
+			}
+			c.key = key
+		} else {
+			c.row = v
+			if rs, ok := r.ValueSchema.(*avro.RecordSchema); ok {
+				c.schema = rs
+			}
+		}
+		return s.tableName(r.Topic, nil), readRow, nil
+	}
+	src, _ := v["source"].(map[string]any)
+	table := s.tableName(r.Topic, src)
+	if len(op) == 1 {
+		c.op = op[0]
+	}
+	switch op {
+	case "c", "u", "r":
+		c.row, _ = v["after"].(map[string]any)
+		c.schema = rowSchema(r.ValueSchema, "after")
+	case "d":
+		if !s.deletes {
+			return "", readSkip, nil
+		}
+		if key == nil {
+			key, _ = v["before"].(map[string]any)
+		}
+		c.key = key
+	case "t":
+		c.truncate, c.table = true, table
+		c.pos = r.Header(connect.HeaderPosition)
+		return table, readDone, nil
+	default:
+		return "", readSkip, nil
+	}
+	return table, readRow, nil
+}
+
+// finishChange checks a row's change for its key and table and takes
+// its position.
+func (s *sinkBase) finishChange(r *connect.Record, c change, table string, key map[string]any, hasKey bool) (change, bool, error) {
 	if table == "" {
 		table = s.tableName(r.Topic, nil)
 	}
@@ -293,42 +329,42 @@ func (s *sinkBase) keyIdent(schema avro.Schema) *keyIdent {
 // scanRaw reads an Avro envelope's op, source and after-image without
 // decoding it; ok is false when the schema is not an envelope the raw
 // path reads, or the bytes do not scan (decoding then says why).
-func (s *sinkBase) scanRaw(v *connect.AvroValue) (*envelope, scanned, bool) {
+func (s *sinkBase) scanRaw(v *connect.AvroValue) (*avrobin.Envelope, avrobin.Scanned, bool) {
 	env, seen := s.envelopes[v.Schema]
 	if !seen {
-		env = compileEnvelope(v.Schema)
+		env = avrobin.CompileEnvelope(v.Schema)
 		if len(s.envelopes) >= 1000 {
 			clear(s.envelopes)
 		}
 		s.envelopes[v.Schema] = env
 	}
 	if env == nil {
-		return nil, scanned{}, false
+		return nil, avrobin.Scanned{}, false
 	}
-	sc, err := env.scan(&s.rd, v.Body)
+	sc, err := env.Scan(&s.rd, v.Body)
 	return env, sc, err == nil
 }
 
 // rawTableName is tableName for a scanned envelope; the last name is
 // kept, so a run of one table's records renders it once.
-func (s *sinkBase) rawTableName(topic string, sc scanned) string {
+func (s *sinkBase) rawTableName(topic string, sc avrobin.Scanned) string {
 	l := &s.lastRaw
-	if l.name != "" && l.topic == topic && l.hasSource == sc.hasSource &&
-		sameBytes(l.schema, sc.schema) && sameBytes(l.table, sc.table) {
+	if l.name != "" && l.topic == topic && l.hasSource == sc.HasSource &&
+		sameBytes(l.schema, sc.Schema) && sameBytes(l.table, sc.Table) {
 		return l.name
 	}
 	var src map[string]any
-	if sc.hasSource {
+	if sc.HasSource {
 		src = map[string]any{}
-		if sc.schema != nil {
-			src["schema"] = string(sc.schema)
+		if sc.Schema != nil {
+			src["schema"] = string(sc.Schema)
 		}
-		if sc.table != nil {
-			src["table"] = string(sc.table)
+		if sc.Table != nil {
+			src["table"] = string(sc.Table)
 		}
 	}
 	name := s.tableName(topic, src)
-	*l = lastRawName{topic: topic, schema: bytes.Clone(sc.schema), table: bytes.Clone(sc.table), hasSource: sc.hasSource, name: name}
+	*l = lastRawName{topic: topic, schema: bytes.Clone(sc.Schema), table: bytes.Clone(sc.Table), hasSource: sc.HasSource, name: name}
 	return name
 }
 
@@ -348,7 +384,7 @@ func rowSchema(s avro.Schema, field string) *avro.RecordSchema {
 	if rs, ok := s.(*avro.RecordSchema); ok {
 		for _, f := range rs.Fields() {
 			if f.Name() == field {
-				return recordBranch(f.Type())
+				return avrobin.RecordBranch(f.Type())
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package sql
+package avrobin
 
 import (
 	"encoding/binary"
@@ -9,8 +9,6 @@ import (
 	"strings"
 
 	"github.com/hamba/avro/v2"
-
-	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
 // COPY's binary format, for raw rows whose every field pairs an Avro type
@@ -22,25 +20,25 @@ import (
 // timestamp(3)) as it does to text. Every other pairing takes the text
 // format, as does a batch with a row that is not raw.
 
-// copyBinaryHeader starts a binary COPY stream: signature, flags, no
+// CopyBinaryHeader starts a binary COPY stream: signature, flags, no
 // header extension.
-const copyBinaryHeader = "PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+const CopyBinaryHeader = "PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00"
 
-// copyBinaryTrailer ends it: a field count of -1.
-const copyBinaryTrailer = "\xff\xff"
+// CopyBinaryTrailer ends it: a field count of -1.
+const CopyBinaryTrailer = "\xff\xff"
 
-// rowBinary renders an after-image's fields as one binary COPY tuple:
+// CopyBinary renders an after-image's fields as one binary COPY tuple:
 // each field as its length and bytes, or -1 for NULL.
-type rowBinary []fieldWriter
+type CopyBinary []fieldWriter
 
-// compileRowBinary builds the binary renderer of a record schema for a
+// CompileCopyBinary builds the binary renderer of a record schema for a
 // target table's column types; ok is false when a field pairs types the
 // binary form does not cover.
-func compileRowBinary(rs *avro.RecordSchema, cols map[string]string) (rowBinary, bool) {
+func CompileCopyBinary(rs *avro.RecordSchema, cols map[string]string) (CopyBinary, bool) {
 	if len(rs.Fields()) > math.MaxInt16 {
 		return nil, false
 	}
-	out := make(rowBinary, 0, len(rs.Fields()))
+	out := make(CopyBinary, 0, len(rs.Fields()))
 	for _, f := range rs.Fields() {
 		fb := compileFieldBinary(f.Type(), pgKindOf(cols[f.Name()]))
 		if fb == nil {
@@ -51,7 +49,7 @@ func compileRowBinary(rs *avro.RecordSchema, cols map[string]string) (rowBinary,
 	return out, true
 }
 
-func (rb rowBinary) append(r *avrobin.Reader, dst, after []byte) ([]byte, error) {
+func (rb CopyBinary) Append(r *Reader, dst, after []byte) ([]byte, error) {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(rb)))
 	r.Reset(after)
 	for _, f := range rb {
@@ -129,7 +127,7 @@ func pgKindOf(typ string) pgKind {
 
 func compileFieldBinary(t avro.Schema, kind pgKind) fieldWriter {
 	return compileField(t, func(v avro.Schema) fieldWriter { return compileValueBinary(v, kind) },
-		func(_ *avrobin.Reader, dst []byte) ([]byte, error) { return append(dst, 0xff, 0xff, 0xff, 0xff), nil })
+		func(_ *Reader, dst []byte) ([]byte, error) { return append(dst, 0xff, 0xff, 0xff, 0xff), nil })
 }
 
 // Where PostgreSQL's dates and timestamps count from, in the Unix
@@ -142,13 +140,20 @@ const (
 // compileValueBinary pairs a non-null Avro type with a column kind; nil
 // for the pairs it does not cover.
 func compileValueBinary(t avro.Schema, kind pgKind) fieldWriter {
-	_, decimal := avrobin.Logical(t)
-	switch t.Type() {
-	case avro.Boolean:
+	t = Deref(t)
+	lengthAndBytes := func(r *Reader, dst []byte) ([]byte, error) {
+		b, err := r.Bytes()
+		if err != nil {
+			return dst, err
+		}
+		return append(binary.BigEndian.AppendUint32(dst, uint32(len(b))), b...), nil
+	}
+	switch k := KindOf(t); k {
+	case KindBoolean:
 		if kind != pgBool {
 			return nil
 		}
-		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+		return func(r *Reader, dst []byte) ([]byte, error) {
 			b, err := r.Boolean()
 			if err != nil {
 				return dst, err
@@ -159,76 +164,66 @@ func compileValueBinary(t avro.Schema, kind pgKind) fieldWriter {
 			}
 			return append(dst, 0, 0, 0, 1, v), nil
 		}
-	case avro.Int, avro.Long:
-		return compileIntegerBinary(avrobin.KindOf(t), kind)
-	case avro.Float:
+	case KindInt, KindLong, KindDate, KindTimeMillis, KindTimeMicros,
+		KindTimestampMillis, KindTimestampMicros, KindLocalTimestampMillis, KindLocalTimestampMicros:
+		return compileIntegerBinary(k, kind)
+	case KindFloat:
 		if kind != pgFloat4 {
 			return nil // a float into double precision goes by its shortest text, as the decoded path does
 		}
 		return reversedBytes(4)
-	case avro.Double:
+	case KindDouble:
 		if kind != pgFloat8 {
 			return nil
 		}
 		return reversedBytes(8)
-	case avro.String:
-		switch kind {
-		case pgString:
-			return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-				b, err := r.Bytes()
-				if err != nil {
-					return dst, err
-				}
-				return append(binary.BigEndian.AppendUint32(dst, uint32(len(b))), b...), nil
-			}
-		case pgNumeric: // a decimal's special values, or an unconstrained one, as text
-			return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-				b, err := r.Bytes()
-				if err != nil {
-					return dst, err
-				}
-				return appendNumericText(dst, b)
-			}
-		case pgUUID:
-			return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-				b, err := r.Bytes()
-				if err != nil {
-					return dst, err
-				}
-				return appendUUIDBinary(append(dst, 0, 0, 0, 16), b)
-			}
+	case KindString, KindUUID:
+		return compileStringBinary(kind, lengthAndBytes)
+	case KindBytes:
+		if kind == pgBytea {
+			return lengthAndBytes
 		}
-	case avro.Bytes:
-		if decimal != nil && kind == pgNumeric {
-			scale := decimal.Scale()
-			return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-				b, err := r.Bytes()
-				if err != nil {
-					return dst, err
-				}
-				return appendNumericBinary(dst, b, scale)
-			}
+	case KindDecimal:
+		if kind != pgNumeric {
+			return nil
 		}
-		if decimal == nil && kind == pgBytea {
-			return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-				b, err := r.Bytes()
-				if err != nil {
-					return dst, err
-				}
-				return append(binary.BigEndian.AppendUint32(dst, uint32(len(b))), b...), nil
-			}
+		_, decimal := Logical(t)
+		take, scale := (*Reader).Bytes, decimal.Scale()
+		if f, ok := t.(*avro.FixedSchema); ok {
+			size := f.Size()
+			take = func(r *Reader) ([]byte, error) { return r.Take(size) }
 		}
-	case avro.Fixed:
-		if decimal != nil && kind == pgNumeric {
-			size, scale := t.(*avro.FixedSchema).Size(), decimal.Scale()
-			return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
-				b, err := r.Take(size)
-				if err != nil {
-					return dst, err
-				}
-				return appendNumericBinary(dst, b, scale)
+		return func(r *Reader, dst []byte) ([]byte, error) {
+			b, err := take(r)
+			if err != nil {
+				return dst, err
 			}
+			return appendNumericBinary(dst, b, scale)
 		}
+	}
+	return nil
+}
+
+// compileStringBinary covers an Avro string: into a text column as it
+// is, into numeric as a decimal's text (its special values, or an
+// unconstrained decimal), into uuid parsed.
+func compileStringBinary(kind pgKind, lengthAndBytes fieldWriter) fieldWriter {
+	parsed := func(parse func(dst, b []byte) ([]byte, error)) fieldWriter {
+		return func(r *Reader, dst []byte) ([]byte, error) {
+			b, err := r.Bytes()
+			if err != nil {
+				return dst, err
+			}
+			return parse(dst, b)
+		}
+	}
+	switch kind {
+	case pgString:
+		return lengthAndBytes
+	case pgNumeric:
+		return parsed(appendNumericText)
+	case pgUUID:
+		return parsed(func(dst, b []byte) ([]byte, error) { return appendUUIDBinary(append(dst, 0, 0, 0, 16), b) })
 	}
 	return nil
 }
@@ -236,7 +231,7 @@ func compileValueBinary(t avro.Schema, kind pgKind) fieldWriter {
 // reversedBytes writes n bytes in the reverse order: a float's or
 // double's IEEE bits, little-endian in Avro, big-endian in PostgreSQL.
 func reversedBytes(n int) fieldWriter {
-	return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+	return func(r *Reader, dst []byte) ([]byte, error) {
 		b, err := r.Take(n)
 		if err != nil {
 			return dst, err
@@ -251,31 +246,31 @@ func reversedBytes(n int) fieldWriter {
 
 // compileIntegerBinary covers Avro int and long: plain integers into the
 // integer columns, and the logical dates, times and timestamps.
-func compileIntegerBinary(k avrobin.Kind, kind pgKind) fieldWriter {
-	read := (*avrobin.Reader).Long
+func compileIntegerBinary(k Kind, kind pgKind) fieldWriter {
+	read := (*Reader).Long
 	switch k {
-	case avrobin.KindInt, avrobin.KindDate, avrobin.KindTimeMillis:
-		read = (*avrobin.Reader).Int
+	case KindInt, KindDate, KindTimeMillis:
+		read = (*Reader).Int
 	}
 	switch k {
-	case avrobin.KindInt, avrobin.KindLong:
+	case KindInt, KindLong:
 		return integerBinary(kind, read)
-	case avrobin.KindDate:
+	case KindDate:
 		return dateBinary(kind, read)
-	case avrobin.KindTimestampMillis, avrobin.KindLocalTimestampMillis:
+	case KindTimestampMillis, KindLocalTimestampMillis:
 		return timestampBinary(kind, read, true)
-	case avrobin.KindTimestampMicros, avrobin.KindLocalTimestampMicros:
+	case KindTimestampMicros, KindLocalTimestampMicros:
 		return timestampBinary(kind, read, false)
-	case avrobin.KindTimeMillis:
+	case KindTimeMillis:
 		return timeBinary(kind, read, 1000)
-	case avrobin.KindTimeMicros:
+	case KindTimeMicros:
 		return timeBinary(kind, read, 1)
 	}
 	return nil
 }
 
 // integerBinary writes a plain int or long into int2, int4 or int8, range-checked.
-func integerBinary(kind pgKind, read func(*avrobin.Reader) (int64, error)) fieldWriter {
+func integerBinary(kind pgKind, read func(*Reader) (int64, error)) fieldWriter {
 	var size int
 	var lo, hi int64
 	switch kind {
@@ -288,7 +283,7 @@ func integerBinary(kind pgKind, read func(*avrobin.Reader) (int64, error)) field
 	default:
 		return nil
 	}
-	return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+	return func(r *Reader, dst []byte) ([]byte, error) {
 		n, err := read(r)
 		if err != nil {
 			return dst, err
@@ -308,9 +303,9 @@ func integerBinary(kind pgKind, read func(*avrobin.Reader) (int64, error)) field
 }
 
 // dateBinary writes a date (days) into date, or into timestamp at midnight UTC.
-func dateBinary(kind pgKind, read func(*avrobin.Reader) (int64, error)) fieldWriter {
+func dateBinary(kind pgKind, read func(*Reader) (int64, error)) fieldWriter {
 	if kind == pgTimestamp { // midnight UTC
-		return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+		return func(r *Reader, dst []byte) ([]byte, error) {
 			n, err := read(r)
 			if err != nil {
 				return dst, err
@@ -328,7 +323,7 @@ func dateBinary(kind pgKind, read func(*avrobin.Reader) (int64, error)) fieldWri
 	if kind != pgDate {
 		return nil
 	}
-	return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+	return func(r *Reader, dst []byte) ([]byte, error) {
 		n, err := read(r)
 		if err != nil {
 			return dst, err
@@ -344,11 +339,11 @@ func dateBinary(kind pgKind, read func(*avrobin.Reader) (int64, error)) fieldWri
 
 // timestampBinary writes a timestamp (in millis when millis, else micros)
 // into timestamp.
-func timestampBinary(kind pgKind, read func(*avrobin.Reader) (int64, error), millis bool) fieldWriter {
+func timestampBinary(kind pgKind, read func(*Reader) (int64, error), millis bool) fieldWriter {
 	if kind != pgTimestamp {
 		return nil
 	}
-	return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+	return func(r *Reader, dst []byte) ([]byte, error) {
 		n, err := read(r)
 		if err != nil {
 			return dst, err
@@ -363,11 +358,11 @@ func timestampBinary(kind pgKind, read func(*avrobin.Reader) (int64, error), mil
 
 // timeBinary writes a time of day, in units of scale microseconds, into
 // time.
-func timeBinary(kind pgKind, read func(*avrobin.Reader) (int64, error), scale int64) fieldWriter {
+func timeBinary(kind pgKind, read func(*Reader) (int64, error), scale int64) fieldWriter {
 	if kind != pgTime {
 		return nil
 	}
-	return func(r *avrobin.Reader, dst []byte) ([]byte, error) {
+	return func(r *Reader, dst []byte) ([]byte, error) {
 		n, err := read(r)
 		if err != nil {
 			return dst, err
