@@ -108,6 +108,7 @@ skip_name_resolve = ON
 log_bin = mysql-bin
 binlog_format = ROW
 binlog_row_image = FULL
+binlog_row_metadata = FULL
 server_id = 1
 log_slave_updates = ON
 gtid_strict_mode = ON
@@ -124,7 +125,7 @@ binlog_expire_logs_seconds = 604800
   if ! my_sock 'select 1' >/dev/null 2>&1; then
     log "starting MariaDB"
     my_start
-  elif [ $changed = 1 ] || [ "$(my_sock 'select @@log_bin, @@binlog_format, @@binlog_row_image, @@gtid_strict_mode' | tr '\t' ' ')" != "1 ROW FULL 1" ]; then
+  elif [ $changed = 1 ] || [ "$(my_sock 'select @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata, @@gtid_strict_mode' | tr '\t' ' ')" != "1 ROW FULL FULL 1" ]; then
     log "restarting MariaDB for row binlogs"
     my_stop
     my_start
@@ -134,10 +135,10 @@ binlog_expire_logs_seconds = 604800
     my_sock "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; FLUSH PRIVILEGES;"
   fi
   local got
-  got=$(my_q 'select @@log_bin, @@binlog_format, @@binlog_row_image, @@server_id, @@gtid_strict_mode' | tr '\t' ' ')
-  [ "$got" = "1 ROW FULL 1 1" ] || { log "MariaDB settings are '$got' after restart"; return 1; }
+  got=$(my_q 'select @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata, @@server_id, @@gtid_strict_mode' | tr '\t' ' ')
+  [ "$got" = "1 ROW FULL FULL 1 1" ] || { log "MariaDB settings are '$got' after restart"; return 1; }
   my_q 'CREATE DATABASE IF NOT EXISTS test' >/dev/null
-  log "MariaDB ready: log_bin=ON binlog_format=ROW binlog_row_image=FULL server_id=1 gtid_strict_mode=ON"
+  log "MariaDB ready: log_bin=ON binlog_format=ROW binlog_row_image=FULL binlog_row_metadata=FULL server_id=1 gtid_strict_mode=ON"
 }
 
 pg_prepare
