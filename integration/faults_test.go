@@ -16,6 +16,7 @@ import (
 
 	"github.com/eddy-cdc/eddy/admin"
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/testdb"
 )
 
 // A target made read-only for a while (as after a failover) is the
@@ -50,12 +51,7 @@ connectors:
 	// Read-only, and the sink's sessions dropped so that it meets it.
 	var db string
 	dst.QueryRow(ctx, "select current_database()").Scan(&db)
-	exec := func(q string) {
-		t.Helper()
-		if _, err := dst.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	exec := func(q string) { t.Helper(); testdb.Exec(t, dst, q) }
 	exec(fmt.Sprintf("alter database %s set default_transaction_read_only = on", db))
 	exec(fmt.Sprintf("select pg_terminate_backend(pid) from pg_stat_activity where datname = '%s' and pid <> pg_backend_pid()", db))
 	for i := range 400 {
@@ -453,12 +449,7 @@ func TestPostgresSinkFaultPaths(t *testing.T) {
 	_, dst := testDB(t) // dropped before the role
 	var db string
 	dst.QueryRow(ctx, "select current_database()").Scan(&db)
-	exec := func(c *pgx.Conn, q string) {
-		t.Helper()
-		if _, err := c.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	exec := func(c *pgx.Conn, q string) { t.Helper(); testdb.Exec(t, c, q) }
 	exec(dst, "alter database "+db+" owner to "+role)
 	exec(src, `create table orders (id int primary key, v bigint not null, note text);
 		insert into orders select g, 0, 'initial' from generate_series(1, 200) g`)

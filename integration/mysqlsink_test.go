@@ -14,6 +14,8 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/eddy-cdc/eddy/internal/testdb"
 )
 
 // mariaDB creates a database of its own on MariaDB and drops it after.
@@ -192,13 +194,7 @@ func TestPostgresToMariaDBServerRestart(t *testing.T) {
 func TestPostgresToMariaDBEnumGainsLabels(t *testing.T) {
 	srcDSN, src := testDB(t)
 	myDSN, my := mariaDB(t)
-	ctx := context.Background()
-	exec := func(q string) {
-		t.Helper()
-		if _, err := src.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	exec := func(q string) { t.Helper(); testdb.Exec(t, src, q) }
 	exec(`create type mood as enum ('sad', 'ok');
 		create table feelings (id int primary key, feel mood);
 		insert into feelings values (1, 'ok')`)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/connect/connecttest"
+	"github.com/eddy-cdc/eddy/internal/testdb"
 )
 
 // shapesDDL is a schema of the shapes users have, for one connector: a
@@ -84,12 +85,7 @@ func shapesDB(t *testing.T) (string, *pgx.Conn) {
 func TestPostgresSourceShapes(t *testing.T) {
 	dsn, conn := testDB(t)
 	ctx := context.Background()
-	exec := func(q string, args ...any) {
-		t.Helper()
-		if _, err := conn.Exec(ctx, q, args...); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	exec := func(q string, args ...any) { t.Helper(); testdb.Exec(t, conn, q, args...) }
 	exec(shapesDDL)
 	exec(shapesRows)
 	var db string
@@ -382,12 +378,7 @@ func TestPostgresReplicaFollowsTypeChanges(t *testing.T) {
 	srcDSN, src := testDB(t)
 	dstDSN, dst := testDB(t)
 	ctx := context.Background()
-	exec := func(q string) {
-		t.Helper()
-		if _, err := src.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	exec := func(q string) { t.Helper(); testdb.Exec(t, src, q) }
 	exec(`create type mood as enum ('sad', 'ok');
 		create table "OrderItems" (id int primary key, qty int, label varchar(10), price numeric(8,2), feel mood);
 		insert into "OrderItems" values (1, 1, 'one', 1.50, 'ok')`)

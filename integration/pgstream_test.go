@@ -13,6 +13,7 @@ import (
 
 	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/connect/connecttest"
+	"github.com/eddy-cdc/eddy/internal/testdb"
 )
 
 // waitChanges waits until the topic holds at least n events and returns
@@ -41,13 +42,7 @@ func (p *pipeline) waitChanges(t *testing.T, topic string, n int) []change {
 // a truncate is an event of its own.
 func TestPostgresDDLToastTruncate(t *testing.T) {
 	dsn, conn := testDB(t)
-	ctx := context.Background()
-	exec := func(q string) {
-		t.Helper()
-		if _, err := conn.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	exec := func(q string) { t.Helper(); testdb.Exec(t, conn, q) }
 	exec(`create table orders (id int primary key, v bigint not null, big text)`)
 	p := startPipeline(t, t.TempDir(), pgSourceYAML(dsn, ""))
 	const topic = "shop.public.orders"

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/testdb"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -117,12 +118,7 @@ func TestToastUnchangedKeepsTargetValues(t *testing.T) {
 	pgDSN, pgDst := testDB(t)
 	myDSN, myDst := mariaDB(t)
 	ctx := context.Background()
-	exec := func(q string) {
-		t.Helper()
-		if _, err := src.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	exec := func(q string) { t.Helper(); testdb.Exec(t, src, q) }
 	exec(`create table doc (id int primary key, n int not null, body text, j jsonb, b bytea)`)
 	exec(`create table note (id int, k int, s text, primary key (id, k))`) // a second shape in the same connector
 	exec(fmt.Sprintf(`insert into doc select g, 0, %s from generate_series(1, 400) g`, fmt.Sprintf(bigValues, "g")))

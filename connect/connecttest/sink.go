@@ -119,13 +119,12 @@ var (
 func schemas() (key, value, linesKey, linesValue avro.Schema, err error) {
 	s := &suiteSchemas
 	s.once.Do(func() {
-		cache := &avro.SchemaCache{}
-		parse := func(schema string) avro.Schema {
+		parse := func(schema string) avro.Schema { // each on its own, as the registry hands schemas out
 			if s.err != nil {
 				return nil
 			}
 			var out avro.Schema
-			out, s.err = avro.ParseWithCache(schema, "", cache)
+			out, s.err = avro.ParseWithCache(schema, "", &avro.SchemaCache{})
 			return out
 		}
 		s.key = parse(`{"type":"record","name":"Key","namespace":"shop.public.parts","fields":[{"name":"id","type":"long"}]}`)
@@ -141,14 +140,11 @@ func schemas() (key, value, linesKey, linesValue avro.Schema, err error) {
 // envelopeSchema is postgres-source's envelope for a table of schema
 // public with the row fields given.
 func envelopeSchema(table, fields string) string {
-	source := `{"type":"record","name":"Source","namespace":"io.eddy.postgres","fields":[
+	const source = `{"type":"record","name":"Source","namespace":"io.eddy.postgres","fields":[
 				{"name":"version","type":"string"},{"name":"connector","type":"string"},{"name":"name","type":"string"},
 				{"name":"ts_ms","type":"long"},{"name":"snapshot","type":["null","string"]},{"name":"db","type":"string"},
 				{"name":"schema","type":"string"},{"name":"table","type":"string"},
 				{"name":"txId","type":["null","long"],"default":null},{"name":"lsn","type":["null","long"],"default":null}]}`
-	if table != "parts" {
-		source = `"io.eddy.postgres.Source"` // defined once per cache
-	}
 	return `{"type":"record","name":"Envelope","namespace":"shop.public.` + table + `","fields":[
 			{"name":"before","type":["null",{"type":"record","name":"Value","fields":[` + fields + `]}],"default":null},
 			{"name":"after","type":["null","Value"],"default":null},
@@ -192,13 +188,22 @@ func (ch change) topic() string {
 
 // linesRow is the row of lines a change writes, in hamba/avro's form.
 func (ch change) linesRow() map[string]any {
-	v, note := "", any(nil)
+	sku, qty, price, weight := ch.linesColumns()
+	var note any
 	if ch.v != nil {
-		v, note = *ch.v, map[string]any{"string": *ch.v}
+		note = map[string]any{"string": *ch.v}
+	}
+	return map[string]any{"order_id": ch.id, "line": ch.line, "sku": sku, "qty": int32(qty), "price": price, "note": note, "weight": weight}
+}
+
+// linesColumns are the columns of lines a change's v decides (note is v).
+func (ch change) linesColumns() (sku string, qty int64, price float64, weight int64) {
+	v := ""
+	if ch.v != nil {
+		v = *ch.v
 	}
 	n := int64(len([]rune(v)))
-	return map[string]any{"order_id": ch.id, "line": ch.line, "sku": "sku-" + v, "qty": int32(n),
-		"price": float64(n) / 4, "note": note, "weight": n * 1_000_003}
+	return "sku-" + v, n, float64(n) / 4, n * 1_000_003
 }
 
 // row is what a destination holds for a change: its table, key and value.
@@ -210,8 +215,8 @@ func (ch change) row() (table, key, value string) {
 		}
 		return "parts", fmt.Sprint(ch.id), v
 	}
-	r := ch.linesRow()
-	return "lines", LinesKey(ch.id, int64(ch.line)), LinesValue(r["sku"].(string), int64(r["qty"].(int32)), r["price"].(float64), ch.v, r["weight"].(int64))
+	sku, qty, price, weight := ch.linesColumns()
+	return "lines", LinesKey(ch.id, int64(ch.line)), LinesValue(sku, qty, price, ch.v, weight)
 }
 
 func c(id int64, v string) change { return change{op: "c", id: id, v: &v} }

@@ -285,7 +285,7 @@ func sourceSnapshotChangesResume(t *testing.T, tg SourceTarget) {
 	}
 	tg.Exec(t, r.params, "insert into parts values (6, 'while-closed')", "insert into empty_things values (1, null)")
 	r.open(resumeAt)
-	want := append(changes[2:], `c 6="while-closed"`, `empty_things c 1=""`)
+	want := slices.Concat(changes[2:], []string{`c 6="while-closed"`, `empty_things c 1=""`})
 	got = r.mustPoll(len(want))
 	expectEvents(t, "resumed after the update", got, want...)
 }

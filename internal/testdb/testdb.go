@@ -84,3 +84,11 @@ func Connect(t testing.TB, dsn string) *pgx.Conn {
 	t.Cleanup(func() { c.Close(ctx) })
 	return c
 }
+
+// Exec runs q on c, failing the test with the statement on an error.
+func Exec(t testing.TB, c *pgx.Conn, q string, args ...any) {
+	t.Helper()
+	if _, err := c.Exec(context.Background(), q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}

@@ -21,12 +21,7 @@ import (
 func TestPostgresSinkContract(t *testing.T) {
 	ctx := context.Background()
 	connectTo := func(t *testing.T, params map[string]any) *pgx.Conn { return testdb.Connect(t, params["dsn"].(string)) }
-	exec := func(t *testing.T, c *pgx.Conn, q string) {
-		t.Helper()
-		if _, err := c.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	exec := func(t *testing.T, c *pgx.Conn, q string) { t.Helper(); testdb.Exec(t, c, q) }
 	terminate := func(t *testing.T, c *pgx.Conn) {
 		exec(t, c, "select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()")
 	}

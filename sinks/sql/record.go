@@ -93,7 +93,8 @@ func (s *sinkBase) toChange(r *connect.Record, i int) (change, bool, error) {
 	key, _ := r.Key.(map[string]any)
 	hasKey := key != nil || c.rawKey != nil
 	var table string
-	end, err := readRow, error(nil)
+	var end readEnd // readRow
+	var err error
 	switch v := r.Value.(type) {
 	case *connect.AvroValue:
 		if table, end, err = s.rawChange(r, v, &c, hasKey); end == readDecoded {
