@@ -29,6 +29,12 @@ type Record struct {
 	// Position is where the source read the record. Within one connector
 	// positions increase in bytes.Compare order; the runtime stores the
 	// last durable one and skips records at or before what the log holds.
+	//
+	// A record without a Topic is a position marker: nothing is appended,
+	// but its position is stored with the batch (and committed to the
+	// source), so a source whose captured tables are idle while its
+	// upstream log moves on (a binlog) can say how far it has read. Its
+	// Timestamp, when set, counts for the source's lag.
 	Position []byte
 
 	// Broadcast asks the runtime to append the record to every partition of

@@ -169,6 +169,12 @@ func (b *sourceBatch) deliver(ctx context.Context, recs []Record) ([]byte, error
 	nameHdr := []byte(c.spec.Name)
 	for i := range recs {
 		r := &recs[i]
+		if r.Topic == "" { // a position marker: stored with the batch, never appended
+			if r.Timestamp.After(newest) {
+				newest = r.Timestamp
+			}
+			continue
+		}
 		keep, err := applyTransforms(b.ts, r)
 		if err != nil {
 			if err := c.failRecord(ctx, StageTransform, r, nil, err); err != nil {

@@ -5,6 +5,7 @@ import (
 	"github.com/eddy-cdc/eddy/sinks/file"
 	"github.com/eddy-cdc/eddy/sinks/sql"
 	"github.com/eddy-cdc/eddy/sources/datagen"
+	"github.com/eddy-cdc/eddy/sources/mysql"
 	"github.com/eddy-cdc/eddy/sources/postgres"
 )
 
@@ -15,6 +16,7 @@ func builtinPlugins() connect.Plugins {
 		Sources: map[string]func(connect.Params, connect.Env) (connect.Source, error){
 			"datagen-source":  datagen.New,
 			"postgres-source": postgres.New,
+			"mysql-source":    mysql.New,
 		},
 		Sinks: map[string]func(connect.Params, connect.Env) (connect.Sink, error){
 			"file-sink":     file.New,

@@ -21,7 +21,7 @@ type SourceTarget struct {
 	New    func(connect.Params, connect.Env) (connect.Source, error)
 	// Origin makes a fresh origin, runs setup in it (the tables'
 	// statements, then their rows) and returns the source's parameters,
-	// capturing the tables parts, lines and empty_things to topics
+	// capturing the tables parts, order_lines and empty_things to topics
 	// prefixed "shop" (shop.<schema or database>.<table>).
 	Origin func(t *testing.T, setup []string) map[string]any
 	// Exec runs SQL statements on the origin, each in its own
@@ -41,27 +41,27 @@ type SourceTarget struct {
 // one keyed on two columns, and one that stays empty.
 var OriginTables = []string{
 	"create table parts (id bigint primary key, v text)",
-	"create table lines (order_id bigint not null, line int not null, sku varchar(100) not null, qty int not null, " +
+	"create table order_lines (order_id bigint not null, line int not null, sku varchar(100) not null, qty int not null, " +
 		"price double precision not null, note text, weight bigint not null, primary key (order_id, line))",
 	"create table empty_things (id bigint primary key, payload text)",
 }
 
 // origin is the setup of an origin whose parts holds rows 1..parts (v
-// "v<id>") and whose lines holds order 1's lines 1..lines.
+// "v<id>") and whose order_lines holds order 1's lines 1..lines.
 func origin(parts, lines int) []string {
 	setup := slices.Clone(OriginTables)
 	for i := 1; i <= parts; i++ {
 		setup = append(setup, fmt.Sprintf("insert into parts values (%d, 'v%d')", i, i))
 	}
 	for i := 1; i <= lines; i++ {
-		setup = append(setup, fmt.Sprintf("insert into lines values (1, %d, 'sku-%d', %d, %d.25, null, %d)", i, i, i, i, i*1000))
+		setup = append(setup, fmt.Sprintf("insert into order_lines values (1, %d, 'sku-%d', %d, %d.25, null, %d)", i, i, i, i, i*1000))
 	}
 	return setup
 }
 
 // event is what the suite reads of a record.
 type event struct {
-	table string // parts, lines, empty_things
+	table string // parts, order_lines, empty_things
 	op    string // r, c, u, d; "" for a tombstone
 	key   string // parts: the id; lines: LinesKey
 	v     string // parts: v; lines: LinesValue
@@ -164,9 +164,9 @@ func readEvent(rec connect.Record) (event, error) {
 		e.table = table
 	}
 	switch e.table {
-	case "parts", "lines", "empty_things":
+	case "parts", "order_lines", "empty_things":
 	default:
-		return e, fmt.Errorf("record on topic %s, want shop.<schema>.parts, lines or empty_things", rec.Topic)
+		return e, fmt.Errorf("record on topic %s, want shop.<schema>.parts, order_lines or empty_things", rec.Topic)
 	}
 	key, _ := rec.Key.(map[string]any)
 	e.key = rowKey(e.table, key)
@@ -194,7 +194,7 @@ func readEvent(rec connect.Record) (event, error) {
 	switch e.table {
 	case "parts":
 		e.v, _ = img["v"].(string)
-	case "lines":
+	case "order_lines":
 		sku, _ := img["sku"].(string)
 		price, _ := img["price"].(float64)
 		var note *string
@@ -208,7 +208,7 @@ func readEvent(rec connect.Record) (event, error) {
 
 // rowKey renders a row's key columns as Row's Key does.
 func rowKey(table string, row map[string]any) string {
-	if table == "lines" {
+	if table == "order_lines" {
 		return LinesKey(Int64(row["order_id"]), Int64(row["line"]))
 	}
 	return fmt.Sprint(Int64(row["id"]))
@@ -266,16 +266,16 @@ func sourceSnapshotChangesResume(t *testing.T, tg SourceTarget) {
 	r := &sourceRun{t: t, tg: tg, params: tg.Origin(t, origin(3, 2))}
 	r.open(nil)
 	got := r.mustPoll(5)
-	expectEvents(t, "the snapshot, by table", bySnapshotTable(got), `lines r 1/1="sku-1|1|1.25|NULL|1000"`, `lines r 1/2="sku-2|2|2.25|NULL|2000"`,
+	expectEvents(t, "the snapshot, by table", bySnapshotTable(got), `order_lines r 1/1="sku-1|1|1.25|NULL|1000"`, `order_lines r 1/2="sku-2|2|2.25|NULL|2000"`,
 		`r 1="v1"`, `r 2="v2"`, `r 3="v3"`)
 	r.commit(got[4].pos)
 	large := strings.Repeat("x", 10000)
 	tg.Exec(t, r.params, "insert into parts values (4, 'four')", "update parts set v = 'two ✓' where id = 2",
-		"insert into lines values (2, 1, 'sku-ü', 3, 0.5, 'naïve ☃', 9007199254740993)", "delete from parts where id = 3",
-		"update lines set qty = 7, note = '' where order_id = 1 and line = 2", "delete from lines where order_id = 1 and line = 1",
+		"insert into order_lines values (2, 1, 'sku-ü', 3, 0.5, 'naïve ☃', 9007199254740993)", "delete from parts where id = 3",
+		"update order_lines set qty = 7, note = '' where order_id = 1 and line = 2", "delete from order_lines where order_id = 1 and line = 1",
 		"insert into parts values (5, '"+large+"')")
-	changes := []string{`c 4="four"`, `u 2="two ✓"`, `lines c 2/1="sku-ü|3|0.5|\"naïve ☃\"|9007199254740993"`, `d 3=""`, ` 3=""`,
-		`lines u 1/2="sku-2|7|2.25|\"\"|2000"`, `lines d 1/1=""`, `lines  1/1=""`, `c 5="` + large + `"`}
+	changes := []string{`c 4="four"`, `u 2="two ✓"`, `order_lines c 2/1="sku-ü|3|0.5|\"naïve ☃\"|9007199254740993"`, `d 3=""`, ` 3=""`,
+		`order_lines u 1/2="sku-2|7|2.25|\"\"|2000"`, `order_lines d 1/1=""`, `order_lines  1/1=""`, `c 5="` + large + `"`}
 	got = r.mustPoll(len(changes))
 	expectEvents(t, "the changes", got, changes...)
 	resumeAt := got[1].pos // committed up to the update: what follows must come again, nothing before

@@ -3,13 +3,9 @@ package sql
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/jackc/pgx/v5"
 
@@ -92,64 +88,17 @@ func TestPostgresSinkContract(t *testing.T) {
 	})
 }
 
-const mariaAddr = "127.0.0.1:3306"
-
 // mariaDatabase makes a database on the local MariaDB with a user of its
 // own (all rights on it and no other) and returns the sink's DSN and the
 // names.
 func mariaDatabase(t *testing.T) (dsn, db, user string) {
 	t.Helper()
-	if c, err := net.DialTimeout("tcp", mariaAddr, 2*time.Second); err != nil {
-		t.Skipf("MariaDB is not running (run scripts/test-services.sh): %v", err)
-	} else {
-		c.Close()
-	}
-	root := mariaRoot(t)
-	n := rand.IntN(1e9)
-	db, user = fmt.Sprintf("eddy_sqlsink_%d", n), fmt.Sprintf("eddy_sink_%d", n)
-	for _, q := range []string{
-		"create database " + db,
-		"create user '" + user + "'@'127.0.0.1' identified by 'pw'",
-		"grant all on `" + db + "`.* to '" + user + "'@'127.0.0.1'",
-		// Another package's test sets the server read_only for a while
-		// (integration, TestReadOnlyMariaDBDeadLettersNothing), and packages
-		// test in parallel: this user writes through it, as root does.
-		"grant read_only admin on *.* to '" + user + "'@'127.0.0.1'",
-	} {
-		if _, err := root.Execute(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	t.Cleanup(func() {
-		c := mariaRoot(t)
-		c.Execute("drop database " + db)
-		c.Execute("drop user '" + user + "'@'127.0.0.1'")
-	})
-	return "mysql://" + user + ":pw@" + mariaAddr + "/" + db, db, user
-}
-
-func mariaRoot(t *testing.T) *client.Conn {
-	t.Helper()
-	c, err := client.Connect(mariaAddr, "root", "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// killUser ends every session of user, as a server restart would.
-func killUser(t *testing.T, user string) {
-	t.Helper()
-	root := mariaRoot(t)
-	res, err := root.Execute("select id from information_schema.processlist where user = ?", user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range res.RowNumber() {
-		id, _ := res.GetInt(i, 0)
-		root.Execute(fmt.Sprintf("kill %d", id))
-	}
+	db = testdb.MariaDB(t, "eddy_sqlsink")
+	// Another package's test sets the server read_only for a while
+	// (integration, TestReadOnlyMariaDBDeadLettersNothing), and packages
+	// test in parallel: this user writes through it, as root does.
+	user = testdb.MariaUser(t, "grant all on `"+db+"`.* to %u", "grant read_only admin on *.* to %u")
+	return "mysql://" + user + ":pw@" + testdb.MariaAddr + "/" + db, db, user
 }
 
 // mysql-sink under the sink contract, against the local MariaDB.
@@ -165,7 +114,7 @@ func TestMySQLSinkContract(t *testing.T) {
 			return map[string]any{"dsn": dsn}
 		},
 		Read: func(t *testing.T, params map[string]any) []connecttest.Row {
-			root := mariaRoot(t)
+			root := testdb.MariaRoot(t)
 			db := users[params["dsn"].(string)][0]
 			var out []connecttest.Row
 			read := func(q string, row func(*mysql.Result, int) connecttest.Row) {
@@ -203,25 +152,25 @@ func TestMySQLSinkContract(t *testing.T) {
 		},
 		Refuse: func(t *testing.T, params map[string]any) {
 			q := "alter table `" + users[params["dsn"].(string)][0] + "`.public_parts add constraint no_poison check (v is null or v <> 'poison')"
-			if _, err := mariaRoot(t).Execute(q); err != nil {
+			if _, err := testdb.MariaRoot(t).Execute(q); err != nil {
 				t.Fatalf("%s: %v", q, err)
 			}
 		},
 		Breaks: map[string]func(*testing.T, map[string]any) func(){
 			"rights revoked": func(t *testing.T, params map[string]any) func() {
 				du := users[params["dsn"].(string)]
-				if _, err := mariaRoot(t).Execute("revoke insert, update, delete on `" + du[0] + "`.* from '" + du[1] + "'@'127.0.0.1'"); err != nil {
+				if _, err := testdb.MariaRoot(t).Execute("revoke insert, update, delete on `" + du[0] + "`.* from '" + du[1] + "'@'127.0.0.1'"); err != nil {
 					t.Fatal(err)
 				}
-				killUser(t, du[1])
+				testdb.MariaKill(t, du[1])
 				return func() {
-					if _, err := mariaRoot(t).Execute("grant all on `" + du[0] + "`.* to '" + du[1] + "'@'127.0.0.1'"); err != nil {
+					if _, err := testdb.MariaRoot(t).Execute("grant all on `" + du[0] + "`.* to '" + du[1] + "'@'127.0.0.1'"); err != nil {
 						t.Fatal(err)
 					}
 				}
 			},
 		},
-		Disconnect: func(t *testing.T, params map[string]any) { killUser(t, users[params["dsn"].(string)][1]) },
+		Disconnect: func(t *testing.T, params map[string]any) { testdb.MariaKill(t, users[params["dsn"].(string)][1]) },
 		BadConfigs: []connecttest.BadConfig{
 			{Params: map[string]any{}, Key: "dsn"},
 			{Params: map[string]any{"dsn": "postgres://x/y"}, Key: "dsn"},

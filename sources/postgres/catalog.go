@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/eddy-cdc/eddy/internal/capture"
 )
 
 // ErrPreflight marks a setup problem the user must fix; retrying will not.
@@ -77,7 +78,7 @@ func (s *Source) loadTables(ctx context.Context) error {
 		hit := false
 		for _, f := range all {
 			full := f.schema + "." + f.name
-			if !match(pattern, full) || excluded(s.cfg.exclude, full) {
+			if !capture.Match(pattern, full) || capture.Excluded(s.cfg.exclude, full) {
 				continue
 			}
 			hit = true
@@ -218,35 +219,6 @@ func tablePatterns(key string, entries []string) ([]string, error) {
 	return out, nil
 }
 
-// match says whether a table (schema.name, as the catalog has it) matches
-// a pattern of tablePattern's.
-func match(pattern, full string) bool {
-	ok, _ := path.Match(pattern, full)
-	return ok
-}
-
-func excluded(patterns []string, full string) bool {
-	for _, p := range patterns {
-		if match(p, full) {
-			return true
-		}
-	}
-	return false
-}
-
-// topicName is the topic of a table: prefix.schema.table, each character
-// a topic may not hold (a space, a quote, a letter outside ASCII) replaced
-// by an underscore, as Debezium does. Two tables may come out the same;
-// loadTables refuses that.
-func topicName(prefix, schema, name string) string {
-	return strings.Map(func(c rune) rune {
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' {
-			return c
-		}
-		return '_'
-	}, prefix+"."+schema+"."+name)
-}
-
 // describe reads a table's columns and primary key. A table without a
 // primary key is captured only under REPLICA IDENTITY FULL or USING INDEX,
 // keyed by the identity's columns.
@@ -335,7 +307,7 @@ func (s *Source) ensurePublication(ctx context.Context) error {
 	}
 	exists := err == nil
 	mark := "Eddy's publication for connector " + s.name + ": it publishes what the connector captures and follows its configuration"
-	ours := !exists || comment == mark || s.cfg.publication == "eddy_"+avroName(s.name)
+	ours := !exists || comment == mark || s.cfg.publication == "eddy_"+capture.AvroName(s.name)
 	names := make([]string, 0, len(s.order))
 	partitioned := false
 	for _, t := range s.order {

@@ -1,6 +1,10 @@
 package postgres
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/eddy-cdc/eddy/internal/capture"
+)
 
 func TestTablePattern(t *testing.T) {
 	for _, tc := range []struct {
@@ -31,12 +35,12 @@ func TestTablePattern(t *testing.T) {
 			t.Errorf("%s: %q, %v; want %q", tc.entry, got, err, tc.want)
 		}
 		for _, m := range tc.matches {
-			if !match(got, m) {
+			if !capture.Match(got, m) {
 				t.Errorf("%s does not match %s", tc.entry, m)
 			}
 		}
 		for _, m := range tc.misses {
-			if match(got, m) {
+			if capture.Match(got, m) {
 				t.Errorf("%s matches %s", tc.entry, m)
 			}
 		}
@@ -51,8 +55,8 @@ func TestTopicName(t *testing.T) {
 		{"shop", "public", `bad"name$`, "shop.public.bad_name_"},
 		{"shop", "public", "über", "shop.public._ber"},
 	} {
-		if got := topicName(tc[0], tc[1], tc[2]); got != tc[3] {
-			t.Errorf("topicName(%q, %q, %q) = %q, want %q", tc[0], tc[1], tc[2], got, tc[3])
+		if got := capture.TopicName(tc[0], tc[1], tc[2]); got != tc[3] {
+			t.Errorf("capture.TopicName(%q, %q, %q) = %q, want %q", tc[0], tc[1], tc[2], got, tc[3])
 		}
 	}
 }

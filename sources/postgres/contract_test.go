@@ -25,7 +25,7 @@ func TestPostgresSourceContract(t *testing.T) {
 		New:    New,
 		Origin: func(t *testing.T, setup []string) map[string]any {
 			dsn := testdb.Postgres(t, "eddy_pgsource")
-			params := map[string]any{"dsn": dsn, "tables": []any{"public.parts", "public.lines", "public.empty_things"}, "topic_prefix": "shop",
+			params := map[string]any{"dsn": dsn, "tables": []any{"public.parts", "public.order_lines", "public.empty_things"}, "topic_prefix": "shop",
 				"slot": fmt.Sprintf("eddy_contract_%d", slotSeq.Add(1)), "publication": "eddy_contract", "batch_size": 100}
 			c := conn(t, params)
 			for _, q := range setup {

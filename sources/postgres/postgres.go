@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/capture"
 )
 
 // Snapshot modes.
@@ -107,10 +108,10 @@ func New(p connect.Params, env connect.Env) (connect.Source, error) {
 		orphanSlots: p.String("orphan_slots"), slotCheck: p.Duration("slot_check_interval"),
 	}
 	if cfg.slot == "" {
-		cfg.slot = "eddy_" + avroName(env.Connector)
+		cfg.slot = "eddy_" + capture.AvroName(env.Connector)
 	}
 	if cfg.publication == "" {
-		cfg.publication = "eddy_" + avroName(env.Connector)
+		cfg.publication = "eddy_" + capture.AvroName(env.Connector)
 	}
 	if len(cfg.tables) == 0 {
 		return nil, fmt.Errorf("tables: name at least one table or pattern (such as public.*)")

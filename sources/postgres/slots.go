@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/capture"
 )
 
 // Orphaned slots. A replication slot that nothing reads keeps all WAL
@@ -60,7 +61,7 @@ func (s *Source) claimed() map[string]bool {
 		}
 		slot := p.Params.String("slot")
 		if slot == "" {
-			slot = "eddy_" + avroName(p.Name)
+			slot = "eddy_" + capture.AvroName(p.Name)
 		}
 		out[slot] = true
 	}

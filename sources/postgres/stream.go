@@ -16,32 +16,9 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/capture"
 	elog "github.com/eddy-cdc/eddy/log"
 )
-
-// reusableDeadline hands out one deadline context for as long as the
-// deadline stays the same: making one per message cost more than decoding
-// the message.
-type reusableDeadline struct {
-	ctx      context.Context
-	cancel   context.CancelFunc
-	deadline time.Time
-}
-
-func (r *reusableDeadline) get(parent context.Context, deadline time.Time) context.Context {
-	if r.ctx == nil || !deadline.Equal(r.deadline) || r.ctx.Err() != nil {
-		r.stop()
-		r.ctx, r.cancel = context.WithDeadline(parent, deadline)
-		r.deadline = deadline
-	}
-	return r.ctx
-}
-
-func (r *reusableDeadline) stop() {
-	if r.cancel != nil {
-		r.cancel()
-	}
-}
 
 // maxLinger bounds how long a batch waits for more records: the latency a
 // change may gain before its append starts.
@@ -84,8 +61,8 @@ func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
 	out := make([]connect.Record, 0, s.cfg.batch)
 	started := time.Now()
 	var first time.Time // when out got its first record
-	var rd reusableDeadline
-	defer rd.stop()
+	var rd capture.Deadline
+	defer rd.Stop()
 	for len(out) < s.cfg.batch {
 		if len(out) > 0 {
 			if first.IsZero() {
@@ -125,7 +102,7 @@ func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
 		if deadline.Before(now.Add(time.Millisecond)) {
 			deadline = now.Add(time.Millisecond)
 		}
-		msg, err := s.repl.ReceiveMessage(rd.get(ctx, deadline))
+		msg, err := s.repl.ReceiveMessage(rd.Get(ctx, deadline))
 		if err != nil {
 			if pgconn.Timeout(err) {
 				if len(out) > 0 {
@@ -377,7 +354,7 @@ func (s *Source) tuple(t *table, td *pglogrepl.TupleData, prev map[string]any) (
 	}
 	m := make(map[string]any, len(t.cols))
 	for i, c := range t.cols {
-		name := avroName(c.name)
+		name := capture.AvroName(c.name)
 		if i >= len(td.Columns) {
 			m[name] = nil
 			continue

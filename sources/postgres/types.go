@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/capture"
 )
 
 // Type OIDs of the built-in types with a mapping of their own; every other
@@ -139,19 +140,6 @@ func (s *Source) loadProps(ctx context.Context, cols []column) error {
 	return nil
 }
 
-// withNull is s made nullable: ["null", s], or null added to a union (a
-// union may not hold another union).
-func withNull(s avro.Schema) avro.Schema {
-	members := []avro.Schema{avro.NewNullSchema()}
-	if u, ok := s.(*avro.UnionSchema); ok {
-		members = append(members, u.Types()...)
-	} else {
-		members = append(members, s)
-	}
-	u, _ := avro.NewUnionSchema(members)
-	return u
-}
-
 // mapType maps any type: the catalog's domains, arrays and hstore first,
 // then the built-in mapping. dims is an array column's declared number of
 // dimensions (attndims); 0 or 1 is a plain array.
@@ -179,7 +167,7 @@ func mapType(name string, oid uint32, typmod int32, types map[uint32]typeInfo, d
 	c := column{name: name, oid: oid, typmod: typmod, dims: max(dims, 1)}
 	c.schema = elem.schema
 	for range c.dims {
-		c.schema = avro.NewArraySchema(withNull(c.schema))
+		c.schema = avro.NewArraySchema(capture.WithNull(c.schema))
 	}
 	depth := c.dims
 	c.decode = func(s string) (any, error) {

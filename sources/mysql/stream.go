@@ -1,0 +1,521 @@
+package mysql
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+	"github.com/google/uuid"
+
+	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/capture"
+)
+
+// maxLinger bounds how long a batch waits for more records: the latency a
+// change may gain before its append starts.
+const maxLinger = 10 * time.Millisecond
+
+// idleReturn is how long an idle poll waits before it returns nothing,
+// so the runtime's loop around it (lag) goes on.
+const idleReturn = time.Second
+
+// stream is the binlog being read.
+type stream struct {
+	syncer  *replication.BinlogSyncer
+	events  *replication.BinlogStreamer
+	file    string
+	fileNum uint32
+	gtids   gtidSet // executed before the next transaction
+	// resumeAfter: records at or before it are in the log already.
+	resumeAfter []byte
+	byID        map[uint64]*table // a table map's id: its captured table, nil when not captured
+	txn         txn
+	// passed is where the last whole transaction ended (or a rotate
+	// led): a position marker there is greater than every record read.
+	passed     coords
+	handed     []byte    // the last position handed out
+	eventTime  time.Time // the newest event's timestamp
+	caughtUp   bool      // a heartbeat came: the server has nothing more
+	nextMarker time.Time
+}
+
+func (st *stream) close() {
+	if st.syncer != nil {
+		st.syncer.Close()
+		st.syncer = nil
+	}
+}
+
+// txn is the transaction being read.
+type txn struct {
+	open    bool
+	start   coords // where it begins, with the GTIDs before it
+	gtid    string // its own GTID
+	seq     uint64 // rows handed out so far (positions start at 1)
+	ts      time.Time
+	thread  int64
+	sources map[*table]map[string]any
+}
+
+// startStream starts reading the binlog at at; records at or before
+// resumeAfter are dropped as already logged.
+func (s *Source) startStream(_ context.Context, at coords, resumeAfter []byte) error {
+	num, err := fileNumber(at.file)
+	if err != nil {
+		return err
+	}
+	gtids, err := parseGTIDs(s.cfg.flavor, at.gtid)
+	if err != nil {
+		return err
+	}
+	host, portText, err := net.SplitHostPort(s.cfg.addr)
+	if err != nil {
+		return fmt.Errorf("dsn: address %s: %w", s.cfg.addr, err)
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil {
+		return fmt.Errorf("dsn: port %s: %w", portText, err)
+	}
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID: s.cfg.serverID, Flavor: s.cfg.flavor, Host: host, Port: uint16(port), User: s.cfg.user, Password: s.cfg.password,
+		Localhost: s.replicaHost(), TimestampStringLocation: time.UTC, HeartbeatPeriod: time.Second, ReadTimeout: 30 * time.Second,
+		DisableRetrySync: true, VerifyChecksum: true, EventCacheCount: 256,
+		// go-mysql logs its whole configuration, password included, at
+		// INFO: its logger is silenced, and its errors come back to us.
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	events, err := syncer.StartSync(mysql.Position{Name: at.file, Pos: uint32(at.pos)})
+	if err != nil {
+		syncer.Close()
+		return s.syncError(fmt.Errorf("start reading the binlog at %s: %w", at, err))
+	}
+	s.stream = &stream{syncer: syncer, events: events, file: at.file, fileNum: num, gtids: gtids, resumeAfter: resumeAfter,
+		byID: map[uint64]*table{}, passed: at, handed: resumeAfter, nextMarker: time.Now().Add(s.cfg.heartbeat)}
+	s.log.Info("streaming", "binlog", at.String(), "server_id", s.cfg.serverID)
+	return nil
+}
+
+// syncError makes the server's refusals that retrying will not cure
+// permanent, saying what to do.
+func (s *Source) syncError(err error) error {
+	msg := err.Error()
+	switch {
+	case errCode(err) == erAccessDenied || strings.Contains(msg, "REPLICATION SLAVE"):
+		return connect.Permanent(fmt.Errorf("%w: user %s may not read the binlog (%v): GRANT REPLICATION SLAVE ON *.* TO %s", ErrPreflight, s.cfg.user, err, s.cfg.user))
+	case strings.Contains(msg, "same server_uuid") || strings.Contains(msg, "same server_id") || strings.Contains(msg, "same server id"):
+		return connect.Permanent(fmt.Errorf("%w: server_id %d is in use by another replica (%v): give this connector a server_id of its own", ErrPreflight, s.cfg.serverID, err))
+	case strings.Contains(msg, "Could not find first log file") || strings.Contains(msg, "purged") || strings.Contains(msg, "not find GTID"):
+		return connect.Permanent(fmt.Errorf("%w: the server no longer has the binlog this connector needs (%v): set snapshot: when_needed to take a new snapshot, or accept_binlog_gap: true", ErrPreflight, err))
+	}
+	return err
+}
+
+// pollStream reads binlog events until it has a batch, or some records
+// and a short pause.
+func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
+	st := s.stream
+	out := make([]connect.Record, 0, min(s.cfg.batch, 1024))
+	started := time.Now()
+	var first time.Time
+	var rd capture.Deadline
+	defer rd.Stop()
+	for len(out) < s.cfg.batch {
+		if len(out) > 0 {
+			if first.IsZero() {
+				first = time.Now()
+			} else if time.Since(first) >= maxLinger {
+				return out, nil
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		deadline := started.Add(idleReturn)
+		if len(out) > 0 {
+			deadline = first.Add(maxLinger)
+		}
+		ev, err := st.events.GetEvent(rd.Get(ctx, deadline))
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				if len(out) == 0 {
+					out = s.marker(out)
+				}
+				return out, nil
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, s.syncError(fmt.Errorf("read the binlog at %s:%d: %w", st.file, st.passed.pos, err))
+		}
+		if out, err = s.handle(ev, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// marker is a position marker at the end of the last whole transaction,
+// at most every heartbeat_interval, when the stream has read past what
+// was handed out: the stored position then follows the binlog while the
+// captured tables are idle, and the lag reads from it.
+func (s *Source) marker(out []connect.Record) []connect.Record {
+	st := s.stream
+	if s.cfg.heartbeat <= 0 || time.Now().Before(st.nextMarker) || st.txn.open {
+		return out
+	}
+	st.nextMarker = time.Now().Add(s.cfg.heartbeat)
+	num, err := fileNumber(st.passed.file)
+	if err != nil {
+		return out
+	}
+	pos := streamPos(num, 0, st.passed)
+	if st.handed != nil && bytes.Compare(pos, st.handed) <= 0 {
+		return out
+	}
+	ts := st.eventTime
+	if st.caughtUp || ts.IsZero() {
+		ts = time.Now()
+	}
+	st.handed = pos
+	return append(out, connect.Record{Position: pos, Timestamp: ts})
+}
+
+// handle turns one binlog event into records.
+func (s *Source) handle(ev *replication.BinlogEvent, out []connect.Record) ([]connect.Record, error) {
+	st := s.stream
+	h := ev.Header
+	if h.Timestamp != 0 && h.EventType != replication.HEARTBEAT_EVENT {
+		st.eventTime = time.Unix(int64(h.Timestamp), 0)
+		st.caughtUp = false
+	}
+	begin := uint64(h.LogPos) - uint64(h.EventSize) // where this event starts
+	switch e := ev.Event.(type) {
+	case *replication.RotateEvent:
+		name := string(e.NextLogName)
+		num, err := fileNumber(name)
+		if err != nil {
+			return out, err
+		}
+		st.file, st.fileNum = name, num
+		if !st.txn.open {
+			st.passed = coords{file: name, pos: e.Position, gtid: st.gtids.String()}
+		}
+	case *replication.MariadbGTIDEvent:
+		s.beginTxn(begin, e.GTID.String(), 0)
+	case *replication.GTIDEvent:
+		gtid := ""
+		if u, err := uuid.FromBytes(e.SID); err == nil {
+			gtid = fmt.Sprintf("%s:%d", u, e.GNO)
+		}
+		s.beginTxn(begin, gtid, 0)
+	case *replication.QueryEvent:
+		return s.queryEvent(ev, e, begin, out)
+	case *replication.TableMapEvent:
+		return out, s.tableMap(e)
+	case *replication.RowsEvent:
+		return s.rows(ev, e, out)
+	case *replication.XIDEvent:
+		return out, s.endTxn(uint64(h.LogPos))
+	case *replication.TransactionPayloadEvent: // MySQL's binlog_transaction_compression
+		var err error
+		for _, inner := range e.Events {
+			if out, err = s.handle(inner, out); err != nil {
+				return out, err
+			}
+		}
+	case *replication.GenericEvent:
+		if h.EventType == replication.HEARTBEAT_EVENT || h.EventType == replication.HEARTBEAT_LOG_EVENT_V2 {
+			st.caughtUp = true
+		}
+	}
+	return out, nil
+}
+
+func (s *Source) beginTxn(begin uint64, gtid string, thread int64) {
+	st := s.stream
+	st.txn = txn{open: true, start: coords{file: st.file, pos: begin, gtid: st.gtids.String()}, gtid: gtid, ts: st.eventTime, thread: thread}
+}
+
+// endTxn closes the transaction that ended at end.
+func (s *Source) endTxn(end uint64) error {
+	st := s.stream
+	if st.txn.gtid != "" {
+		if err := st.gtids.add(st.txn.gtid); err != nil {
+			return err
+		}
+	}
+	st.txn = txn{}
+	st.passed = coords{file: st.file, pos: end, gtid: st.gtids.String()}
+	return nil
+}
+
+// truncateRE matches TRUNCATE [TABLE] name.
+var truncateRE = regexp.MustCompile("(?is)^\\s*truncate\\s+(?:table\\s+)?((?:`[^`]+`|[^\\s.`;]+)(?:\\s*\\.\\s*(?:`[^`]+`|[^\\s.`;]+))?)")
+
+// queryEvent handles a query event: BEGIN and COMMIT bound a transaction; a
+// TRUNCATE of a captured table is an event; other DDL needs nothing, as
+// the next table map carries the table's new columns.
+func (s *Source) queryEvent(ev *replication.BinlogEvent, e *replication.QueryEvent, begin uint64, out []connect.Record) ([]connect.Record, error) {
+	st := s.stream
+	q := strings.TrimSpace(string(e.Query))
+	switch strings.ToUpper(q) {
+	case "BEGIN":
+		if !st.txn.open {
+			s.beginTxn(begin, "", int64(e.SlaveProxyID))
+		} else {
+			st.txn.thread = int64(e.SlaveProxyID)
+		}
+		return out, nil
+	case "COMMIT":
+		return out, s.endTxn(uint64(ev.Header.LogPos))
+	}
+	if !st.txn.open {
+		s.beginTxn(begin, "", int64(e.SlaveProxyID))
+	}
+	if m := truncateRE.FindStringSubmatch(q); m != nil {
+		db, name := string(e.Schema), m[1]
+		if a, b, ok := splitQualified(name); ok {
+			db, name = a, b
+		} else {
+			name = unquote(name)
+		}
+		if t := s.byName[db+"."+name]; t != nil {
+			out = s.emit(out, t, "t", nil, nil)
+		}
+	}
+	// DDL commits by itself: the statement is its own transaction. A
+	// table it changed gets a new table id, so forget the old ones.
+	clear(st.byID)
+	return out, s.endTxn(uint64(ev.Header.LogPos))
+}
+
+func unquote(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) >= 2 && s[0] == '`' && s[len(s)-1] == '`' {
+		return strings.ReplaceAll(s[1:len(s)-1], "``", "`")
+	}
+	return s
+}
+
+// splitQualified splits db.name (either part quoted).
+func splitQualified(s string) (string, string, bool) {
+	in := false
+	for i, r := range s {
+		switch {
+		case r == '`':
+			in = !in
+		case r == '.' && !in:
+			return unquote(s[:i]), unquote(s[i+1:]), true
+		}
+	}
+	return "", "", false
+}
+
+// tableMap handles a table map: the table an id stands for, with its
+// columns as the binlog has them. A changed column set rebuilds the
+// table's schemas, and the first event that uses them registers the new
+// version.
+func (s *Source) tableMap(e *replication.TableMapEvent) error {
+	st := s.stream
+	full := string(e.Schema) + "." + string(e.Table)
+	t := s.byName[full]
+	if t == nil {
+		if !s.captures(full) {
+			st.byID[e.TableID] = nil
+			return nil
+		}
+		// A table created (or renamed into the patterns) since the start.
+		t = &table{db: string(e.Schema), name: string(e.Table), index: len(s.order)}
+		s.order = append(s.order, t)
+		s.byName[full] = t
+		s.log.Info("capturing a new table", "table", full)
+	}
+	cols, err := s.binlogColumns(e)
+	if err != nil {
+		return err
+	}
+	var keyOrder []int
+	for _, k := range e.PrimaryKey {
+		keyOrder = append(keyOrder, int(k))
+	}
+	if len(keyOrder) == 0 {
+		if s.cfg.noKey != "all_columns" {
+			return connect.Permanent(fmt.Errorf("%w: table %s has no primary key: add one, or set no_primary_key: all_columns to key its events on every column", ErrPreflight, full))
+		}
+		t.allKey = true
+		for i := range cols {
+			cols[i].key = true
+			keyOrder = append(keyOrder, i)
+		}
+	}
+	st.byID[e.TableID] = t
+	if sameColumns(t.cols, cols) {
+		return nil
+	}
+	fresh := t.cols == nil
+	t.keyOrder = keyOrder
+	if err := t.setColumns(cols, s.cfg.prefix); err != nil {
+		return err
+	}
+	if !fresh {
+		s.log.Info("table changed: new schema", "table", full, "columns", len(cols))
+	}
+	return nil
+}
+
+func sameColumns(a, b []column) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].same(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// captures says whether the configuration captures a table.
+func (s *Source) captures(full string) bool {
+	for _, p := range s.cfg.tables {
+		if capture.Match(p, full) {
+			return !capture.Excluded(s.cfg.exclude, full)
+		}
+	}
+	return false
+}
+
+// rows turns a rows event into changes.
+func (s *Source) rows(ev *replication.BinlogEvent, e *replication.RowsEvent, out []connect.Record) ([]connect.Record, error) {
+	st := s.stream
+	t := st.byID[e.TableID]
+	if t == nil {
+		return out, nil
+	}
+	if !st.txn.open { // a server that logged no BEGIN or GTID (non-transactional tables)
+		s.beginTxn(uint64(ev.Header.LogPos)-uint64(ev.Header.EventSize), "", 0)
+	}
+	decode := func(vals []any) (map[string]any, error) {
+		row := make(map[string]any, len(t.cols))
+		for i := range t.cols {
+			c := &t.cols[i]
+			var v any
+			if i < len(vals) {
+				v = vals[i]
+			}
+			d, err := c.fromBinlog(v, t.decs[i])
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", t.full(), c.name, err)
+			}
+			row[capture.AvroName(c.name)] = d
+		}
+		return row, nil
+	}
+	switch ev.Header.EventType {
+	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2, replication.MARIADB_WRITE_ROWS_COMPRESSED_EVENT_V1:
+		for _, vals := range e.Rows {
+			after, err := decode(vals)
+			if err != nil {
+				return out, err
+			}
+			out = s.emit(out, t, "c", nil, after)
+		}
+	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2, replication.MARIADB_DELETE_ROWS_COMPRESSED_EVENT_V1:
+		for _, vals := range e.Rows {
+			before, err := decode(vals)
+			if err != nil {
+				return out, err
+			}
+			out = s.emit(out, t, "d", before, nil)
+		}
+	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1:
+		for i := 0; i+1 < len(e.Rows); i += 2 {
+			before, err := decode(e.Rows[i])
+			if err != nil {
+				return out, err
+			}
+			after, err := decode(e.Rows[i+1])
+			if err != nil {
+				return out, err
+			}
+			if !reflect.DeepEqual(t.key(before), t.key(after)) {
+				// The key changed: a delete of the old key (and its
+				// tombstone), then a create of the new one, as Debezium does.
+				out = s.emit(out, t, "d", before, nil)
+				out = s.emit(out, t, "c", nil, after)
+				continue
+			}
+			out = s.emit(out, t, "u", before, after)
+		}
+	default:
+		return out, fmt.Errorf("%s: rows event of type %s (MySQL's PARTIAL_JSON updates log only a diff: set binlog_row_value_options to '')", t.full(), ev.Header.EventType)
+	}
+	return out, nil
+}
+
+// txnSource is the source block of a table's events in the current
+// transaction: the same for all of them but the row, so built once per
+// table and copied.
+func (s *Source) txnSource(t *table, row int) map[string]any {
+	st := s.stream
+	if st.txn.sources == nil {
+		st.txn.sources = map[*table]map[string]any{}
+	}
+	m := st.txn.sources[t]
+	if m == nil {
+		m = s.source(t, st.txn.ts, "false", st.txn.start, 0, st.txn.gtid, st.txn.thread)
+		st.txn.sources[t] = m
+	}
+	c := make(map[string]any, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	c["row"] = int32(row)
+	return c
+}
+
+// emit appends a change (and a tombstone after a delete) with the next
+// positions of the transaction, unless the log already holds them.
+func (s *Source) emit(out []connect.Record, t *table, op string, before, after map[string]any) []connect.Record {
+	st := s.stream
+	row := after
+	if row == nil {
+		row = before
+	}
+	ts := st.txn.ts
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	value := map[string]any{"before": before, "after": after, "op": op, "ts_ms": time.Now().UnixMilli(), "source": s.txnSource(t, int(st.txn.seq))}
+	recs := []connect.Record{{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Value: value, ValueSchema: t.valueSchema, Timestamp: ts}}
+	if op == "d" && len(t.keyCols) > 0 {
+		recs = append(recs, connect.Record{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Timestamp: ts})
+	}
+	if op == "t" {
+		recs[0].Key, recs[0].KeySchema = nil, nil
+		recs[0].Broadcast = true // every partition's consumer must see it in order
+	}
+	for _, r := range recs {
+		st.txn.seq++
+		r.Position = streamPos(st.fileNum, st.txn.seq, st.txn.start)
+		if st.resumeAfter != nil {
+			if bytes.Compare(r.Position, st.resumeAfter) <= 0 {
+				continue
+			}
+			st.resumeAfter = nil
+		}
+		st.handed = r.Position
+		out = append(out, r)
+	}
+	return out
+}
