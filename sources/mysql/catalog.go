@@ -407,7 +407,7 @@ func (s *Source) binlogColumns(e *replication.TableMapEvent) ([]column, error) {
 	if len(names) != int(e.ColumnCount) {
 		return nil, fmt.Errorf("%w: the binlog's table map of %s.%s carries no column names: set binlog_row_metadata = FULL", ErrPreflight, e.Schema, e.Table)
 	}
-	unsigned := e.UnsignedMap()
+	unsigned := s.signedness(e)
 	colls := e.CollationMap()
 	enumColls := e.EnumSetCollationMap()
 	enums, sets := e.EnumStrValueMap(), e.SetStrValueMap()
@@ -490,6 +490,32 @@ func (s *Source) binlogColumns(e *replication.TableMapEvent) ([]column, error) {
 		cols[i] = c
 	}
 	return cols, nil
+}
+
+// signedness reads the table map's signedness bits: one per numeric
+// column, most significant first. MariaDB counts YEAR among the numeric
+// columns (its YEAR is a TINYINT underneath), MySQL does not; go-mysql's
+// UnsignedMap follows MySQL and shifts every column after a YEAR.
+func (s *Source) signedness(e *replication.TableMapEvent) map[int]bool {
+	out := map[int]bool{}
+	bit := 0
+	for i, typ := range e.ColumnType {
+		switch typ {
+		case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_LONGLONG,
+			mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_FLOAT, mysql.MYSQL_TYPE_DOUBLE:
+		case mysql.MYSQL_TYPE_YEAR:
+			if s.cfg.flavor != "mariadb" {
+				continue
+			}
+		default:
+			continue
+		}
+		if bit/8 < len(e.SignednessBitmap) {
+			out[i] = e.SignednessBitmap[bit/8]&(0x80>>(bit%8)) != 0
+		}
+		bit++
+	}
+	return out
 }
 
 // stringLength is the length of a CHAR or BINARY column from its table
