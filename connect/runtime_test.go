@@ -999,3 +999,35 @@ func smallSegments(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 }
+
+// A position marker (a record without a topic) appends nothing, but its
+// position is stored: a source whose tables are idle while its upstream
+// moves on resumes from where it had read.
+func TestPositionMarkerStoresItsPosition(t *testing.T) {
+	pos := func(i uint64) []byte { return binary.BigEndian.AppendUint64(nil, i) }
+	recs := []connect.Record{
+		{Topic: "m.public.t", Key: "k", Value: "v0", Position: pos(0)},
+		{Position: pos(1), Timestamp: time.Now()},
+		{Position: pos(2), Timestamp: time.Now()},
+	}
+	h := start(t, t.TempDir(), `
+topics:
+  - {name: m.public.t, partitions: 1}
+connectors:
+  - name: replay
+    plugin: replay-source
+    config: {batch_size: 1}
+`, recs...)
+	waitFor(t, "the markers' position stored", 10*time.Second, func() bool {
+		o, _ := h.w.Offsets("replay")
+		return len(o.Offsets) == 1 && string(o.Offsets[0].Offset["position"].([]byte)) == string(pos(2))
+	})
+	tp, err := h.log.Topic("m.public.t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := tp.Partition(0)
+	if hw := p.HighWatermark(); hw != 1 {
+		t.Fatalf("the topic holds %d records, want the one change: a marker was appended", hw)
+	}
+}

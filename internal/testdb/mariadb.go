@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -100,4 +102,30 @@ func MariaKill(t testing.TB, user string) {
 		id, _ := res.GetInt(i, 0)
 		root.Execute(fmt.Sprintf("kill %d", id))
 	}
+}
+
+// The local MariaDB's binlog is one for every package's tests: a test
+// that changes it for the whole server (purges it, changes its format)
+// holds MariaBinlogExclusive, and a test that reads it through
+// mysql-source holds MariaBinlogShared, so the two never overlap, across
+// packages too.
+const binlogLock = "/tmp/eddy-test-mariadb-binlog.lock"
+
+// MariaBinlogShared holds the binlog lock shared until the test ends.
+func MariaBinlogShared(t testing.TB) { flock(t, syscall.LOCK_SH) }
+
+// MariaBinlogExclusive holds the binlog lock alone until the test ends.
+func MariaBinlogExclusive(t testing.TB) { flock(t, syscall.LOCK_EX) }
+
+func flock(t testing.TB, how int) {
+	t.Helper()
+	f, err := os.OpenFile(binlogLock, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
 }

@@ -42,7 +42,8 @@ func (s *Source) query(q string, args ...any) (*mysql.Result, error) {
 
 // preflight checks what capture needs, each failure saying what to change.
 func (s *Source) preflight(context.Context) error {
-	r, err := s.query("select @@version, @@server_id, @@log_bin, @@binlog_format, @@binlog_row_image")
+	// The global settings: the applications' sessions take theirs from them.
+	r, err := s.query("select @@version, @@server_id, @@log_bin, @@global.binlog_format, @@global.binlog_row_image")
 	if err != nil {
 		return fmt.Errorf("read server settings: %w", err)
 	}
@@ -71,7 +72,7 @@ func (s *Source) preflight(context.Context) error {
 	if !strings.EqualFold(image, "FULL") {
 		return fmt.Errorf("%w: binlog_row_image is %s: set binlog_row_image = FULL, so updates and deletes log every column", ErrPreflight, image)
 	}
-	meta, err := s.query("select @@binlog_row_metadata")
+	meta, err := s.query("select @@global.binlog_row_metadata")
 	if err != nil {
 		return fmt.Errorf("%w: the server has no binlog_row_metadata (%v): mysql-source needs MySQL 8.0.1 or MariaDB 10.5 or later, which write each table's column names, signedness, character sets and key in the binlog", ErrPreflight, err)
 	}

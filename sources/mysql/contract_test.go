@@ -44,6 +44,7 @@ func originUser(params map[string]any) string {
 // mysql-source under the source contract, against the local MariaDB
 // (binlog_row_metadata=FULL, as scripts/test-services.sh sets it up).
 func TestMySQLSourceContract(t *testing.T) {
+	testdb.MariaBinlogExclusive(t) // Forget purges the server's binlogs
 	connecttest.SourceSuite(t, connecttest.SourceTarget{
 		Plugin: "mysql-source",
 		New:    New,
@@ -68,9 +69,10 @@ func TestMySQLSourceContract(t *testing.T) {
 }
 
 // purgeBinlogs makes the server drop every binlog but a new one, as
-// binlog expiry does. It is server-wide: only this package's tests read
-// the binlog. A binlog a replica still reads is kept, so user's
-// sessions (the closed source's dump thread lingers a moment) end first.
+// binlog expiry does: server-wide, so its caller holds
+// testdb.MariaBinlogExclusive. A binlog a replica still reads is kept,
+// so user's sessions (the closed source's dump thread lingers a moment)
+// end first.
 func purgeBinlogs(t *testing.T, user string) {
 	t.Helper()
 	root := testdb.MariaRoot(t)

@@ -65,6 +65,10 @@ type Source struct {
 	snap   *snapshot
 	stream *stream
 	done   bool // initial_only, after its snapshot
+
+	lagBytes int64
+	lagKnown bool
+	nextLag  time.Time
 }
 
 // New builds the source from validated params.
@@ -254,4 +258,31 @@ func (s *Source) source(t *table, ts time.Time, snapshot string, at coords, row 
 		m["thread"] = thread
 	}
 	return m
+}
+
+// LagBytes is how much binlog the server has written past what the
+// stream has read, measured at most every few seconds (connect.LagReporter).
+func (s *Source) LagBytes() (int64, bool) {
+	st := s.stream
+	if st == nil || s.snap != nil || s.conn == nil || time.Now().Before(s.nextLag) {
+		return s.lagBytes, s.lagKnown
+	}
+	s.nextLag = time.Now().Add(5 * time.Second)
+	names, sizes, err := s.binlogs()
+	if err != nil {
+		return s.lagBytes, s.lagKnown
+	}
+	var behind int64
+	after := false
+	for _, n := range names {
+		switch {
+		case n == st.passed.file:
+			behind += max(int64(sizes[n])-int64(st.passed.pos), 0)
+			after = true
+		case after:
+			behind += int64(sizes[n])
+		}
+	}
+	s.lagBytes, s.lagKnown = behind, after
+	return behind, after
 }
