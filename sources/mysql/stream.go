@@ -140,6 +140,11 @@ func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		if len(out) == 0 && time.Since(started) >= idleReturn {
+			// Only other tables' changes (or none) for a while: back to
+			// the runtime's loop, with a marker when one is due.
+			return s.marker(out), nil
+		}
 		deadline := started.Add(idleReturn)
 		if len(out) > 0 {
 			deadline = first.Add(maxLinger)
@@ -170,7 +175,7 @@ func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
 // captured tables are idle, and the lag reads from it.
 func (s *Source) marker(out []connect.Record) []connect.Record {
 	st := s.stream
-	if s.cfg.heartbeat <= 0 || time.Now().Before(st.nextMarker) || st.txn.open {
+	if s.cfg.heartbeat <= 0 || time.Now().Before(st.nextMarker) {
 		return out
 	}
 	st.nextMarker = time.Now().Add(s.cfg.heartbeat)
