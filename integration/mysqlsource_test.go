@@ -1,0 +1,241 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/eddy-cdc/eddy/internal/testdb"
+)
+
+// mariaLoad runs transactions over several MariaDB tables until stop is
+// closed: inserts (v = 0, or v + 1 on a key that exists), updates
+// (v = v + 1) and deletes, some transactions touching several tables.
+// Failed transactions (deadlocks between the writers) are rolled back.
+func mariaLoad(db string, tables []string, keys int, seed uint64, stop <-chan struct{}) int {
+	conn, err := client.Connect(testdb.MariaAddr, "root", "", db)
+	if err != nil {
+		return 0
+	}
+	defer conn.Close()
+	rng := rand.New(rand.NewPCG(seed, 5))
+	n := 0
+	for {
+		select {
+		case <-stop:
+			return n
+		default:
+		}
+		if _, err := conn.Execute("begin"); err != nil {
+			return n
+		}
+		ok := true
+		for range 1 + rng.IntN(4) {
+			table, id := tables[rng.IntN(len(tables))], 1+rng.IntN(keys)
+			var q string
+			switch rng.IntN(10) {
+			case 0:
+				q = fmt.Sprintf("delete from %s where id = %d", table, id)
+			case 1, 2:
+				q = fmt.Sprintf("insert into %s (id, v, note) values (%d, 0, 'new ☃') on duplicate key update v = v + 1", table, id)
+			default:
+				q = fmt.Sprintf("update %s set v = v + 1, note = md5(rand()) where id = %d", table, id)
+			}
+			if _, err := conn.Execute(q); err != nil {
+				ok = false
+				break
+			}
+		}
+		if !ok {
+			conn.Execute("rollback")
+			continue
+		}
+		if _, err := conn.Execute("commit"); err == nil {
+			n++
+		}
+	}
+}
+
+// mariaImage is a MariaDB table's id -> v.
+func mariaImage(t *testing.T, c *client.Conn, table string) map[int64]int64 {
+	t.Helper()
+	res, err := c.Execute("select id, v from " + table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[int64]int64{}
+	for i := range res.RowNumber() {
+		id, _ := res.GetInt(i, 0)
+		v, _ := res.GetInt(i, 1)
+		m[id] = v
+	}
+	return m
+}
+
+// column0 is the first column of a query's rows, or the error; on
+// PostgreSQL or MariaDB.
+func column0(q string, pg *pgx.Conn, my *client.Conn) []string {
+	var out []string
+	if pg != nil {
+		rows, err := pg.Query(context.Background(), q)
+		if err != nil {
+			return []string{"error: " + err.Error()}
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var s string
+			rows.Scan(&s)
+			out = append(out, s)
+		}
+		return out
+	}
+	res, err := my.Execute(q)
+	if err != nil {
+		return []string{"error: " + err.Error()}
+	}
+	for i := range res.RowNumber() {
+		s, _ := res.GetString(i, 0)
+		out = append(out, s)
+	}
+	return out
+}
+
+// Kill -9 `eddy run` at 20 random points of a MariaDB -> log ->
+// PostgreSQL and -> MariaDB (another database) pipeline, while three
+// writers change tables of different shapes and a column is added
+// mid-stream: at the end the log holds every committed change exactly
+// once (each key's version goes up by one from event to event), and both
+// targets equal the source row by row.
+func TestMariaDBKillRunDuringWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test")
+	}
+	testdb.MariaBinlogShared(t)
+	root := testdb.MariaRoot(t)
+	db := testdb.MariaDB(t, "eddy_it_src")
+	if err := root.UseDB(db); err != nil {
+		t.Fatal(err)
+	}
+	tables := []string{"orders", "wide", "items"}
+	testdb.MariaExec(t, db,
+		"create table orders (id int primary key, v bigint not null, note text)",
+		`create table wide (id int primary key, v bigint not null, note text, name varchar(40) default 'ünï', born date default '1990-02-03',
+			score decimal(8,3) default 1.5, flag bit(1) default 1, doc json default '{"k": [1, 2]}', amount bigint unsigned default 18446744073709551615,
+			at datetime(6) default '2024-01-02 03:04:05.123456', dur time default '-100:00:00', kind enum('a','b') default 'b',
+			raw varbinary(16) default x'00ff', big mediumtext)`,
+		"create table items (id int not null, grp int not null default 7, v bigint not null, note text, primary key (id, grp))",
+		"create table empty_t (id int primary key, v bigint not null, note text)",
+		"insert into orders select seq, 0, 'initial' from seq_1_to_1500",
+		"insert into wide (id, v, note, big) select seq, 0, 'initial', repeat('ü', 2000) from seq_1_to_1500",
+		"insert into items (id, v, note) select seq, 0, 'initial' from seq_1_to_1500",
+	)
+	dstDSN, dst := testDB(t)
+	myDSN, my := mariaDB(t)
+	bin := buildEddy(t)
+	dir := t.TempDir()
+	prefix := "shop." + db + "."
+	cfg := eddyConfig(t, dir, fmt.Sprintf(`topics:
+  - {name: %[1]sorders, partitions: 3}
+  - {name: %[1]swide, partitions: 2}
+connectors:
+  - name: maria
+    plugin: mysql-source
+    config: {dsn: "mysql://root@%[2]s", server_id: %[3]d, tables: ["%[4]s.*"], topic_prefix: shop, batch_size: 300, snapshot_chunk_rows: 400}
+  - name: replica
+    plugin: postgres-sink
+    topics: [%[1]sorders, %[1]swide, %[1]sitems, %[1]sempty_t]
+    config: {dsn: %[5]q}
+  - name: myreplica
+    plugin: mysql-sink
+    topics: [%[1]sorders, %[1]swide, %[1]sitems, %[1]sempty_t]
+    config: {dsn: %[6]q}
+`, prefix, testdb.MariaAddr, 5000+rand.IntN(1e6), db, dstDSN, myDSN))
+	logPath := filepath.Join(dir, "eddy.log")
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	txns := make([]int, 3)
+	for i := range txns {
+		wg.Add(1)
+		go func() { defer wg.Done(); txns[i] = mariaLoad(db, tables, 2000, uint64(i+1), stop) }()
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
+	for round := range 20 {
+		if round == 10 { // DDL mid-stream, between two kills, under the writers
+			testdb.MariaExec(t, db, "alter table orders add column extra int")
+		}
+		p := startEddy(t, bin, cfg, logPath)
+		select {
+		case <-p.up:
+		case <-time.After(30 * time.Second):
+			p.kill()
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("round %d: eddy did not start:\n%s", round, b)
+		}
+		time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond)
+		p.kill()
+	}
+	close(stop)
+	wg.Wait()
+	testdb.MariaExec(t, db, "update orders set extra = id, v = v + 1 where id % 100 = 0")
+
+	p := startEddy(t, bin, cfg, logPath)
+	defer p.kill()
+	<-p.up
+	// Both targets catch up with the source, row by row.
+	// concat_ws reads the same in both, NULLs left out.
+	rows := map[string]string{"orders": "concat_ws('|', id, v, note, extra)", "wide": "concat_ws('|', id, v, note, name, born, score, amount, kind)",
+		"items": "concat_ws('|', id, grp, v, note)"}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		var diffs []string
+		for tb, cols := range rows {
+			q := "select " + cols + " from %s order by id"
+			want := column0(fmt.Sprintf(q, tb), nil, root)
+			target := db + "_" + tb
+			if d, _ := firstDiff(want, column0(fmt.Sprintf(q, `"`+target+`"`), dst, nil)); d != "" {
+				diffs = append(diffs, "PostgreSQL "+tb+": "+d)
+			}
+			if d, _ := firstDiff(want, column0(fmt.Sprintf(q, "`"+target+"`"), nil, my)); d != "" {
+				diffs = append(diffs, "MariaDB "+tb+": "+d)
+			}
+		}
+		if len(diffs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("the targets never matched the source: %s\n%.4000s", strings.Join(diffs, "; "), b[max(0, len(b)-4000):])
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("eddy run on SIGTERM: %v", err)
+	}
+	// The log holds every change once.
+	reader := startPipeline(t, dir, "")
+	events := 0
+	for _, tb := range append(slices.Clone(tables), "empty_t") {
+		changes := reader.readChanges(t, prefix+tb)
+		events += len(changes)
+		got, want := replay(t, changes), mariaImage(t, root, tb)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: the log's image (%d rows) differs from the table (%d rows)", tb, len(got), len(want))
+		}
+	}
+	b, _ := os.ReadFile(logPath)
+	t.Logf("%d transactions, %d events, 20 kills, a column added mid-stream; %d snapshots started, %d restarts skipped records the log held",
+		txns[0]+txns[1]+txns[2], events, strings.Count(string(b), "snapshot started"), strings.Count(string(b), "in the log already"))
+}
