@@ -17,6 +17,7 @@ import (
 	elog "github.com/eddy-cdc/eddy/log"
 	"github.com/eddy-cdc/eddy/registry"
 	sqlsink "github.com/eddy-cdc/eddy/sinks/sql"
+	mysqlsource "github.com/eddy-cdc/eddy/sources/mysql"
 	"github.com/eddy-cdc/eddy/sources/postgres"
 )
 
@@ -29,7 +30,7 @@ func testDB(t testing.TB) (dsn string, conn *pgx.Conn) {
 }
 
 // pipeline runs eddy's worker over a log in dir with the connectors of
-// yaml (postgres-source available).
+// yaml (postgres-source and mysql-source available).
 type pipeline struct {
 	log *elog.Log
 	w   *connect.Worker
@@ -54,7 +55,7 @@ func startPipeline(t testing.TB, dir, yaml string) *pipeline {
 		t.Fatal(err)
 	}
 	plugins := connect.Plugins{
-		Sources: map[string]func(connect.Params, connect.Env) (connect.Source, error){"postgres-source": postgres.New},
+		Sources: map[string]func(connect.Params, connect.Env) (connect.Source, error){"postgres-source": postgres.New, "mysql-source": mysqlsource.New},
 		Sinks: map[string]func(connect.Params, connect.Env) (connect.Sink, error){
 			"postgres-sink": sqlsink.NewPostgres, "mysql-sink": sqlsink.NewMySQL},
 	}

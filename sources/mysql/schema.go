@@ -19,6 +19,7 @@ type table struct {
 	keyCols  []int     // into cols, in table order
 	keyOrder []int     // into cols, in the primary key's order (snapshot chunks)
 	decs     []decoder // per column: the binlog's text to UTF-8
+	fields   []string  // per column: its Avro field name
 	index    int       // in the connector's table list, for snapshot positions
 	allKey   bool      // no primary key: keyed on all columns (no_primary_key: all_columns)
 
@@ -49,8 +50,9 @@ const sourceSchema = `{"type":"record","name":"Source","namespace":"io.eddy.mysq
 // setColumns gives the table its columns and rebuilds its schemas, topic
 // and decoders.
 func (t *table) setColumns(cols []column, prefix string) error {
-	t.cols, t.keyCols, t.decs = cols, nil, make([]decoder, len(cols))
+	t.cols, t.keyCols, t.decs, t.fields = cols, nil, make([]decoder, len(cols)), make([]string, len(cols))
 	for i, c := range cols {
+		t.fields[i] = capture.AvroName(c.name)
 		if c.key {
 			t.keyCols = append(t.keyCols, i)
 		}
@@ -104,8 +106,7 @@ func (t *table) key(row map[string]any) any {
 	}
 	k := make(map[string]any, len(t.keyCols))
 	for _, i := range t.keyCols {
-		n := capture.AvroName(t.cols[i].name)
-		k[n] = row[n]
+		k[t.fields[i]] = row[t.fields[i]]
 	}
 	return k
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/eddy-cdc/eddy/connect"
-	"github.com/eddy-cdc/eddy/internal/capture"
 )
 
 // snapshot is the initial snapshot in progress: one consistent-snapshot
@@ -256,7 +255,7 @@ func (s *Source) readChunk(t *table, out *[]connect.Record) (int, error) {
 			if err != nil {
 				return n, fmt.Errorf("%s: %w", c.name, err)
 			}
-			row[capture.AvroName(c.name)] = v
+			row[t.fields[i]] = v
 		}
 		pos := snapshotPos(sn.epoch, uint32(t.index), sn.row, sn.at)
 		sn.row++

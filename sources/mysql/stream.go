@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"reflect"
 	"regexp"
@@ -88,8 +89,10 @@ func (s *Source) startStream(_ context.Context, at coords, resumeAfter []byte) e
 	}
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
 		ServerID: s.cfg.serverID, Flavor: s.cfg.flavor, Host: host, Port: uint16(port), User: s.cfg.user, Password: s.cfg.password,
-		Localhost: s.replicaHost(), TimestampStringLocation: time.UTC, HeartbeatPeriod: time.Second, ReadTimeout: 30 * time.Second,
+		Localhost: s.replicaHost(), TimestampStringLocation: time.UTC, ParseTime: true, HeartbeatPeriod: time.Second, ReadTimeout: 30 * time.Second,
 		DisableRetrySync: true, VerifyChecksum: true, EventCacheCount: 256,
+		// ParseTime: DATETIME and TIMESTAMP as time.Time (DATETIME in
+		// UTC), zero dates still as text; DATE and TIME stay text.
 		// go-mysql logs its whole configuration, password included, at
 		// INFO: its logger is silenced, and its errors come back to us.
 		Logger: slog.New(slog.DiscardHandler),
@@ -422,7 +425,7 @@ func (s *Source) rows(ev *replication.BinlogEvent, e *replication.RowsEvent, out
 			if err != nil {
 				return nil, fmt.Errorf("%s.%s: %w", t.full(), c.name, err)
 			}
-			row[capture.AvroName(c.name)] = d
+			row[t.fields[i]] = d
 		}
 		return row, nil
 	}
@@ -481,10 +484,7 @@ func (s *Source) txnSource(t *table, row int) map[string]any {
 		m = s.source(t, st.txn.ts, "false", st.txn.start, 0, st.txn.gtid, st.txn.thread)
 		st.txn.sources[t] = m
 	}
-	c := make(map[string]any, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
+	c := maps.Clone(m)
 	c["row"] = int32(row)
 	return c
 }

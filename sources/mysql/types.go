@@ -136,8 +136,9 @@ func (c column) schema(ns string) avro.Schema {
 	return prim(avro.String, nil, nil)
 }
 
-// Decoding. The binlog path gets go-mysql's values (ParseTime off, so
-// temporal values are text, TIMESTAMP in UTC; decimals as text); the
+// Decoding. The binlog path gets go-mysql's values (DATETIME and
+// TIMESTAMP as time.Time, but zero dates, DATE and TIME as text; decimals
+// as text); the
 // snapshot path gets the server's values in the binary protocol, in the
 // connection's utf8mb4 and time_zone +00:00. Both end in the same Avro
 // value model: int32, int64, float32, float64, bool, string, []byte,
@@ -171,8 +172,14 @@ func (c *column) fromBinlog(v any, dec decoder) (any, error) {
 			return int32(n), nil
 		}
 	case kDate, kTime, kDatetime, kTimestamp:
-		if s, ok := v.(string); ok {
-			return c.temporal(s)
+		switch x := v.(type) {
+		case time.Time:
+			if c.kind == kDatetime { // the wall clock, which go-mysql puts in UTC
+				return x, nil
+			}
+			return x.UTC(), nil
+		case string:
+			return c.temporal(x)
 		}
 	case kText, kJSON:
 		b := asBytes(v)
