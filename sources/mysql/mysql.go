@@ -274,10 +274,11 @@ func (s *Source) LagBytes() (int64, bool) {
 	}
 	var behind int64
 	after := false
+	read := st.readPosition()
 	for _, n := range names {
 		switch {
-		case n == st.passed.file:
-			behind += max(int64(sizes[n])-int64(st.passed.pos), 0)
+		case n == read.file:
+			behind += max(int64(sizes[n])-int64(read.pos), 0)
 			after = true
 		case after:
 			behind += int64(sizes[n])

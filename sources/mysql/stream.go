@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -48,12 +49,94 @@ type stream struct {
 	eventTime  time.Time // the newest event's timestamp
 	caughtUp   bool      // a heartbeat came: the server has nothing more
 	nextMarker time.Time
+
+	// The binlog is read and decoded on a goroutine of its own (decode),
+	// a batch ahead of the runtime's appends: batches carries its batches
+	// and at last its error. Only that goroutine touches the fields
+	// above once it runs.
+	batches chan batch
+	stop    context.CancelFunc
+	stopped chan struct{}
+	readMu  sync.Mutex
+	read    coords // passed, for LagBytes
 }
 
+// batch is what the decoding goroutine hands Poll: records, or the
+// error it stopped on.
+type batch struct {
+	recs []connect.Record
+	err  error
+}
+
+// close stops the decoding goroutine, then the binlog connection.
 func (st *stream) close() {
+	if st.stop != nil {
+		st.stop()
+		<-st.stopped
+		st.stop = nil
+	}
 	if st.syncer != nil {
 		st.syncer.Close()
 		st.syncer = nil
+	}
+}
+
+// setPassed moves passed, where the last whole transaction ended.
+func (st *stream) setPassed(c coords) {
+	st.passed = c
+	st.readMu.Lock()
+	st.read = c
+	st.readMu.Unlock()
+}
+
+func (st *stream) readPosition() coords {
+	st.readMu.Lock()
+	defer st.readMu.Unlock()
+	return st.read
+}
+
+// decode reads and decodes the binlog into batches until ctx ends or an
+// error stops it.
+func (s *Source) decode(ctx context.Context, st *stream) {
+	defer close(st.stopped)
+	for {
+		recs, err := s.readBatch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil && len(recs) == 0 {
+			continue
+		}
+		select {
+		case st.batches <- batch{recs: recs, err: err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// pollStream hands out the next decoded batch, or nothing after a second
+// without one.
+func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
+	st := s.stream
+	idle := time.NewTimer(idleReturn)
+	defer idle.Stop()
+	select {
+	case b, ok := <-st.batches:
+		if !ok {
+			return nil, errors.New("the binlog reader stopped")
+		}
+		if b.err != nil {
+			close(st.batches) // the reader has stopped; later polls say so
+		}
+		return b.recs, b.err
+	case <-idle.C:
+		return nil, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
@@ -102,8 +185,14 @@ func (s *Source) startStream(_ context.Context, at coords, resumeAfter []byte) e
 		syncer.Close()
 		return s.syncError(fmt.Errorf("start reading the binlog at %s: %w", at, err))
 	}
-	s.stream = &stream{syncer: syncer, events: events, file: at.file, fileNum: num, gtids: gtids, resumeAfter: resumeAfter,
-		byID: map[uint64]*table{}, passed: at, handed: resumeAfter, nextMarker: time.Now().Add(s.cfg.heartbeat)}
+	st := &stream{syncer: syncer, events: events, file: at.file, fileNum: num, gtids: gtids, resumeAfter: resumeAfter,
+		byID: map[uint64]*table{}, handed: resumeAfter, nextMarker: time.Now().Add(s.cfg.heartbeat),
+		batches: make(chan batch, 2), stopped: make(chan struct{})}
+	st.setPassed(at)
+	s.stream = st
+	ctx, cancel := context.WithCancel(context.Background())
+	st.stop = cancel
+	go s.decode(ctx, st)
 	s.log.Info("streaming", "binlog", at.String(), "server_id", s.cfg.serverID)
 	return nil
 }
@@ -123,9 +212,9 @@ func (s *Source) syncError(err error) error {
 	return err
 }
 
-// pollStream reads binlog events until it has a batch, or some records
-// and a short pause.
-func (s *Source) pollStream(ctx context.Context) ([]connect.Record, error) {
+// readBatch reads binlog events until it has a batch, or some records
+// and a short pause, or a second passed without any.
+func (s *Source) readBatch(ctx context.Context) ([]connect.Record, error) {
 	st := s.stream
 	out := make([]connect.Record, 0, min(s.cfg.batch, 1024))
 	started := time.Now()
@@ -216,7 +305,7 @@ func (s *Source) handle(ev *replication.BinlogEvent, out []connect.Record) ([]co
 		}
 		st.file, st.fileNum = name, num
 		if !st.txn.open {
-			st.passed = coords{file: name, pos: e.Position, gtid: st.gtids.String()}
+			st.setPassed(coords{file: name, pos: e.Position, gtid: st.gtids.String()})
 		}
 	case *replication.MariadbGTIDEvent:
 		s.beginTxn(begin, e.GTID.String(), 0)
@@ -263,7 +352,7 @@ func (s *Source) endTxn(end uint64) error {
 		}
 	}
 	st.txn = txn{}
-	st.passed = coords{file: st.file, pos: end, gtid: st.gtids.String()}
+	st.setPassed(coords{file: st.file, pos: end, gtid: st.gtids.String()})
 	return nil
 }
 
