@@ -52,6 +52,8 @@ func TestDDLMidStream(t *testing.T) {
 		"rename table ddl_t to ddl_u",
 		"insert into ddl_u values (7, 7, 11)",
 		"update ddl_u set renamed = 70 where id = 7",
+		"truncate table ddl_u",
+		"insert into ddl_u values (8, 8, 12)",
 	)
 	want := []string{
 		"ddl_t c id:int=2 a:int=2 b:string=two",
@@ -61,6 +63,8 @@ func TestDDLMidStream(t *testing.T) {
 		"ddl_t c id:int=6 renamed:int=6 c:long=10000000000",
 		"ddl_u c id:int=7 renamed:int=7 c:long=11",
 		"ddl_u u id:int=7 renamed:int=70 c:long=11",
+		"ddl_u t id:int=<nil> renamed:int=<nil> c:long=<nil>",
+		"ddl_u c id:int=8 renamed:int=8 c:long=12",
 	}
 	got := pollN(t, src, len(want))
 	check := func(what string, got []connect.Record, want []string) {

@@ -60,12 +60,14 @@ type Source struct {
 	byName    map[string]*table
 	collation map[uint64]string // collation id: character set
 	serverID  uint32            // the origin's own
+	gen       uint32            // the positions' generation (position.go)
 	gtidMode  bool
 
 	snap   *snapshot
 	stream *stream
 	done   bool // initial_only, after its snapshot
 
+	durable  coords // the binlog position of the last change the log holds
 	lagBytes int64
 	lagKnown bool
 	nextLag  time.Time
@@ -156,6 +158,7 @@ func (s *Source) open(ctx context.Context, position []byte) error {
 	if err != nil {
 		return err
 	}
+	s.gen = pos.gen
 	if pos.kind == posSnapshot && !pos.done {
 		// A snapshot a crash interrupted: taken again from the start,
 		// each table's reads preceded by a truncate.
@@ -220,9 +223,15 @@ func (s *Source) Poll(ctx context.Context) ([]connect.Record, error) {
 	return s.pollStream(ctx)
 }
 
-// Commit is a no-op upstream: a replica acknowledges nothing to the
-// server, and the stored position is where the source resumes.
-func (s *Source) Commit(context.Context, []byte) error { return nil }
+// Commit notes how far the log holds the binlog, for LagBytes; nothing
+// goes upstream: a replica acknowledges nothing to the server, and the
+// stored position is where the source resumes.
+func (s *Source) Commit(_ context.Context, position []byte) error {
+	if p, err := parsePosition(position); err == nil && p.kind == posStream {
+		s.durable = p.at
+	}
+	return nil
+}
 
 // Close closes the connections; twice is no error.
 func (s *Source) Close() error {
@@ -260,8 +269,9 @@ func (s *Source) source(t *table, ts time.Time, snapshot string, at coords, row 
 	return m
 }
 
-// LagBytes is how much binlog the server has written past what the
-// stream has read, measured at most every few seconds (connect.LagReporter).
+// LagBytes is how much binlog the server has written past the last
+// change durable in the log (or the stream's start, before the first),
+// measured at most every few seconds (connect.LagReporter).
 func (s *Source) LagBytes() (int64, bool) {
 	st := s.stream
 	if st == nil || s.snap != nil || s.conn == nil || time.Now().Before(s.nextLag) {
@@ -274,7 +284,10 @@ func (s *Source) LagBytes() (int64, bool) {
 	}
 	var behind int64
 	after := false
-	read := st.readPosition()
+	read := s.durable
+	if read.file == "" {
+		read = st.start
+	}
 	for _, n := range names {
 		switch {
 		case n == read.file:

@@ -15,8 +15,13 @@ import (
 // the connector's positions (bytes.Compare), then the binlog coordinates
 // to resume from:
 //
-//	snapshot: 0x00, epoch (8), table (4), row (8), coords of the snapshot
-//	stream:   0x01, file number (4), transaction start (8), row (8), coords
+//	snapshot: generation (4), 0x00, epoch (8), table (4), row (8), coords of the snapshot
+//	stream:   generation (4), 0x01, file number (4), transaction start (8), row (8), coords
+//
+// The generation goes up with every snapshot taken again (after a purged
+// binlog, or a snapshot a crash cut off), so the new snapshot's reads and
+// the stream after them sort after everything the log already holds: the
+// runtime never takes them for records it has.
 //
 // A stream position's coords are the file, the offset where its
 // transaction begins, and the GTID set (MySQL, uuid:interval) or list
@@ -28,7 +33,8 @@ import (
 const (
 	posSnapshot = 0x00
 	posStream   = 0x01
-	fixedLen    = 21
+	fixedLen    = 25
+	markAt      = 13 // where a snapshot position's table and row begin
 )
 
 // snapshotEndMark is the table and row of the last snapshot record, the
@@ -58,8 +64,9 @@ func (c coords) append(b []byte) []byte {
 	return append(b, c.gtid...)
 }
 
-func snapshotPos(epoch uint64, table uint32, row uint64, at coords) []byte {
+func snapshotPos(gen uint32, epoch uint64, table uint32, row uint64, at coords) []byte {
 	b := make([]byte, 0, fixedLen+len(at.file)+len(at.gtid)+8)
+	b = binary.BigEndian.AppendUint32(b, gen)
 	b = append(b, posSnapshot)
 	b = binary.BigEndian.AppendUint64(b, epoch)
 	b = binary.BigEndian.AppendUint32(b, table)
@@ -67,8 +74,14 @@ func snapshotPos(epoch uint64, table uint32, row uint64, at coords) []byte {
 	return at.append(b)
 }
 
-func streamPos(fileNum uint32, row uint64, txn coords) []byte {
+// snapshotEnd is a snapshot position made the snapshot's last.
+func snapshotEnd(pos []byte) []byte {
+	return append(append(pos[:markAt:markAt], snapshotEndMark...), pos[fixedLen:]...)
+}
+
+func streamPos(gen, fileNum uint32, row uint64, txn coords) []byte {
 	b := make([]byte, 0, fixedLen+len(txn.file)+len(txn.gtid)+8)
+	b = binary.BigEndian.AppendUint32(b, gen)
 	b = append(b, posStream)
 	b = binary.BigEndian.AppendUint32(b, fileNum)
 	b = binary.BigEndian.AppendUint64(b, txn.pos)
@@ -78,6 +91,7 @@ func streamPos(fileNum uint32, row uint64, txn coords) []byte {
 
 // position is a stored position taken apart.
 type position struct {
+	gen  uint32
 	kind byte
 	done bool // a snapshot position: the snapshot's last record
 	at   coords
@@ -86,10 +100,10 @@ type position struct {
 var errPosition = errors.New("not a mysql-source position")
 
 func parsePosition(p []byte) (position, error) {
-	if len(p) < fixedLen || (p[0] != posSnapshot && p[0] != posStream) {
+	if len(p) < fixedLen || (p[4] != posSnapshot && p[4] != posStream) {
 		return position{}, fmt.Errorf("%w: %x", errPosition, p)
 	}
-	out := position{kind: p[0], done: p[0] == posSnapshot && bytes.Equal(p[9:fixedLen], snapshotEndMark)}
+	out := position{gen: binary.BigEndian.Uint32(p), kind: p[4], done: p[4] == posSnapshot && bytes.Equal(p[markAt:fixedLen], snapshotEndMark)}
 	rest := p[fixedLen:]
 	str := func() (string, bool) {
 		n, k := binary.Uvarint(rest)

@@ -11,32 +11,34 @@ import (
 func TestPositionsOrderAndRoundTrip(t *testing.T) {
 	at := coords{file: "mysql-bin.000009", pos: 1234, gtid: "0-1-55"}
 	ordered := [][]byte{
-		snapshotPos(7, 0, 0, at),
-		snapshotPos(7, 0, 1, at),
-		snapshotPos(7, 1, 0, at),
-		append(append(snapshotPos(7, 0, 0, coords{})[:9:9], snapshotEndMark...), at.append(nil)...),
-		snapshotPos(8, 0, 1, at), // a retaken snapshot's epoch
-		streamPos(9, 0, coords{file: "mysql-bin.000009", pos: 4}),
-		streamPos(9, 1, coords{file: "mysql-bin.000009", pos: 4}),
-		streamPos(9, 2, coords{file: "mysql-bin.000009", pos: 4}),
-		streamPos(9, 0, at), // a marker where the next transaction starts
-		streamPos(9, 1, at),
-		streamPos(10, 1, coords{file: "mysql-bin.000010", pos: 4, gtid: "0-1-56"}),
+		snapshotPos(0, 7, 0, 0, at),
+		snapshotPos(0, 7, 0, 1, at),
+		snapshotPos(0, 7, 1, 0, at),
+		snapshotEnd(snapshotPos(0, 7, 0, 0, at)),
+		snapshotPos(0, 8, 0, 1, at), // a retaken snapshot's epoch
+		streamPos(0, 9, 0, coords{file: "mysql-bin.000009", pos: 4}),
+		streamPos(0, 9, 1, coords{file: "mysql-bin.000009", pos: 4}),
+		streamPos(0, 9, 2, coords{file: "mysql-bin.000009", pos: 4}),
+		streamPos(0, 9, 0, at), // a marker where the next transaction starts
+		streamPos(0, 9, 1, at),
+		streamPos(0, 10, 1, coords{file: "mysql-bin.000010", pos: 4, gtid: "0-1-56"}),
+		snapshotPos(1, 9, 0, 1, at), // a snapshot taken again after a purged binlog
+		streamPos(1, 3, 1, at),      // the stream after it, from an older file than before
 	}
 	for i := 1; i < len(ordered); i++ {
 		if bytes.Compare(ordered[i-1], ordered[i]) >= 0 {
 			t.Errorf("position %d (%x) does not sort after %d (%x)", i, ordered[i], i-1, ordered[i-1])
 		}
 	}
-	p, err := parsePosition(streamPos(9, 3, at))
-	if err != nil || p.kind != posStream || p.at != at {
+	p, err := parsePosition(streamPos(4, 9, 3, at))
+	if err != nil || p.kind != posStream || p.at != at || p.gen != 4 {
 		t.Errorf("parse: %+v, %v", p, err)
 	}
 	p, err = parsePosition(ordered[3])
 	if err != nil || !p.done || p.at != at {
 		t.Errorf("the snapshot's end: %+v, %v", p, err)
 	}
-	for _, bad := range [][]byte{nil, {0x02}, streamPos(9, 1, at)[:25], append(streamPos(9, 1, at), 0)} {
+	for _, bad := range [][]byte{nil, {0, 0, 0, 0, 0x02}, streamPos(0, 9, 1, at)[:29], append(streamPos(0, 9, 1, at), 0)} {
 		if _, err := parsePosition(bad); err == nil {
 			t.Errorf("%x parsed", bad)
 		}

@@ -105,6 +105,9 @@ func (s *Source) startSnapshot(ctx context.Context, retake bool) error {
 			return fmt.Errorf("begin snapshot: %w", err)
 		}
 	}
+	if retake {
+		s.gen++ // sorts after all the log holds, as the stream before it did not
+	}
 	s.snap = &snapshot{epoch: uint64(time.Now().UnixNano()), at: at, started: time.Now(), retake: retake}
 	s.log.Info("snapshot started", "binlog", at.String(), "tables", len(s.order))
 	return nil
@@ -144,7 +147,7 @@ func (s *Source) pollSnapshot(ctx context.Context) ([]connect.Record, error) {
 func (s *Source) endSnapshot(ctx context.Context, out []connect.Record) ([]connect.Record, error) {
 	sn := s.snap
 	if sn.held != nil {
-		sn.held.Position = append(append(sn.held.Position[:9:9], snapshotEndMark...), sn.held.Position[fixedLen:]...)
+		sn.held.Position = snapshotEnd(sn.held.Position)
 		sn.held.Value.(map[string]any)["source"].(map[string]any)["snapshot"] = "last"
 		out = append(out, *sn.held)
 	}
@@ -161,7 +164,7 @@ func (s *Source) endSnapshot(ctx context.Context, out []connect.Record) ([]conne
 		// Nothing was read at all: a marker stores the snapshot as done,
 		// so a restart streams from its position rather than taking it
 		// again.
-		out = append(out, connect.Record{Position: append(append(snapshotPos(sn.epoch, 0, 0, coords{})[:9:9], snapshotEndMark...), sn.at.append(nil)...), Timestamp: time.Now()})
+		out = append(out, connect.Record{Position: snapshotEnd(snapshotPos(s.gen, sn.epoch, 0, 0, sn.at)), Timestamp: time.Now()})
 	}
 	return out, s.startStream(ctx, sn.at, nil)
 }
@@ -211,7 +214,7 @@ func (s *Source) openTable(t *table, out *[]connect.Record) error {
 		now := time.Now()
 		value := map[string]any{"before": nil, "after": nil, "op": "t", "ts_ms": now.UnixMilli(), "source": s.source(t, now, "true", sn.at, 0, "", 0)}
 		sn.push(connect.Record{Topic: t.topic, Value: value, ValueSchema: t.valueSchema, Timestamp: now,
-			Position: snapshotPos(sn.epoch, uint32(t.index), 0, sn.at), Broadcast: true}, out)
+			Position: snapshotPos(s.gen, sn.epoch, uint32(t.index), 0, sn.at), Broadcast: true}, out)
 	}
 	return nil
 }
@@ -257,7 +260,7 @@ func (s *Source) readChunk(t *table, out *[]connect.Record) (int, error) {
 			}
 			row[t.fields[i]] = v
 		}
-		pos := snapshotPos(sn.epoch, uint32(t.index), sn.row, sn.at)
+		pos := snapshotPos(s.gen, sn.epoch, uint32(t.index), sn.row, sn.at)
 		sn.row++
 		n++
 		value := map[string]any{"before": nil, "after": row, "op": "r", "ts_ms": now.UnixMilli(), "source": s.source(t, now, "true", sn.at, 0, "", 0)}

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -57,8 +56,7 @@ type stream struct {
 	batches chan batch
 	stop    context.CancelFunc
 	stopped chan struct{}
-	readMu  sync.Mutex
-	read    coords // passed, for LagBytes
+	start   coords // where it started
 }
 
 // batch is what the decoding goroutine hands Poll: records, or the
@@ -79,20 +77,6 @@ func (st *stream) close() {
 		st.syncer.Close()
 		st.syncer = nil
 	}
-}
-
-// setPassed moves passed, where the last whole transaction ended.
-func (st *stream) setPassed(c coords) {
-	st.passed = c
-	st.readMu.Lock()
-	st.read = c
-	st.readMu.Unlock()
-}
-
-func (st *stream) readPosition() coords {
-	st.readMu.Lock()
-	defer st.readMu.Unlock()
-	return st.read
 }
 
 // decode reads and decodes the binlog into batches until ctx ends or an
@@ -187,8 +171,8 @@ func (s *Source) startStream(_ context.Context, at coords, resumeAfter []byte) e
 	}
 	st := &stream{syncer: syncer, events: events, file: at.file, fileNum: num, gtids: gtids, resumeAfter: resumeAfter,
 		byID: map[uint64]*table{}, handed: resumeAfter, nextMarker: time.Now().Add(s.cfg.heartbeat),
-		batches: make(chan batch, 2), stopped: make(chan struct{})}
-	st.setPassed(at)
+		batches: make(chan batch, 2), stopped: make(chan struct{}), start: at}
+	st.passed = at
 	s.stream = st
 	ctx, cancel := context.WithCancel(context.Background())
 	st.stop = cancel
@@ -275,7 +259,7 @@ func (s *Source) marker(out []connect.Record) []connect.Record {
 	if err != nil {
 		return out
 	}
-	pos := streamPos(num, 0, st.passed)
+	pos := streamPos(s.gen, num, 0, st.passed)
 	if st.handed != nil && bytes.Compare(pos, st.handed) <= 0 {
 		return out
 	}
@@ -305,7 +289,7 @@ func (s *Source) handle(ev *replication.BinlogEvent, out []connect.Record) ([]co
 		}
 		st.file, st.fileNum = name, num
 		if !st.txn.open {
-			st.setPassed(coords{file: name, pos: e.Position, gtid: st.gtids.String()})
+			st.passed = coords{file: name, pos: e.Position, gtid: st.gtids.String()}
 		}
 	case *replication.MariadbGTIDEvent:
 		s.beginTxn(begin, e.GTID.String(), 0)
@@ -352,7 +336,7 @@ func (s *Source) endTxn(end uint64) error {
 		}
 	}
 	st.txn = txn{}
-	st.setPassed(coords{file: st.file, pos: end, gtid: st.gtids.String()})
+	st.passed = coords{file: st.file, pos: end, gtid: st.gtids.String()}
 	return nil
 }
 
@@ -601,7 +585,7 @@ func (s *Source) emit(out []connect.Record, t *table, op string, before, after m
 	}
 	for _, r := range recs {
 		st.txn.seq++
-		r.Position = streamPos(st.fileNum, st.txn.seq, st.txn.start)
+		r.Position = streamPos(s.gen, st.fileNum, st.txn.seq, st.txn.start)
 		if st.resumeAfter != nil {
 			if bytes.Compare(r.Position, st.resumeAfter) <= 0 {
 				continue

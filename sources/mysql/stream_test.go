@@ -3,6 +3,8 @@ package mysql
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,5 +97,46 @@ func TestInterruptedSnapshotIsRetaken(t *testing.T) {
 	testdb.MariaExec(t, originDB(params), "insert into a values (1000, 'after')")
 	if r := pollN(t, again, 1)[0]; r.Value.(map[string]any)["op"] != "c" {
 		t.Errorf("after the snapshot: %v", r.Value)
+	}
+}
+
+// A stored position whose binlog was purged: snapshot: when_needed takes
+// a new snapshot (after truncate events); accept_binlog_gap goes on from
+// the oldest binlog, the changes in between lost, as asked.
+func TestPurgedBinlogChoices(t *testing.T) {
+	testdb.MariaBinlogExclusive(t) // purges the server's binlogs
+	params := origin(t, []string{"create table t (id int primary key, v text)", "insert into t values (1, 'one')"}, "t")
+	db, user := originDB(params), originUser(params)
+	src := openSource(t, params, nil)
+	pollN(t, src, 1)
+	testdb.MariaExec(t, db, "insert into t values (2, 'two')")
+	stored := pollN(t, src, 1)[0].Position
+	src.Close()
+	testdb.MariaExec(t, db, "insert into t values (3, 'lost')")
+	purgeBinlogs(t, user)
+	testdb.MariaExec(t, db, "insert into t values (4, 'after')")
+
+	params["snapshot"] = "when_needed"
+	again := openSource(t, params, stored)
+	var ops []string
+	for _, r := range pollN(t, again, 5) {
+		v := r.Value.(map[string]any)
+		id := any(nil)
+		if a, ok := v["after"].(map[string]any); ok {
+			id = a["id"]
+		}
+		ops = append(ops, fmt.Sprintf("%v %v", v["op"], id))
+	}
+	if got := strings.Join(ops, " "); got != "t <nil> r 1 r 2 r 3 r 4" {
+		t.Errorf("when_needed after a purge: %s, want a truncate and a new snapshot", got)
+	}
+	again.Close()
+
+	purgeBinlogs(t, user)
+	testdb.MariaExec(t, db, "insert into t values (5, 'after the gap')")
+	params["snapshot"], params["accept_binlog_gap"] = "initial", true
+	gap := openSource(t, params, stored)
+	if id := pollN(t, gap, 1)[0].Value.(map[string]any)["after"].(map[string]any)["id"]; id != int32(5) {
+		t.Errorf("accept_binlog_gap: the first change is id %v, want 5 (the oldest binlog's)", id)
 	}
 }
