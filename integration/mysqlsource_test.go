@@ -136,7 +136,7 @@ func TestMariaDBKillRunDuringWrites(t *testing.T) {
 			raw varbinary(16) default x'00ff', big mediumtext)`,
 		"create table items (id int not null, grp int not null default 7, v bigint not null, note text, primary key (id, grp))",
 		"create table empty_t (id int primary key, v bigint not null, note text)",
-		"insert into orders select seq, 0, 'initial' from seq_1_to_1500",
+		"insert into orders select seq, 0, 'initial' from seq_1_to_3000",
 		"insert into wide (id, v, note, big) select seq, 0, 'initial', repeat('ü', 2000) from seq_1_to_1500",
 		"insert into items (id, v, note) select seq, 0, 'initial' from seq_1_to_1500",
 	)
@@ -183,7 +183,11 @@ connectors:
 			b, _ := os.ReadFile(logPath)
 			t.Fatalf("round %d: eddy did not start:\n%s", round, b)
 		}
-		time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond)
+		pause := time.Duration(100+rng.IntN(700)) * time.Millisecond
+		if round < 3 { // the first kills come while the snapshot is read
+			pause = time.Duration(20+rng.IntN(150)) * time.Millisecond
+		}
+		time.Sleep(pause)
 		p.kill()
 	}
 	close(stop)
