@@ -26,9 +26,24 @@ type Converter struct {
 	json   bool // write JSON rather than Avro
 	codecs map[avro.Schema]*avrobin.Codec
 	rd     avrobin.Reader // reused by each decode
+	// lastKey and lastValue remember the subject and schema of the last
+	// key and value written, and their id and codec: a source writes run
+	// after run of one table's records, and asking the registry's cache
+	// per record (a subject string built, a map hashed) cost as much as
+	// the encoding.
+	lastKey, lastValue lastEncoded
 	// Level, when set, is the compatibility level given to the subjects
 	// this converter registers first, unless they have their own.
 	Level registry.Level
+}
+
+// lastEncoded is a subject's schema, written before, with its id and
+// codec.
+type lastEncoded struct {
+	topic  string
+	schema avro.Schema
+	id     int
+	codec  *avrobin.Codec
 }
 
 // NewConverter writes Avro through serde (format "avro") or JSON ("json").
@@ -57,11 +72,11 @@ func (c *Converter) codec(s avro.Schema) (*avrobin.Codec, error) {
 func (c *Converter) Encode(ctx context.Context, r *Record, buf []byte, out *elog.Record) ([]byte, error) {
 	var err error
 	start := len(buf)
-	if buf, err = c.encodeOne(ctx, r.Topic, "-key", r.KeySchema, r.Key, buf); err != nil {
+	if buf, err = c.encodeOne(ctx, r.Topic, "-key", &c.lastKey, r.KeySchema, r.Key, buf); err != nil {
 		return buf, fmt.Errorf("serialize key: %w", err)
 	}
 	keyEnd := len(buf)
-	if buf, err = c.encodeOne(ctx, r.Topic, "-value", r.ValueSchema, r.Value, buf); err != nil {
+	if buf, err = c.encodeOne(ctx, r.Topic, "-value", &c.lastValue, r.ValueSchema, r.Value, buf); err != nil {
 		return buf, fmt.Errorf("serialize value: %w", err)
 	}
 	// The slices are cut only now: buf may have moved while growing.
@@ -76,7 +91,7 @@ func (c *Converter) Encode(ctx context.Context, r *Record, buf []byte, out *elog
 	return buf, nil
 }
 
-func (c *Converter) encodeOne(ctx context.Context, topic, suffix string, schema avro.Schema, v any, buf []byte) ([]byte, error) {
+func (c *Converter) encodeOne(ctx context.Context, topic, suffix string, last *lastEncoded, schema avro.Schema, v any, buf []byte) ([]byte, error) {
 	if v == nil {
 		return buf, nil
 	}
@@ -91,24 +106,28 @@ func (c *Converter) encodeOne(ctx context.Context, topic, suffix string, schema 
 	if c.json || schema == nil {
 		return avrobin.AppendJSON(buf, v, schema)
 	}
-	if c.Level != "" {
-		if err := c.serde.DefaultLevel(ctx, topic+suffix, c.Level); err != nil {
+	if last.schema != schema || last.topic != topic {
+		if c.Level != "" {
+			if err := c.serde.DefaultLevel(ctx, topic+suffix, c.Level); err != nil {
+				return buf, err
+			}
+		}
+		id, err := c.serde.Register(ctx, topic+suffix, schema)
+		if err != nil {
 			return buf, err
 		}
-	}
-	id, err := c.serde.Register(ctx, topic+suffix, schema)
-	if err != nil {
-		return buf, err
-	}
-	k, err := c.codec(schema)
-	if err != nil {
-		return buf, err
+		k, err := c.codec(schema)
+		if err != nil {
+			return buf, err
+		}
+		*last = lastEncoded{topic: topic, schema: schema, id: id, codec: k}
 	}
 	start := len(buf)
 	buf = append(buf, 0)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(id))
-	if buf, err = k.Encode(buf, v); err != nil {
-		return buf[:start], fmt.Errorf("encode with schema %d: %w", id, err)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(last.id))
+	var err error
+	if buf, err = last.codec.Encode(buf, v); err != nil {
+		return buf[:start], fmt.Errorf("encode with schema %d: %w", last.id, err)
 	}
 	return buf, nil
 }

@@ -80,13 +80,18 @@ func snapshotEnd(pos []byte) []byte {
 }
 
 func streamPos(gen, fileNum uint32, row uint64, txn coords) []byte {
-	b := make([]byte, 0, fixedLen+len(txn.file)+len(txn.gtid)+8)
+	return appendStreamPos(nil, gen, fileNum, row, txn.pos, txn.append(nil))
+}
+
+// appendStreamPos appends a stream position, its coords already encoded
+// (coords.append).
+func appendStreamPos(b []byte, gen, fileNum uint32, row, txnPos uint64, encoded []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, gen)
 	b = append(b, posStream)
 	b = binary.BigEndian.AppendUint32(b, fileNum)
-	b = binary.BigEndian.AppendUint64(b, txn.pos)
+	b = binary.BigEndian.AppendUint64(b, txnPos)
 	b = binary.BigEndian.AppendUint64(b, row)
-	return txn.append(b)
+	return append(b, encoded...)
 }
 
 // position is a stored position taken apart.

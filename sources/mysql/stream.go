@@ -48,6 +48,7 @@ type stream struct {
 	eventTime  time.Time // the newest event's timestamp
 	caughtUp   bool      // a heartbeat came: the server has nothing more
 	nextMarker time.Time
+	slab       []byte // positions are carved from it
 
 	// The binlog is read and decoded on a goroutine of its own (decode),
 	// a batch ahead of the runtime's appends: batches carries its batches
@@ -133,6 +134,7 @@ type txn struct {
 	ts      time.Time
 	thread  int64
 	sources map[*table]map[string]any
+	encoded []byte // start, encoded for positions
 }
 
 // startStream starts reading the binlog at at; records at or before
@@ -200,7 +202,7 @@ func (s *Source) syncError(err error) error {
 // and a short pause, or a second passed without any.
 func (s *Source) readBatch(ctx context.Context) ([]connect.Record, error) {
 	st := s.stream
-	out := make([]connect.Record, 0, min(s.cfg.batch, 1024))
+	out := make([]connect.Record, 0, s.cfg.batch+2)
 	started := time.Now()
 	var first time.Time
 	var rd capture.Deadline
@@ -575,25 +577,45 @@ func (s *Source) emit(out []connect.Record, t *table, op string, before, after m
 		ts = time.Now()
 	}
 	value := map[string]any{"before": before, "after": after, "op": op, "ts_ms": time.Now().UnixMilli(), "source": s.txnSource(t, int(st.txn.seq))}
-	recs := []connect.Record{{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Value: value, ValueSchema: t.valueSchema, Timestamp: ts}}
-	if op == "d" && len(t.keyCols) > 0 {
-		recs = append(recs, connect.Record{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Timestamp: ts})
-	}
+	r := connect.Record{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Value: value, ValueSchema: t.valueSchema, Timestamp: ts}
 	if op == "t" {
-		recs[0].Key, recs[0].KeySchema = nil, nil
-		recs[0].Broadcast = true // every partition's consumer must see it in order
+		r.Key, r.KeySchema = nil, nil
+		r.Broadcast = true // every partition's consumer must see it in order
 	}
-	for _, r := range recs {
-		st.txn.seq++
-		r.Position = streamPos(s.gen, st.fileNum, st.txn.seq, st.txn.start)
-		if st.resumeAfter != nil {
-			if bytes.Compare(r.Position, st.resumeAfter) <= 0 {
-				continue
-			}
-			st.resumeAfter = nil
-		}
-		st.handed = r.Position
-		out = append(out, r)
+	out = s.place(out, r)
+	if op == "d" && len(t.keyCols) > 0 { // the tombstone
+		out = s.place(out, connect.Record{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Timestamp: ts})
 	}
 	return out
+}
+
+// place gives r the transaction's next position and appends it, unless
+// the log holds it already.
+func (s *Source) place(out []connect.Record, r connect.Record) []connect.Record {
+	st := s.stream
+	st.txn.seq++
+	r.Position = st.position(s.gen, st.txn.seq)
+	if st.resumeAfter != nil {
+		if bytes.Compare(r.Position, st.resumeAfter) <= 0 {
+			return out
+		}
+		st.resumeAfter = nil
+	}
+	st.handed = r.Position
+	return append(out, r)
+}
+
+// position is the position of row seq of the transaction, carved from a
+// slab: one allocation for many records.
+func (st *stream) position(gen uint32, seq uint64) []byte {
+	if st.txn.encoded == nil {
+		st.txn.encoded = st.txn.start.append(nil)
+	}
+	n := fixedLen + len(st.txn.encoded)
+	if len(st.slab)+n > cap(st.slab) {
+		st.slab = make([]byte, 0, max(64<<10, n))
+	}
+	at := len(st.slab)
+	st.slab = appendStreamPos(st.slab, gen, st.fileNum, seq, st.txn.start.pos, st.txn.encoded)
+	return st.slab[at : at+n : at+n]
 }
