@@ -170,26 +170,16 @@ connectors:
 		wg.Add(1)
 		go func() { defer wg.Done(); txns[i] = mariaLoad(db, tables, 2000, uint64(i+1), stop) }()
 	}
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
-	for round := range 20 {
+	killRuns(t, bin, cfg, logPath, 20, 11, func(round int, rng *rand.Rand) time.Duration {
+		if round < 3 { // the first kills come while the snapshot is read
+			return time.Duration(20+rng.IntN(150)) * time.Millisecond
+		}
+		return time.Duration(100+rng.IntN(700)) * time.Millisecond
+	}, func(round int) {
 		if round == 10 { // DDL mid-stream, between two kills, under the writers
 			testdb.MariaExec(t, db, "alter table orders add column extra int")
 		}
-		p := startEddy(t, bin, cfg, logPath)
-		select {
-		case <-p.up:
-		case <-time.After(30 * time.Second):
-			p.kill()
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("round %d: eddy did not start:\n%s", round, b)
-		}
-		pause := time.Duration(100+rng.IntN(700)) * time.Millisecond
-		if round < 3 { // the first kills come while the snapshot is read
-			pause = time.Duration(20+rng.IntN(150)) * time.Millisecond
-		}
-		time.Sleep(pause)
-		p.kill()
-	}
+	})
 	close(stop)
 	wg.Wait()
 	testdb.MariaExec(t, db, "update orders set extra = id, v = v + 1 where id % 100 = 0")

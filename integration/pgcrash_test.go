@@ -80,6 +80,33 @@ func (p *eddyProcess) kill() {
 	p.logf.Close()
 }
 
+// killRuns starts `eddy run` rounds times and kills it -9 each time once
+// it is up, after pause(round, rng) (nil: 100 to 800 ms at random);
+// before, when set, runs ahead of each round.
+func killRuns(t *testing.T, bin, cfg, logPath string, rounds int, seed uint64, pause func(int, *rand.Rand) time.Duration, before func(int)) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), seed))
+	for round := range rounds {
+		if before != nil {
+			before(round)
+		}
+		p := startEddy(t, bin, cfg, logPath)
+		select {
+		case <-p.up:
+		case <-time.After(30 * time.Second):
+			p.kill()
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("round %d: eddy did not start:\n%s", round, b)
+		}
+		d := time.Duration(100+rng.IntN(700)) * time.Millisecond
+		if pause != nil {
+			d = pause(round, rng)
+		}
+		time.Sleep(d)
+		p.kill()
+	}
+}
+
 // mixedLoad runs transactions over several tables from conns connections
 // until stop is closed: inserts, updates (v = v + 1) and deletes, some
 // transactions touching several tables. Failed transactions (deadlocks
@@ -178,19 +205,7 @@ connectors:
 		wg.Add(1)
 		go func() { defer wg.Done(); txns[i] = mixedLoad(dsn, tables, 2000, uint64(i+1), stop) }()
 	}
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
-	for round := range 20 {
-		p := startEddy(t, bin, cfg, logPath)
-		select {
-		case <-p.up:
-		case <-time.After(30 * time.Second):
-			p.kill()
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("round %d: eddy did not start:\n%s", round, b)
-		}
-		time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond)
-		p.kill()
-	}
+	killRuns(t, bin, cfg, logPath, 20, 9, nil, nil)
 	close(stop)
 	wg.Wait()
 

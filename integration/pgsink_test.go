@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -170,18 +169,7 @@ connectors:
 	stop := make(chan struct{})
 	done := make(chan int)
 	go func() { done <- mixedLoad(srcDSN, tables, 2000, 21, stop) }()
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 4))
-	for round := range 20 {
-		p := startEddy(t, bin, cfg, logPath)
-		select {
-		case <-p.up:
-		case <-time.After(30 * time.Second):
-			p.kill()
-			t.Fatalf("round %d: eddy did not start", round)
-		}
-		time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond)
-		p.kill()
-	}
+	killRuns(t, bin, cfg, logPath, 20, 4, nil, nil)
 	close(stop)
 	txns := <-done
 	p := startEddy(t, bin, cfg, logPath)

@@ -3,8 +3,6 @@ package mysql
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -17,20 +15,9 @@ import (
 // what Open says, which must be a permanent error.
 func openErr(t *testing.T, params map[string]any, name string) error {
 	t.Helper()
-	cat, err := connect.BuiltinCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := connect.NewParams(cat.Plugin("mysql-source"), params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := New(p, connect.Env{Connector: name, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := build(t, params, name)
 	defer src.Close()
-	err = src.Open(context.Background(), nil)
+	err := src.Open(context.Background(), nil)
 	if err == nil {
 		return nil
 	}

@@ -16,8 +16,8 @@ import (
 	"github.com/eddy-cdc/eddy/internal/testdb"
 )
 
-// openSource builds and opens mysql-source on params at position.
-func openSource(t *testing.T, params map[string]any, position []byte) *Source {
+// build builds mysql-source on params, as connector name.
+func build(t *testing.T, params map[string]any, name string) *Source {
 	t.Helper()
 	cat, err := connect.BuiltinCatalog()
 	if err != nil {
@@ -27,15 +27,22 @@ func openSource(t *testing.T, params map[string]any, position []byte) *Source {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := New(p, connect.Env{Connector: "test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	src, err := New(p, connect.Env{Connector: name, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { src.Close() })
+	return src.(*Source)
+}
+
+// openSource builds and opens mysql-source on params at position.
+func openSource(t *testing.T, params map[string]any, position []byte) *Source {
+	t.Helper()
+	src := build(t, params, "test")
 	if err := src.Open(context.Background(), position); err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	t.Cleanup(func() { src.Close() })
-	return src.(*Source)
+	return src
 }
 
 // pollN polls until n records with a topic came (position markers are
