@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/http"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 	hregistry "github.com/hamba/avro/v2/registry"
+
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
 // Confluent's wire format: a zero magic byte, the schema id as four
@@ -315,7 +318,26 @@ func (s *Serde) DecodeJSON(ctx context.Context, data []byte) ([]byte, error) {
 	if _, err := s.Decode(ctx, data, &v); err != nil {
 		return nil, err
 	}
-	return json.Marshal(v)
+	return json.Marshal(plainDecimals(v))
+}
+
+// plainDecimals replaces the decimals in a decoded value by their exact
+// text ("19.99"), which json.Marshal would write as a fraction
+// ("1999/100").
+func plainDecimals(v any) any {
+	switch x := v.(type) {
+	case *big.Rat:
+		return avrobin.DecimalString(x)
+	case map[string]any:
+		for k, e := range x {
+			x[k] = plainDecimals(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = plainDecimals(e)
+		}
+	}
+	return v
 }
 
 // EncodeJSON renders v as plain JSON, for connectors configured with the
@@ -333,5 +355,5 @@ func EncodeJSON(schema avro.Schema, v any) ([]byte, error) {
 	if err := api.Unmarshal(schema, body, &generic); err != nil {
 		return nil, fmt.Errorf("render as JSON: %w", err)
 	}
-	return json.Marshal(generic)
+	return json.Marshal(plainDecimals(generic))
 }

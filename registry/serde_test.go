@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -205,6 +206,25 @@ func TestEncodeJSONMatchesDecodedAvro(t *testing.T) {
 	}
 	if _, err := EncodeJSON(schema, map[string]any{"id": "not a number"}); err == nil {
 		t.Fatal("a value that does not fit the schema was rendered")
+	}
+}
+
+// Decimals render as their exact text, not as a fraction.
+func TestDecodeJSONDecimals(t *testing.T) {
+	ctx := context.Background()
+	_, r := testAPI(t)
+	serde := NewSerde(Local(r))
+	schema := avro.MustParse(`{"type":"record","name":"p","fields":[{"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},
+		{"name":"list","type":{"type":"array","items":{"type":"bytes","logicalType":"decimal","precision":65,"scale":30}}}]}`)
+	v := map[string]any{"price": big.NewRat(1999, 100), "list": []any{new(big.Rat).SetInt64(-7), nil}}
+	v["list"].([]any)[1], _ = new(big.Rat).SetString("12345678901234567890123456789012345.123456789012345678901234567891")
+	wire, err := serde.Encode(ctx, nil, "p-value", schema, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := serde.DecodeJSON(ctx, wire)
+	if want := `{"list":["-7","12345678901234567890123456789012345.123456789012345678901234567891"],"price":"19.99"}`; err != nil || string(js) != want {
+		t.Fatalf("%s (%v), want %s", js, err, want)
 	}
 }
 

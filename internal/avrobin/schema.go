@@ -37,6 +37,10 @@ func fits(s avro.Schema, v any) bool {
 	return false
 }
 
+// DecimalString renders a decimal exactly, as the JSON of records writes
+// it: "19.99", not big.Rat's "1999/100".
+func DecimalString(r *big.Rat) string { return ratString(r) }
+
 // ratString renders a decimal exactly. An Avro decimal is an integer over
 // a power of ten, so its reduced denominator is 2^a * 5^b and max(a, b)
 // digits after the point are exact; other fractions get 20 digits.
