@@ -94,6 +94,7 @@ func (s *Source) preflight(context.Context) error {
 	if s.cfg.serverID == s.serverID {
 		return fmt.Errorf("%w: server_id %d is the server's own: give the connector a server_id no server or replica uses", ErrPreflight, s.cfg.serverID)
 	}
+	s.checkExpiry()
 	if err := s.checkGrants(); err != nil {
 		return err
 	}
@@ -101,6 +102,24 @@ func (s *Source) preflight(context.Context) error {
 		return err
 	}
 	return s.loadCollations()
+}
+
+// checkExpiry warns about binlog retention: a server that never expires
+// its binlogs fills its disk; one that expires them within a day loses
+// the position of a connector stopped over a weekend.
+func (s *Source) checkExpiry() {
+	r, err := s.conn.Execute("select @@binlog_expire_logs_seconds")
+	if err != nil {
+		return
+	}
+	secs, _ := r.GetInt(0, 0)
+	switch {
+	case secs == 0:
+		s.log.Warn("the server never expires its binlogs (binlog_expire_logs_seconds = 0): they grow until its disk is full; set binlog_expire_logs_seconds (such as 604800, a week)")
+	case secs < 86400:
+		s.log.Warn("the server expires binlogs within a day: a connector stopped for longer loses its position (and stops, or takes a new snapshot under snapshot: when_needed)",
+			"binlog_expire_logs_seconds", secs)
+	}
 }
 
 // checkGrants looks for the replication rights in the user's grants. A
