@@ -49,6 +49,10 @@ type stream struct {
 	caughtUp   bool      // a heartbeat came: the server has nothing more
 	nextMarker time.Time
 	slab       []byte // positions are carved from it
+	// mapsAt is where the table maps outside any transaction began
+	// (mapsPending): rows that follow them with no BEGIN start there.
+	mapsAt      uint64
+	mapsPending bool
 
 	// The binlog is read and decoded on a goroutine of its own (decode),
 	// a batch ahead of the runtime's appends: batches carries its batches
@@ -304,6 +308,9 @@ func (s *Source) handle(ev *replication.BinlogEvent, out []connect.Record) ([]co
 	case *replication.QueryEvent:
 		return s.queryEvent(ev, e, begin, out)
 	case *replication.TableMapEvent:
+		if !st.txn.open && !st.mapsPending {
+			st.mapsAt, st.mapsPending = begin, true
+		}
 		return out, s.tableMap(e)
 	case *replication.RowsEvent:
 		return s.rows(ev, e, out)
@@ -326,6 +333,7 @@ func (s *Source) handle(ev *replication.BinlogEvent, out []connect.Record) ([]co
 
 func (s *Source) beginTxn(begin uint64, gtid string, thread int64) {
 	st := s.stream
+	st.mapsPending = false
 	st.txn = txn{open: true, start: coords{file: st.file, pos: begin, gtid: st.gtids.String()}, gtid: gtid, ts: st.eventTime, thread: thread}
 }
 
@@ -341,6 +349,10 @@ func (s *Source) endTxn(end uint64) error {
 	st.passed = coords{file: st.file, pos: end, gtid: st.gtids.String()}
 	return nil
 }
+
+// savepointRE matches the statements a transaction logs as queries
+// between its rows: SAVEPOINT, ROLLBACK TO, RELEASE SAVEPOINT.
+var savepointRE = regexp.MustCompile(`(?i)^\s*(savepoint|rollback\s+(work\s+)?to|release\s+savepoint)\b`)
 
 // truncateRE matches TRUNCATE [TABLE] name.
 var truncateRE = regexp.MustCompile("(?is)^\\s*truncate\\s+(?:table\\s+)?((?:`[^`]+`|[^\\s.`;]+)(?:\\s*\\.\\s*(?:`[^`]+`|[^\\s.`;]+))?)")
@@ -361,6 +373,9 @@ func (s *Source) queryEvent(ev *replication.BinlogEvent, e *replication.QueryEve
 		return out, nil
 	case "COMMIT":
 		return out, s.endTxn(uint64(ev.Header.LogPos))
+	}
+	if st.txn.open && savepointRE.MatchString(q) {
+		return out, nil // inside the transaction, which goes on
 	}
 	if !st.txn.open {
 		s.beginTxn(begin, "", int64(e.SlaveProxyID))
@@ -485,8 +500,10 @@ func (s *Source) rows(ev *replication.BinlogEvent, e *replication.RowsEvent, out
 	if t == nil {
 		return out, nil
 	}
-	if !st.txn.open { // a server that logged no BEGIN or GTID (non-transactional tables)
-		s.beginTxn(uint64(ev.Header.LogPos)-uint64(ev.Header.EventSize), "", 0)
+	if !st.txn.open {
+		// A server that logged no BEGIN or GTID: the transaction starts
+		// at its first table map, so a restart there reads the maps too.
+		s.beginTxn(st.mapsAt, "", 0)
 	}
 	decode := func(vals []any) (map[string]any, error) {
 		row := make(map[string]any, len(t.cols))

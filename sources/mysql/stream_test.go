@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/internal/testdb"
 )
 
@@ -138,5 +140,43 @@ func TestPurgedBinlogChoices(t *testing.T) {
 	gap := openSource(t, params, stored)
 	if id := pollN(t, gap, 1)[0].Value.(map[string]any)["after"].(map[string]any)["id"]; id != int32(5) {
 		t.Errorf("accept_binlog_gap: the first change is id %v, want 5 (the oldest binlog's)", id)
+	}
+}
+
+// A transaction with savepoints is one transaction: its rows, the ones
+// rolled back to a savepoint left out, and a restart from within a
+// statement whose rows span several rows events (after one table map)
+// reads the rest of it.
+func TestSavepoints(t *testing.T) {
+	params := origin(t, []string{"create table t (id int primary key, v text)"}, "t")
+	src := openSource(t, params, nil)
+	c := testdb.MariaRoot(t)
+	if err := c.UseDB(originDB(params)); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"begin", "insert into t values (1, 'a')", "savepoint one", "insert into t values (2, 'b')", "rollback to savepoint one",
+		"insert into t values (3, 'c')", "savepoint two", "insert into t select seq, repeat('x', 200) from seq_10_to_2009", "release savepoint two", "commit"} {
+		if _, err := c.Execute(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	ids := func(recs []connect.Record) (out []int32) {
+		for _, r := range recs {
+			out = append(out, r.Value.(map[string]any)["after"].(map[string]any)["id"].(int32))
+		}
+		return out
+	}
+	got := pollN(t, src, 2002)
+	want := []int32{1, 3}
+	for id := int32(10); id <= 2009; id++ {
+		want = append(want, id)
+	}
+	if !slices.Equal(ids(got), want) {
+		t.Fatalf("changes %v…, want 1, 3, 10…2009", ids(got)[:5])
+	}
+	src.Close()
+	again := openSource(t, params, got[1000].Position)
+	if rest := ids(pollN(t, again, 1001)); !slices.Equal(rest, want[1001:]) {
+		t.Fatalf("after a restart from within the big statement: %d changes from %d, want %d from %d", len(rest), rest[0], len(want)-1001, want[1001])
 	}
 }
