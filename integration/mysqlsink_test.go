@@ -132,6 +132,7 @@ func atoi(s string) int {
 // scripts/test-services.sh does, and waits until it takes connections.
 func restartMariaDB(t *testing.T) {
 	t.Helper()
+	testdb.MariaBinlogExclusive(t) // every binlog reader's connection dies
 	start := func() error {
 		os.MkdirAll("/run/mysqld", 0o755)
 		exec.Command("chown", "mysql:mysql", "/run/mysqld").Run()

@@ -233,3 +233,65 @@ connectors:
 	t.Logf("%d transactions, %d events, 20 kills, a column added mid-stream; %d snapshots started, %d restarts skipped records the log held",
 		txns[0]+txns[1]+txns[2], events, strings.Count(string(b), "snapshot started"), strings.Count(string(b), "in the log already"))
 }
+
+// MariaDB restarted mid-stream: the source's connections die with it, the
+// runtime opens it again at its stored position, and the log's image of
+// the table ends equal to the table, every change once.
+func TestMariaDBServerRestartMidStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts MariaDB")
+	}
+	testdb.MariaBinlogExclusive(t) // the restart ends every binlog reader's connection
+	db := testdb.MariaDB(t, "eddy_it_restart")
+	testdb.MariaExec(t, db, "create table orders (id int primary key, v bigint not null, note text)", "insert into orders select seq, 0, 'initial' from seq_1_to_500")
+	dir := t.TempDir()
+	p := startPipeline(t, dir, fmt.Sprintf(`
+connectors:
+  - name: maria
+    plugin: mysql-source
+    config: {dsn: "mysql://root@%s", tables: [%s.orders], topic_prefix: shop}
+`, testdb.MariaAddr, db))
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			n += mariaLoad(db, []string{"orders"}, 1000, uint64(n+1), stop)
+			time.Sleep(100 * time.Millisecond) // the server is away: try again
+		}
+	}()
+	time.Sleep(time.Second)
+	restartMariaDB(t)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	txns := <-done
+	root := testdb.MariaRoot(t)
+	if err := root.UseDB(db); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := root.Execute("select variable_value from information_schema.global_status where variable_name = 'UPTIME'"); err != nil {
+		t.Fatal(err)
+	} else if up, _ := res.GetString(0, 0); atoi(up) > 60 {
+		t.Fatalf("MariaDB has been up %s s: it was not restarted", up)
+	}
+	want := mariaImage(t, root, "orders")
+	topic := "shop." + db + ".orders"
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		got := replay(t, p.readChanges(t, topic))
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log's image (%d rows) never matched the table (%d rows)", len(got), len(want))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("%d transactions across the restart; the log's image equals the table", txns)
+}

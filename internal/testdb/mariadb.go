@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -105,17 +106,33 @@ func MariaKill(t testing.TB, user string) {
 }
 
 // The local MariaDB's binlog is one for every package's tests: a test
-// that changes it for the whole server (purges it, changes its format)
-// holds MariaBinlogExclusive, and a test that reads it through
-// mysql-source holds MariaBinlogShared, so the two never overlap, across
-// packages too.
+// that changes it for the whole server (purges it, changes its format,
+// restarts the server) holds MariaBinlogExclusive, and a test that reads
+// it through mysql-source holds MariaBinlogShared, so the two never
+// overlap, across packages too. Within a process, a test under an
+// exclusive hold (its subtests, say) needs no shared one.
 const binlogLock = "/tmp/eddy-test-mariadb-binlog.lock"
 
+// exclusiveHeld counts this process's exclusive holds: a shared lock
+// asked for under one would wait for it forever.
+var exclusiveHeld atomic.Int32
+
 // MariaBinlogShared holds the binlog lock shared until the test ends.
-func MariaBinlogShared(t testing.TB) { flock(t, syscall.LOCK_SH) }
+func MariaBinlogShared(t testing.TB) {
+	if exclusiveHeld.Load() > 0 {
+		return
+	}
+	flock(t, syscall.LOCK_SH)
+}
 
 // MariaBinlogExclusive holds the binlog lock alone until the test ends.
-func MariaBinlogExclusive(t testing.TB) { flock(t, syscall.LOCK_EX) }
+func MariaBinlogExclusive(t testing.TB) {
+	if exclusiveHeld.Load() == 0 { // else this process holds it already
+		flock(t, syscall.LOCK_EX)
+	}
+	exclusiveHeld.Add(1)
+	t.Cleanup(func() { exclusiveHeld.Add(-1) })
+}
 
 func flock(t testing.TB, how int) {
 	t.Helper()

@@ -19,6 +19,7 @@ func replicaGrants(db string) []string {
 // origin makes a database and a user with the documented rights, runs
 // setup in it, and returns the source's params.
 func origin(t *testing.T, setup []string, tables ...string) map[string]any {
+	testdb.MariaBinlogShared(t)
 	db := testdb.MariaDB(t, "eddy_mysrc")
 	user := testdb.MariaUser(t, replicaGrants(db)...)
 	testdb.MariaExec(t, db, setup...)
