@@ -251,26 +251,7 @@ connectors:
     plugin: mysql-source
     config: {dsn: "mysql://root@%s", tables: [%s.orders], topic_prefix: shop}
 `, testdb.MariaAddr, db))
-	stop := make(chan struct{})
-	done := make(chan int)
-	go func() {
-		n := 0
-		for {
-			select {
-			case <-stop:
-				done <- n
-				return
-			default:
-			}
-			n += mariaLoad(db, []string{"orders"}, 1000, uint64(n+1), stop)
-			time.Sleep(100 * time.Millisecond) // the server is away: try again
-		}
-	}()
-	time.Sleep(time.Second)
-	restartMariaDB(t)
-	time.Sleep(2 * time.Second)
-	close(stop)
-	txns := <-done
+	txns := loadAcross(t, func(seed uint64, stop <-chan struct{}) int { return mariaLoad(db, []string{"orders"}, 1000, seed, stop) }, 1, restartMariaDB)
 	root := testdb.MariaRoot(t)
 	if err := root.UseDB(db); err != nil {
 		t.Fatal(err)

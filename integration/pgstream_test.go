@@ -310,6 +310,14 @@ func restartPostgres(t *testing.T) {
 // and returns the transactions committed.
 func loadAcrossRestart(t *testing.T, dsn string, seed uint64, restart func(*testing.T)) int {
 	t.Helper()
+	return loadAcross(t, func(seed uint64, stop <-chan struct{}) int { return mixedLoad(dsn, []string{"orders"}, 1500, seed, stop) }, seed, restart)
+}
+
+// loadAcross runs load (again and again while the server is away) from
+// a second before restart until a second after it, and returns the
+// transactions it committed.
+func loadAcross(t *testing.T, load func(seed uint64, stop <-chan struct{}) int, seed uint64, restart func(*testing.T)) int {
+	t.Helper()
 	stop := make(chan struct{})
 	done := make(chan int)
 	go func() {
@@ -321,7 +329,7 @@ func loadAcrossRestart(t *testing.T, dsn string, seed uint64, restart func(*test
 				return
 			default:
 			}
-			n += mixedLoad(dsn, []string{"orders"}, 1500, seed+uint64(n), stop)
+			n += load(seed+uint64(n), stop)
 			time.Sleep(100 * time.Millisecond) // the server is away: try again
 		}
 	}()
