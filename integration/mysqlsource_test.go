@@ -251,7 +251,9 @@ connectors:
     plugin: mysql-source
     config: {dsn: "mysql://root@%s", tables: [%s.orders], topic_prefix: shop}
 `, testdb.MariaAddr, db))
-	txns := loadAcross(t, func(seed uint64, stop <-chan struct{}) int { return mariaLoad(db, []string{"orders"}, 1000, seed, stop) }, 1, restartMariaDB)
+	txns := loadAcross(t, func(seed uint64, stop <-chan struct{}) int {
+		return mariaLoad(db, []string{"orders"}, 1000, seed, stop)
+	}, 1, restartMariaDB)
 	root := testdb.MariaRoot(t)
 	if err := root.UseDB(db); err != nil {
 		t.Fatal(err)

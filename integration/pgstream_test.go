@@ -310,7 +310,9 @@ func restartPostgres(t *testing.T) {
 // and returns the transactions committed.
 func loadAcrossRestart(t *testing.T, dsn string, seed uint64, restart func(*testing.T)) int {
 	t.Helper()
-	return loadAcross(t, func(seed uint64, stop <-chan struct{}) int { return mixedLoad(dsn, []string{"orders"}, 1500, seed, stop) }, seed, restart)
+	return loadAcross(t, func(seed uint64, stop <-chan struct{}) int {
+		return mixedLoad(dsn, []string{"orders"}, 1500, seed, stop)
+	}, seed, restart)
 }
 
 // loadAcross runs load (again and again while the server is away) from
