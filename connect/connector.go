@@ -377,7 +377,8 @@ func (c *connector) resetSource(ctx context.Context) error {
 }
 
 func (c *connector) env() Env {
-	return Env{Connector: c.spec.Name, Logger: c.log, Peers: c.w.peers}
+	return Env{Connector: c.spec.Name, Logger: c.log, Peers: c.w.peers,
+		History: func() (History, error) { return OpenHistory(c.w.log, c.spec.Name) }}
 }
 
 // transforms builds the task's own transform chain.

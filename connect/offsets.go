@@ -50,34 +50,20 @@ func openOffsetStore(ctx context.Context, l *elog.Log) (*offsetStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	off := p.LogStartOffset()
-	var recs []elog.Record
-	for off < p.HighWatermark() {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	err = scanPartition(ctx, p, func(r elog.Record) error {
+		if r.Value == nil {
+			delete(s.byKey, string(r.Key))
+			return nil
 		}
-		res, err := p.Fetch(off, 1<<20)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", OffsetsTopic, err)
+		var so SourceOffset
+		if err := json.Unmarshal(r.Value, &so); err != nil {
+			return fmt.Errorf("read %s offset %d: %w", OffsetsTopic, r.Offset, err)
 		}
-		if recs, err = elog.DecodeBatches(recs[:0], res.Data, off); err != nil {
-			return nil, fmt.Errorf("read %s: %w", OffsetsTopic, err)
-		}
-		for _, r := range recs {
-			if r.Value == nil {
-				delete(s.byKey, string(r.Key))
-				continue
-			}
-			var so SourceOffset
-			if err := json.Unmarshal(r.Value, &so); err != nil {
-				return nil, fmt.Errorf("read %s offset %d: %w", OffsetsTopic, r.Offset, err)
-			}
-			s.byKey[string(r.Key)] = so
-		}
-		if res.NextOffset <= off {
-			break
-		}
-		off = res.NextOffset
+		s.byKey[string(r.Key)] = so
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", OffsetsTopic, err)
 	}
 	return s, nil
 }

@@ -194,6 +194,10 @@ type Env struct {
 	// no configured connector uses (a replication slot left by a removed
 	// connector).
 	Peers func() []Peer
+	// History opens the connector's history topic (history.go); nil
+	// where the runtime keeps none (a source must then do without, or
+	// say it cannot).
+	History func() (History, error)
 }
 
 // Peer is a connector configured on the worker.

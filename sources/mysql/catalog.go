@@ -72,12 +72,16 @@ func (s *Source) preflight(context.Context) error {
 	if !strings.EqualFold(image, "FULL") {
 		return fmt.Errorf("%w: binlog_row_image is %s: set binlog_row_image = FULL, so updates and deletes log every column", ErrPreflight, image)
 	}
-	meta, err := s.query("select @@global.binlog_row_metadata")
-	if err != nil {
-		return fmt.Errorf("%w: the server has no binlog_row_metadata (%v): mysql-source needs MySQL 8.0.1 or MariaDB 10.5 or later, which write each table's column names, signedness, character sets and key in the binlog", ErrPreflight, err)
+	meta := "absent (a server before MySQL 8.0.1 or MariaDB 10.5)"
+	if r, err := s.query("select @@global.binlog_row_metadata"); err == nil {
+		meta, _ = r.GetString(0, 0)
 	}
-	if m, _ := meta.GetString(0, 0); !strings.EqualFold(m, "FULL") {
-		return fmt.Errorf("%w: binlog_row_metadata is %s: set binlog_row_metadata = FULL (SET GLOBAL binlog_row_metadata = 'FULL', and in the configuration), so every row is decoded with the schema it was written with", ErrPreflight, m)
+	s.fullMeta = strings.EqualFold(meta, "FULL")
+	switch {
+	case !s.fullMeta && s.histFn == nil:
+		return fmt.Errorf("%w: binlog_row_metadata is %s and this runtime keeps no schema history for the connector: set binlog_row_metadata = FULL (SET GLOBAL binlog_row_metadata = 'FULL', and in the configuration), so the binlog carries each table's columns", ErrPreflight, meta)
+	case !s.fullMeta:
+		s.log.Info("binlog_row_metadata is not FULL: rows are decoded with the connector's schema history, kept from its DDL statements; FULL makes the binlog carry the columns itself", "binlog_row_metadata", meta)
 	}
 	if s.cfg.flavor == "mysql" {
 		g, err := s.query("select @@gtid_mode")
@@ -184,15 +188,32 @@ func (s *Source) checkReplicas() error {
 // loadCollations maps collation ids to character sets: the binlog names a
 // column's collation.
 func (s *Source) loadCollations() error {
-	r, err := s.query("select id, character_set_name from information_schema.collations")
+	r, err := s.query("select id, character_set_name, collation_name from information_schema.collations")
 	if err != nil {
 		return fmt.Errorf("read collations: %w", err)
 	}
 	s.collation = map[uint64]string{}
+	s.ddl = &ddlEnv{flavor: s.cfg.flavor, collations: map[string]string{}, dbs: map[string]string{}}
 	for i := range r.RowNumber() {
 		id, _ := r.GetUint(i, 0)
 		cs, _ := r.GetString(i, 1)
+		name, _ := r.GetString(i, 2)
 		s.collation[id] = cs
+		s.ddl.collations[strings.ToLower(name)] = cs
+	}
+	srv, err := s.query("select @@global.character_set_server")
+	if err != nil {
+		return fmt.Errorf("read character_set_server: %w", err)
+	}
+	s.ddl.server, _ = srv.GetString(0, 0)
+	dbs, err := s.query("select schema_name, default_character_set_name from information_schema.schemata")
+	if err != nil {
+		return fmt.Errorf("read databases: %w", err)
+	}
+	for i := range dbs.RowNumber() {
+		name, _ := dbs.GetString(i, 0)
+		cs, _ := dbs.GetString(i, 1)
+		s.ddl.dbs[name] = cs
 	}
 	return nil
 }
@@ -269,52 +290,99 @@ func (s *Source) describe(t *table) error {
 		}
 		return fmt.Errorf("read %s: %w", t.full(), err)
 	}
-	r, err := s.query(`select column_name, data_type, column_type, is_nullable, coalesce(numeric_precision, 0), coalesce(numeric_scale, 0),
-		coalesce(character_set_name, ''), coalesce(character_octet_length, 0), column_key
-		from information_schema.columns where table_schema = ? and table_name = ? order by ordinal_position`, t.db, t.name)
+	defs, err := s.describeDefs("c.table_schema = ? and c.table_name = ?", t.db, t.name)
 	if err != nil {
-		return fmt.Errorf("describe %s: %w", t.full(), err)
+		return err
 	}
-	cols := make([]column, r.RowNumber())
+	d := defs[t.full()]
+	if d == nil {
+		return fmt.Errorf("%w: table %s has no columns user %s may see", ErrPreflight, t.full(), s.cfg.user)
+	}
+	return s.useDef(t, d)
+}
+
+// useDef gives a table the columns of a definition.
+func (s *Source) useDef(t *table, d *tableDef) error {
+	cols, order, err := s.keyedColumns(t, d)
+	if err != nil {
+		return err
+	}
+	t.keyOrder = order
+	return t.setColumns(cols, s.cfg.prefix)
+}
+
+// keyedColumns are a definition's columns with their key, keyed on all of
+// them when it has no primary key and no_primary_key allows it (which
+// marks t allKey).
+func (s *Source) keyedColumns(t *table, d *tableDef) ([]column, []int, error) {
+	cols, order := d.withKey()
+	if len(order) > 0 {
+		return cols, order, nil
+	}
+	if s.cfg.noKey != "all_columns" {
+		return nil, nil, fmt.Errorf("%w: table %s has no primary key: add one, or set no_primary_key: all_columns to key its events on every column", ErrPreflight, t.full())
+	}
+	if !t.allKey {
+		s.log.Warn("table has no primary key: its events are keyed on all its columns, so a change of any column is a delete and a create of the key", "table", t.full())
+	}
+	t.allKey = true
 	for i := range cols {
-		name, _ := r.GetString(i, 0)
-		dataType, _ := r.GetString(i, 1)
-		colType, _ := r.GetString(i, 2)
-		nullable, _ := r.GetString(i, 3)
-		prec, _ := r.GetInt(i, 4)
-		scale, _ := r.GetInt(i, 5)
-		cs, _ := r.GetString(i, 6)
-		octets, _ := r.GetInt(i, 7)
-		key, _ := r.GetString(i, 8)
+		cols[i].key = true
+		order = append(order, i)
+	}
+	return cols, order, nil
+}
+
+// describeDefs reads the definitions of the tables where (over
+// information_schema.columns c) holds.
+func (s *Source) describeDefs(where string, args ...any) (map[string]*tableDef, error) {
+	r, err := s.query(`select c.table_schema, c.table_name, c.column_name, c.data_type, c.column_type, c.is_nullable,
+		coalesce(c.numeric_precision, 0), coalesce(c.numeric_scale, 0), coalesce(c.character_set_name, ''), coalesce(c.character_octet_length, 0),
+		coalesce(t.table_collation, '')
+		from information_schema.columns c join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name
+		where t.table_type = 'BASE TABLE' and `+where+` order by c.table_schema, c.table_name, c.ordinal_position`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("describe tables: %w", err)
+	}
+	defs := map[string]*tableDef{}
+	for i := range r.RowNumber() {
+		db, _ := r.GetString(i, 0)
+		tname, _ := r.GetString(i, 1)
+		name, _ := r.GetString(i, 2)
+		dataType, _ := r.GetString(i, 3)
+		colType, _ := r.GetString(i, 4)
+		nullable, _ := r.GetString(i, 5)
+		prec, _ := r.GetInt(i, 6)
+		scale, _ := r.GetInt(i, 7)
+		cs, _ := r.GetString(i, 8)
+		octets, _ := r.GetInt(i, 9)
+		coll, _ := r.GetString(i, 10)
+		d := defs[db+"."+tname]
+		if d == nil {
+			d = &tableDef{db: db, name: tname, charset: s.ddl.collations[strings.ToLower(coll)]}
+			defs[d.full()] = d
+		}
 		c, err := infoColumn(name, strings.ToLower(dataType), strings.ToLower(colType), int(prec), int(scale), cs, int(octets))
 		if err != nil {
-			return fmt.Errorf("%w: %s.%s: %v", ErrPreflight, t.full(), name, err)
+			return nil, fmt.Errorf("%w: %s.%s: %v", ErrPreflight, d.full(), name, err)
 		}
-		c.nullable, c.key = nullable == "YES", key == "PRI"
-		cols[i] = c
+		c.nullable = nullable == "YES"
+		d.cols = append(d.cols, c)
 	}
-	pk, err := s.query(`select column_name from information_schema.statistics where table_schema = ? and table_name = ? and index_name = 'PRIMARY' order by seq_in_index`, t.db, t.name)
+	pk, err := s.query(`select c.table_schema, c.table_name, c.column_name from information_schema.statistics c
+		where c.index_name = 'PRIMARY' and `+where+` order by c.table_schema, c.table_name, c.seq_in_index`, args...)
 	if err != nil {
-		return fmt.Errorf("read the primary key of %s: %w", t.full(), err)
+		return nil, fmt.Errorf("read primary keys: %w", err)
 	}
 	for i := range pk.RowNumber() {
-		n, _ := pk.GetString(i, 0)
-		if j := slices.IndexFunc(cols, func(c column) bool { return c.name == n }); j >= 0 {
-			t.keyOrder = append(t.keyOrder, j)
+		db, _ := pk.GetString(i, 0)
+		tname, _ := pk.GetString(i, 1)
+		n, _ := pk.GetString(i, 2)
+		if d := defs[db+"."+tname]; d != nil {
+			d.key = append(d.key, n)
 		}
 	}
-	if len(t.keyOrder) == 0 {
-		if s.cfg.noKey != "all_columns" {
-			return fmt.Errorf("%w: table %s has no primary key: add one, or set no_primary_key: all_columns to key its events on every column", ErrPreflight, t.full())
-		}
-		s.log.Warn("table has no primary key: its events are keyed on all its columns, so a change of any column is a delete and a create of the key", "table", t.full())
-		t.allKey = true
-		for i := range cols {
-			cols[i].key = true
-			t.keyOrder = append(t.keyOrder, i)
-		}
-	}
-	return t.setColumns(cols, s.cfg.prefix)
+	return defs, nil
 }
 
 // quoteTable quotes db.name for SQL.

@@ -62,6 +62,18 @@ type Source struct {
 	serverID  uint32            // the origin's own
 	gen       uint32            // the positions' generation (position.go)
 	gtidMode  bool
+	ddl       *ddlEnv
+
+	// The schema history (history.go): hist is nil where the runtime
+	// keeps none. defs are the tracked tables' definitions as of the
+	// binlog read so far; fullMeta says the binlog's table maps carry
+	// the columns themselves (binlog_row_metadata=FULL), so defs only
+	// keep the history for a server that stops writing them.
+	histFn     func() (connect.History, error)
+	hist       *schemaHistory
+	defs       map[string]*tableDef
+	fullMeta   bool
+	mismatches int // table maps whose columns the history had otherwise
 
 	snap   *snapshot
 	stream *stream
@@ -117,7 +129,7 @@ func New(p connect.Params, env connect.Env) (connect.Source, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Source{cfg: cfg, name: env.Connector, log: log}, nil
+	return &Source{cfg: cfg, name: env.Connector, log: log, histFn: env.History}, nil
 }
 
 // Open connects, checks the server, and positions the source: a snapshot
@@ -144,10 +156,16 @@ func (s *Source) open(ctx context.Context, position []byte) error {
 	if err := s.loadTables(ctx); err != nil {
 		return err
 	}
+	if err := s.openHistory(ctx, position); err != nil {
+		return err
+	}
 	if len(position) == 0 {
 		if s.cfg.snapshot == SnapshotNever {
 			at, err := s.serverPosition()
 			if err != nil {
+				return err
+			}
+			if err := s.baseline(ctx, at); err != nil {
 				return err
 			}
 			return s.startStream(ctx, at, nil)
@@ -184,6 +202,9 @@ func (s *Source) open(ctx context.Context, position []byte) error {
 			}
 			s.log.Error("the binlog the stored position needs was purged: accept_binlog_gap is set, so streaming goes on from the oldest binlog the server has; the changes in between are LOST",
 				"position", pos.at.String(), "from", at.String(), "why", gone)
+			if err := s.baseline(ctx, at); err != nil {
+				return err
+			}
 			return s.startStream(ctx, at, nil)
 		}
 		return fmt.Errorf("%w: the binlog at the stored position %s is gone (%s): the changes after it cannot be read. "+
@@ -226,9 +247,14 @@ func (s *Source) Poll(ctx context.Context) ([]connect.Record, error) {
 // Commit notes how far the log holds the binlog, for LagBytes; nothing
 // goes upstream: a replica acknowledges nothing to the server, and the
 // stored position is where the source resumes.
-func (s *Source) Commit(_ context.Context, position []byte) error {
+func (s *Source) Commit(ctx context.Context, position []byte) error {
 	if p, err := parsePosition(position); err == nil && p.kind == posStream {
 		s.durable = p.at
+	}
+	if s.hist != nil {
+		if err := s.hist.prune(ctx, position); err != nil {
+			s.log.Warn("could not prune the schema history; it is pruned at a later commit", "err", err)
+		}
 	}
 	return nil
 }

@@ -108,6 +108,9 @@ func (s *Source) startSnapshot(ctx context.Context, retake bool) error {
 	if retake {
 		s.gen++ // sorts after all the log holds, as the stream before it did not
 	}
+	if err := s.baselineAt(ctx, snapshotPos(s.gen, 0, 0, 0, at)); err != nil {
+		return err
+	}
 	s.snap = &snapshot{epoch: uint64(time.Now().UnixNano()), at: at, started: time.Now(), retake: retake}
 	s.log.Info("snapshot started", "binlog", at.String(), "tables", len(s.order))
 	return nil

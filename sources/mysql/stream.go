@@ -59,6 +59,7 @@ type stream struct {
 	// and at last its error. Only that goroutine touches the fields
 	// above once it runs.
 	batches chan batch
+	ctx     context.Context // the goroutine's
 	stop    context.CancelFunc
 	stopped chan struct{}
 	start   coords // where it started
@@ -181,7 +182,7 @@ func (s *Source) startStream(_ context.Context, at coords, resumeAfter []byte) e
 	st.passed = at
 	s.stream = st
 	ctx, cancel := context.WithCancel(context.Background())
-	st.stop = cancel
+	st.ctx, st.stop = ctx, cancel
 	go s.decode(ctx, st)
 	s.log.Info("streaming", "binlog", at.String(), "server_id", s.cfg.serverID)
 	return nil
@@ -357,6 +358,8 @@ var savepointRE = regexp.MustCompile(`(?i)^\s*(savepoint|rollback\s+(work\s+)?to
 // truncateRE matches TRUNCATE [TABLE] name.
 var truncateRE = regexp.MustCompile("(?is)^\\s*truncate\\s+(?:table\\s+)?((?:`[^`]+`|[^\\s.`;]+)(?:\\s*\\.\\s*(?:`[^`]+`|[^\\s.`;]+))?)")
 
+func isTruncate(q string) bool { return truncateRE.MatchString(q) }
+
 // queryEvent handles a query event: BEGIN and COMMIT bound a transaction; a
 // TRUNCATE of a captured table is an event; other DDL needs nothing, as
 // the next table map carries the table's new columns.
@@ -389,6 +392,13 @@ func (s *Source) queryEvent(ev *replication.BinlogEvent, e *replication.QueryEve
 		}
 		if t := s.byName[db+"."+name]; t != nil {
 			out = s.emit(out, t, "t", nil, nil)
+		}
+	}
+	if !isTruncate(q) {
+		// The history's position for it: after a position marker where
+		// the statement begins, before anything after it.
+		if err := s.historyDDL(st.ctx, streamPos(s.gen, st.fileNum, 1, st.txn.start), string(e.Schema), q); err != nil {
+			return out, err
 		}
 	}
 	// DDL commits by itself: the statement is its own transaction. A
@@ -438,6 +448,12 @@ func (s *Source) tableMap(e *replication.TableMapEvent) error {
 		s.byName[full] = t
 		s.log.Info("capturing a new table", "table", full)
 	}
+	if st.byID[e.TableID] == t && t.cols != nil {
+		return nil // a table id stands for one definition: DDL gives a new one
+	}
+	if !s.fullMeta {
+		return s.historyTableMap(e, t)
+	}
 	cols, err := s.binlogColumns(e)
 	if err != nil {
 		return err
@@ -457,6 +473,15 @@ func (s *Source) tableMap(e *replication.TableMapEvent) error {
 		}
 	}
 	st.byID[e.TableID] = t
+	if err := s.historyFromMap(t, cols, keyOrder); err != nil {
+		return err
+	}
+	return s.retable(t, cols, keyOrder)
+}
+
+// retable gives a table new columns when they are not its own; the next
+// event registers the new schema version.
+func (s *Source) retable(t *table, cols []column, keyOrder []int) error {
 	if sameColumns(t.cols, cols) {
 		return nil
 	}
@@ -466,9 +491,84 @@ func (s *Source) tableMap(e *replication.TableMapEvent) error {
 		return err
 	}
 	if !fresh {
-		s.log.Info("table changed: new schema", "table", full, "columns", len(cols))
+		s.log.Info("table changed: new schema", "table", t.full(), "columns", len(cols))
 	}
 	return nil
+}
+
+// historyFromMap stores a table map's columns in the history when they
+// are not what it has (a statement it could not follow, or a table it
+// had no definition of).
+func (s *Source) historyFromMap(t *table, cols []column, keyOrder []int) error {
+	if s.hist == nil {
+		return nil
+	}
+	full := t.full()
+	d := &tableDef{db: t.db, name: t.name, cols: cols}
+	if old := s.defs[full]; old != nil {
+		d.charset = old.charset
+		if sameDef(old, cols, t.allKey) {
+			return nil
+		}
+		s.mismatches++
+		s.log.Warn("the schema history had other columns than the binlog's table map; the table map's are stored", "table", full)
+	} else if s.ddl != nil {
+		d.charset, _ = s.ddl.dbCharset(t.db)
+	}
+	if !t.allKey {
+		for _, i := range keyOrder {
+			d.key = append(d.key, cols[i].name)
+		}
+	}
+	s.defs[full] = d
+	st := s.stream
+	return s.hist.put(st.ctx, streamPos(s.gen, st.fileNum, 0, st.txn.start), "", s.defs, []string{full})
+}
+
+// sameDef says whether a definition has a table map's columns (their
+// nullability aside: a table map's is the server's own).
+func sameDef(d *tableDef, cols []column, allKey bool) bool {
+	mine, _ := d.withKey()
+	if len(mine) != len(cols) {
+		return false
+	}
+	for i := range mine {
+		a, b := mine[i], cols[i]
+		a.nullable, b.nullable = false, false
+		if allKey {
+			a.key, b.key = false, false
+		}
+		if !a.same(b) {
+			return false
+		}
+	}
+	return true
+}
+
+// historyTableMap gives a table the columns the history has for it, for
+// a binlog without column metadata, after checking them against the
+// table map's types.
+func (s *Source) historyTableMap(e *replication.TableMapEvent, t *table) error {
+	st := s.stream
+	full := t.full()
+	d := s.defs[full]
+	if d == nil {
+		return connect.Permanent(fmt.Errorf("%w: the schema history has no definition of %s, and the binlog carries no column metadata (binlog_row_metadata is not FULL): "+
+			"set binlog_row_metadata = FULL and delete the connector's offsets to take a new snapshot", ErrPreflight, full))
+	}
+	if err := fitsMap(d, e); err != nil {
+		return connect.Permanent(fmt.Errorf("%w: %v: the schema history does not match the binlog, so its rows cannot be decoded: "+
+			"set binlog_row_metadata = FULL and delete the connector's offsets to take a new snapshot", ErrPreflight, err))
+	}
+	cols, order, err := s.keyedColumns(t, d)
+	if err != nil {
+		return connect.Permanent(err)
+	}
+	for i := range cols {
+		_, cols[i].nullable = e.Nullable(i)
+	}
+	st.byID[e.TableID] = t
+	return s.retable(t, cols, order)
 }
 
 func sameColumns(a, b []column) bool {
