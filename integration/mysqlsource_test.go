@@ -16,6 +16,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/internal/testdb"
 )
 
@@ -116,12 +117,26 @@ func column0(q string, pg *pgx.Conn, my *client.Conn) []string {
 // writers change tables of different shapes and a column is added
 // mid-stream: at the end the log holds every committed change exactly
 // once (each key's version goes up by one from event to event), and both
-// targets equal the source row by row.
+// targets equal the source row by row. Twice: with the binlog's own
+// column metadata (binlog_row_metadata=FULL), and without it, the rows
+// decoded with the connector's schema history, rebuilt on every restart.
 func TestMariaDBKillRunDuringWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test")
 	}
-	testdb.MariaBinlogShared(t)
+	t.Run("binlog metadata", func(t *testing.T) {
+		testdb.MariaBinlogShared(t)
+		mariaKillRun(t, false)
+	})
+	t.Run("schema history", func(t *testing.T) {
+		testdb.MariaBinlogExclusive(t) // a server setting, for this test
+		testdb.MariaExec(t, "", "set global binlog_row_metadata = 'MINIMAL'")
+		t.Cleanup(func() { testdb.MariaExec(t, "", "set global binlog_row_metadata = 'FULL'") })
+		mariaKillRun(t, true)
+	})
+}
+
+func mariaKillRun(t *testing.T, history bool) {
 	root := testdb.MariaRoot(t)
 	db := testdb.MariaDB(t, "eddy_it_src")
 	if err := root.UseDB(db); err != nil {
@@ -176,8 +191,12 @@ connectors:
 		}
 		return time.Duration(100+rng.IntN(700)) * time.Millisecond
 	}, func(round int) {
-		if round == 10 { // DDL mid-stream, between two kills, under the writers
+		switch round {
+		case 10: // DDL mid-stream, between two kills, under the writers
 			testdb.MariaExec(t, db, "alter table orders add column extra int")
+		case 14: // a retyped column, and a table renamed out and back
+			testdb.MariaExec(t, db, "alter table wide modify name varchar(60) character set latin1 default 'ünï'")
+			testdb.MariaExec(t, db, "rename table empty_t to empty_moved, empty_moved to empty_t", "insert into empty_t values (1, 0, 'renamed back')")
 		}
 	})
 	close(stop)
@@ -230,7 +249,21 @@ connectors:
 		}
 	}
 	b, _ := os.ReadFile(logPath)
-	t.Logf("%d transactions, %d events, 20 kills, a column added mid-stream; %d snapshots started, %d restarts skipped records the log held",
+	if history {
+		// The history topic holds the definitions the restarts read back.
+		tp, err := reader.log.Topic(connect.HistoryTopicPrefix + "maria")
+		if err != nil {
+			t.Fatal(err)
+		}
+		part, _ := tp.Partition(0)
+		if len(readRecords(t, part)) == 0 {
+			t.Errorf("the schema history topic is empty")
+		}
+		if !strings.Contains(string(b), "decoded with the connector's schema history") {
+			t.Errorf("eddy never said it decodes rows with the schema history")
+		}
+	}
+	t.Logf("%d transactions, %d events, 20 kills, DDL mid-stream; %d snapshots started, %d restarts skipped records the log held",
 		txns[0]+txns[1]+txns[2], events, strings.Count(string(b), "snapshot started"), strings.Count(string(b), "in the log already"))
 }
 

@@ -3,9 +3,9 @@
 // binlog, then every insert, update, delete and truncate of the captured
 // tables in Debezium's MySQL envelope, to topics
 // <topic_prefix>.<database>.<table>. Rows are decoded with the table
-// metadata the binlog itself carries (binlog_row_metadata=FULL), so DDL
-// mid-stream gives a new schema version from the first row written
-// under it.
+// metadata the binlog itself carries (binlog_row_metadata=FULL), or else
+// with the connector's schema history (history.go), so DDL mid-stream
+// gives a new schema version from the first row written under it.
 package mysql
 
 import (
