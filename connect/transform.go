@@ -41,6 +41,18 @@ func newTransform(name string, p Params) (Transform, error) {
 // Transforms that edit fields edit the row states inside it; on a value
 // that is not an envelope (say, after unwrap) they edit the value itself.
 
+// fieldsOf is a record value of the value model as a map: a map as it
+// is, an ordered record (a source's compact source block) as a map.
+func fieldsOf(v any) (map[string]any, bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		return x, true
+	case *avrobin.Ordered:
+		return x.Map(), x != nil
+	}
+	return nil, false
+}
+
 // rows returns the row maps a field edit applies to.
 func rows(v any) []map[string]any {
 	m, ok := v.(map[string]any)

@@ -83,7 +83,7 @@ func (f *filter) Apply(r *Record) (bool, error) {
 
 // tableOf is the record's source table, or the last part of its topic.
 func tableOf(r *Record, m map[string]any) string {
-	if src, ok := m["source"].(map[string]any); ok {
+	if src, ok := fieldsOf(m["source"]); ok {
 		if t, ok := src["table"].(string); ok {
 			return t
 		}
@@ -94,7 +94,7 @@ func tableOf(r *Record, m map[string]any) string {
 func lookup(m map[string]any, path []string) (any, bool) {
 	var v any = m
 	for _, p := range path {
-		mm, ok := v.(map[string]any)
+		mm, ok := fieldsOf(v)
 		if !ok {
 			return nil, false
 		}

@@ -259,3 +259,25 @@ func TestTypedNilRowState(t *testing.T) {
 		t.Fatalf("%s %v", out, err)
 	}
 }
+
+// A source block in schema order (avrobin.Ordered, as mysql-source makes
+// them) reads as its map does in the transforms that look into it.
+func TestOrderedSourceBlock(t *testing.T) {
+	ordered := func(op string) *Record {
+		r := change(op)
+		r.Value.(map[string]any)["source"] = &avrobin.Ordered{Names: []string{"table", "lsn"}, Values: []any{"orders", int64(42)}}
+		return r
+	}
+	for table, keep := range map[string]bool{"orders": true, "users": false} {
+		if got, err := transformOf(t, "filter", map[string]any{"tables": []string{table}}).Apply(ordered("c")); err != nil || got != keep {
+			t.Errorf("filter tables %s: keep %v (%v), want %v", table, got, err, keep)
+		}
+	}
+	r := ordered("u")
+	if _, err := transformOf(t, "unwrap", map[string]any{"add_fields": []string{"table", "lsn"}}).Apply(r); err != nil {
+		t.Fatal(err)
+	}
+	if got := roundTrip(t, r).(map[string]any); got["__table"] != "orders" || got["__lsn"] != int64(42) {
+		t.Errorf("unwrap with source fields: %v", got)
+	}
+}

@@ -54,7 +54,7 @@ func (u *unwrap) Apply(r *Record) (bool, error) {
 	if row == nil {
 		return false, nil // a truncate or a heartbeat: nothing to flatten
 	}
-	src, _ := m["source"].(map[string]any)
+	src, _ := fieldsOf(m["source"])
 	for _, a := range u.add {
 		if v, ok := m[a]; ok && a != "before" && a != "after" && a != "source" {
 			row["__"+a] = v

@@ -221,6 +221,27 @@ func compileRecord(s *avro.RecordSchema, named map[string]*Codec) (*Codec, error
 		}
 	}
 	c.enc = func(dst []byte, v any) ([]byte, error) {
+		if o, ok := v.(*Ordered); ok && o != nil && len(o.Names) == len(fields) && len(o.Values) == len(fields) {
+			inOrder := true
+			for i := range fields {
+				if o.Names[i] != fields[i].name {
+					inOrder = false
+					break
+				}
+			}
+			if inOrder {
+				for i := range fields {
+					var err error
+					if dst, err = fields[i].codec.enc(dst, o.Values[i]); err != nil {
+						return dst, fmt.Errorf("%s: %w", fields[i].name, err)
+					}
+				}
+				return dst, nil
+			}
+		}
+		if o, ok := v.(*Ordered); ok {
+			v = o.Map()
+		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			return dst, fmt.Errorf("record %s: want a map, have %T", s.FullName(), v)
@@ -320,6 +341,8 @@ func isNull(v any) bool {
 	case map[string]any:
 		return x == nil
 	case []any:
+		return x == nil
+	case *Ordered:
 		return x == nil
 	}
 	return false

@@ -54,6 +54,8 @@ func AppendJSON(dst []byte, v any, s avro.Schema) ([]byte, error) {
 		return strconv.AppendInt(dst, x.Microseconds(), 10), nil
 	case *big.Rat:
 		return appendJSONString(dst, ratString(x)), nil
+	case *Ordered:
+		return AppendJSON(dst, x.Map(), s)
 	case map[string]any:
 		if x == nil { // a missing row state, as the Avro codec takes it
 			return append(dst, "null"...), nil

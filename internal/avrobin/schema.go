@@ -25,6 +25,8 @@ func fits(s avro.Schema, v any) bool {
 		return s.Type() == avro.Bytes || s.Type() == avro.Fixed
 	case map[string]any:
 		return s.Type() == avro.Record || s.Type() == avro.Map
+	case *Ordered:
+		return s.Type() == avro.Record
 	case []any:
 		return s.Type() == avro.Array
 	case time.Time:

@@ -2,7 +2,10 @@ package mysql
 
 import (
 	"bytes"
+	"slices"
 	"testing"
+
+	"github.com/hamba/avro/v2"
 )
 
 // Positions round-trip and order as the runtime needs: snapshot before
@@ -98,5 +101,20 @@ func TestParseLabels(t *testing.T) {
 	got, err := parseLabels(`enum('a','b''c','d\\e',',')`)
 	if err != nil || len(got) != 4 || got[1] != "b'c" || got[2] != `d\e` || got[3] != "," {
 		t.Errorf("labels %q, %v", got, err)
+	}
+}
+
+// The stream's ordered source blocks follow the source schema's fields.
+func TestSourceNamesFollowTheSchema(t *testing.T) {
+	sc, err := avro.Parse(sourceSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range sc.(*avro.RecordSchema).Fields() {
+		names = append(names, f.Name())
+	}
+	if !slices.Equal(names, sourceNames) || sourceNames[sourceRow] != "row" {
+		t.Errorf("sourceNames %q, the schema's fields %q", sourceNames, names)
 	}
 }

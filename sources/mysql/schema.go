@@ -47,6 +47,12 @@ const sourceSchema = `{"type":"record","name":"Source","namespace":"io.eddy.mysq
 	{"name":"row","type":"int"},
 	{"name":"thread","type":["null","long"],"default":null}]}`
 
+// sourceNames are the source block's fields in schema order, for the
+// stream's ordered source blocks; sourceRow is where row is.
+var sourceNames = []string{"version", "connector", "name", "ts_ms", "snapshot", "db", "table", "server_id", "gtid", "file", "pos", "row", "thread"}
+
+const sourceRow = 11
+
 // setColumns gives the table its columns and rebuilds its schemas, topic
 // and decoders.
 func (t *table) setColumns(cols []column, prefix string) error {

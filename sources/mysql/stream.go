@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"reflect"
 	"regexp"
@@ -19,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 	"github.com/eddy-cdc/eddy/internal/capture"
 )
 
@@ -49,6 +49,9 @@ type stream struct {
 	caughtUp   bool      // a heartbeat came: the server has nothing more
 	nextMarker time.Time
 	slab       []byte // positions are carved from it
+	values     []any  // and source blocks from these (txnSource)
+	blocks     []avrobin.Ordered
+	nowMs      any // the events' ts_ms, for the rows event being read
 	// mapsAt is where the table maps outside any transaction began
 	// (mapsPending): rows that follow them with no BEGIN start there.
 	mapsAt      uint64
@@ -138,8 +141,8 @@ type txn struct {
 	seq     uint64 // rows handed out so far (positions start at 1)
 	ts      time.Time
 	thread  int64
-	sources map[*table]map[string]any
-	encoded []byte // start, encoded for positions
+	sources map[*table][]any // source blocks' values (txnSource)
+	encoded []byte           // start, encoded for positions
 }
 
 // startStream starts reading the binlog at at; records at or before
@@ -282,6 +285,7 @@ func (s *Source) marker(out []connect.Record) []connect.Record {
 func (s *Source) handle(ev *replication.BinlogEvent, out []connect.Record) ([]connect.Record, error) {
 	st := s.stream
 	h := ev.Header
+	st.nowMs = nil
 	if h.Timestamp != 0 && h.EventType != replication.HEARTBEAT_EVENT {
 		st.eventTime = time.Unix(int64(h.Timestamp), 0)
 		st.caughtUp = false
@@ -664,22 +668,39 @@ func (s *Source) rows(ev *replication.BinlogEvent, e *replication.RowsEvent, out
 }
 
 // txnSource is the source block of a table's events in the current
-// transaction: the same for all of them but the row, so built once per
-// table and copied.
-func (s *Source) txnSource(t *table, row int) map[string]any {
+// transaction: the same for all of them but the row, so its values are
+// made once per table and copied, in schema order (avrobin.Ordered),
+// carved from a slab: no map per event.
+func (s *Source) txnSource(t *table, row int) *avrobin.Ordered {
 	st := s.stream
 	if st.txn.sources == nil {
-		st.txn.sources = map[*table]map[string]any{}
+		st.txn.sources = map[*table][]any{}
 	}
-	m := st.txn.sources[t]
-	if m == nil {
-		m = s.source(t, st.txn.ts, "false", st.txn.start, 0, st.txn.gtid, st.txn.thread)
-		st.txn.sources[t] = m
+	tmpl := st.txn.sources[t]
+	if tmpl == nil {
+		m := s.source(t, st.txn.ts, "false", st.txn.start, 0, st.txn.gtid, st.txn.thread)
+		tmpl = make([]any, len(sourceNames))
+		for i, n := range sourceNames {
+			tmpl[i] = m[n]
+		}
+		st.txn.sources[t] = tmpl
 	}
-	c := maps.Clone(m)
-	c["row"] = int32(row)
-	return c
+	if len(st.values)+len(tmpl) > cap(st.values) {
+		st.values = make([]any, 0, 256*len(tmpl))
+	}
+	if len(st.blocks) == cap(st.blocks) {
+		st.blocks = make([]avrobin.Ordered, 0, 256)
+	}
+	at := len(st.values)
+	st.values = append(st.values, tmpl...)
+	vals := st.values[at : at+len(tmpl) : at+len(tmpl)]
+	vals[sourceRow] = int32(row)
+	st.blocks = append(st.blocks, avrobin.Ordered{Names: sourceNames, Values: vals})
+	return &st.blocks[len(st.blocks)-1]
 }
+
+// The ops' values, boxed once.
+var opValues = map[string]any{"c": "c", "u": "u", "d": "d", "t": "t"}
 
 // emit appends a change (and a tombstone after a delete) with the next
 // positions of the transaction, unless the log already holds them.
@@ -693,7 +714,10 @@ func (s *Source) emit(out []connect.Record, t *table, op string, before, after m
 	if ts.IsZero() {
 		ts = time.Now()
 	}
-	value := map[string]any{"before": before, "after": after, "op": op, "ts_ms": time.Now().UnixMilli(), "source": s.txnSource(t, int(st.txn.seq))}
+	if st.nowMs == nil {
+		st.nowMs = time.Now().UnixMilli() // once per rows event
+	}
+	value := map[string]any{"before": before, "after": after, "op": opValues[op], "ts_ms": st.nowMs, "source": s.txnSource(t, int(st.txn.seq))}
 	r := connect.Record{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Value: value, ValueSchema: t.valueSchema, Timestamp: ts}
 	if op == "t" {
 		r.Key, r.KeySchema = nil, nil
