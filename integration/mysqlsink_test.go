@@ -24,6 +24,7 @@ func mariaDB(t *testing.T) (dsn string, conn *client.Conn) { return mariaDBB(t) 
 func mariaDBB(t testing.TB) (dsn string, conn *client.Conn) {
 	t.Helper()
 	requireService(t, "MariaDB", mariaAddr)
+	testdb.MariaInUse(t)
 	c, err := client.Connect(mariaAddr, "root", "", "")
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +133,7 @@ func atoi(s string) int {
 // scripts/test-services.sh does, and waits until it takes connections.
 func restartMariaDB(t *testing.T) {
 	t.Helper()
-	testdb.MariaBinlogExclusive(t) // every binlog reader's connection dies
+	testdb.MariaRestart(t) // every other test's connections would die
 	start := func() error {
 		os.MkdirAll("/run/mysqld", 0o755)
 		exec.Command("chown", "mysql:mysql", "/run/mysqld").Run()
@@ -164,6 +165,7 @@ func TestPostgresToMariaDBServerRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("restarts MariaDB")
 	}
+	testdb.MariaRestart(t)
 	srcDSN, src := testDB(t)
 	dstDSN, _ := mariaDB(t) // its connection dies with the server
 	ctx := context.Background()

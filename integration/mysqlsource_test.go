@@ -274,7 +274,7 @@ func TestMariaDBServerRestartMidStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("restarts MariaDB")
 	}
-	testdb.MariaBinlogExclusive(t) // the restart ends every binlog reader's connection
+	testdb.MariaRestart(t) // the restart would end every other test's connections
 	db := testdb.MariaDB(t, "eddy_it_restart")
 	testdb.MariaExec(t, db, "create table orders (id int primary key, v bigint not null, note text)", "insert into orders select seq, 0, 'initial' from seq_1_to_500")
 	dir := t.TempDir()

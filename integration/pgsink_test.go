@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/testdb"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
@@ -365,6 +366,7 @@ func TestPostgresToPostgresServerRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("restarts PostgreSQL")
 	}
+	testdb.PostgresRestart(t)
 	srcDSN, src := testDB(t)
 	dstDSN, _ := testDB(t)
 	ctx := context.Background()

@@ -97,6 +97,7 @@ func TestPostgresRestartMidStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("restarts PostgreSQL")
 	}
+	testdb.PostgresRestart(t)
 	dsn, conn := testDB(t)
 	ctx := context.Background()
 	if _, err := conn.Exec(ctx, `create table orders (id int primary key, v bigint not null, note text);
@@ -299,6 +300,7 @@ func TestPostgresSlotDropOnDelete(t *testing.T) {
 // test whatever happened.
 func restartPostgres(t *testing.T) {
 	t.Helper()
+	testdb.PostgresRestart(t) // every other test's connections would die
 	t.Cleanup(func() { exec.Command("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start").Run() })
 	if out, err := exec.Command("pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart").CombinedOutput(); err != nil {
 		t.Fatalf("restart PostgreSQL: %v\n%s", err, out)

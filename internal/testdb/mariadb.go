@@ -4,10 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +16,8 @@ import (
 const MariaAddr = "127.0.0.1:3306"
 
 // MariaRoot connects to the local MariaDB as root, skipping the test when
-// the server is not running; the connection closes when the test ends.
+// the server is not running; the connection closes when the test ends,
+// and no test restarts the server before then.
 func MariaRoot(t testing.TB) *client.Conn {
 	t.Helper()
 	if c, err := net.DialTimeout("tcp", MariaAddr, 2*time.Second); err != nil {
@@ -27,6 +25,7 @@ func MariaRoot(t testing.TB) *client.Conn {
 	} else {
 		c.Close()
 	}
+	mariaLock.Share(t)
 	c, err := client.Connect(MariaAddr, "root", "", "")
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +33,11 @@ func MariaRoot(t testing.TB) *client.Conn {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// MariaInUse holds the server shared until the test ends, for a test that
+// connects to it by other means than MariaRoot: no test restarts it
+// meanwhile.
+func MariaInUse(t testing.TB) { mariaLock.Share(t) }
 
 // MariaExec runs statements as root in database db ("" none), failing the
 // test on an error.
@@ -106,43 +110,33 @@ func MariaKill(t testing.TB, user string) {
 }
 
 // The local MariaDB's binlog is one for every package's tests: a test
-// that changes it for the whole server (purges it, changes its format,
-// restarts the server) holds MariaBinlogExclusive, and a test that reads
-// it through mysql-source holds MariaBinlogShared, so the two never
-// overlap, across packages too. Within a process, a test under an
-// exclusive hold (its subtests, say) needs no shared one.
-const binlogLock = "/tmp/eddy-test-mariadb-binlog.lock"
-
-// exclusiveHeld counts this process's exclusive holds: a shared lock
-// asked for under one would wait for it forever.
-var exclusiveHeld atomic.Int32
+// that changes it for the whole server (purges it, changes its format)
+// holds MariaBinlogExclusive, and a test that reads it through
+// mysql-source holds MariaBinlogShared, so the two never overlap, across
+// packages too. A test that restarts the server holds MariaRestart,
+// which waits for every test using the server (see Lock). Within a
+// process, a test under an exclusive hold (its subtests, say) needs no
+// shared one.
+var (
+	mariaLock  = &Lock{Path: "/tmp/eddy-test-mariadb.lock"}
+	binlogLock = &Lock{Path: "/tmp/eddy-test-mariadb-binlog.lock"}
+)
 
 // MariaBinlogShared holds the binlog lock shared until the test ends.
 func MariaBinlogShared(t testing.TB) {
-	if exclusiveHeld.Load() > 0 {
-		return
-	}
-	flock(t, syscall.LOCK_SH)
+	mariaLock.Share(t)
+	binlogLock.Share(t)
 }
 
 // MariaBinlogExclusive holds the binlog lock alone until the test ends.
 func MariaBinlogExclusive(t testing.TB) {
-	if exclusiveHeld.Load() == 0 { // else this process holds it already
-		flock(t, syscall.LOCK_EX)
-	}
-	exclusiveHeld.Add(1)
-	t.Cleanup(func() { exclusiveHeld.Add(-1) })
+	mariaLock.Share(t)
+	binlogLock.Alone(t)
 }
 
-func flock(t testing.TB, how int) {
-	t.Helper()
-	f, err := os.OpenFile(binlogLock, os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(f.Fd()), how); err != nil {
-		f.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
+// MariaRestart holds the server alone until the test ends, so that it may
+// stop and start MariaDB under no other test; call it first in the test.
+func MariaRestart(t testing.TB) {
+	mariaLock.Alone(t)
+	binlogLock.Alone(t)
 }

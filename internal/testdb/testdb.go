@@ -19,9 +19,24 @@ const PostgresAdmin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disab
 
 var seq atomic.Int64
 
+// postgresLock keeps a test that restarts the local PostgreSQL
+// (PostgresRestart) apart from every test with a database on it
+// (Postgres), in every package.
+var postgresLock = &Lock{Path: "/tmp/eddy-test-postgresql.lock"}
+
+// PostgresRestart holds the local PostgreSQL alone until the test ends,
+// so that it may restart it under no other test; call it first in the
+// test.
+func PostgresRestart(t testing.TB) { postgresLock.Alone(t) }
+
+// PostgresInUse holds the local PostgreSQL shared until the test ends,
+// for a test that uses it without a database of its own from Postgres.
+func PostgresInUse(t testing.TB) { postgresLock.Share(t) }
+
 // Postgres makes a database on the local PostgreSQL, dropped (with the
 // replication slots on it) when the test ends, and returns its DSN. It
-// skips the test when the server is not running. prefix names the
+// skips the test when the server is not running, and no test restarts
+// the server before it ends. prefix names the
 // package's databases, so a killed run's leftovers can be dropped.
 func Postgres(t testing.TB, prefix string) string {
 	t.Helper()
@@ -30,6 +45,7 @@ func Postgres(t testing.TB, prefix string) string {
 	} else {
 		c.Close()
 	}
+	postgresLock.Share(t)
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, PostgresAdmin)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eddy-cdc/eddy/internal/avrobin"
+	"github.com/eddy-cdc/eddy/internal/testdb"
 )
 
 // TestBinaryCopyStoresWhatTextCopyStores writes the same random raw rows
@@ -32,6 +33,7 @@ func TestBinaryCopyStoresWhatTextCopyStores(t *testing.T) {
 	} else {
 		c.Close()
 	}
+	testdb.PostgresInUse(t)
 	conn, err := pgx.Connect(ctx, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
 	if err != nil {
 		t.Fatal(err)
