@@ -16,7 +16,9 @@ import (
 // Record is a change event as the runtime carries it between a source, the
 // transforms, the converter and a sink. Structured values are
 // map[string]any (Avro records), []any (arrays) and Go scalars; a nullable
-// field holds nil or its value, never a union wrapper.
+// field holds nil or its value, never a union wrapper. A source may give
+// a record as an *avrobin.Ordered (its fields' values in schema order,
+// cheaper to build and encode than a map); transforms and sinks see maps.
 type Record struct {
 	Topic       string
 	Key         any         // nil when the record has no key

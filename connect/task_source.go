@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 	elog "github.com/eddy-cdc/eddy/log"
 	"github.com/eddy-cdc/eddy/registry"
 )
@@ -174,6 +175,9 @@ func (b *sourceBatch) deliver(ctx context.Context, recs []Record) ([]byte, error
 				newest = r.Timestamp
 			}
 			continue
+		}
+		if len(b.ts) > 0 { // transforms edit maps, not a source's ordered records
+			r.Key, r.Value = avrobin.Plain(r.Key), avrobin.Plain(r.Value)
 		}
 		keep, err := applyTransforms(b.ts, r)
 		if err != nil {

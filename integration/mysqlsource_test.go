@@ -18,6 +18,8 @@ import (
 
 	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/internal/testdb"
+	elog "github.com/eddy-cdc/eddy/log"
+	"github.com/eddy-cdc/eddy/registry"
 )
 
 // mariaLoad runs transactions over several MariaDB tables until stop is
@@ -310,4 +312,85 @@ connectors:
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Logf("%d transactions across the restart; the log's image equals the table", txns)
+}
+
+// Transforms on mysql-source's stream (whose records are built in schema
+// order, not as maps): drop, rename and mask fields edit the before and
+// after images of snapshot and stream events alike, and unwrap flattens
+// them, in a second connector on the same table.
+func TestMariaDBTransformsOnTheStream(t *testing.T) {
+	testdb.MariaBinlogShared(t)
+	db := testdb.MariaDB(t, "eddy_it_xform")
+	testdb.MariaExec(t, db, "create table people (id int primary key, email varchar(80) not null, name varchar(40), secret text)",
+		"insert into people values (1, 'ann@example.com', 'Ann', 's1')")
+	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
+connectors:
+  - name: edit
+    plugin: mysql-source
+    config: {dsn: "mysql://root@%[1]s", tables: [%[2]s.people], topic_prefix: edit, server_id: 7101}
+    transforms:
+      - {type: drop_fields, fields: [secret]}
+      - {type: rename_fields, renames: {name: full_name}}
+      - {type: mask_fields, fields: [email], mode: fixed, mask: "@"}
+  - name: flat
+    plugin: mysql-source
+    config: {dsn: "mysql://root@%[1]s", tables: [%[2]s.people], topic_prefix: flat, server_id: 7102}
+    transforms:
+      - {type: unwrap, add_fields: [table, op]}
+`, testdb.MariaAddr, db))
+	edits := "edit." + db + ".people"
+	waitUntil(t, 30*time.Second, func() bool { return len(p.readChanges(t, edits)) == 1 })
+	testdb.MariaExec(t, db, "insert into people values (2, 'bo@example.com', 'Bø ✓', 's2')",
+		"update people set name = 'Ann B' where id = 1", "delete from people where id = 2")
+	waitUntil(t, 30*time.Second, func() bool { return len(p.readChanges(t, edits)) == 5 }) // r c u d tombstone
+	ops := ""
+	for _, c := range p.readChanges(t, edits) {
+		ops += c.op + " "
+		for _, img := range []map[string]any{c.before, c.after} {
+			if img == nil {
+				continue
+			}
+			if _, ok := img["secret"]; ok {
+				t.Errorf("%s: secret kept: %v", c.op, img)
+			}
+			if _, ok := img["name"]; ok || img["full_name"] == nil {
+				t.Errorf("%s: name not renamed: %v", c.op, img)
+			}
+			if img["email"] != "@" {
+				t.Errorf("%s: email not masked: %v", c.op, img)
+			}
+		}
+	}
+	if ops != "r c u d tombstone " {
+		t.Fatalf("ops %q", ops)
+	}
+	// unwrap: the after image and the added fields as the value.
+	flat := "flat." + db + ".people"
+	tp := func() *elog.Partition {
+		tp, err := p.log.Topic(flat)
+		if err != nil {
+			return nil
+		}
+		part, _ := tp.Partition(0)
+		return part
+	}
+	waitUntil(t, 30*time.Second, func() bool { part := tp(); return part != nil && part.HighWatermark() >= 4 })
+	conv := connect.NewConverter(registry.NewSerde(registry.Local(p.reg)), "avro")
+	var got []string
+	for _, rec := range readRecords(t, tp()) {
+		r, err := conv.Decode(context.Background(), flat, 0, &rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Value == nil {
+			got = append(got, "tombstone")
+			continue
+		}
+		v := r.Value.(map[string]any)
+		got = append(got, fmt.Sprintf("%v %v %v %v %v", v["__op"], v["__table"], v["id"], v["name"], v["secret"]))
+	}
+	want := []string{"r people 1 Ann s1", "c people 2 Bø ✓ s2", "u people 1 Ann B s1", "tombstone"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("unwrapped values\n%q\nwant\n%q", got, want)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
 // SourceTarget is what a source plugin gives SourceSuite: an origin in
@@ -168,12 +169,12 @@ func readEvent(rec connect.Record) (event, error) {
 	default:
 		return e, fmt.Errorf("record on topic %s, want shop.<schema>.parts, order_lines or empty_things", rec.Topic)
 	}
-	key, _ := rec.Key.(map[string]any)
+	key, _ := avrobin.Plain(rec.Key).(map[string]any) // a source may give ordered records
 	e.key = rowKey(e.table, key)
 	if rec.Value == nil {
 		return e, nil // a tombstone
 	}
-	v, ok := rec.Value.(map[string]any)
+	v, ok := avrobin.Plain(rec.Value).(map[string]any)
 	if !ok {
 		return e, fmt.Errorf("value %T, want the envelope", rec.Value)
 	}

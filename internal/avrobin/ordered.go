@@ -32,3 +32,29 @@ func (o *Ordered) Map() map[string]any {
 	}
 	return m
 }
+
+// Plain returns v with every Ordered in it made a map, for code that
+// edits the value model as maps (the transforms): maps and arrays are
+// changed in place, so v is the caller's to give.
+func Plain(v any) any {
+	switch x := v.(type) {
+	case *Ordered:
+		if x == nil {
+			return nil
+		}
+		m := make(map[string]any, len(x.Names))
+		for i, n := range x.Names {
+			m[n] = Plain(x.Values[i])
+		}
+		return m
+	case map[string]any:
+		for k, e := range x {
+			x[k] = Plain(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = Plain(e)
+		}
+	}
+	return v
+}

@@ -2,6 +2,7 @@ package avrobin
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 
 	"github.com/hamba/avro/v2"
@@ -52,5 +53,30 @@ func TestOrderedEncodesAsItsMap(t *testing.T) {
 	}
 	if v, ok := (&Ordered{Names: []string{"a"}, Values: []any{1}}).Get("a"); !ok || v != 1 {
 		t.Errorf("Get: %v %v", v, ok)
+	}
+}
+
+// Plain makes every ordered record in a value a map, nested ones too,
+// and leaves the rest as it is.
+func TestPlain(t *testing.T) {
+	inner := &Ordered{Names: []string{"a", "b"}, Values: []any{int64(1), nil}}
+	v := map[string]any{
+		"row":    &Ordered{Names: []string{"x", "in"}, Values: []any{"y", inner}},
+		"none":   (*Ordered)(nil),
+		"list":   []any{inner, "s"},
+		"scalar": int32(3),
+	}
+	got := Plain(v)
+	want := map[string]any{
+		"row":    map[string]any{"x": "y", "in": map[string]any{"a": int64(1), "b": nil}},
+		"none":   nil,
+		"list":   []any{map[string]any{"a": int64(1), "b": nil}, "s"},
+		"scalar": int32(3),
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Plain: %#v\nwant %#v", got, want)
+	}
+	if Plain(nil) != nil || Plain("s") != "s" {
+		t.Fatal("Plain of a scalar changed it")
 	}
 }

@@ -3,9 +3,11 @@ package mysql
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	"github.com/hamba/avro/v2"
 
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 	"github.com/eddy-cdc/eddy/internal/capture"
 )
 
@@ -20,6 +22,7 @@ type table struct {
 	keyOrder []int     // into cols, in the primary key's order (snapshot chunks)
 	decs     []decoder // per column: the binlog's text to UTF-8
 	fields   []string  // per column: its Avro field name
+	keyNames []string  // the key columns' field names, in keyCols' order
 	index    int       // in the connector's table list, for snapshot positions
 	allKey   bool      // no primary key: keyed on all columns (no_primary_key: all_columns)
 
@@ -56,11 +59,12 @@ const sourceRow = 11
 // setColumns gives the table its columns and rebuilds its schemas, topic
 // and decoders.
 func (t *table) setColumns(cols []column, prefix string) error {
-	t.cols, t.keyCols, t.decs, t.fields = cols, nil, make([]decoder, len(cols)), make([]string, len(cols))
+	t.cols, t.keyCols, t.keyNames, t.decs, t.fields = cols, nil, nil, make([]decoder, len(cols)), make([]string, len(cols))
 	for i, c := range cols {
 		t.fields[i] = capture.AvroName(c.name)
 		if c.key {
 			t.keyCols = append(t.keyCols, i)
+			t.keyNames = append(t.keyNames, t.fields[i])
 		}
 		if c.kind == kText {
 			d, err := charsetDecoder(c.charset)
@@ -115,4 +119,26 @@ func (t *table) key(row map[string]any) any {
 		k[t.fields[i]] = row[t.fields[i]]
 	}
 	return k
+}
+
+// keyOf is key for a row of the stream, carved from its slabs.
+func (t *table) keyOf(st *stream, row *avrobin.Ordered) any {
+	if len(t.keyCols) == 0 || row == nil {
+		return nil
+	}
+	k := st.flat.carve(t.keyNames)
+	for j, i := range t.keyCols {
+		k.Values[j] = row.Values[i]
+	}
+	return k
+}
+
+// sameKey reports whether two images of a row have the same key.
+func (t *table) sameKey(a, b *avrobin.Ordered) bool {
+	for _, i := range t.keyCols {
+		if !reflect.DeepEqual(a.Values[i], b.Values[i]) {
+			return false
+		}
+	}
+	return true
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -49,9 +48,9 @@ type stream struct {
 	caughtUp   bool      // a heartbeat came: the server has nothing more
 	nextMarker time.Time
 	slab       []byte // positions are carved from it
-	values     []any  // and source blocks from these (txnSource)
-	blocks     []avrobin.Ordered
-	nowMs      any // the events' ts_ms, for the rows event being read
+	flat       slabs  // rows, keys and source blocks are carved from these
+	envelopes  slabs  // and the envelopes that point to them from these
+	nowMs      any    // the events' ts_ms, for the rows event being read
 	// mapsAt is where the table maps outside any transaction began
 	// (mapsPending): rows that follow them with no BEGIN start there.
 	mapsAt      uint64
@@ -210,7 +209,9 @@ func (s *Source) syncError(err error) error {
 // and a short pause, or a second passed without any.
 func (s *Source) readBatch(ctx context.Context) ([]connect.Record, error) {
 	st := s.stream
-	out := make([]connect.Record, 0, s.cfg.batch+2)
+	// A rows event's changes all go in, past batch: room for one
+	// event's more, most of the time, and not a copy of the batch.
+	out := make([]connect.Record, 0, s.cfg.batch+s.cfg.batch/2+2)
 	started := time.Now()
 	var first time.Time
 	var rd capture.Deadline
@@ -609,8 +610,8 @@ func (s *Source) rows(ev *replication.BinlogEvent, e *replication.RowsEvent, out
 		// at its first table map, so a restart there reads the maps too.
 		s.beginTxn(st.mapsAt, "", 0)
 	}
-	decode := func(vals []any) (map[string]any, error) {
-		row := make(map[string]any, len(t.cols))
+	decode := func(vals []any) (*avrobin.Ordered, error) {
+		row := st.flat.carve(t.fields)
 		for i := range t.cols {
 			c := &t.cols[i]
 			var v any
@@ -621,7 +622,7 @@ func (s *Source) rows(ev *replication.BinlogEvent, e *replication.RowsEvent, out
 			if err != nil {
 				return nil, fmt.Errorf("%s.%s: %w", t.full(), c.name, err)
 			}
-			row[t.fields[i]] = d
+			row.Values[i] = d
 		}
 		return row, nil
 	}
@@ -652,7 +653,7 @@ func (s *Source) rows(ev *replication.BinlogEvent, e *replication.RowsEvent, out
 			if err != nil {
 				return out, err
 			}
-			if !reflect.DeepEqual(t.key(before), t.key(after)) {
+			if !t.sameKey(before, after) {
 				// The key changed: a delete of the old key (and its
 				// tombstone), then a create of the new one, as Debezium does.
 				out = s.emit(out, t, "d", before, nil)
@@ -685,26 +686,51 @@ func (s *Source) txnSource(t *table, row int) *avrobin.Ordered {
 		}
 		st.txn.sources[t] = tmpl
 	}
-	if len(st.values)+len(tmpl) > cap(st.values) {
-		st.values = make([]any, 0, 256*len(tmpl))
+	o := st.flat.carve(sourceNames)
+	copy(o.Values, tmpl)
+	o.Values[sourceRow] = int32(row)
+	return o
+}
+
+// slabs are where records are carved from: a change's row images, key,
+// envelope and source block cost no allocation of their own. A slab is
+// only appended to, so a record handed out is never written again, and
+// it is freed once no record carved from it is alive. So that this comes,
+// no value in a slab points to a record of the same slabs: the flat ones
+// hold rows, keys and source blocks (scalars only), the envelopes' the
+// envelopes, which point to flat records. Were both in one, each slab
+// would hold records pointing to the one before, and the stream's current
+// slab would keep every earlier one alive.
+type slabs struct {
+	values []any
+	blocks []avrobin.Ordered
+}
+
+// carve returns a record of the given fields, its values nil.
+func (sl *slabs) carve(names []string) *avrobin.Ordered {
+	n := len(names)
+	if len(sl.values)+n > cap(sl.values) {
+		sl.values = make([]any, 0, max(4096, n))
 	}
-	if len(st.blocks) == cap(st.blocks) {
-		st.blocks = make([]avrobin.Ordered, 0, 256)
+	if len(sl.blocks) == cap(sl.blocks) {
+		sl.blocks = make([]avrobin.Ordered, 0, 512)
 	}
-	at := len(st.values)
-	st.values = append(st.values, tmpl...)
-	vals := st.values[at : at+len(tmpl) : at+len(tmpl)]
-	vals[sourceRow] = int32(row)
-	st.blocks = append(st.blocks, avrobin.Ordered{Names: sourceNames, Values: vals})
-	return &st.blocks[len(st.blocks)-1]
+	at := len(sl.values)
+	sl.values = sl.values[:at+n]
+	sl.blocks = append(sl.blocks, avrobin.Ordered{Names: names, Values: sl.values[at : at+n : at+n]})
+	return &sl.blocks[len(sl.blocks)-1]
 }
 
 // The ops' values, boxed once.
 var opValues = map[string]any{"c": "c", "u": "u", "d": "d", "t": "t"}
 
+// envelopeNames are the envelope's fields in schema order
+// (capture.Schemas).
+var envelopeNames = []string{"before", "after", "source", "op", "ts_ms"}
+
 // emit appends a change (and a tombstone after a delete) with the next
 // positions of the transaction, unless the log already holds them.
-func (s *Source) emit(out []connect.Record, t *table, op string, before, after map[string]any) []connect.Record {
+func (s *Source) emit(out []connect.Record, t *table, op string, before, after *avrobin.Ordered) []connect.Record {
 	st := s.stream
 	row := after
 	if row == nil {
@@ -717,15 +743,23 @@ func (s *Source) emit(out []connect.Record, t *table, op string, before, after m
 	if st.nowMs == nil {
 		st.nowMs = time.Now().UnixMilli() // once per rows event
 	}
-	value := map[string]any{"before": before, "after": after, "op": opValues[op], "ts_ms": st.nowMs, "source": s.txnSource(t, int(st.txn.seq))}
-	r := connect.Record{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Value: value, ValueSchema: t.valueSchema, Timestamp: ts}
+	value := st.envelopes.carve(envelopeNames)
+	if before != nil { // else an untyped nil: the union's null
+		value.Values[0] = before
+	}
+	if after != nil {
+		value.Values[1] = after
+	}
+	value.Values[2], value.Values[3], value.Values[4] = s.txnSource(t, int(st.txn.seq)), opValues[op], st.nowMs
+	key := t.keyOf(st, row)
+	r := connect.Record{Topic: t.topic, Key: key, KeySchema: t.keySchema, Value: value, ValueSchema: t.valueSchema, Timestamp: ts}
 	if op == "t" {
 		r.Key, r.KeySchema = nil, nil
 		r.Broadcast = true // every partition's consumer must see it in order
 	}
 	out = s.place(out, r)
 	if op == "d" && len(t.keyCols) > 0 { // the tombstone
-		out = s.place(out, connect.Record{Topic: t.topic, Key: t.key(row), KeySchema: t.keySchema, Timestamp: ts})
+		out = s.place(out, connect.Record{Topic: t.topic, Key: key, KeySchema: t.keySchema, Timestamp: ts})
 	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 	"github.com/eddy-cdc/eddy/internal/testdb"
 )
 
@@ -70,6 +71,7 @@ func pollN(t *testing.T, src *Source, n int) []connect.Record {
 		}
 		for _, r := range recs {
 			if r.Topic != "" {
+				r.Key, r.Value = avrobin.Plain(r.Key), avrobin.Plain(r.Value) // the stream's are ordered records
 				out = append(out, r)
 			}
 		}
