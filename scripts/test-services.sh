@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Prepares the services Eddy's tests talk to, idempotently: PostgreSQL with
-# logical replication, MariaDB with row-based binlogs and GTIDs. It installs
+# logical replication, MariaDB with row-based binlogs and GTIDs, versitygw
+# (an S3 server) over a local directory. It installs
 # a server that is missing (Debian), changes config only when it differs and
 # restarts a server only when a change needs it. Safe to run again and again.
+# versitygw is built from the Go module proxy at the version tools/go.mod
+# pins (about 2 minutes the first time).
 set -euo pipefail
 
 log() { printf 'test-services: %s\n' "$*" >&2; }
@@ -141,5 +144,53 @@ binlog_expire_logs_seconds = 604800
   log "MariaDB ready: log_bin=ON binlog_format=ROW binlog_row_image=FULL binlog_row_metadata=FULL server_id=1 gtid_strict_mode=ON"
 }
 
+# --------------------------------------------------------- versitygw (S3)
+# Root credentials and address the tests use (internal/testdb/s3.go).
+S3_ADDR=127.0.0.1:7070
+S3_ACCESS_KEY=eddytest
+S3_SECRET_KEY=eddytest-secret-key
+S3_DIR=/var/lib/eddy-test/s3
+S3_PIDFILE=/run/eddy-test-versitygw.pid
+
+s3_up() { # a signed request would be refused, an unsigned one is answered
+  curl -s -o /dev/null -w '%{http_code}' "http://$S3_ADDR/" | grep -q '^403$'
+}
+
+s3_prepare() {
+  local tools ver bin
+  tools=$(cd "$(dirname "$0")/../tools" && pwd)
+  command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
+  command -v curl >/dev/null || apt_install curl
+  ver=$(cd "$tools" && go list -m -f '{{.Version}}' github.com/versity/versitygw)
+  bin=/usr/local/lib/eddy-test/versitygw-$ver
+  if [ ! -x "$bin" ]; then
+    log "building versitygw $ver (tools/go.mod)"
+    local gobin
+    gobin=$(mktemp -d)
+    (cd "$tools" && GOBIN=$gobin go install github.com/versity/versitygw/cmd/versitygw)
+    as_root mkdir -p /usr/local/lib/eddy-test
+    as_root mv "$gobin/versitygw" "$bin"
+    rm -rf "$gobin"
+  fi
+  local pid running=""
+  pid=$(cat "$S3_PIDFILE" 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$bin" ]; then running=$pid; fi
+  if [ -n "$running" ] && s3_up; then
+    log "versitygw $ver ready at $S3_ADDR ($S3_DIR)"
+    return 0
+  fi
+  if [ -n "$pid" ]; then as_root kill "$pid" 2>/dev/null || true; fi
+  if s3_up; then log "something else answers at $S3_ADDR"; return 1; fi
+  as_root mkdir -p "$S3_DIR"
+  log "starting versitygw $ver at $S3_ADDR"
+  as_root start-stop-daemon --start --background --make-pidfile --pidfile "$S3_PIDFILE" \
+    --output /var/log/eddy-test-versitygw.log --exec "$bin" -- \
+    --port "$S3_ADDR" --access "$S3_ACCESS_KEY" --secret "$S3_SECRET_KEY" --region us-east-1 --quiet \
+    posix "$S3_DIR"
+  wait_for versitygw 30 s3_up
+  log "versitygw $ver ready at $S3_ADDR ($S3_DIR)"
+}
+
 pg_prepare
 my_prepare
+s3_prepare
