@@ -10,7 +10,10 @@
 //     Params whose values already have their declared types.
 //   - Source and Sink are the contracts plugins implement (sources/*,
 //     sinks/*); Plugins maps catalog names to their constructors. A sink
-//     that keeps its offsets with its data implements OffsetStore.
+//     that keeps its offsets with its data implements OffsetStore; one
+//     that stores records at points of its own (an object store's files)
+//     implements BufferingSink, and the group's offsets follow what it
+//     stored rather than what it was given.
 //   - Worker runs one task per connector, each a goroutine it owns. A task
 //     is RUNNING, PAUSED, FAILED (with its error) or UNASSIGNED (stopped,
 //     or a scheduled connector between runs). Transient failures restart it

@@ -168,6 +168,21 @@ func (v *AvroValue) Decode() (any, error) {
 	return out, nil
 }
 
+// BufferingSink is a sink that stores records at points of its own
+// choosing (an object store's files, rolled where the records decide)
+// rather than at the end of each Write: its Write returns nil once it has
+// taken the records, held or stored. Holding is the first offset of the
+// partition's records it holds unstored (ok false when it holds none), and
+// the runtime commits the group's offsets no further. After each join the runtime calls Assign
+// with the partitions the task now reads and the offset each resumes
+// from: the sink drops whatever it holds and starts afresh there, since
+// what it held unstored comes again. A Write the runtime retries may bring
+// records the sink has taken already; it takes each offset once.
+type BufferingSink interface {
+	Assign(from map[elog.TopicPartition]int64)
+	Holding(tp elog.TopicPartition) (first int64, ok bool)
+}
+
 // OffsetStore is a sink that keeps its offsets with its data, atomically.
 // On start the runtime resumes from what it says rather than from the
 // group's committed offsets (which it still commits, for lag).

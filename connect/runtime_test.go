@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -54,6 +56,14 @@ func testCatalog(t testing.TB) *connect.Catalog {
         type: duration
         default: 0s
         doc: How long the task may wait to fill a batch.
+  - name: buffer-sink
+    kind: sink
+    description: Holds records and stores them every so many of a partition, as an object store's sink stores files (BufferingSink).
+    params:
+      - name: every
+        type: int
+        default: 50
+        doc: Records of a partition per stored file.
   - name: flaky-source
     kind: source
     description: Fails its first polls, then hands out one record a poll.
@@ -108,6 +118,58 @@ func (s *testSink) Write(_ context.Context, recs []connect.Record) error {
 	return nil
 }
 
+// bufferSink holds the records it takes and stores them every records of
+// a partition at a time, as a file, into h.stored, which outlives it as an
+// object store does; while h.storeFailures is above 0 a store fails (the
+// store is away) after the Write took its records.
+type bufferSink struct {
+	h     *harness
+	every int
+	held  map[elog.TopicPartition][]int64
+	next  map[elog.TopicPartition]int64
+}
+
+func (s *bufferSink) Open(context.Context) error { return nil }
+func (s *bufferSink) Close() error               { return nil }
+
+func (s *bufferSink) Assign(from map[elog.TopicPartition]int64) {
+	s.held, s.next = map[elog.TopicPartition][]int64{}, maps.Clone(from)
+}
+
+func (s *bufferSink) Holding(tp elog.TopicPartition) (int64, bool) {
+	if h := s.held[tp]; len(h) > 0 {
+		return h[0], true
+	}
+	return 0, false
+}
+
+func (s *bufferSink) Write(_ context.Context, recs []connect.Record) error {
+	for _, r := range recs {
+		tp := elog.TopicPartition{Topic: r.Topic, Partition: r.Partition}
+		if r.Offset < s.next[tp] {
+			continue // taken already: a retried Write
+		}
+		s.held[tp], s.next[tp] = append(s.held[tp], r.Offset), r.Offset+1
+	}
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	for tp, held := range s.held {
+		for len(held) >= s.every {
+			if s.h.storeFailures > 0 {
+				s.h.storeFailures--
+				return errors.New("the store is away")
+			}
+			if s.h.stored == nil {
+				s.h.stored = map[elog.TopicPartition][]int64{}
+			}
+			s.h.stored[tp] = append(s.h.stored[tp], held[:s.every]...)
+			held = held[s.every:]
+			s.held[tp] = held
+		}
+	}
+	return nil
+}
+
 // rawSink keeps what it is given, decoding the raw keys and values as it
 // takes them (their bytes are valid only during Write); a key or value
 // that is not raw is an error.
@@ -149,18 +211,20 @@ func (s *rawSink) Write(_ context.Context, recs []connect.Record) error {
 }
 
 type harness struct {
-	replay []connect.Record // what replay-source hands out
-	polls  int              // flaky-source's polls over all its lives
-	dir    string
-	log    *elog.Log
-	reg    *registry.Registry
-	w      *connect.Worker
-	cfg    *connect.Config
-	cat    *connect.Catalog
-	mu     sync.Mutex
-	sunk   []connect.Record
-	writes []int          // raw-sink's Write sizes
-	fault  elog.FaultFunc // when set, the log's file operations consult it (setFault)
+	replay        []connect.Record // what replay-source hands out
+	polls         int              // flaky-source's polls over all its lives
+	dir           string
+	log           *elog.Log
+	reg           *registry.Registry
+	w             *connect.Worker
+	cfg           *connect.Config
+	cat           *connect.Catalog
+	mu            sync.Mutex
+	sunk          []connect.Record
+	writes        []int                           // raw-sink's Write sizes
+	stored        map[elog.TopicPartition][]int64 // buffer-sink's store: the offsets of its files, over restarts
+	storeFailures int                             // buffer-sink's stores still to fail, over restarts
+	fault         elog.FaultFunc                  // when set, the log's file operations consult it (setFault)
 }
 
 // setFault makes the log's file operations consult fn from now on (nil:
@@ -185,7 +249,7 @@ func (h *harness) injectFault(op elog.FileOp, path string) error {
 // added).
 func start(t testing.TB, dir, yaml string, replay ...connect.Record) *harness {
 	t.Helper()
-	h := &harness{dir: dir, cat: testCatalog(t), replay: replay}
+	h := &harness{dir: dir, cat: testCatalog(t), replay: replay, stored: map[elog.TopicPartition][]int64{}}
 	path := filepath.Join(dir, "eddy.yaml")
 	if err := os.WriteFile(path, []byte("data_dir: "+filepath.Join(dir, "data")+"\n"+yaml), 0o644); err != nil {
 		t.Fatal(err)
@@ -197,6 +261,12 @@ func start(t testing.TB, dir, yaml string, replay ...connect.Record) *harness {
 	h.cfg = cfg
 	if h.log, err = elog.Open(cfg.DataDir, elog.WithDefaults(cfg.LogDefaults()), elog.WithFaults(h.injectFault)); err != nil {
 		t.Fatal(err)
+	}
+	for _, tp := range cfg.Topics { // declared topics, as eddy run makes them
+		tc, _ := tp.TopicConfig()
+		if _, err := h.log.EnsureTopic(tp.Name, tc); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx := context.Background()
 	if h.reg, err = registry.Open(ctx, h.log); err != nil {
@@ -216,6 +286,9 @@ func start(t testing.TB, dir, yaml string, replay ...connect.Record) *harness {
 			"file-sink": file.New,
 			"test-sink": func(p connect.Params, _ connect.Env) (connect.Sink, error) {
 				return &testSink{mod: p.Int("reject_modulo"), mu: &h.mu, got: &h.sunk}, nil
+			},
+			"buffer-sink": func(p connect.Params, _ connect.Env) (connect.Sink, error) {
+				return &bufferSink{h: h, every: int(p.Int("every"))}, nil
 			},
 			"raw-sink": func(p connect.Params, _ connect.Env) (connect.Sink, error) {
 				return &rawSink{mu: &h.mu, got: &h.sunk, writes: &h.writes, fill: int(p.Int("fill")), linger: p.Duration("linger")}, nil
@@ -1030,4 +1103,115 @@ connectors:
 	if hw := p.HighWatermark(); hw != 1 {
 		t.Fatalf("the topic holds %d records, want the one change: a marker was appended", hw)
 	}
+}
+
+// A sink that stores records at points of its own (BufferingSink, as an
+// object store's sink stores files): the group's offsets are committed
+// only up to what it stored, never past what it holds; a store that
+// fails is retried and takes each record once; after a restart it
+// resumes from its stored end, the records it held unstored come again,
+// and the store holds every offset once, in order.
+func TestBufferingSinkCommitsWhatItStored(t *testing.T) {
+	dir := t.TempDir()
+	yaml := `
+topics:
+  - {name: a.public.orders, partitions: 2}
+connectors:
+  - name: gen
+    plugin: datagen-source
+    config: {rate: 3000, tables: [orders], topic_prefix: a}
+  - name: files
+    plugin: buffer-sink
+    topics: [a.public.orders]
+    config: {every: 37}
+`
+	h := start(t, dir, yaml)
+	h.mu.Lock()
+	h.storeFailures = 2
+	h.mu.Unlock()
+	stored := func() map[elog.TopicPartition][]int64 {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		out := map[elog.TopicPartition][]int64{}
+		for tp, o := range h.stored {
+			out[tp] = slices.Clone(o)
+		}
+		return out
+	}
+	enough := func(n int) func() bool {
+		return func() bool {
+			s := stored()
+			return len(s[elog.TopicPartition{Topic: "a.public.orders", Partition: 0}]) >= n && len(s[elog.TopicPartition{Topic: "a.public.orders", Partition: 1}]) >= n
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		committed := h.log.Groups().Committed(connect.GroupFor("files"))
+		for tp, offs := range stored() {
+			for i, o := range offs {
+				if o != int64(i) {
+					t.Fatalf("%s: %v stored %d at place %d: every offset once, in order", when, tp, o, i)
+				}
+			}
+			if c := committed[tp].Offset; c > int64(len(offs)) || len(offs)%37 != 0 {
+				t.Fatalf("%s: %v committed at %d with %d stored (files of 37)", when, tp, c, len(offs))
+			}
+		}
+	}
+	if !waitUntilT(30*time.Second, enough(37*3)) {
+		st, _ := h.w.Status("files")
+		n := map[elog.TopicPartition]int{}
+		for tp, o := range stored() {
+			n[tp] = len(o)
+		}
+		tp, _ := h.log.Topic("a.public.orders")
+		t.Fatalf("stored %v of %d partitions; status %+v", n, tp.Partitions(), st)
+	}
+	h.stop(t)
+	check("after a stop")
+	if h.storeFailures != 0 {
+		t.Fatalf("%d store failures never came", h.storeFailures)
+	}
+	before := stored()
+	h2 := start(t, dir, yaml)
+	h2.mu.Lock()
+	for tp, o := range before { // the store outlives the sink
+		h2.stored[tp] = append(slices.Clone(o), h2.stored[tp]...)
+	}
+	h2.mu.Unlock()
+	if !waitUntilT(30*time.Second, func() bool {
+		h2.mu.Lock()
+		defer h2.mu.Unlock()
+		for tp, o := range before {
+			if len(h2.stored[tp]) < len(o)+37*2 {
+				return false
+			}
+		}
+		return true
+	}) {
+		h2.mu.Lock()
+		n := map[elog.TopicPartition][2]int{}
+		for tp, o := range h2.stored {
+			n[tp] = [2]int{len(before[tp]), len(o)}
+		}
+		h2.mu.Unlock()
+		t.Fatalf("stored before and after the restart: %v; committed %v", n, h2.log.Groups().Committed(connect.GroupFor("files")))
+	}
+	h2.stop(t)
+	h = h2
+	check("after a restart")
+	for tp, offs := range h.log.Groups().Committed(connect.GroupFor("files")) {
+		if offs.Offset == 0 {
+			t.Fatalf("%v never committed", tp)
+		}
+	}
+}
+
+func waitUntilT(d time.Duration, ok func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if ok() {
+			return true
+		}
+	}
+	return false
 }

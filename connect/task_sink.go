@@ -128,9 +128,10 @@ type sinkSession struct {
 }
 
 type sinkPartition struct {
-	tp  elog.TopicPartition
-	p   *elog.Partition
-	pos int64
+	tp        elog.TopicPartition
+	p         *elog.Partition
+	pos       int64
+	committed int64 // the group's offset, as this task last committed or found it
 }
 
 // join joins the group and positions every assigned partition.
@@ -168,7 +169,14 @@ func (s *sinkSession) join(ctx context.Context) error {
 		if start := p.LogStartOffset(); stored && pos < start {
 			return s.behindRetention(tp, pos, start)
 		}
-		s.parts = append(s.parts, sinkPartition{tp: tp, p: p, pos: pos})
+		s.parts = append(s.parts, sinkPartition{tp: tp, p: p, pos: pos, committed: pos})
+	}
+	if bs, ok := s.sink.(BufferingSink); ok {
+		from := make(map[elog.TopicPartition]int64, len(s.parts))
+		for _, sp := range s.parts {
+			from[sp.tp] = sp.pos
+		}
+		bs.Assign(from)
 	}
 	return nil
 }
@@ -340,11 +348,8 @@ func (s *sinkSession) poll(ctx context.Context, i int) (int, error) {
 			return 0, err
 		}
 	}
-	if err := s.c.w.log.Groups().Commit(ctx, s.group, s.member, s.gen, map[elog.TopicPartition]int64{sp.tp: f.next}); err != nil {
-		if errors.Is(err, elog.ErrRebalanceInProgress) || errors.Is(err, elog.ErrIllegalGeneration) || errors.Is(err, elog.ErrNotAssigned) || errors.Is(err, elog.ErrUnknownMember) {
-			return 0, s.join(ctx) // the new owner starts from the last commit
-		}
-		return 0, fmt.Errorf("commit %s: %w", s.group, err)
+	if rejoined, err := s.commit(ctx, sp, f.next); err != nil || rejoined {
+		return 0, err
 	}
 	sp.pos = f.next
 	if s.c.w.poison && len(f.buf) > 0 {
@@ -354,6 +359,49 @@ func (s *sinkSession) poll(ctx context.Context, i int) (int, error) {
 		}
 	}
 	return len(f.logRec), nil
+}
+
+// commit commits the group's offset of sp at next, which the sink has
+// been given everything before. A BufferingSink may hold some of it
+// unstored, and may have stored what it held of other partitions (one
+// Write can store another partition's file): each partition is committed
+// up to the first offset the sink holds, or all it was given, whenever
+// that moved. rejoined says the group moved partitions meanwhile (s.parts
+// is new).
+func (s *sinkSession) commit(ctx context.Context, sp *sinkPartition, next int64) (rejoined bool, err error) {
+	at := map[elog.TopicPartition]int64{}
+	if bs, ok := s.sink.(BufferingSink); !ok {
+		at[sp.tp] = next
+	} else {
+		for i := range s.parts {
+			p := &s.parts[i]
+			upTo := p.pos
+			if p == sp {
+				upTo = next
+			}
+			if first, held := bs.Holding(p.tp); held {
+				upTo = min(upTo, first)
+			}
+			if upTo > p.committed {
+				at[p.tp] = upTo
+			}
+		}
+		if len(at) == 0 {
+			return false, nil
+		}
+	}
+	if err := s.c.w.log.Groups().Commit(ctx, s.group, s.member, s.gen, at); err != nil {
+		if errors.Is(err, elog.ErrRebalanceInProgress) || errors.Is(err, elog.ErrIllegalGeneration) || errors.Is(err, elog.ErrNotAssigned) || errors.Is(err, elog.ErrUnknownMember) {
+			return true, s.join(ctx) // the new owner starts from the last commit
+		}
+		return false, fmt.Errorf("commit %s: %w", s.group, err)
+	}
+	for i := range s.parts {
+		if o, ok := at[s.parts[i].tp]; ok {
+			s.parts[i].committed = o
+		}
+	}
+	return false, nil
 }
 
 // fillUp is a BatchingSink's linger: while f has read all the partition
