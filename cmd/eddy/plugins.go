@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/sinks/file"
+	"github.com/eddy-cdc/eddy/sinks/s3"
 	"github.com/eddy-cdc/eddy/sinks/sql"
 	"github.com/eddy-cdc/eddy/sources/datagen"
 	"github.com/eddy-cdc/eddy/sources/mysql"
@@ -22,6 +23,7 @@ func builtinPlugins() connect.Plugins {
 			"file-sink":     file.New,
 			"postgres-sink": sql.NewPostgres,
 			"mysql-sink":    sql.NewMySQL,
+			"s3-sink":       s3.New,
 		},
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 
@@ -161,9 +163,9 @@ func compileMap(s *avro.MapSchema, named map[string]*Codec) (*Codec, error) {
 			case map[string]any:
 				if len(m) > 0 {
 					dst = binary.AppendVarint(dst, int64(len(m)))
-					for k, e := range m {
+					for _, k := range slices.Sorted(maps.Keys(m)) { // the same value, the same bytes
 						dst = appendAvroString(dst, k)
-						if dst, err = vals.enc(dst, e); err != nil {
+						if dst, err = vals.enc(dst, m[k]); err != nil {
 							return dst, fmt.Errorf("[%q]: %w", k, err)
 						}
 					}
@@ -171,9 +173,9 @@ func compileMap(s *avro.MapSchema, named map[string]*Codec) (*Codec, error) {
 			case map[string]string:
 				if len(m) > 0 {
 					dst = binary.AppendVarint(dst, int64(len(m)))
-					for k, e := range m {
+					for _, k := range slices.Sorted(maps.Keys(m)) {
 						dst = appendAvroString(dst, k)
-						if dst, err = vals.enc(dst, e); err != nil {
+						if dst, err = vals.enc(dst, m[k]); err != nil {
 							return dst, fmt.Errorf("[%q]: %w", k, err)
 						}
 					}

@@ -33,8 +33,12 @@ func S3Client(t testing.TB, secret string) *s3.Client {
 	} else {
 		c.Close()
 	}
+	return newS3Client(S3Endpoint, secret)
+}
+
+func newS3Client(endpoint, secret string) *s3.Client {
 	return s3.New(s3.Options{
-		BaseEndpoint: aws.String(S3Endpoint),
+		BaseEndpoint: aws.String(endpoint),
 		Region:       S3Region,
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(S3AccessKey, secret, ""),

@@ -1,0 +1,330 @@
+package s3
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/hamba/avro/v2"
+
+	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/avrobin"
+)
+
+// shape is what the sink makes of one value schema: the schema its rows
+// are written in (the envelope as it is, or the flattened row), compiled
+// once.
+type shape struct {
+	in       avro.Schema // the record's value schema
+	out      avro.Schema // what a file of this shape holds
+	fp       [32]byte    // out's fingerprint: files of one shape share it
+	codec    *avrobin.Codec
+	envelope bool // in is a Debezium envelope
+	flatten  bool // rows are written flattened (out is the row schema with the extra columns)
+	nullable bool // flattened: every row column is nullable, so a truncate can be a row
+}
+
+// The columns flatten adds after a row's own, as Debezium's unwrap names
+// its added fields.
+const flattenExtra = `{"name":"__op","type":"string"},
+	{"name":"__source_ts_ms","type":["null","long"],"default":null},
+	{"name":"__position","type":["null","string"],"default":null},
+	{"name":"__partition","type":"int"},
+	{"name":"__offset","type":"long"}`
+
+// newShape reads a value schema. A Debezium envelope (fields before,
+// after, op) is flattened to its row when flatten is set; anything else is
+// written as it is.
+func newShape(in avro.Schema, flatten bool) (*shape, error) {
+	sh := &shape{in: in, out: in}
+	rs, _ := avrobin.Deref(in).(*avro.RecordSchema)
+	var row *avro.RecordSchema
+	if rs != nil {
+		var op bool
+		for _, f := range rs.Fields() {
+			switch f.Name() {
+			case "op":
+				op = f.Type().Type() == avro.String
+			case "after":
+				row = avrobin.RecordBranch(f.Type())
+			}
+		}
+		sh.envelope = op && row != nil
+	}
+	if flatten && sh.envelope {
+		var def map[string]any
+		if err := json.Unmarshal([]byte(row.String()), &def); err != nil {
+			return nil, fmt.Errorf("flatten %s: %w", row.FullName(), err)
+		}
+		var extra []any
+		if err := json.Unmarshal([]byte("["+flattenExtra+"]"), &extra); err != nil {
+			return nil, err
+		}
+		fields, _ := def["fields"].([]any)
+		def["fields"] = append(fields, extra...)
+		b, err := json.Marshal(def)
+		if err != nil {
+			return nil, err
+		}
+		if sh.out, err = avro.ParseBytesWithCache(b, "", &avro.SchemaCache{}); err != nil {
+			return nil, fmt.Errorf("flatten %s: %w", row.FullName(), err)
+		}
+		sh.flatten = true
+		sh.nullable = true
+		for _, f := range row.Fields() {
+			if u, ok := f.Type().(*avro.UnionSchema); !ok || !u.Nullable() {
+				sh.nullable = false
+			}
+		}
+	}
+	sh.fp = sh.out.Fingerprint()
+	var err error
+	if sh.codec, err = avrobin.Compile(sh.out); err != nil {
+		return nil, fmt.Errorf("compile %s: %w", name(sh.out), err)
+	}
+	return sh, nil
+}
+
+func name(s avro.Schema) string {
+	if n, ok := avrobin.Deref(s).(avro.NamedSchema); ok {
+		return n.FullName()
+	}
+	return string(s.Type())
+}
+
+// row is the value a file of this shape holds for r: the envelope, or its
+// row with the extra columns. ok is false for a record that has no row
+// when flattened (a truncate of a table with a column that cannot be
+// null).
+func (sh *shape) row(r *connect.Record) (v any, ok bool, err error) {
+	if !sh.flatten {
+		return r.Value, true, nil
+	}
+	env, isMap := r.Value.(map[string]any)
+	if !isMap {
+		return nil, false, fmt.Errorf("flatten: the value is %T, not an envelope", r.Value)
+	}
+	op, _ := env["op"].(string)
+	img, _ := env["after"].(map[string]any)
+	if op == "d" || img == nil {
+		img, _ = env["before"].(map[string]any)
+	}
+	out := make(map[string]any, len(img)+5)
+	if img == nil {
+		if !sh.nullable {
+			return nil, false, nil
+		}
+	}
+	for k, v := range img {
+		out[k] = v
+	}
+	out["__op"] = op
+	out["__source_ts_ms"] = nil
+	if src, _ := env["source"].(map[string]any); src != nil {
+		out["__source_ts_ms"] = src["ts_ms"]
+	}
+	out["__position"] = nil
+	if p := r.Header(connect.HeaderPosition); p != nil {
+		out["__position"] = hex.EncodeToString(p) // hex sorts as the bytes do
+	}
+	out["__partition"] = int32(r.Partition)
+	out["__offset"] = r.Offset
+	return out, true, nil
+}
+
+// canTake says whether a row of shape w can be written into a file of
+// shape f without losing anything: every field of w is in f with a type f
+// can hold it in, and every field of f that w lacks has a default.
+func canTake(f, w avro.Schema) bool { return fits(avrobin.Deref(f), avrobin.Deref(w), 0) }
+
+func fits(f, w avro.Schema, depth int) bool {
+	if depth > 32 {
+		return false
+	}
+	if f.Fingerprint() == w.Fingerprint() {
+		return true
+	}
+	fu, fUnion := f.(*avro.UnionSchema)
+	wu, wUnion := w.(*avro.UnionSchema)
+	switch {
+	case fUnion && wUnion:
+		for _, wt := range wu.Types() { // each branch of w has a home in f
+			if !unionHas(fu, wt, depth) {
+				return false
+			}
+		}
+		return true
+	case fUnion:
+		return unionHas(fu, w, depth)
+	case wUnion:
+		return false // f cannot hold every branch of w (a null, say)
+	}
+	f, w = avrobin.Deref(f), avrobin.Deref(w)
+	fl, _ := avrobin.Logical(f)
+	wl, _ := avrobin.Logical(w)
+	if fl != wl || avrobin.KindOf(f) == avrobin.KindDecimal {
+		return false // a decimal of another precision or scale is another type
+	}
+	switch w.Type() {
+	case avro.Int:
+		return f.Type() == avro.Long || f.Type() == avro.Double
+	case avro.Float:
+		return f.Type() == avro.Double
+	case avro.Record:
+		fr, ok := f.(*avro.RecordSchema)
+		if !ok || fr.FullName() != w.(*avro.RecordSchema).FullName() {
+			return false
+		}
+		wf := map[string]*avro.Field{}
+		for _, x := range w.(*avro.RecordSchema).Fields() {
+			wf[x.Name()] = x
+		}
+		for _, x := range fr.Fields() {
+			y, ok := wf[x.Name()]
+			delete(wf, x.Name())
+			if !ok {
+				if !x.HasDefault() {
+					return false
+				}
+				continue
+			}
+			if !fits(x.Type(), y.Type(), depth+1) {
+				return false
+			}
+		}
+		return len(wf) == 0
+	case avro.Array:
+		fa, ok := f.(*avro.ArraySchema)
+		return ok && fits(fa.Items(), w.(*avro.ArraySchema).Items(), depth+1)
+	case avro.Map:
+		fm, ok := f.(*avro.MapSchema)
+		return ok && fits(fm.Values(), w.(*avro.MapSchema).Values(), depth+1)
+	case avro.Enum:
+		fe, ok := f.(*avro.EnumSchema)
+		if !ok {
+			return false
+		}
+		have := map[string]bool{}
+		for _, s := range fe.Symbols() {
+			have[s] = true
+		}
+		for _, s := range w.(*avro.EnumSchema).Symbols() {
+			if !have[s] {
+				return false
+			}
+		}
+		return true
+	}
+	return f.Type() == w.Type() && f.Type() != avro.Fixed
+}
+
+func unionHas(u *avro.UnionSchema, w avro.Schema, depth int) bool {
+	for _, t := range u.Types() {
+		if fits(t, w, depth+1) {
+			return true
+		}
+	}
+	return false
+}
+
+// project rewrites v, a value of schema w, as a value of schema f (canTake
+// said yes): fields f has and w lacks take their defaults.
+func project(f, w avro.Schema, v any) any {
+	f, w = avrobin.Deref(f), avrobin.Deref(w)
+	if v == nil || f.Fingerprint() == w.Fingerprint() {
+		return v
+	}
+	if u, ok := f.(*avro.UnionSchema); ok {
+		f = avrobin.NonNull(u)
+	}
+	if u, ok := w.(*avro.UnionSchema); ok {
+		w = avrobin.NonNull(u)
+	}
+	f, w = avrobin.Deref(f), avrobin.Deref(w)
+	switch f.Type() {
+	case avro.Record:
+		fr, wr := f.(*avro.RecordSchema), w.(*avro.RecordSchema)
+		m, _ := v.(map[string]any)
+		out := make(map[string]any, len(fr.Fields()))
+		for _, x := range fr.Fields() {
+			y := fieldOf(wr, x.Name())
+			if y == nil {
+				out[x.Name()] = defaultOf(x)
+				continue
+			}
+			out[x.Name()] = project(x.Type(), y.Type(), m[x.Name()])
+		}
+		return out
+	case avro.Array:
+		items, _ := v.([]any)
+		out := make([]any, len(items))
+		for i, e := range items {
+			out[i] = project(f.(*avro.ArraySchema).Items(), w.(*avro.ArraySchema).Items(), e)
+		}
+		return out
+	case avro.Map:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return v
+		}
+		out := make(map[string]any, len(m))
+		for k, e := range m {
+			out[k] = project(f.(*avro.MapSchema).Values(), w.(*avro.MapSchema).Values(), e)
+		}
+		return out
+	}
+	return v // numbers widen as they are written
+}
+
+func fieldOf(r *avro.RecordSchema, name string) *avro.Field {
+	for _, f := range r.Fields() {
+		if f.Name() == name {
+			return f
+		}
+	}
+	return nil
+}
+
+// defaultOf is a field's default in the value model.
+func defaultOf(f *avro.Field) any {
+	d := f.Default()
+	if d == nil {
+		return nil
+	}
+	t := avrobin.Deref(f.Type())
+	if u, ok := t.(*avro.UnionSchema); ok {
+		t = avrobin.Deref(u.Types()[0]) // a union's default is of its first branch
+	}
+	switch t.Type() {
+	case avro.Int:
+		if n, ok := d.(int); ok {
+			return n
+		}
+		if x, ok := d.(float64); ok {
+			return int(x)
+		}
+	case avro.Long:
+		if x, ok := d.(float64); ok {
+			return int64(x)
+		}
+	}
+	return d
+}
+
+// timeOf reads a time from a field's value: a time, milliseconds since
+// the epoch, or an RFC 3339 string.
+func timeOf(v any) (time.Time, bool) {
+	switch x := v.(type) {
+	case time.Time:
+		return x, true
+	case int64:
+		return time.UnixMilli(x), true
+	case int:
+		return time.UnixMilli(int64(x)), true
+	case string:
+		t, err := time.Parse(time.RFC3339Nano, x)
+		return t, err == nil
+	}
+	return time.Time{}, false
+}
