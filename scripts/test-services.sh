@@ -191,6 +191,33 @@ s3_prepare() {
   log "versitygw $ver ready at $S3_ADDR ($S3_DIR)"
 }
 
+# ------------------------------------------------- DuckDB (a query engine)
+# The S3 sink's tests read its Parquet files back with a real query engine:
+# DuckDB's Python package from PyPI, at a pinned version, in a venv of its
+# own (internal/testdb/duckdb.go finds it there).
+DUCKDB_VERSION=1.5.6
+DUCKDB_VENV=/usr/local/lib/eddy-test/duckdb-$DUCKDB_VERSION
+
+duckdb_prepare() {
+  if [ -x "$DUCKDB_VENV/bin/python" ] && "$DUCKDB_VENV/bin/python" -c 'import duckdb' 2>/dev/null; then
+    log "DuckDB $DUCKDB_VERSION ready ($DUCKDB_VENV)"
+    return 0
+  fi
+  command -v python3 >/dev/null || apt_install python3 python3-venv
+  log "installing DuckDB $DUCKDB_VERSION from PyPI into $DUCKDB_VENV"
+  as_root rm -rf "$DUCKDB_VENV.tmp"
+  as_root mkdir -p /usr/local/lib/eddy-test
+  as_root python3 -m venv "$DUCKDB_VENV.tmp"
+  as_root "$DUCKDB_VENV.tmp/bin/pip" install --quiet --disable-pip-version-check "duckdb==$DUCKDB_VERSION"
+  as_root rm -rf "$DUCKDB_VENV"
+  as_root mv "$DUCKDB_VENV.tmp" "$DUCKDB_VENV"
+  # a venv's scripts name its directory: make them again where it now is
+  as_root python3 -m venv "$DUCKDB_VENV"
+  "$DUCKDB_VENV/bin/python" -c 'import duckdb' || { log "DuckDB does not import"; return 1; }
+  log "DuckDB $DUCKDB_VERSION ready ($DUCKDB_VENV)"
+}
+
 pg_prepare
 my_prepare
 s3_prepare
+duckdb_prepare

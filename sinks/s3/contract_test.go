@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hamba/avro/v2/ocf"
 	"github.com/klauspost/compress/zstd"
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/eddy-cdc/eddy/connect/connecttest"
 	"github.com/eddy-cdc/eddy/internal/testdb"
@@ -27,12 +28,13 @@ import (
 // a break can stop one.
 var servers sync.Map
 
-// s3-sink under the sink contract, in envelope files of each format that
-// carries them (Parquet's own suite run is in parquet_test.go once it
-// lands), each destination a versitygw of its own: a real S3 server that
-// checks signatures and conditional writes, stopped for the outage.
+// s3-sink under the sink contract, in envelope files of each format and
+// compression, read back with readers of their own (encoding/json,
+// hamba's OCF decoder, parquet-go's reader); each destination a versitygw
+// of its own: a real S3 server that checks signatures and conditional
+// writes, stopped for the outage.
 func TestS3SinkContract(t *testing.T) {
-	for _, f := range []struct{ format, compression string }{{"jsonl", "gzip"}, {"avro", "zstd"}, {"avro", "deflate"}, {"jsonl", "none"}} {
+	for _, f := range []struct{ format, compression string }{{"parquet", "snappy"}, {"parquet", "zstd"}, {"jsonl", "gzip"}, {"avro", "zstd"}, {"avro", "deflate"}, {"jsonl", "none"}} {
 		t.Run(f.format+"+"+f.compression, func(t *testing.T) {
 			connecttest.SinkSuite(t, connecttest.SinkTarget{
 				Plugin:    "s3-sink",
@@ -125,21 +127,21 @@ func objects(t *testing.T, params map[string]any) []object {
 
 // envelope is the suite's change as the files hold it, either table's.
 type envelope struct {
-	Before *image `json:"before" avro:"before"`
-	After  *image `json:"after" avro:"after"`
-	Op     string `json:"op" avro:"op"`
+	Before *image `json:"before" avro:"before" parquet:"before,optional"`
+	After  *image `json:"after" avro:"after" parquet:"after,optional"`
+	Op     string `json:"op" avro:"op" parquet:"op"`
 }
 
 type image struct {
-	ID      int64   `json:"id" avro:"id"`
-	V       *string `json:"v" avro:"v"`
-	OrderID int64   `json:"order_id" avro:"order_id"`
-	Line    int32   `json:"line" avro:"line"`
-	SKU     string  `json:"sku" avro:"sku"`
-	Qty     int32   `json:"qty" avro:"qty"`
-	Price   float64 `json:"price" avro:"price"`
-	Note    *string `json:"note" avro:"note"`
-	Weight  int64   `json:"weight" avro:"weight"`
+	ID      int64   `json:"id" avro:"id" parquet:"id"`
+	V       *string `json:"v" avro:"v" parquet:"v,optional"`
+	OrderID int64   `json:"order_id" avro:"order_id" parquet:"order_id"`
+	Line    int32   `json:"line" avro:"line" parquet:"line"`
+	SKU     string  `json:"sku" avro:"sku" parquet:"sku"`
+	Qty     int32   `json:"qty" avro:"qty" parquet:"qty"`
+	Price   float64 `json:"price" avro:"price" parquet:"price"`
+	Note    *string `json:"note" avro:"note" parquet:"note,optional"`
+	Weight  int64   `json:"weight" avro:"weight" parquet:"weight"`
 }
 
 // readRows reads the suite's records back from every object, with
@@ -224,6 +226,20 @@ func decodeEnvelopes(t *testing.T, format string, o object) []envelope {
 		}
 		if err := d.Error(); err != nil {
 			t.Fatalf("%s: %v", o.key, err)
+		}
+	case "parquet":
+		r := parquet.NewGenericReader[envelope](bytes.NewReader(o.body))
+		defer r.Close()
+		buf := make([]envelope, 64)
+		for {
+			n, err := r.Read(buf)
+			out = append(out, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", o.key, err)
+			}
 		}
 	default:
 		t.Fatalf("no reader for %s", format)

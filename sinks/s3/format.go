@@ -11,6 +11,11 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/klauspost/compress/zstd"
+	"github.com/parquet-go/parquet-go"
+	pqcompress "github.com/parquet-go/parquet-go/compress"
+	pqsnappy "github.com/parquet-go/parquet-go/compress/snappy"
+	pquncompressed "github.com/parquet-go/parquet-go/compress/uncompressed"
+	pqzstd "github.com/parquet-go/parquet-go/compress/zstd"
 
 	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
@@ -90,8 +95,10 @@ func (f format) open(w io.Writer, sh *shape, key string) (fileWriter, error) {
 		return j, nil
 	case "avro":
 		return newOCFWriter(w, sh, f.compression, key)
+	case "parquet":
+		return newParquetWriter(w, sh, f.compression)
 	}
-	return nil, fmt.Errorf("format %s is not built yet", f.name)
+	return nil, fmt.Errorf("format %s is unknown", f.name)
 }
 
 // jsonlWriter writes one JSON value a line.
@@ -234,4 +241,80 @@ func (o *ocfWriter) finish() error {
 		o.zw.Close()
 	}
 	return err
+}
+
+// parquetWriter writes a Parquet file: rows shredded by the shape's
+// compiled schema, in row groups of about parquetRowGroupBytes of values
+// (a scan reads large column chunks; the writer holds one group in memory
+// at most), with statistics per column chunk and page.
+type parquetWriter struct {
+	pq      *avrobin.Parquet
+	w       *parquet.Writer
+	rows    []parquet.Row
+	n       int
+	grouped int64 // bytes of values since the last row group
+}
+
+const (
+	parquetRowGroupBytes = 32 << 20
+	parquetRowBatch      = 256
+)
+
+func newParquetWriter(w io.Writer, sh *shape, compression string) (*parquetWriter, error) {
+	if sh == nil {
+		return nil, fmt.Errorf("parquet files need records with a schema")
+	}
+	pq, err := sh.parquet()
+	if err != nil {
+		return nil, err
+	}
+	var codec pqcompress.Codec = &pqsnappy.Codec{}
+	switch compression {
+	case "zstd":
+		codec = &pqzstd.Codec{Level: pqzstd.DefaultLevel, Concurrency: 1}
+	case "none":
+		codec = &pquncompressed.Codec{}
+	}
+	pw := parquet.NewWriter(w, pq.Schema, parquet.Compression(codec), parquet.DataPageStatistics(true),
+		parquet.PageBufferSize(1<<20), parquet.CreatedBy("eddy", "", ""),
+		parquet.KeyValueMetadata("parquet.avro.schema", sh.out.String()))
+	return &parquetWriter{pq: pq, w: pw, rows: make([]parquet.Row, parquetRowBatch)}, nil
+}
+
+func (p *parquetWriter) add(v any) (int, error) {
+	row, size, err := p.pq.Row(p.rows[p.n], v)
+	p.rows[p.n] = row
+	if err != nil {
+		return 0, err
+	}
+	p.n++
+	p.grouped += int64(size)
+	if p.n == len(p.rows) || p.grouped >= parquetRowGroupBytes {
+		if err := p.writeRows(); err != nil {
+			return 0, err
+		}
+	}
+	if p.grouped >= parquetRowGroupBytes {
+		if err := p.w.Flush(); err != nil {
+			return 0, err
+		}
+		p.grouped = 0
+	}
+	return size, nil
+}
+
+func (p *parquetWriter) writeRows() error {
+	if p.n == 0 {
+		return nil
+	}
+	_, err := p.w.WriteRows(p.rows[:p.n])
+	p.n = 0
+	return err
+}
+
+func (p *parquetWriter) finish() error {
+	if err := p.writeRows(); err != nil {
+		return err
+	}
+	return p.w.Close()
 }

@@ -23,6 +23,16 @@ type shape struct {
 	envelope bool // in is a Debezium envelope
 	flatten  bool // rows are written flattened (out is the row schema with the extra columns)
 	nullable bool // flattened: every row column is nullable, so a truncate can be a row
+	pq       *avrobin.Parquet
+	pqErr    error
+}
+
+// parquet is the shape's Parquet schema, compiled when first needed.
+func (sh *shape) parquet() (*avrobin.Parquet, error) {
+	if sh.pq == nil && sh.pqErr == nil {
+		sh.pq, sh.pqErr = avrobin.CompileParquet(sh.out)
+	}
+	return sh.pq, sh.pqErr
 }
 
 // The columns flatten adds after a row's own, as Debezium's unwrap names
