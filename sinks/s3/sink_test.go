@@ -114,7 +114,7 @@ func TestParquetTypesAsAQueryEngineReadsThem(t *testing.T) {
 			"ts": ts, "tsu": ts, "lts": ts, "dec": rat("-12.34"), "wide": rat("1234567890123456789012345678.0123456789"),
 			"nested": map[string]any{"x": 1, "y": nil}, "arr": []any{int64(1), int64(-2)},
 			"lines": []any{map[string]any{"k": "a", "v": 1.5}, map[string]any{"k": "b", "v": nil}},
-			"m": map[string]any{"b": "2", "a": "1"}, "opt": nil, "big": large},
+			"m":     map[string]any{"b": "2", "a": "1"}, "opt": nil, "big": large},
 		{"id": int64(2), "b": false, "i": -2147483648, "f": float32(-0.25), "d": -1e300, "s": "", "u": "00000000-0000-0000-0000-000000000000",
 			"by": []byte{}, "fx": []byte{0, 0, 0, 0}, "e": "calm", "dt": time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC),
 			"tm": time.Duration(0), "tu": time.Duration(0), "ts": time.UnixMilli(-1).UTC(), "tsu": time.UnixMicro(0).UTC(), "lts": time.UnixMicro(0).UTC(),
