@@ -32,6 +32,7 @@ import (
 //	record                              a group, fields in the record's order
 //	array, map                          LIST, MAP (string keys)
 //	["null", T]                         T, optional
+//	[decimal, string] (and null)        DECIMAL (a NaN is refused)
 //	other unions                        JSON text of the value
 //
 // A field that is not a union is required.
@@ -109,7 +110,12 @@ func (c *pqCompiler) node(s avro.Schema, rep, def, depth int) (*pqNode, parquet.
 				nonNull++
 			}
 		}
-		if u.Nullable() && nonNull == 1 {
+		if dec := decimalOrText(u); dec != nil {
+			// A decimal, or its special values as text (PostgreSQL's
+			// numeric(p, s)): a DECIMAL column; a NaN cannot be written.
+			optional = nonNull < len(u.Types())
+			s = dec
+		} else if u.Nullable() && nonNull == 1 {
 			optional = true
 			s = Deref(NonNull(u))
 		} else {
@@ -487,6 +493,29 @@ func (n *pqNode) leaf(v any) (parquet.Value, int, error) {
 		return parquet.FixedLenByteArrayValue(b), n.width, nil
 	}
 	return parquet.Value{}, 0, fmt.Errorf("parquet: no value for %v", n.kind)
+}
+
+// decimalOrText returns the decimal of a union of a decimal and a string
+// (and null), else nil.
+func decimalOrText(u *avro.UnionSchema) avro.Schema {
+	var dec avro.Schema
+	text := false
+	for _, t := range u.Types() {
+		t = Deref(t)
+		switch {
+		case t.Type() == avro.Null:
+		case KindOf(t) == KindDecimal && dec == nil:
+			dec = t
+		case KindOf(t) == KindString && !text:
+			text = true
+		default:
+			return nil
+		}
+	}
+	if !text {
+		return nil
+	}
+	return dec
 }
 
 // decimalWidth is the fewest bytes of two's complement that hold every

@@ -2,9 +2,15 @@ package testdb
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
+	"sort"
 	"testing"
 	"time"
 
@@ -86,4 +92,49 @@ func S3Bucket(t testing.TB, prefix string) string {
 		}
 	})
 	return name
+}
+
+// S3Object is one object of a bucket, downloaded.
+type S3Object struct {
+	Key    string
+	SHA256 string // of its bytes
+	Meta   map[string]string
+	Path   string // where it was written
+}
+
+// S3Download writes every object of bucket into dir (keys as paths) and
+// returns them in key order.
+func S3Download(t testing.TB, c *s3.Client, bucket, dir string) []S3Object {
+	t.Helper()
+	ctx := context.Background()
+	var out []S3Object
+	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			t.Fatalf("list %s: %v", bucket, err)
+		}
+		for _, o := range page.Contents {
+			get, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: o.Key})
+			if err != nil {
+				t.Fatalf("get %s: %v", *o.Key, err)
+			}
+			body, err := io.ReadAll(get.Body)
+			get.Body.Close()
+			if err != nil {
+				t.Fatalf("read %s: %v", *o.Key, err)
+			}
+			path := filepath.Join(dir, filepath.FromSlash(*o.Key))
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, body, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(body)
+			out = append(out, S3Object{Key: *o.Key, SHA256: hex.EncodeToString(sum[:]), Meta: get.Metadata, Path: path})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
 }

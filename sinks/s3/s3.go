@@ -32,6 +32,8 @@ import (
 	_ "time/tzdata" // time zones on machines without a zone database
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -181,6 +183,15 @@ func (s *Sink) Open(ctx context.Context) error {
 			o.BaseEndpoint = aws.String(s.cfg.endpoint)
 		}
 		o.UsePathStyle = s.cfg.pathStyle
+		// A few quick tries of each request, then the error goes to the
+		// runtime, which retries the write with its own backoff and shows
+		// why in the task's status (no retry quota hides the store's own
+		// answer).
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = 3
+			so.MaxBackoff = 2 * time.Second
+			so.RateLimiter = ratelimit.None
+		})
 	})
 	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.cfg.bucket}); err != nil {
 		var nf interface{ ErrorCode() string }
@@ -270,13 +281,8 @@ func (s *Sink) take(p *partition, r *connect.Record) error {
 	}
 	var row any = r.Value
 	if sh != nil {
-		var ok bool
-		if row, ok, err = sh.row(r); err != nil {
+		if row, err = sh.row(r); err != nil {
 			return err
-		} else if !ok {
-			s.log.Info("s3 sink: a truncate has no row in flattened files (a column cannot be null); not written",
-				"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
-			return nil
 		}
 	}
 	vals := pathVals{topic: r.Topic, partition: r.Partition, at: s.timeOf(r, row)}

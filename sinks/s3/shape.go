@@ -22,7 +22,7 @@ type shape struct {
 	codec    *avrobin.Codec
 	envelope bool // in is a Debezium envelope
 	flatten  bool // rows are written flattened (out is the row schema with the extra columns)
-	nullable bool // flattened: every row column is nullable, so a truncate can be a row
+	columns  []string // flattened: the row's own columns
 	pq       *avrobin.Parquet
 	pqErr    error
 }
@@ -71,7 +71,15 @@ func newShape(in avro.Schema, flatten bool) (*shape, error) {
 		if err := json.Unmarshal([]byte("["+flattenExtra+"]"), &extra); err != nil {
 			return nil, err
 		}
+		// Every column can be null, so a truncate (which a snapshot taken
+		// again begins with) is a row of its own, with only __op and the
+		// position.
 		fields, _ := def["fields"].([]any)
+		for _, f := range fields {
+			if fm, ok := f.(map[string]any); ok {
+				fm["type"], fm["default"] = nullable(fm["type"]), nil
+			}
+		}
 		def["fields"] = append(fields, extra...)
 		b, err := json.Marshal(def)
 		if err != nil {
@@ -81,11 +89,8 @@ func newShape(in avro.Schema, flatten bool) (*shape, error) {
 			return nil, fmt.Errorf("flatten %s: %w", row.FullName(), err)
 		}
 		sh.flatten = true
-		sh.nullable = true
 		for _, f := range row.Fields() {
-			if u, ok := f.Type().(*avro.UnionSchema); !ok || !u.Nullable() {
-				sh.nullable = false
-			}
+			sh.columns = append(sh.columns, f.Name())
 		}
 	}
 	sh.fp = sh.out.Fingerprint()
@@ -104,27 +109,23 @@ func name(s avro.Schema) string {
 }
 
 // row is the value a file of this shape holds for r: the envelope, or its
-// row with the extra columns. ok is false for a record that has no row
-// when flattened (a truncate of a table with a column that cannot be
-// null).
-func (sh *shape) row(r *connect.Record) (v any, ok bool, err error) {
+// row with the extra columns (a truncate's row has only those).
+func (sh *shape) row(r *connect.Record) (any, error) {
 	if !sh.flatten {
-		return r.Value, true, nil
+		return r.Value, nil
 	}
 	env, isMap := r.Value.(map[string]any)
 	if !isMap {
-		return nil, false, fmt.Errorf("flatten: the value is %T, not an envelope", r.Value)
+		return nil, fmt.Errorf("flatten: the value is %T, not an envelope", r.Value)
 	}
 	op, _ := env["op"].(string)
 	img, _ := env["after"].(map[string]any)
 	if op == "d" || img == nil {
 		img, _ = env["before"].(map[string]any)
 	}
-	out := make(map[string]any, len(img)+5)
-	if img == nil {
-		if !sh.nullable {
-			return nil, false, nil
-		}
+	out := make(map[string]any, len(sh.columns)+5)
+	for _, c := range sh.columns { // a truncate has none of them
+		out[c] = nil
 	}
 	for k, v := range img {
 		out[k] = v
@@ -140,7 +141,24 @@ func (sh *shape) row(r *connect.Record) (v any, ok bool, err error) {
 	}
 	out["__partition"] = int32(r.Partition)
 	out["__offset"] = r.Offset
-	return out, true, nil
+	return out, nil
+}
+
+// nullable is an Avro type (as JSON) that also takes null.
+func nullable(t any) any {
+	if u, ok := t.([]any); ok { // null first, as a null default wants
+		out := []any{"null"}
+		for _, b := range u {
+			if b != "null" {
+				out = append(out, b)
+			}
+		}
+		return out
+	}
+	if t == "null" {
+		return t
+	}
+	return []any{"null", t}
 }
 
 // canTake says whether a row of shape w can be written into a file of

@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,7 +105,8 @@ func TestParquetTypesAsAQueryEngineReadsThem(t *testing.T) {
 		{"name":"lines","type":{"type":"array","items":{"type":"record","name":"Line","fields":[{"name":"k","type":"string"},{"name":"v","type":["null","double"]}]}}},
 		{"name":"m","type":{"type":"map","values":"string"}},
 		{"name":"opt","type":["null","long"],"default":null},
-		{"name":"big","type":["null","string"],"default":null}]}`)
+		{"name":"big","type":["null","string"],"default":null},
+		{"name":"num","type":["null",{"type":"bytes","logicalType":"decimal","precision":8,"scale":3},"string"],"default":null}]}`)
 	ts := time.Date(2024, 2, 29, 10, 11, 12, 345678000, time.UTC)
 	large := strings.Repeat("ü", 300_000)
 	rows := []map[string]any{
@@ -114,12 +116,12 @@ func TestParquetTypesAsAQueryEngineReadsThem(t *testing.T) {
 			"ts": ts, "tsu": ts, "lts": ts, "dec": rat("-12.34"), "wide": rat("1234567890123456789012345678.0123456789"),
 			"nested": map[string]any{"x": 1, "y": nil}, "arr": []any{int64(1), int64(-2)},
 			"lines": []any{map[string]any{"k": "a", "v": 1.5}, map[string]any{"k": "b", "v": nil}},
-			"m":     map[string]any{"b": "2", "a": "1"}, "opt": nil, "big": large},
+			"m":     map[string]any{"b": "2", "a": "1"}, "opt": nil, "big": large, "num": rat("1.5")},
 		{"id": int64(2), "b": false, "i": -2147483648, "f": float32(-0.25), "d": -1e300, "s": "", "u": "00000000-0000-0000-0000-000000000000",
 			"by": []byte{}, "fx": []byte{0, 0, 0, 0}, "e": "calm", "dt": time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC),
 			"tm": time.Duration(0), "tu": time.Duration(0), "ts": time.UnixMilli(-1).UTC(), "tsu": time.UnixMicro(0).UTC(), "lts": time.UnixMicro(0).UTC(),
 			"dec": rat("0"), "wide": rat("-0.0000000001"), "nested": map[string]any{"x": -1, "y": "z"}, "arr": []any{}, "lines": []any{},
-			"m": map[string]any{}, "opt": int64(5), "big": nil},
+			"m": map[string]any{}, "opt": int64(5), "big": nil, "num": nil},
 	}
 	var recs []connect.Record
 	for i, v := range rows {
@@ -148,18 +150,18 @@ func TestParquetTypesAsAQueryEngineReadsThem(t *testing.T) {
 	want := []string{"id BIGINT", "b BOOLEAN", "i INTEGER", "f FLOAT", "d DOUBLE", "s VARCHAR", "u UUID", "by BLOB", "fx BLOB", "e VARCHAR",
 		"dt DATE", "tm TIME", "tu TIME", "ts TIMESTAMP WITH TIME ZONE", "tsu TIMESTAMP WITH TIME ZONE", "lts TIMESTAMP",
 		"dec DECIMAL(10,2)", "wide DECIMAL(38,10)", "nested STRUCT(x INTEGER, y VARCHAR)", "arr BIGINT[]",
-		"lines STRUCT(k VARCHAR, v DOUBLE)[]", "m MAP(VARCHAR, VARCHAR)", "opt BIGINT", "big VARCHAR"}
+		"lines STRUCT(k VARCHAR, v DOUBLE)[]", "m MAP(VARCHAR, VARCHAR)", "opt BIGINT", "big VARCHAR", "num DECIMAL(8,3)"}
 	if strings.Join(types, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("DuckDB reads the columns as\n%s\nwant\n%s", strings.Join(types, "\n"), strings.Join(want, "\n"))
 	}
-	got := testdb.DuckDB(t, "SELECT id, b, i, f, d, s, u, hex(\"by\"), hex(fx), e, dt, tm, tu, ts, tsu, lts, dec, wide, nested, arr, lines, m, opt, length(big) FROM read_parquet('"+glob+"', hive_partitioning=false) ORDER BY id")
+	got := testdb.DuckDB(t, "SELECT id, b, i, f, d, s, u, hex(\"by\"), hex(fx), e, dt, tm, tu, ts, tsu, lts, dec, wide, nested, arr, lines, m, opt, length(big), num FROM read_parquet('"+glob+"', hive_partitioning=false) ORDER BY id")
 	wantRows := [][]string{
 		{"1", "true", "7", "1.5", "2.25", "ünï ✓", "123e4567-e89b-12d3-a456-426614174000", "000102", "01020304", "busy", "2024-02-29", "13:05:07.008", "23:59:59.999999",
 			"2024-02-29 10:11:12.345+00", "2024-02-29 10:11:12.345678+00", "2024-02-29 10:11:12.345678", "-12.34", "1234567890123456789012345678.0123456789",
-			"{'x': 1, 'y': NULL}", "[1, -2]", "[{'k': a, 'v': 1.5}, {'k': b, 'v': NULL}]", "{a=1, b=2}", "", "300000"},
+			"{'x': 1, 'y': NULL}", "[1, -2]", "[{'k': a, 'v': 1.5}, {'k': b, 'v': NULL}]", "{a=1, b=2}", "", "300000", "1.500"},
 		{"2", "false", "-2147483648", "-0.25", "-1e+300", "", "00000000-0000-0000-0000-000000000000", "", "00000000", "calm", "1969-12-31", "00:00:00", "00:00:00",
 			"1969-12-31 23:59:59.999+00", "1970-01-01 00:00:00+00", "1970-01-01 00:00:00", "0.00", "-0.0000000001",
-			"{'x': -1, 'y': z}", "[]", "[]", "{}", "5", ""},
+			"{'x': -1, 'y': z}", "[]", "[]", "{}", "5", "", ""},
 	}
 	checkStats(t, glob, "id", "1", "3")
 	checkStats(t, glob, "s", "", "ünï ✓")
@@ -209,4 +211,108 @@ func keys(objs []object) []string {
 		out = append(out, o.key)
 	}
 	return out
+}
+
+// Interleaved schema versions do not make a file per record (Confluent's
+// S3 sink rolls at every change): three tables routed into one topic and
+// two versions of one of them (a rolling deploy) arrive interleaved, and
+// each flush stores one file per schema that cannot be written into
+// another. Records of an older version are written into a newer file
+// that can hold them (the column it lacks takes its default).
+func TestInterleavedSchemasDoNotFloodFiles(t *testing.T) {
+	srv := testdb.NewS3Server(t)
+	bucket := srv.Bucket("interleaved")
+	s, params := testSink(t, srv, bucket, map[string]any{"format": "parquet", "flush_records": 1000})
+	a1 := mustParse(t, `{"type":"record","name":"A","namespace":"m","fields":[{"name":"id","type":"long"},{"name":"v","type":"string"}]}`)
+	a2 := mustParse(t, `{"type":"record","name":"A","namespace":"m","fields":[{"name":"id","type":"long"},{"name":"v","type":"string"},{"name":"extra","type":["null","string"],"default":null}]}`)
+	b := mustParse(t, `{"type":"record","name":"B","namespace":"m","fields":[{"name":"k","type":"string"},{"name":"n","type":"int"},{"name":"w","type":"double"}]}`)
+	c := mustParse(t, `{"type":"record","name":"C","namespace":"m","fields":[{"name":"x","type":"boolean"}]}`)
+	value := func(sch avro.Schema, i int) map[string]any {
+		switch sch {
+		case a1:
+			return map[string]any{"id": int64(i), "v": fmt.Sprint("v", i)}
+		case a2:
+			return map[string]any{"id": int64(i), "v": fmt.Sprint("v", i), "extra": "new ✓"}
+		case b:
+			return map[string]any{"k": fmt.Sprint("k", i), "n": i, "w": float64(i) / 2}
+		}
+		return map[string]any{"x": i%2 == 0}
+	}
+	var recs []connect.Record
+	for i := range 3000 {
+		sch := []avro.Schema{a1, b, a2, c, a1, a2}[i%6]
+		recs = append(recs, connect.Record{Topic: "mixed", Offset: int64(i), Value: value(sch, i), ValueSchema: sch, Timestamp: time.UnixMilli(1_767_225_600_000)})
+	}
+	// Partition 1: the newer version first, then both: one file a flush.
+	for i := range 2000 {
+		sch := a2
+		if i > 0 && i%3 == 0 {
+			sch = a1
+		}
+		recs = append(recs, connect.Record{Topic: "mixed", Partition: 1, Offset: int64(i), Value: value(sch, i), ValueSchema: sch, Timestamp: time.UnixMilli(1_767_225_600_000)})
+	}
+	for i := 0; i < len(recs); i += 500 {
+		if err := s.Write(context.Background(), recs[i:min(i+500, len(recs))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, objs := download(t, params)
+	perPart := map[string]int{}
+	records := 0
+	for _, o := range objs {
+		perPart[fmt.Sprint("p", o.partition)]++
+		n, _ := strconv.Atoi(o.meta["eddy-records"])
+		records += n
+	}
+	// Partition 0's flushes begin with A1, A1 and A2: 4, 4 and 3 files (the
+	// third's A1 records go into its A2 file).
+	if perPart["p0"] != 4+4+3 || perPart["p1"] != 2 || records != 5000 {
+		t.Fatalf("%d objects (%v) holding %d records, want 11 on partition 0 (3 flushes of 4 schemas, one projected), 2 on partition 1, 5000 records:\n%s",
+			len(objs), perPart, records, strings.Join(keys(objs), "\n"))
+	}
+	r := testdb.DuckDB(t, "SELECT count(*), count(extra), min(id), max(id) FROM read_parquet('"+filepath.Join(dir, "mixed", "partition=1", "*.parquet")+"')")
+	if got := strings.Join([]string{*r.Rows[0][0], *r.Rows[0][1], *r.Rows[0][2], *r.Rows[0][3]}, " "); got != "2000 1334 0 1999" {
+		t.Fatalf("partition 1 reads as count, count(extra), min, max = %s, want 2000 1334 0 1999 (the older rows without extra)", got)
+	}
+}
+
+// Flattened, each change is its row (a delete's row before) with __op,
+// __source_ts_ms, __position, __partition and __offset; a truncate is a
+// row of those alone.
+func TestFlattenedRows(t *testing.T) {
+	srv := testdb.NewS3Server(t)
+	bucket := srv.Bucket("flat")
+	s, params := testSink(t, srv, bucket, map[string]any{"format": "jsonl", "flatten": true, "flush_records": 4, "path": "${table}"})
+	env := mustParse(t, `{"type":"record","name":"Envelope","namespace":"shop.public.t","fields":[
+		{"name":"before","type":["null",{"type":"record","name":"Value","fields":[{"name":"id","type":"long"},{"name":"v","type":["null","string"],"default":null}]}],"default":null},
+		{"name":"after","type":["null","Value"],"default":null},
+		{"name":"source","type":{"type":"record","name":"Source","fields":[{"name":"table","type":"string"},{"name":"ts_ms","type":"long"}]}},
+		{"name":"op","type":"string"},{"name":"ts_ms","type":["null","long"],"default":null}]}`)
+	src := map[string]any{"table": "t", "ts_ms": int64(1767225600123)}
+	row := func(id int64, v any) map[string]any { return map[string]any{"id": id, "v": v} }
+	var recs []connect.Record
+	for i, e := range []map[string]any{
+		{"op": "c", "after": row(1, "a"), "source": src},
+		{"op": "u", "before": row(1, "a"), "after": row(1, "ü ✓"), "source": src},
+		{"op": "d", "before": row(1, "ü ✓"), "source": src},
+		{"op": "t", "source": src},
+	} {
+		recs = append(recs, connect.Record{Topic: "shop.public.t", Partition: 2, Offset: int64(10 + i), Value: e, ValueSchema: env,
+			Headers: []elog.Header{{Key: connect.HeaderPosition, Value: []byte{0x01, byte(i)}}}})
+	}
+	if err := s.Write(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	objs := objects(t, params)
+	if len(objs) != 1 || objs[0].key != "t/shop.public.t+2+00000000000000000010.jsonl" {
+		t.Fatalf("objects %v", keys(objs))
+	}
+	want := `{"id":1,"v":"a","__op":"c","__source_ts_ms":1767225600123,"__position":"0100","__partition":2,"__offset":10}
+{"id":1,"v":"ü ✓","__op":"u","__source_ts_ms":1767225600123,"__position":"0101","__partition":2,"__offset":11}
+{"id":1,"v":"ü ✓","__op":"d","__source_ts_ms":1767225600123,"__position":"0102","__partition":2,"__offset":12}
+{"id":null,"v":null,"__op":"t","__source_ts_ms":1767225600123,"__position":"0103","__partition":2,"__offset":13}
+`
+	if string(objs[0].body) != want {
+		t.Fatalf("the file holds\n%s\nwant\n%s", objs[0].body, want)
+	}
 }
