@@ -20,8 +20,8 @@ type shape struct {
 	out      avro.Schema // what a file of this shape holds
 	fp       [32]byte    // out's fingerprint: files of one shape share it
 	codec    *avrobin.Codec
-	envelope bool // in is a Debezium envelope
-	flatten  bool // rows are written flattened (out is the row schema with the extra columns)
+	envelope bool     // in is a Debezium envelope
+	flatten  bool     // rows are written flattened (out is the row schema with the extra columns)
 	columns  []string // flattened: the row's own columns
 	pq       *avrobin.Parquet
 	pqErr    error
