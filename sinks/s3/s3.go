@@ -201,7 +201,7 @@ func (s *Sink) Open(ctx context.Context) error {
 		return fmt.Errorf("s3 sink: bucket %s: %w", s.cfg.bucket, err)
 	}
 	s.up = &uploader{client: client, bucket: s.cfg.bucket, partSize: s.cfg.partBytes,
-		slots: make(chan struct{}, s.cfg.concurrency), ctype: s.cfg.format.contentType()}
+		slots: make(chan struct{}, s.cfg.concurrency), ctype: s.cfg.format.contentType(), log: s.log}
 	return nil
 }
 

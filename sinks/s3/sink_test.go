@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hamba/avro/v2"
 
 	"github.com/eddy-cdc/eddy/connect"
@@ -314,5 +316,112 @@ func TestFlattenedRows(t *testing.T) {
 `
 	if string(objs[0].body) != want {
 		t.Fatalf("the file holds\n%s\nwant\n%s", objs[0].body, want)
+	}
+}
+
+// A file larger than upload_part_bytes goes up in parts; past
+// memory_bytes its bytes are held in a temporary file, and the object is
+// the same as one made in memory. An upload a crash left unfinished at
+// the key is aborted, not completed.
+func TestLargeFilesInPartsAndSpilled(t *testing.T) {
+	srv := testdb.NewS3Server(t)
+	ctx := context.Background()
+	client := srv.Client()
+	var sums []string
+	for _, memory := range []int{1 << 20, 256 << 20} {
+		bucket := srv.Bucket(fmt.Sprintf("large-%d", memory>>20))
+		key := "big/big+0+00000000000000000000.jsonl"
+		stale, err := client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &bucket, Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, params := testSink(t, srv, bucket, map[string]any{"format": "jsonl", "flush_records": 20000, "flush_bytes": 0,
+			"memory_bytes": memory, "upload_part_bytes": 5 << 20, "spill_dir": t.TempDir(), "path": "big"})
+		var recs []connect.Record
+		for i := range 20000 {
+			recs = append(recs, connect.Record{Topic: "big", Offset: int64(i), Value: map[string]any{"i": int64(i), "pad": strings.Repeat(fmt.Sprint(i%10), 1000)}})
+		}
+		for i := 0; i < len(recs); i += 3000 {
+			if err := s.Write(ctx, recs[i:min(i+3000, len(recs))]); err != nil {
+				t.Fatal(err)
+			}
+			if used := s.mem.used; used > int64(memory) {
+				t.Fatalf("the held files take %d bytes of memory, over the budget of %d", used, memory)
+			}
+		}
+		objs := objects(t, params)
+		if len(objs) != 1 || len(objs[0].body) < 19<<20 {
+			t.Fatalf("objects %v", keys(objs))
+		}
+		head, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if parts := (len(objs[0].body) + 5<<20 - 1) / (5 << 20); !strings.HasSuffix(aws.ToString(head.ETag), fmt.Sprintf(`-%d"`, parts)) {
+			t.Fatalf("ETag %s: not an upload of %d parts", aws.ToString(head.ETag), parts)
+		}
+		if n := strings.Count(string(objs[0].body), "\n"); n != 20000 {
+			t.Fatalf("%d lines", n)
+		}
+		ups, err := client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &bucket})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range ups.Uploads {
+			if aws.ToString(u.UploadId) == aws.ToString(stale.UploadId) {
+				t.Fatal("the upload left unfinished is still there")
+			}
+		}
+		sums = append(sums, objs[0].meta["eddy-sha256"])
+		// The same records again (a replay after a crash before the
+		// commit): the conditional completion finds the object, kept.
+		again, _ := testSink(t, srv, bucket, map[string]any{"format": "jsonl", "flush_records": 20000, "flush_bytes": 0,
+			"memory_bytes": memory, "upload_part_bytes": 5 << 20, "path": "big"})
+		if err := again.Write(ctx, recs); err != nil {
+			t.Fatalf("the same file again: %v", err)
+		}
+		if again := objects(t, params); len(again) != 1 || again[0].meta["eddy-sha256"] != sums[len(sums)-1] {
+			t.Fatalf("after a replay: %v", keys(again))
+		}
+	}
+	if sums[0] != sums[1] {
+		t.Fatalf("spilled and in memory, the files differ: %s %s", sums[0], sums[1])
+	}
+}
+
+// An object already at a file's key is kept when it holds the file's
+// bytes (a replay), or its records (another version wrote it); any other
+// stops the task, never replaced.
+func TestAnObjectIsNeverReplaced(t *testing.T) {
+	srv := testdb.NewS3Server(t)
+	ctx := context.Background()
+	bucket := srv.Bucket("conflict")
+	key := "t/t+0+00000000000000000000.jsonl"
+	rec := func(i int) connect.Record {
+		return connect.Record{Topic: "t", Offset: int64(i), Value: map[string]any{"i": int64(i)}}
+	}
+	put := func(body string, meta map[string]string) {
+		if _, err := srv.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: strings.NewReader(body), Metadata: meta}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same records in other bytes, from another version.
+	put("{\"i\": 0}\n{\"i\": 1}\n", map[string]string{"eddy-first-offset": "0", "eddy-last-offset": "1", "eddy-records": "2", "eddy-sha256": "old"})
+	s, params := testSink(t, srv, bucket, map[string]any{"format": "jsonl", "flush_records": 2, "path": "t"})
+	if err := s.Write(ctx, []connect.Record{rec(0), rec(1)}); err != nil {
+		t.Fatalf("an object of the same records: %v", err)
+	}
+	if objs := objects(t, params); len(objs) != 1 || string(objs[0].body) != "{\"i\": 0}\n{\"i\": 1}\n" {
+		t.Fatalf("the object was replaced: %v", objs)
+	}
+	// Someone else's object.
+	put("not ours\n", nil)
+	s, _ = testSink(t, srv, bucket, map[string]any{"format": "jsonl", "flush_records": 2, "path": "t"})
+	err := s.Write(ctx, []connect.Record{rec(0), rec(1)})
+	if !connect.IsPermanent(err) || !strings.Contains(err.Error(), "already holds other contents") {
+		t.Fatalf("a foreign object at the key: %v, want a permanent error saying so", err)
+	}
+	if objs := objects(t, params); string(objs[0].body) != "not ours\n" {
+		t.Fatal("the foreign object was replaced")
 	}
 }

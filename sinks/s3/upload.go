@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strconv"
 	"sync"
@@ -36,6 +37,7 @@ type uploader struct {
 	partSize int64
 	slots    chan struct{} // requests in flight, over all files
 	ctype    string
+	log      *slog.Logger
 }
 
 // upload stores the files, several at once, and returns the errors of
@@ -189,11 +191,20 @@ func (u *uploader) same(ctx context.Context, f *file) error {
 	if err != nil {
 		return fmt.Errorf("s3 sink: read the object already at s3://%s/%s: %w", u.bucket, f.key, err)
 	}
-	if got := head.Metadata[metaSHA256]; got != f.sp.Sum() {
-		return connect.Permanent(fmt.Errorf("s3 sink: s3://%s/%s already holds other contents (sha256 %q, this file's %s): "+
-			"another writer uses this prefix, or the topic was recreated; give the sink a prefix of its own", u.bucket, f.key, got, f.sp.Sum()))
+	got := head.Metadata[metaSHA256]
+	if got == f.sp.Sum() {
+		return nil
 	}
-	return nil
+	if head.Metadata[metaFirst] == strconv.FormatInt(f.first, 10) && head.Metadata[metaLast] == strconv.FormatInt(f.last, 10) &&
+		head.Metadata[metaRecords] == strconv.FormatInt(f.records, 10) {
+		// The same records in other bytes: a sink of another version
+		// (another encoder) stored them before a restart. Kept.
+		u.log.Warn("s3 sink: an object holds this file's records in other bytes (written by another version); kept",
+			"key", f.key, "records", f.records)
+		return nil
+	}
+	return connect.Permanent(fmt.Errorf("s3 sink: s3://%s/%s already holds other contents (sha256 %q, this file's %s): "+
+		"another writer uses this prefix, or the topic was recreated; give the sink a prefix of its own", u.bucket, f.key, got, f.sp.Sum()))
 }
 
 func preconditionFailed(err error) bool {
