@@ -19,7 +19,7 @@ import (
 )
 
 // buildEddy builds the eddy binary for tests that run it as a process.
-func buildEddy(t *testing.T) string {
+func buildEddy(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "eddy")
 	out, err := exec.Command("go", "build", "-o", bin, "../cmd/eddy").CombinedOutput()
@@ -31,7 +31,7 @@ func buildEddy(t *testing.T) string {
 
 // eddyConfig writes dir/eddy.yaml for an `eddy run` child: its log in
 // dir/data, both APIs on free ports, then body.
-func eddyConfig(t *testing.T, dir, body string) string {
+func eddyConfig(t testing.TB, dir, body string) string {
 	t.Helper()
 	path := filepath.Join(dir, "eddy.yaml")
 	text := fmt.Sprintf("data_dir: %s\napi: {listen: \"127.0.0.1:0\"}\nregistry: {listen: \"127.0.0.1:0\"}\n%s", filepath.Join(dir, "data"), body)
@@ -48,7 +48,7 @@ type eddyProcess struct {
 	up   chan struct{}
 }
 
-func startEddy(t *testing.T, bin, cfg, logPath string) *eddyProcess {
+func startEddy(t testing.TB, bin, cfg, logPath string) *eddyProcess {
 	t.Helper()
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
