@@ -55,6 +55,24 @@ func AppendJSON(dst []byte, v any, s avro.Schema) ([]byte, error) {
 	case *big.Rat:
 		return appendJSONString(dst, ratString(x)), nil
 	case *Ordered:
+		if x == nil {
+			return append(dst, "null"...), nil
+		}
+		if rs, ok := nonNullOrNil(s).(*avro.RecordSchema); ok && sameNames(rs, x) {
+			dst = append(dst, '{')
+			for i, f := range rs.Fields() {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = appendJSONString(dst, f.Name())
+				dst = append(dst, ':')
+				var err error
+				if dst, err = AppendJSON(dst, x.Values[i], NonNull(f.Type())); err != nil {
+					return dst, err
+				}
+			}
+			return append(dst, '}'), nil
+		}
 		return AppendJSON(dst, x.Map(), s)
 	case map[string]any:
 		if x == nil { // a missing row state, as the Avro codec takes it
@@ -99,6 +117,20 @@ func AppendJSON(dst []byte, v any, s avro.Schema) ([]byte, error) {
 		return dst, fmt.Errorf("render %T as JSON: %w", v, err)
 	}
 	return append(dst, b...), nil
+}
+
+// sameNames says whether o's fields are rs's, in its order.
+func sameNames(rs *avro.RecordSchema, o *Ordered) bool {
+	fields := rs.Fields()
+	if len(fields) != len(o.Names) || len(o.Values) != len(o.Names) {
+		return false
+	}
+	for i, f := range fields {
+		if f.Name() != o.Names[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // nonNullOrNil is nonNull that keeps nil as nil.

@@ -279,15 +279,29 @@ func (n *pqNode) shred(dst parquet.Row, v any, rep, size int) (parquet.Row, int,
 	def := n.defLevel
 	switch n.avroType {
 	case avro.Record:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return dst, size, fmt.Errorf("record: have %T", v)
-		}
 		var err error
-		for i, f := range n.fields {
-			if dst, size, err = f.shred(dst, m[n.names[i]], rep, size); err != nil {
-				return dst, size, fmt.Errorf("%s: %w", n.names[i], err)
+		switch m := v.(type) {
+		case map[string]any:
+			for i, f := range n.fields {
+				if dst, size, err = f.shred(dst, m[n.names[i]], rep, size); err != nil {
+					return dst, size, fmt.Errorf("%s: %w", n.names[i], err)
+				}
 			}
+		case *Ordered:
+			inOrder := len(m.Names) == len(n.names) && len(m.Values) == len(n.names)
+			for i, f := range n.fields {
+				var e any
+				if inOrder && m.Names[i] == n.names[i] {
+					e = m.Values[i]
+				} else {
+					e, _ = m.Get(n.names[i])
+				}
+				if dst, size, err = f.shred(dst, e, rep, size); err != nil {
+					return dst, size, fmt.Errorf("%s: %w", n.names[i], err)
+				}
+			}
+		default:
+			return dst, size, fmt.Errorf("record: have %T", v)
 		}
 		return dst, size, nil
 	case avro.Array:

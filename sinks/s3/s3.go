@@ -37,16 +37,18 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/hamba/avro/v2"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 	elog "github.com/eddy-cdc/eddy/log"
 )
 
 // config is the sink's validated parameters.
 type config struct {
 	bucket, prefix, region, endpoint string
-	pathStyle                        bool
+	pathStyle, createBucket          bool
 	accessKey, secretKey             string
 	format                           format
 	flatten                          bool
@@ -73,7 +75,7 @@ var compressions = map[string][]string{
 func New(p connect.Params, env connect.Env) (connect.Sink, error) {
 	c := config{
 		bucket: p.String("bucket"), prefix: p.String("prefix"), region: p.String("region"), endpoint: p.String("endpoint"),
-		pathStyle: p.Bool("path_style"), accessKey: p.String("access_key_id"), secretKey: p.String("secret_access_key"),
+		pathStyle: p.Bool("path_style"), createBucket: p.Bool("create_bucket"), accessKey: p.String("access_key_id"), secretKey: p.String("secret_access_key"),
 		format: format{name: p.String("format"), compression: p.String("compression")}, flatten: p.Bool("flatten"),
 		flushRecords: p.Int("flush_records"), flushBytes: p.Int("flush_bytes"), rotate: p.Duration("rotate_interval"),
 		partBytes: p.Int("upload_part_bytes"), memory: p.Int("memory_bytes"), spillDir: p.String("spill_dir"),
@@ -195,10 +197,20 @@ func (s *Sink) Open(ctx context.Context) error {
 	})
 	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.cfg.bucket}); err != nil {
 		var nf interface{ ErrorCode() string }
-		if errors.As(err, &nf) && (nf.ErrorCode() == "NotFound" || nf.ErrorCode() == "NoSuchBucket") {
-			return connect.Permanent(fmt.Errorf("s3 sink: bucket %s does not exist: %w", s.cfg.bucket, err))
+		if !errors.As(err, &nf) || (nf.ErrorCode() != "NotFound" && nf.ErrorCode() != "NoSuchBucket") {
+			return fmt.Errorf("s3 sink: bucket %s: %w", s.cfg.bucket, err)
 		}
-		return fmt.Errorf("s3 sink: bucket %s: %w", s.cfg.bucket, err)
+		if !s.cfg.createBucket {
+			return connect.Permanent(fmt.Errorf("s3 sink: bucket %s does not exist (create it, or set create_bucket): %w", s.cfg.bucket, err))
+		}
+		in := &s3.CreateBucketInput{Bucket: &s.cfg.bucket}
+		if s.cfg.region != "us-east-1" {
+			in.CreateBucketConfiguration = &types.CreateBucketConfiguration{LocationConstraint: types.BucketLocationConstraint(s.cfg.region)}
+		}
+		if _, err := client.CreateBucket(ctx, in); err != nil {
+			return fmt.Errorf("s3 sink: create bucket %s: %w", s.cfg.bucket, err)
+		}
+		s.log.Info("s3 sink: bucket created", "bucket", s.cfg.bucket)
 	}
 	s.up = &uploader{client: client, bucket: s.cfg.bucket, partSize: s.cfg.partBytes,
 		slots: make(chan struct{}, s.cfg.concurrency), ctype: s.cfg.format.contentType(), log: s.log}
@@ -460,11 +472,14 @@ func (s *Sink) timeOf(r *connect.Record, row any) time.Time {
 
 func lookup(v any, path []string) any {
 	for _, k := range path {
-		m, ok := v.(map[string]any)
-		if !ok {
+		switch m := v.(type) {
+		case map[string]any:
+			v = m[k]
+		case *avrobin.Ordered:
+			v, _ = m.Get(k)
+		default:
 			return nil
 		}
-		v = m[k]
 	}
 	return v
 }

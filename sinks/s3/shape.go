@@ -20,9 +20,10 @@ type shape struct {
 	out      avro.Schema // what a file of this shape holds
 	fp       [32]byte    // out's fingerprint: files of one shape share it
 	codec    *avrobin.Codec
-	envelope bool     // in is a Debezium envelope
-	flatten  bool     // rows are written flattened (out is the row schema with the extra columns)
-	columns  []string // flattened: the row's own columns
+	envelope bool             // in is a Debezium envelope
+	flatten  bool             // rows are written flattened (out is the row schema with the extra columns)
+	columns  []string         // flattened: the row's own columns
+	flat     *avrobin.Ordered // flattened: the row being written
 	pq       *avrobin.Parquet
 	pqErr    error
 }
@@ -92,6 +93,8 @@ func newShape(in avro.Schema, flatten bool) (*shape, error) {
 		for _, f := range row.Fields() {
 			sh.columns = append(sh.columns, f.Name())
 		}
+		names := append(append([]string(nil), sh.columns...), "__op", "__source_ts_ms", "__position", "__partition", "__offset")
+		sh.flat = &avrobin.Ordered{Names: names, Values: make([]any, len(names))}
 	}
 	sh.fp = sh.out.Fingerprint()
 	var err error
@@ -109,7 +112,9 @@ func name(s avro.Schema) string {
 }
 
 // row is the value a file of this shape holds for r: the envelope, or its
-// row with the extra columns (a truncate's row has only those).
+// row with the extra columns (a truncate's row has only those). A
+// flattened row is an *avrobin.Ordered the shape reuses: valid until the
+// next call.
 func (sh *shape) row(r *connect.Record) (any, error) {
 	if !sh.flatten {
 		return r.Value, nil
@@ -119,28 +124,38 @@ func (sh *shape) row(r *connect.Record) (any, error) {
 		return nil, fmt.Errorf("flatten: the value is %T, not an envelope", r.Value)
 	}
 	op, _ := env["op"].(string)
-	img, _ := env["after"].(map[string]any)
+	img := env["after"]
 	if op == "d" || img == nil {
-		img, _ = env["before"].(map[string]any)
+		img = env["before"]
 	}
-	out := make(map[string]any, len(sh.columns)+5)
-	for _, c := range sh.columns { // a truncate has none of them
-		out[c] = nil
+	out := sh.flat
+	vals := out.Values
+	switch m := img.(type) {
+	case map[string]any:
+		for i, c := range sh.columns {
+			vals[i] = m[c]
+		}
+	case *avrobin.Ordered:
+		for i, c := range sh.columns {
+			vals[i], _ = m.Get(c)
+		}
+	default: // a truncate: no row
+		clear(vals[:len(sh.columns)])
 	}
-	for k, v := range img {
-		out[k] = v
-	}
-	out["__op"] = op
-	out["__source_ts_ms"] = nil
+	n := len(sh.columns)
+	vals[n] = op
+	vals[n+1] = nil
 	if src, _ := env["source"].(map[string]any); src != nil {
-		out["__source_ts_ms"] = src["ts_ms"]
+		vals[n+1] = src["ts_ms"]
+	} else if src, _ := env["source"].(*avrobin.Ordered); src != nil {
+		vals[n+1], _ = src.Get("ts_ms")
 	}
-	out["__position"] = nil
+	vals[n+2] = nil
 	if p := r.Header(connect.HeaderPosition); p != nil {
-		out["__position"] = hex.EncodeToString(p) // hex sorts as the bytes do
+		vals[n+2] = hex.EncodeToString(p) // hex sorts as the bytes do
 	}
-	out["__partition"] = int32(r.Partition)
-	out["__offset"] = r.Offset
+	vals[n+3] = int32(r.Partition)
+	vals[n+4] = r.Offset
 	return out, nil
 }
 
@@ -274,6 +289,9 @@ func project(f, w avro.Schema, v any) any {
 	case avro.Record:
 		fr, wr := f.(*avro.RecordSchema), w.(*avro.RecordSchema)
 		m, _ := v.(map[string]any)
+		if o, ok := v.(*avrobin.Ordered); ok {
+			m = o.Map()
+		}
 		out := make(map[string]any, len(fr.Fields()))
 		for _, x := range fr.Fields() {
 			y := fieldOf(wr, x.Name())

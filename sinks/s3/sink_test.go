@@ -22,7 +22,7 @@ import (
 
 // testSink opens an s3-sink on srv's bucket with params over the
 // defaults, assigned no partitions yet (a fresh group).
-func testSink(t *testing.T, srv *testdb.S3Server, bucket string, params map[string]any) (*Sink, map[string]any) {
+func testSink(t testing.TB, srv *testdb.S3Server, bucket string, params map[string]any) (*Sink, map[string]any) {
 	t.Helper()
 	p := map[string]any{"bucket": bucket, "endpoint": srv.Endpoint(), "path_style": true,
 		"access_key_id": testdb.S3AccessKey, "secret_access_key": testdb.S3SecretKey}
@@ -49,7 +49,7 @@ func testSink(t *testing.T, srv *testdb.S3Server, bucket string, params map[stri
 	return s.(*Sink), p
 }
 
-func mustParse(t *testing.T, schema string) avro.Schema {
+func mustParse(t testing.TB, schema string) avro.Schema {
 	t.Helper()
 	s, err := avro.ParseWithCache(schema, "", &avro.SchemaCache{})
 	if err != nil {
@@ -423,5 +423,31 @@ func TestAnObjectIsNeverReplaced(t *testing.T) {
 	}
 	if objs := objects(t, params); string(objs[0].body) != "not ours\n" {
 		t.Fatal("the foreign object was replaced")
+	}
+}
+
+// A missing bucket stops the task at start, saying so, unless
+// create_bucket makes it.
+func TestMissingBucket(t *testing.T) {
+	srv := testdb.NewS3Server(t)
+	cat, _ := connect.BuiltinCatalog()
+	for _, create := range []bool{false, true} {
+		pp, err := connect.NewParams(cat.Plugin("s3-sink"), map[string]any{"bucket": "not-there", "endpoint": srv.Endpoint(), "path_style": true,
+			"access_key_id": testdb.S3AccessKey, "secret_access_key": testdb.S3SecretKey, "create_bucket": create})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := New(pp, connect.Env{})
+		err = s.Open(context.Background())
+		switch {
+		case !create && (!connect.IsPermanent(err) || !strings.Contains(err.Error(), "does not exist")):
+			t.Fatalf("a missing bucket: %v, want a permanent error saying so", err)
+		case create && err != nil:
+			t.Fatalf("create_bucket: %v", err)
+		}
+		s.Close()
+	}
+	if _, err := srv.Client().HeadBucket(context.Background(), &s3.HeadBucketInput{Bucket: aws.String("not-there")}); err != nil {
+		t.Fatalf("the bucket was not made: %v", err)
 	}
 }
