@@ -673,11 +673,33 @@ func unscaled(v any, scale int) (*big.Int, error) {
 		}
 		r = new(big.Rat).SetInt64(n)
 	}
-	s := new(big.Rat).Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale)), nil)))
-	if !s.IsInt() {
+	// num * 10^scale / denom, which must leave no remainder.
+	p := pow10(scale)
+	if r.IsInt() {
+		return new(big.Int).Mul(r.Num(), p), nil
+	}
+	q, rem := new(big.Int).QuoRem(p, r.Denom(), new(big.Int))
+	if rem.Sign() != 0 {
 		return nil, fmt.Errorf("decimal: %s has more than %d digits after the point", r.FloatString(scale+4), scale)
 	}
-	return s.Num(), nil
+	return q.Mul(q, r.Num()), nil
+}
+
+// powers10 are 10^0 to 10^76, computed once and never changed.
+var powers10 = func() []*big.Int {
+	out := make([]*big.Int, 77)
+	for i := range out {
+		out[i] = new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(i)), nil)
+	}
+	return out
+}()
+
+// pow10 is 10^n; callers must not change it.
+func pow10(n int) *big.Int {
+	if n >= 0 && n < len(powers10) {
+		return powers10[n]
+	}
+	return new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(n)), nil)
 }
 
 // twosComplement is n as big-endian two's complement in the fewest bytes.
@@ -707,7 +729,7 @@ func ratOf(b []byte, scale int) *big.Rat {
 	if len(b) > 0 && b[0]&0x80 != 0 {
 		n.Sub(n, new(big.Int).Lsh(big.NewInt(1), uint(len(b)*8)))
 	}
-	return new(big.Rat).SetFrac(n, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale)), nil))
+	return new(big.Rat).SetFrac(n, pow10(scale))
 }
 
 func appendAvroString(dst []byte, s string) []byte {

@@ -34,8 +34,16 @@ var servers sync.Map
 // of its own: a real S3 server that checks signatures and conditional
 // writes, stopped for the outage.
 func TestS3SinkContract(t *testing.T) {
-	for _, f := range []struct{ format, compression string }{{"parquet", "snappy"}, {"parquet", "zstd"}, {"jsonl", "gzip"}, {"avro", "zstd"}, {"avro", "deflate"}, {"jsonl", "none"}} {
-		t.Run(f.format+"+"+f.compression, func(t *testing.T) {
+	for _, f := range []struct {
+		format, compression string
+		flatten             bool
+	}{{"parquet", "snappy", false}, {"parquet", "zstd", true}, {"jsonl", "gzip", false}, {"jsonl", "zstd", true},
+		{"avro", "zstd", false}, {"avro", "deflate", true}, {"jsonl", "none", false}} {
+		name := f.format + "+" + f.compression
+		if f.flatten {
+			name += "+flatten"
+		}
+		t.Run(name, func(t *testing.T) {
 			connecttest.SinkSuite(t, connecttest.SinkTarget{
 				Plugin:    "s3-sink",
 				New:       New,
@@ -46,7 +54,7 @@ func TestS3SinkContract(t *testing.T) {
 					servers.Store(bucket+srv.Endpoint(), srv)
 					return map[string]any{"bucket": bucket, "endpoint": srv.Endpoint(), "path_style": true, "prefix": "cdc",
 						"access_key_id": testdb.S3AccessKey, "secret_access_key": testdb.S3SecretKey,
-						"format": f.format, "compression": f.compression, "flush_records": 3, "path": "${table}/p=${partition}/${yyyy}"}
+						"format": f.format, "compression": f.compression, "flatten": f.flatten, "flush_records": 3, "path": "${table}/p=${partition}/${yyyy}"}
 				},
 				Read: func(t *testing.T, params map[string]any) []connecttest.Row { return readRows(t, params) },
 				Breaks: map[string]func(*testing.T, map[string]any) func(){
@@ -151,6 +159,10 @@ func readRows(t *testing.T, params map[string]any) []connecttest.Row {
 	t.Helper()
 	var rows []connecttest.Row
 	for _, o := range objects(t, params) {
+		if params["flatten"] == true {
+			rows = append(rows, flatRows(t, params["format"].(string), o)...)
+			continue
+		}
 		envs := decodeEnvelopes(t, params["format"].(string), o)
 		if n := strconv.Itoa(len(envs)); o.meta["eddy-records"] != n {
 			t.Fatalf("%s: metadata says %s records, the file holds %s", o.key, o.meta["eddy-records"], n)
@@ -245,4 +257,95 @@ func decodeEnvelopes(t *testing.T, format string, o object) []envelope {
 		t.Fatalf("no reader for %s", format)
 	}
 	return out
+}
+
+// flat is a flattened change of either table: every column can be null.
+type flat struct {
+	ID        *int64   `json:"id" avro:"id" parquet:"id,optional"`
+	V         *string  `json:"v" avro:"v" parquet:"v,optional"`
+	OrderID   *int64   `json:"order_id" avro:"order_id" parquet:"order_id,optional"`
+	Line      *int32   `json:"line" avro:"line" parquet:"line,optional"`
+	SKU       *string  `json:"sku" avro:"sku" parquet:"sku,optional"`
+	Qty       *int32   `json:"qty" avro:"qty" parquet:"qty,optional"`
+	Price     *float64 `json:"price" avro:"price" parquet:"price,optional"`
+	Note      *string  `json:"note" avro:"note" parquet:"note,optional"`
+	Weight    *int64   `json:"weight" avro:"weight" parquet:"weight,optional"`
+	Op        string   `json:"__op" avro:"__op" parquet:"__op"`
+	Partition int32    `json:"__partition" avro:"__partition" parquet:"__partition"`
+	Offset    int64    `json:"__offset" avro:"__offset" parquet:"__offset"`
+}
+
+// flatRows reads flattened changes back: each carries its partition and
+// offset, which must agree with the object's name and order.
+func flatRows(t *testing.T, format string, o object) []connecttest.Row {
+	t.Helper()
+	var fs []flat
+	switch format {
+	case "parquet":
+		r := parquet.NewGenericReader[flat](bytes.NewReader(o.body))
+		defer r.Close()
+		buf := make([]flat, 64)
+		for {
+			n, err := r.Read(buf)
+			fs = append(fs, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", o.key, err)
+			}
+		}
+	case "avro":
+		d, err := ocf.NewDecoder(bytes.NewReader(o.body))
+		if err != nil {
+			t.Fatalf("%s: %v", o.key, err)
+		}
+		for d.HasNext() {
+			var f flat
+			if err := d.Decode(&f); err != nil {
+				t.Fatalf("%s: %v", o.key, err)
+			}
+			fs = append(fs, f)
+		}
+	case "jsonl":
+		z, err := zstd.NewReader(bytes.NewReader(o.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer z.Close()
+		sc := bufio.NewScanner(z)
+		sc.Buffer(nil, 16<<20)
+		for sc.Scan() {
+			var f flat
+			if err := json.Unmarshal(sc.Bytes(), &f); err != nil {
+				t.Fatalf("%s: %q: %v", o.key, sc.Text(), err)
+			}
+			fs = append(fs, f)
+		}
+	}
+	var rows []connecttest.Row
+	for i, f := range fs {
+		if int(f.Partition) != o.partition || f.Offset < o.first || (i > 0 && f.Offset <= fs[i-1].Offset) {
+			t.Fatalf("%s: row %d says partition %d offset %d", o.key, i, f.Partition, f.Offset)
+		}
+		row := connecttest.Row{Table: "parts", Partition: o.partition, Offset: f.Offset, Op: f.Op}
+		switch {
+		case f.Op == "t":
+		case o.topic == connecttest.LinesTopic:
+			row.Table, row.Key = "lines", connecttest.LinesKey(*f.OrderID, int64(*f.Line))
+			if f.Op != "d" {
+				row.Value = connecttest.LinesValue(*f.SKU, int64(*f.Qty), *f.Price, f.Note, *f.Weight)
+			}
+		default:
+			row.Key = fmt.Sprint(*f.ID)
+			if f.V != nil && f.Op != "d" {
+				row.Value = *f.V
+			}
+		}
+		if f.Op == "t" && o.topic == connecttest.LinesTopic {
+			row.Table = "lines"
+		}
+		rows = append(rows, row)
+	}
+	return rows
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/hamba/avro/v2"
 	"github.com/klauspost/compress/zstd"
@@ -17,6 +18,7 @@ import (
 	pquncompressed "github.com/parquet-go/parquet-go/compress/uncompressed"
 	pqzstd "github.com/parquet-go/parquet-go/compress/zstd"
 
+	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/internal/avrobin"
 )
 
@@ -29,6 +31,8 @@ type fileWriter interface {
 	add(v any) (int, error)
 	// finish writes the file's end.
 	finish() error
+	// abort lets go of a file that will not be finished.
+	abort()
 }
 
 // format is the configured format and compression.
@@ -120,6 +124,8 @@ func (j *jsonlWriter) add(v any) (int, error) {
 	}
 	return len(j.line), nil
 }
+
+func (j *jsonlWriter) abort() {}
 
 func (j *jsonlWriter) finish() error {
 	if j.closer != nil {
@@ -235,6 +241,12 @@ func (o *ocfWriter) flush() error {
 	return nil
 }
 
+func (o *ocfWriter) abort() {
+	if o.zw != nil {
+		o.zw.Close()
+	}
+}
+
 func (o *ocfWriter) finish() error {
 	err := o.flush()
 	if o.zw != nil {
@@ -246,18 +258,26 @@ func (o *ocfWriter) finish() error {
 // parquetWriter writes a Parquet file: rows shredded by the shape's
 // compiled schema, in row groups of about parquetRowGroupBytes of values
 // (a scan reads large column chunks; the writer holds one group in memory
-// at most), with statistics per column chunk and page.
+// at most), with statistics per column chunk and page. Rows are shredded
+// on the caller's goroutine and written (encoded, compressed, spooled) on
+// one of the file's own, so a partition's decoding and encoding run side
+// by side; the rows it is given hold no memory of the caller's.
 type parquetWriter struct {
 	pq      *avrobin.Parquet
-	w       *parquet.Writer
-	rows    []parquet.Row
+	rows    []parquet.Row // the batch being filled
 	n       int
 	grouped int64 // bytes of values since the last row group
+	work    chan []parquet.Row
+	free    chan []parquet.Row
+	done    chan struct{}
+	err     error // the writer goroutine's, read after done
+	failed  atomic.Bool
+	closed  bool
 }
 
 const (
 	parquetRowGroupBytes = 32 << 20
-	parquetRowBatch      = 256
+	parquetRowBatch      = 512
 )
 
 func newParquetWriter(w io.Writer, sh *shape, compression string) (*parquetWriter, error) {
@@ -278,10 +298,44 @@ func newParquetWriter(w io.Writer, sh *shape, compression string) (*parquetWrite
 	pw := parquet.NewWriter(w, pq.Schema, parquet.Compression(codec), parquet.DataPageStatistics(true),
 		parquet.PageBufferSize(1<<20), parquet.CreatedBy("eddy", "", ""),
 		parquet.KeyValueMetadata("parquet.avro.schema", sh.out.String()))
-	return &parquetWriter{pq: pq, w: pw, rows: make([]parquet.Row, parquetRowBatch)}, nil
+	p := &parquetWriter{pq: pq, work: make(chan []parquet.Row, 2), free: make(chan []parquet.Row, 3), done: make(chan struct{})}
+	for range 2 {
+		p.free <- make([]parquet.Row, parquetRowBatch)
+	}
+	p.rows = make([]parquet.Row, parquetRowBatch)
+	go p.write(pw)
+	return p, nil
+}
+
+// write is the file's goroutine: batches of rows, in order; an empty
+// batch ends a row group; the channel's close ends the file.
+func (p *parquetWriter) write(pw *parquet.Writer) {
+	defer close(p.done)
+	for batch := range p.work {
+		if p.err == nil {
+			if len(batch) == 0 {
+				p.err = pw.Flush()
+			} else {
+				_, p.err = pw.WriteRows(batch)
+				p.free <- batch[:cap(batch)]
+			}
+			if p.err != nil {
+				p.failed.Store(true)
+			}
+		} else if len(batch) > 0 {
+			p.free <- batch[:cap(batch)]
+		}
+	}
+	if p.err == nil {
+		p.err = pw.Close()
+	}
 }
 
 func (p *parquetWriter) add(v any) (int, error) {
+	if p.failed.Load() {
+		<-p.done
+		return 0, connect.Permanent(fmt.Errorf("write parquet: %w", p.err))
+	}
 	row, size, err := p.pq.Row(p.rows[p.n], v)
 	p.rows[p.n] = row
 	if err != nil {
@@ -290,31 +344,38 @@ func (p *parquetWriter) add(v any) (int, error) {
 	p.n++
 	p.grouped += int64(size)
 	if p.n == len(p.rows) || p.grouped >= parquetRowGroupBytes {
-		if err := p.writeRows(); err != nil {
-			return 0, err
-		}
+		p.send()
 	}
 	if p.grouped >= parquetRowGroupBytes {
-		if err := p.w.Flush(); err != nil {
-			return 0, err
-		}
+		p.work <- nil
 		p.grouped = 0
 	}
 	return size, nil
 }
 
-func (p *parquetWriter) writeRows() error {
+// send hands the batch to the writer and takes a free one (its rows'
+// values slices are reused).
+func (p *parquetWriter) send() {
 	if p.n == 0 {
-		return nil
+		return
 	}
-	_, err := p.w.WriteRows(p.rows[:p.n])
-	p.n = 0
-	return err
+	p.work <- p.rows[:p.n]
+	p.rows, p.n = <-p.free, 0
 }
 
 func (p *parquetWriter) finish() error {
-	if err := p.writeRows(); err != nil {
-		return err
+	if p.closed {
+		<-p.done
+		return p.err
 	}
-	return p.w.Close()
+	p.send()
+	p.closed = true
+	close(p.work)
+	<-p.done
+	return p.err
+}
+
+func (p *parquetWriter) abort() {
+	p.n = 0
+	p.finish()
 }

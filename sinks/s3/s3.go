@@ -23,6 +23,7 @@
 package s3
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -226,6 +227,10 @@ func (s *Sink) Assign(from map[elog.TopicPartition]int64) {
 	}
 }
 
+// RawValues asks the runtime for the log's Avro bytes: a flattened
+// change is read from them straight into its row.
+func (s *Sink) RawValues() bool { return true }
+
 // Holding returns the first offset of tp the sink holds unstored.
 func (s *Sink) Holding(tp elog.TopicPartition) (int64, bool) {
 	p := s.parts[tp]
@@ -248,6 +253,15 @@ func (s *Sink) Write(ctx context.Context, recs []connect.Record) error {
 	if s.up == nil {
 		return errors.New("s3 sink: not open")
 	}
+	if err := s.takeAll(ctx, recs); err != nil {
+		return err
+	}
+	return s.store(ctx)
+}
+
+// takeAll takes each record in turn, storing flushed files on the way
+// when they come to half the memory budget.
+func (s *Sink) takeAll(ctx context.Context, recs []connect.Record) error {
 	for i := range recs {
 		r := &recs[i]
 		if r.Topic == "" {
@@ -278,7 +292,7 @@ func (s *Sink) Write(ctx context.Context, recs []connect.Record) error {
 			}
 		}
 	}
-	return s.store(ctx)
+	return nil
 }
 
 // take writes one record into its partition's generation, flushing the
@@ -287,19 +301,47 @@ func (s *Sink) take(p *partition, r *connect.Record) error {
 	if r.Value == nil {
 		return nil // a tombstone: a delete is the envelope before it
 	}
-	sh, err := s.shape(r.ValueSchema)
-	if err != nil {
+	var row any
+	var sh *shape
+	var err error
+	var table *avrobin.Flat
+	if av, ok := r.Value.(*connect.AvroValue); ok { // the log's bytes (RawValues)
+		if sh, err = s.shape(av.Schema); err != nil {
+			return err
+		}
+		if sh.raw != nil {
+			o, f, err := sh.rawRow(av.Body, r)
+			if err != nil {
+				return err
+			}
+			row, table = o, &f
+		} else {
+			v, err := av.Decode()
+			if err != nil {
+				return err
+			}
+			rec := *r
+			rec.Value, rec.ValueSchema = v, av.Schema
+			r = &rec
+		}
+	} else if sh, err = s.shape(r.ValueSchema); err != nil {
 		return err
 	}
-	var row any = r.Value
-	if sh != nil {
-		if row, err = sh.row(r); err != nil {
-			return err
+	if row == nil {
+		row = r.Value
+		if sh != nil {
+			if row, err = sh.row(r); err != nil {
+				return err
+			}
 		}
 	}
 	vals := pathVals{topic: r.Topic, partition: r.Partition, at: s.timeOf(r, row)}
 	if s.cfg.path.byTable {
-		vals.schema, vals.table = tableOf(r)
+		if table != nil && table.Table != "" {
+			vals.schema, vals.table = cmp.Or(table.Schema, table.DB), table.Table
+		} else {
+			vals.schema, vals.table = tableOf(r)
+		}
 	}
 	var window int64
 	if s.cfg.rotate > 0 {
@@ -323,6 +365,7 @@ func (s *Sink) take(p *partition, r *connect.Record) error {
 	if err != nil {
 		if f.records == 0 { // the file was begun for this record: it goes with it
 			g.files = g.files[:len(g.files)-1]
+			f.w.abort()
 			f.sp.release()
 		}
 		return err
@@ -517,6 +560,11 @@ func floorDiv(a, b int64) int64 {
 // drop lets go of everything held.
 func (s *Sink) drop() {
 	for _, p := range s.parts {
+		if p.gen != nil {
+			for _, f := range p.gen.files {
+				f.w.abort()
+			}
+		}
 		for _, g := range append(p.pending, p.gen) {
 			if g == nil {
 				continue

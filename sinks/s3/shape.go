@@ -24,6 +24,8 @@ type shape struct {
 	flatten  bool             // rows are written flattened (out is the row schema with the extra columns)
 	columns  []string         // flattened: the row's own columns
 	flat     *avrobin.Ordered // flattened: the row being written
+	raw      *avrobin.Flattener
+	before   []any
 	pq       *avrobin.Parquet
 	pqErr    error
 }
@@ -95,6 +97,10 @@ func newShape(in avro.Schema, flatten bool) (*shape, error) {
 		}
 		names := append(append([]string(nil), sh.columns...), "__op", "__source_ts_ms", "__position", "__partition", "__offset")
 		sh.flat = &avrobin.Ordered{Names: names, Values: make([]any, len(names))}
+		if sh.raw = avrobin.CompileFlattener(in); sh.raw != nil && len(sh.raw.Columns()) != len(sh.columns) {
+			sh.raw = nil
+		}
+		sh.before = make([]any, len(sh.columns))
 	}
 	sh.fp = sh.out.Fingerprint()
 	var err error
@@ -157,6 +163,24 @@ func (sh *shape) row(r *connect.Record) (any, error) {
 	vals[n+3] = int32(r.Partition)
 	vals[n+4] = r.Offset
 	return out, nil
+}
+
+// rawRow is row, for a flattened change left in Avro binary (body); it
+// also says the change's source table.
+func (sh *shape) rawRow(body []byte, r *connect.Record) (*avrobin.Ordered, avrobin.Flat, error) {
+	vals := sh.flat.Values
+	f, err := sh.raw.Decode(body, vals, sh.before)
+	if err != nil {
+		return nil, f, err
+	}
+	n := len(sh.columns)
+	vals[n], vals[n+1], vals[n+2] = f.Op, f.TsMs, nil
+	if p := r.Header(connect.HeaderPosition); p != nil {
+		vals[n+2] = hex.EncodeToString(p)
+	}
+	vals[n+3] = int32(r.Partition)
+	vals[n+4] = r.Offset
+	return sh.flat, f, nil
 }
 
 // nullable is an Avro type (as JSON) that also takes null.
