@@ -138,6 +138,14 @@ type BatchingSink interface {
 	Batching() (records int, linger time.Duration)
 }
 
+// FetchSizer is a sink that wants the log read in fetches of another size
+// than the runtime's own (16 MiB for a RawValueSink, 4 MiB for others),
+// such as one that holds much in memory of its own and would rather the
+// fetches, which the task reads ahead two at a time, took less.
+type FetchSizer interface {
+	FetchBytes() int
+}
+
 // AvroValue is a record key or value left in Avro binary for a
 // RawValueSink. Body, the bytes without the wire header, aliases the
 // fetched log data: it is valid only until Write returns.

@@ -68,6 +68,9 @@ func (c *connector) runSink(stopCtx, workCtx context.Context) (progressed bool, 
 	if rs, ok := sink.(RawValueSink); ok && rs.RawValues() && len(ts) == 0 { // transforms edit the value model, so only without them
 		s.raw, s.fetchBytes = true, rawSinkFetchBytes
 	}
+	if fs, ok := sink.(FetchSizer); ok && fs.FetchBytes() > 0 {
+		s.fetchBytes = fs.FetchBytes()
+	}
 	defer s.leave()
 	defer s.dropAhead()
 	if err := s.join(stopCtx); err != nil {
