@@ -158,27 +158,8 @@ func (fl *Flattener) Decode(body []byte, vals, before []any) (Flat, error) {
 				dst[i] = v
 			}
 		case 's':
-			for _, sf := range f.source {
-				if sf.name == "" {
-					if err := sf.skip(r); err != nil {
-						return out, err
-					}
-					continue
-				}
-				v, err := sf.codec.dec(r)
-				if err != nil {
-					return out, fmt.Errorf("source.%s: %w", sf.name, err)
-				}
-				switch sf.name {
-				case "ts_ms":
-					out.TsMs = v
-				case "schema":
-					out.Schema, _ = v.(string)
-				case "db":
-					out.DB, _ = v.(string)
-				case "table":
-					out.Table, _ = v.(string)
-				}
+			if err := readSource(r, f.source, &out); err != nil {
+				return out, err
 			}
 		}
 	}
@@ -189,4 +170,31 @@ func (fl *Flattener) Decode(body []byte, vals, before []any) (Flat, error) {
 		clear(vals[:fl.columns])
 	}
 	return out, nil
+}
+
+// readSource reads a source block, keeping the fields Flat has.
+func readSource(r *Reader, fields []sourceField, out *Flat) error {
+	for _, sf := range fields {
+		if sf.name == "" {
+			if err := sf.skip(r); err != nil {
+				return err
+			}
+			continue
+		}
+		v, err := sf.codec.dec(r)
+		if err != nil {
+			return fmt.Errorf("source.%s: %w", sf.name, err)
+		}
+		switch sf.name {
+		case "ts_ms":
+			out.TsMs = v
+		case "schema":
+			out.Schema, _ = v.(string)
+		case "db":
+			out.DB, _ = v.(string)
+		case "table":
+			out.Table, _ = v.(string)
+		}
+	}
+	return nil
 }

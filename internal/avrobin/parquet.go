@@ -475,13 +475,13 @@ func (n *pqNode) leaf(v any) (parquet.Value, int, error) {
 		}
 		return parquet.Int64Value(i), 8, nil
 	case KindDecimal:
-		var u *big.Int
+		u, _ := v.(*big.Int)         // unscaled already
 		if b, ok := v.([]byte); ok { // already unscaled two's complement
 			u = new(big.Int).SetBytes(b)
 			if len(b) > 0 && b[0]&0x80 != 0 {
 				u.Sub(u, new(big.Int).Lsh(big.NewInt(1), uint(len(b)*8)))
 			}
-		} else {
+		} else if u == nil {
 			var err error
 			if u, err = unscaled(v, n.scale); err != nil {
 				return parquet.Value{}, 0, err

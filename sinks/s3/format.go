@@ -336,11 +336,18 @@ func (p *parquetWriter) add(v any) (int, error) {
 		<-p.done
 		return 0, connect.Permanent(fmt.Errorf("write parquet: %w", p.err))
 	}
-	row, size, err := p.pq.Row(p.rows[p.n], v)
-	p.rows[p.n] = row
-	if err != nil {
-		return 0, err
+	var row parquet.Row
+	var size int
+	if pr, ok := v.(*avrobin.ParquetRow); ok { // shredded already (a flattened change from the log's bytes)
+		row, size = append(p.rows[p.n][:0], pr.Row...), pr.Size
+	} else {
+		var err error
+		if row, size, err = p.pq.Row(p.rows[p.n], v); err != nil {
+			p.rows[p.n] = row
+			return 0, err
+		}
 	}
+	p.rows[p.n] = row
 	p.n++
 	p.grouped += int64(size)
 	if p.n == len(p.rows) || p.grouped >= parquetRowGroupBytes {

@@ -310,17 +310,26 @@ func (s *Sink) take(p *partition, r *connect.Record) error {
 	var sh *shape
 	var err error
 	var table *avrobin.Flat
+	var slow func() (any, error)                    // the row as a value, where the direct one will not do
 	if av, ok := r.Value.(*connect.AvroValue); ok { // the log's bytes (RawValues)
 		if sh, err = s.shape(av.Schema); err != nil {
 			return err
 		}
-		if sh.raw != nil {
+		switch {
+		case s.cfg.format.name == "parquet" && len(s.cfg.timeField) == 0 && sh.flatParquet() != nil:
+			pr, f, err := sh.directRow(av.Body, r)
+			if err != nil {
+				return err
+			}
+			row, table = pr, &f
+			slow = func() (any, error) { o, _, err := sh.rawRow(av.Body, r); return o, err }
+		case sh.raw != nil:
 			o, f, err := sh.rawRow(av.Body, r)
 			if err != nil {
 				return err
 			}
 			row, table = o, &f
-		} else {
+		default:
 			v, err := av.Decode()
 			if err != nil {
 				return err
@@ -362,7 +371,7 @@ func (s *Sink) take(p *partition, r *connect.Record) error {
 	if g == nil {
 		g = &generation{first: r.Offset, window: window}
 	}
-	f, row, err := s.fileFor(g, string(s.key), sh, row, r)
+	f, row, err := s.fileFor(g, string(s.key), sh, row, slow, r)
 	if err != nil {
 		return err
 	}
@@ -389,7 +398,7 @@ func (s *Sink) take(p *partition, r *connect.Record) error {
 // fileFor finds the generation's file for a row of shape sh at path: one
 // of the same shape, else one whose schema can hold the row (projected
 // into it), else a new one.
-func (s *Sink) fileFor(g *generation, path string, sh *shape, row any, r *connect.Record) (*file, any, error) {
+func (s *Sink) fileFor(g *generation, path string, sh *shape, row any, slow func() (any, error), r *connect.Record) (*file, any, error) {
 	var fit *file
 	for i := len(g.files) - 1; i >= 0; i-- {
 		f := g.files[i]
@@ -404,6 +413,12 @@ func (s *Sink) fileFor(g *generation, path string, sh *shape, row any, r *connec
 		}
 	}
 	if fit != nil {
+		if slow != nil { // a row shredded for its own shape: as a value, to project
+			var err error
+			if row, err = slow(); err != nil {
+				return nil, nil, err
+			}
+		}
 		return fit, project(fit.sh.out, sh.out, row), nil
 	}
 	f := &file{path: path, sh: sh, first: r.Offset, sp: newSpool(s.mem, s.cfg.spillDir)}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/internal/avrobin"
@@ -28,6 +29,30 @@ type shape struct {
 	before   []any
 	pq       *avrobin.Parquet
 	pqErr    error
+	fpq      *avrobin.FlatParquet // flattened Parquet straight from the log's bytes; nil: not for this shape
+	fpqDone  bool
+	pqRow    avrobin.ParquetRow
+	pqBefore parquet.Row
+}
+
+// flatParquet is the shape's reader of changes straight into Parquet
+// rows, compiled when first needed; nil when it has none.
+func (sh *shape) flatParquet() *avrobin.FlatParquet {
+	if !sh.fpqDone {
+		sh.fpqDone = true
+		if pq, err := sh.parquet(); err == nil && sh.flatten {
+			sh.fpq = avrobin.CompileFlatParquet(sh.in, pq)
+		}
+	}
+	return sh.fpq
+}
+
+// directRow reads a change's bytes into its Parquet row (reused: valid
+// until the next call).
+func (sh *shape) directRow(body []byte, r *connect.Record) (*avrobin.ParquetRow, avrobin.Flat, error) {
+	row, before, size, f, err := sh.fpq.Decode(body, sh.pqRow.Row, sh.pqBefore, r.Header(connect.HeaderPosition), r.Partition, r.Offset)
+	sh.pqRow.Row, sh.pqBefore, sh.pqRow.Size = row, before, size
+	return &sh.pqRow, f, err
 }
 
 // parquet is the shape's Parquet schema, compiled when first needed.

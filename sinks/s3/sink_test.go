@@ -14,8 +14,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hamba/avro/v2"
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/internal/avrobin"
 	"github.com/eddy-cdc/eddy/internal/testdb"
 	elog "github.com/eddy-cdc/eddy/log"
 )
@@ -449,5 +451,79 @@ func TestMissingBucket(t *testing.T) {
 	}
 	if _, err := srv.Client().HeadBucket(context.Background(), &s3.HeadBucketInput{Bucket: aws.String("not-there")}); err != nil {
 		t.Fatalf("the bucket was not made: %v", err)
+	}
+}
+
+// A flattened change read straight from the log's bytes into its Parquet
+// row is the row the value path makes, for every type (so the files are
+// the same whichever way a record went).
+func TestDirectParquetRowsAreTheValuePath(t *testing.T) {
+	rowFields := `{"name":"id","type":"long"},{"name":"b","type":["null","boolean"]},{"name":"i","type":"int"},{"name":"f","type":"float"},
+		{"name":"d","type":["null","double"]},{"name":"s","type":"string"},{"name":"u","type":{"type":"string","logicalType":"uuid"}},
+		{"name":"by","type":"bytes"},{"name":"fx","type":{"type":"fixed","name":"Four","size":4}},
+		{"name":"e","type":{"type":"enum","name":"Mood","symbols":["calm","busy"]}},{"name":"dt","type":{"type":"int","logicalType":"date"}},
+		{"name":"tm","type":{"type":"int","logicalType":"time-millis"}},{"name":"ts","type":["null",{"type":"long","logicalType":"timestamp-micros"}]},
+		{"name":"dec","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},
+		{"name":"wide","type":["null",{"type":"bytes","logicalType":"decimal","precision":38,"scale":10}]},
+		{"name":"num","type":["null",{"type":"bytes","logicalType":"decimal","precision":8,"scale":3},"string"]},
+		{"name":"nested","type":["null",{"type":"record","name":"Inner","fields":[{"name":"x","type":"int"},{"name":"y","type":["null","string"]}]}]},
+		{"name":"lines","type":{"type":"array","items":{"type":"record","name":"Line","fields":[{"name":"k","type":"string"},{"name":"v","type":["null","double"]}]}}},
+		{"name":"m","type":{"type":"map","values":"string"}}`
+	env := mustParse(t, `{"type":"record","name":"Envelope","namespace":"x","fields":[
+		{"name":"before","type":["null",{"type":"record","name":"Value","fields":[`+rowFields+`]}],"default":null},
+		{"name":"after","type":["null","Value"],"default":null},
+		{"name":"source","type":{"type":"record","name":"Source","fields":[{"name":"ts_ms","type":"long"},{"name":"table","type":"string"}]}},
+		{"name":"op","type":"string"}]}`)
+	row := map[string]any{"id": int64(-5), "b": true, "i": -7, "f": float32(1.5), "d": nil, "s": "ünï ✓", "u": "123e4567-e89b-12d3-a456-426614174000",
+		"by": []byte{0, 1}, "fx": []byte{1, 2, 3, 4}, "e": "busy", "dt": time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC), "tm": 5 * time.Second,
+		"ts": time.UnixMicro(-1).UTC(), "dec": rat("-12.34"), "wide": rat("1234567890123456789012345678.0123456789"), "num": rat("1.5"),
+		"nested": map[string]any{"x": 1, "y": nil}, "lines": []any{map[string]any{"k": "a", "v": 1.5}, map[string]any{"k": "b", "v": nil}},
+		"m": map[string]any{"b": "2", "a": "1"}}
+	codec, err := avrobin.Compile(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := newShape(env, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh.flatParquet() == nil {
+		t.Fatal("no direct reader for the shape")
+	}
+	pq, _ := sh.parquet()
+	src := map[string]any{"ts_ms": int64(1767225600123), "table": "t"}
+	for _, e := range []map[string]any{
+		{"op": "c", "after": row, "source": src},
+		{"op": "d", "before": row, "source": src},
+		{"op": "u", "before": copyWith(row, "s", "old"), "after": copyWith(row, "num", nil), "source": src},
+		{"op": "t", "source": src},
+	} {
+		body, err := codec.Encode(nil, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &connect.Record{Partition: 3, Offset: 77, Headers: []elog.Header{{Key: connect.HeaderPosition, Value: []byte{9, 8}}}}
+		direct, _, err := sh.directRow(body, r)
+		if err != nil {
+			t.Fatalf("%s: %v", e["op"], err)
+		}
+		o, _, err := sh.rawRow(body, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _, err := pq.Row(nil, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		levels := func(row parquet.Row) string {
+			var b strings.Builder
+			for _, v := range row {
+				fmt.Fprintf(&b, "%d/%d/%d:%v ", v.Column(), v.RepetitionLevel(), v.DefinitionLevel(), v)
+			}
+			return b.String()
+		}
+		if levels(direct.Row) != levels(want) {
+			t.Fatalf("%s: read straight into Parquet\n%s\nthe value path\n%s", e["op"], levels(direct.Row), levels(want))
+		}
 	}
 }
