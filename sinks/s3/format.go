@@ -114,6 +114,12 @@ type jsonlWriter struct {
 }
 
 func (j *jsonlWriter) add(v any) (int, error) {
+	if l, ok := v.(*jsonLine); ok { // rendered already (a flattened change from the log's bytes)
+		if _, err := j.out.Write(l.b); err != nil {
+			return 0, err
+		}
+		return len(l.b), nil
+	}
 	var err error
 	if j.line, err = avrobin.AppendJSON(j.line[:0], v, j.schema); err != nil {
 		return 0, err

@@ -323,6 +323,12 @@ func (s *Sink) take(p *partition, r *connect.Record) error {
 			}
 			row, table = pr, &f
 			slow = func() (any, error) { o, _, err := sh.rawRow(av.Body, r); return o, err }
+		case s.cfg.format.name == "jsonl" && len(s.cfg.timeField) == 0 && sh.flatJSON() != nil:
+			line, f, err := sh.directJSON(av.Body, r)
+			if err != nil {
+				return err
+			}
+			row, table = line, &f
 		case sh.raw != nil:
 			o, f, err := sh.rawRow(av.Body, r)
 			if err != nil {

@@ -33,6 +33,33 @@ type shape struct {
 	fpqDone  bool
 	pqRow    avrobin.ParquetRow
 	pqBefore parquet.Row
+	fjs      *avrobin.FlatJSON // flattened JSON lines straight from the log's bytes
+	fjsDone  bool
+	line     jsonLine
+	lineB4   []byte
+}
+
+// jsonLine is a flattened change already rendered as its JSON line.
+type jsonLine struct{ b []byte }
+
+// flatJSON is the shape's reader of changes straight into JSON lines,
+// compiled when first needed; nil when it has none.
+func (sh *shape) flatJSON() *avrobin.FlatJSON {
+	if !sh.fjsDone {
+		sh.fjsDone = true
+		if sh.flatten {
+			sh.fjs = avrobin.CompileFlatJSON(sh.in)
+		}
+	}
+	return sh.fjs
+}
+
+// directJSON renders a change's bytes as its JSON line (reused: valid
+// until the next call).
+func (sh *shape) directJSON(body []byte, r *connect.Record) (*jsonLine, avrobin.Flat, error) {
+	line, before, f, err := sh.fjs.Decode(body, sh.line.b[:0], sh.lineB4, r.Header(connect.HeaderPosition), r.Partition, r.Offset)
+	sh.line.b, sh.lineB4 = line, before
+	return &sh.line, f, err
 }
 
 // flatParquet is the shape's reader of changes straight into Parquet

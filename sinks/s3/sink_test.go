@@ -455,8 +455,8 @@ func TestMissingBucket(t *testing.T) {
 }
 
 // A flattened change read straight from the log's bytes into its Parquet
-// row is the row the value path makes, for every type (so the files are
-// the same whichever way a record went).
+// row, or its JSON line, is what the value path makes, for every type (so
+// the files are the same whichever way a record went).
 func TestDirectParquetRowsAreTheValuePath(t *testing.T) {
 	rowFields := `{"name":"id","type":"long"},{"name":"b","type":["null","boolean"]},{"name":"i","type":"int"},{"name":"f","type":"float"},
 		{"name":"d","type":["null","double"]},{"name":"s","type":"string"},{"name":"u","type":{"type":"string","logicalType":"uuid"}},
@@ -497,23 +497,22 @@ func TestDirectParquetRowsAreTheValuePath(t *testing.T) {
 		{"op": "d", "before": row, "source": src},
 		{"op": "u", "before": copyWith(row, "s", "old"), "after": copyWith(row, "num", nil), "source": src},
 		{"op": "t", "source": src},
+		{"op": "c", "after": copyWith(copyWith(copyWith(row, "dec", rat("0.5")), "wide", rat("-0.0000000001")), "num", rat("100")), "source": src},
+		{"op": "c", "after": copyWith(copyWith(copyWith(row, "dec", rat("-0.05")), "wide", nil), "num", "NaN"), "source": src},
 	} {
 		body, err := codec.Encode(nil, e)
 		if err != nil {
 			t.Fatal(err)
 		}
 		r := &connect.Record{Partition: 3, Offset: 77, Headers: []elog.Header{{Key: connect.HeaderPosition, Value: []byte{9, 8}}}}
-		direct, _, err := sh.directRow(body, r)
-		if err != nil {
-			t.Fatalf("%s: %v", e["op"], err)
-		}
+		direct, _, derr := sh.directRow(body, r)
 		o, _, err := sh.rawRow(body, r)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want, _, err := pq.Row(nil, o)
-		if err != nil {
-			t.Fatal(err)
+		if (derr != nil) != (err != nil) {
+			t.Fatalf("%s: read straight into Parquet: %v; the value path: %v", e["op"], derr, err)
 		}
 		levels := func(row parquet.Row) string {
 			var b strings.Builder
@@ -522,8 +521,27 @@ func TestDirectParquetRowsAreTheValuePath(t *testing.T) {
 			}
 			return b.String()
 		}
-		if levels(direct.Row) != levels(want) {
+		if derr == nil && levels(direct.Row) != levels(want) {
 			t.Fatalf("%s: read straight into Parquet\n%s\nthe value path\n%s", e["op"], levels(direct.Row), levels(want))
+		}
+		// And as JSON lines.
+		if sh.flatJSON() == nil {
+			t.Fatal("no direct JSON reader for the shape")
+		}
+		line, _, err := sh.directJSON(body, r)
+		if err != nil {
+			t.Fatalf("%s: %v", e["op"], err)
+		}
+		o, _, err = sh.rawRow(body, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantLine, err := avrobin.AppendJSON(nil, o, sh.out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(line.b) != string(wantLine)+"\n" {
+			t.Fatalf("%s: rendered straight as JSON\n%s\nthe value path\n%s", e["op"], line.b, wantLine)
 		}
 	}
 }
