@@ -198,19 +198,9 @@ func jsonLeaf(t avro.Schema) jsonColumn {
 		}
 	case KindDecimal:
 		_, d := Logical(t)
-		scale := d.Scale()
-		fixed := 0
-		if f, ok := t.(*avro.FixedSchema); ok {
-			fixed = f.Size()
-		}
+		scale, read := d.Scale(), decimalReader(t)
 		return func(r *Reader, dst []byte) ([]byte, error) {
-			var b []byte
-			var err error
-			if fixed > 0 {
-				b, err = r.Take(fixed)
-			} else {
-				b, err = r.Bytes()
-			}
+			b, err := read(r)
 			if err != nil {
 				return dst, err
 			}
@@ -327,4 +317,14 @@ func (fj *FlatJSON) columnsJSON(r *Reader, cols []jsonColumn, dst []byte) ([]byt
 		}
 	}
 	return dst, nil
+}
+
+// decimalReader reads a decimal's unscaled bytes, of a bytes or a fixed
+// type; they alias the input.
+func decimalReader(t avro.Schema) func(*Reader) ([]byte, error) {
+	if f, ok := t.(*avro.FixedSchema); ok {
+		size := f.Size()
+		return func(r *Reader) ([]byte, error) { return r.Take(size) }
+	}
+	return (*Reader).Bytes
 }

@@ -237,18 +237,9 @@ func rawLeaf(t avro.Schema, n *pqNode) func(r *Reader) (parquet.Value, int, erro
 			return parquet.FixedLenByteArrayValue(append([]byte(nil), b...)), size, err
 		}
 	case KindDecimal:
-		fixed := 0
-		if f, ok := t.(*avro.FixedSchema); ok {
-			fixed = f.Size()
-		}
+		read := decimalReader(t)
 		return func(r *Reader) (parquet.Value, int, error) {
-			var b []byte
-			var err error
-			if fixed > 0 {
-				b, err = r.Take(fixed)
-			} else {
-				b, err = r.Bytes()
-			}
+			b, err := read(r)
 			if err != nil {
 				return parquet.Value{}, 0, err
 			}
