@@ -29,6 +29,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./registry/
 	$(GO) test -run '^$$' -bench . -benchtime 200000x ./connect/
 	$(GO) test -run '^$$' -bench Postgres -benchtime 1x ./integration/
+	$(GO) test -run '^$$' -bench S3Sink -benchtime 1x ./integration/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBatches -fuzztime 5m ./log/
