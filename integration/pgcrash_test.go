@@ -107,6 +107,30 @@ func killRuns(t *testing.T, bin, cfg, logPath string, rounds int, seed uint64, p
 	}
 }
 
+// shopShapes makes the tables of different shapes the crash tests load:
+// orders (narrow), customers (wide, of many types, unicode and NULLs in
+// defaults), items (a composite key), each with rows rows, and empty_t,
+// which stays empty.
+func shopShapes(t testing.TB, conn *pgx.Conn, rows int) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, `create table orders (id int primary key, v bigint not null, note text);
+		create table customers (id int primary key, v bigint not null, note text, name varchar(40) default 'ünï ✓', born date default '1990-02-03',
+			score numeric(8,3) default 1.5, tags text[] default '{a,"b c",NULL}', doc jsonb default '{"k": [1, 2]}', seen timestamptz default now(),
+			blob bytea default '\x0001', ok boolean default true);
+		create table items (id int not null unique, grp int not null default 7, v bigint not null, note text, primary key (id, grp));
+		create table empty_t (id int primary key, v bigint not null, note text)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"insert into orders select g, 0, 'initial' from generate_series(1, $1) g",
+		"insert into customers (id, v, note) select g, 0, 'initial' from generate_series(1, $1) g",
+		"insert into items (id, v, note) select g, 0, 'initial' from generate_series(1, $1) g"} {
+		if _, err := conn.Exec(ctx, q, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // mixedLoad runs transactions over several tables from conns connections
 // until stop is closed: inserts, updates (v = v + 1) and deletes, some
 // transactions touching several tables. Failed transactions (deadlocks
@@ -171,17 +195,7 @@ func TestPostgresKillRunDuringWrites(t *testing.T) {
 	// Tables of different shapes in one connector: narrow, wide with many
 	// types, a composite key, and one that stays empty.
 	tables := []string{"orders", "customers", "items"}
-	if _, err := conn.Exec(ctx, `create table orders (id int primary key, v bigint not null, note text);
-		create table customers (id int primary key, v bigint not null, note text, name varchar(40) default 'ünï', born date default '1990-02-03',
-			score numeric(8,3) default 1.5, tags text[] default '{a,"b c",NULL}', doc jsonb default '{"k": [1, 2]}', seen timestamptz default now(),
-			blob bytea default '\x0001', ok boolean default true);
-		create table items (id int not null unique, grp int not null default 7, v bigint not null, note text, primary key (id, grp));
-		create table empty_t (id int primary key, v bigint not null, note text);
-		insert into orders select g, 0, 'initial' from generate_series(1, 1500) g;
-		insert into customers (id, v, note) select g, 0, 'initial' from generate_series(1, 1500) g;
-		insert into items (id, v, note) select g, 0, 'initial' from generate_series(1, 1500) g`); err != nil {
-		t.Fatal(err)
-	}
+	shopShapes(t, conn, 1500)
 	bin := buildEddy(t)
 	dir := t.TempDir()
 	cfg := eddyConfig(t, dir, fmt.Sprintf(`topics:

@@ -60,19 +60,7 @@ func latestRows(t *testing.T, dir, table, keys, cols string) []string {
 			SELECT f.*, row_number() OVER (PARTITION BY %s ORDER BY __position DESC) AS latest
 			FROM f, cut WHERE __position > cut.p)
 		WHERE latest = 1 AND __op <> 'd' ORDER BY %s`, files, cols, keys, keys))
-	var out []string
-	for _, row := range r.Rows {
-		var vals []string
-		for _, v := range row {
-			if v == nil {
-				vals = append(vals, "<null>")
-			} else {
-				vals = append(vals, *v)
-			}
-		}
-		out = append(out, strings.Join(vals, " "))
-	}
-	return out
+	return r.Lines("<null>")
 }
 
 // PostgreSQL → log → S3 with `eddy run` killed -9 at 20 random points
@@ -89,17 +77,7 @@ func TestPostgresToS3KillAndReplay(t *testing.T) {
 	dsn, conn := testDB(t)
 	ctx := context.Background()
 	tables := []string{"orders", "customers", "items"}
-	if _, err := conn.Exec(ctx, `create table orders (id int primary key, v bigint not null, note text);
-		create table customers (id int primary key, v bigint not null, note text, name varchar(40) default 'ünï ✓', born date default '1990-02-03',
-			score numeric(8,3) default 1.5, tags text[] default '{a,"b c",NULL}', doc jsonb default '{"k": [1, 2]}', seen timestamptz default '2026-01-02 03:04:05.678+00',
-			blob bytea default '\x0001', ok boolean default true);
-		create table items (id int not null unique, grp int not null default 7, v bigint not null, note text, primary key (id, grp));
-		create table empty_t (id int primary key, v bigint not null, note text);
-		insert into orders select g, 0, 'initial' from generate_series(1, 1000) g;
-		insert into customers (id, v, note) select g, 0, 'initial' from generate_series(1, 1000) g;
-		insert into items (id, v, note) select g, 0, 'initial' from generate_series(1, 1000) g`); err != nil {
-		t.Fatal(err)
-	}
+	shopShapes(t, conn, 1000)
 	bucketA, bucketB := testdb.S3Bucket(t, "kill"), testdb.S3Bucket(t, "replay")
 	topics := []string{"shop.public.orders", "shop.public.customers", "shop.public.items", "shop.public.empty_t"}
 	bin := buildEddy(t)
@@ -187,16 +165,8 @@ connectors:
 				if _, keys := firstDiff(want[tb], got); len(keys) > 0 {
 					r := testdb.DuckDB(t, fmt.Sprintf("SELECT __op, __position, __partition, __offset, __source_ts_ms, id, v FROM read_parquet('%s', union_by_name = true) WHERE id IN (%d, %d) ORDER BY id, __partition, __offset",
 						filepath.Join(down, "cdc", tb, "*", "*.parquet"), keys[0], keys[len(keys)-1]))
-					for _, row := range r.Rows {
-						var vals []string
-						for _, v := range row {
-							if v != nil {
-								vals = append(vals, *v)
-							} else {
-								vals = append(vals, "NULL")
-							}
-						}
-						diffs = append(diffs, tb+": "+strings.Join(vals, " "))
+					for _, line := range r.Lines("NULL") {
+						diffs = append(diffs, tb+": "+line)
 					}
 				}
 			}

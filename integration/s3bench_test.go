@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -103,7 +102,7 @@ func BenchmarkS3Sink(b *testing.B) {
 				rss := peakRSS(p.cmd.Process.Pid)
 				p.cmd.Process.Signal(syscall.SIGTERM)
 				p.cmd.Wait()
-				put := putAgain(b, client, bucket, objs, 4)
+				put := putAgain(b, client, bucket, 4)
 				b.ReportMetric(float64(s3BenchRecords)/took.Seconds(), "records/s")
 				b.ReportMetric(float64(size)/took.Seconds()/1e6, "sink_MB/s")
 				b.ReportMetric(float64(size)/put.Seconds()/1e6, "put_MB/s")
@@ -133,30 +132,22 @@ func listObjects(b *testing.B, c *s3.Client, bucket string) ([]string, int64) {
 	return keys, size
 }
 
-// putAgain reads the objects into memory, then times plain PutObject
-// calls of them under other keys, conc at once.
-func putAgain(b *testing.B, c *s3.Client, bucket string, keys []string, conc int) time.Duration {
+// putAgain reads the bucket's objects into memory, then times plain
+// PutObject calls of them under other keys, conc at once.
+func putAgain(b *testing.B, c *s3.Client, bucket string, conc int) time.Duration {
 	ctx := context.Background()
-	bodies := make([][]byte, len(keys))
-	for i, k := range keys {
-		out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: aws.String(k)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		bodies[i], _ = io.ReadAll(out.Body)
-		out.Body.Close()
-	}
+	objs := testdb.S3Objects(b, c, bucket)
 	start := time.Now()
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, conc)
-	for i, body := range bodies {
+	for _, o := range objs {
 		wg.Add(1)
 		slots <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String(fmt.Sprint("again/", keys[i])),
-				Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body)))}); err != nil {
+			if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String("again/" + o.Key),
+				Body: bytes.NewReader(o.Body), ContentLength: aws.Int64(int64(len(o.Body)))}); err != nil {
 				b.Error(err)
 			}
 		}()

@@ -47,6 +47,14 @@ type Row struct {
 	Value     string // parts: the v column, "" for NULL; lines: LinesValue
 }
 
+// tp is the topic-partition of the record a row came from.
+func (r Row) tp() elog.TopicPartition {
+	if r.Table == "lines" {
+		return elog.TopicPartition{Topic: LinesTopic, Partition: r.Partition}
+	}
+	return elog.TopicPartition{Topic: Topic, Partition: r.Partition}
+}
+
 func (r Row) String() string {
 	return fmt.Sprintf("{%s p%d@%d %s %s=%q}", r.Table, r.Partition, r.Offset, r.Op, r.Key, r.Value)
 }
@@ -426,13 +434,7 @@ func (r *sinkRun) reopen() {
 			}
 			r.resume[tp], r.done[tp] = done, done
 		}
-		r.log = slices.DeleteFunc(r.log, func(row Row) bool {
-			tp := elog.TopicPartition{Topic: Topic, Partition: row.Partition}
-			if row.Table == "lines" {
-				tp.Topic = LinesTopic
-			}
-			return row.Offset >= r.resume[tp]
-		})
+		r.log = slices.DeleteFunc(r.log, func(row Row) bool { return row.Offset >= r.resume[row.tp()] })
 	}
 	if err := r.sink.Close(); err != nil {
 		r.t.Fatalf("close: %v", err)
@@ -454,11 +456,7 @@ func (r *sinkRun) check(what string) {
 		}
 	} else {
 		for _, row := range r.log {
-			tp := elog.TopicPartition{Topic: Topic, Partition: row.Partition}
-			if row.Table == "lines" {
-				tp.Topic = LinesTopic
-			}
-			if r.stored(tp, row.Offset) {
+			if r.stored(row.tp(), row.Offset) {
 				want = append(want, row)
 			}
 		}
@@ -663,11 +661,7 @@ func sinkRestartResends(t *testing.T, tg SinkTarget) {
 	if r.buffering != nil {
 		stored := 0
 		for _, row := range r.log {
-			tp := elog.TopicPartition{Topic: Topic, Partition: row.Partition}
-			if row.Table == "lines" {
-				tp.Topic = LinesTopic
-			}
-			if r.stored(tp, row.Offset) {
+			if r.stored(row.tp(), row.Offset) {
 				stored++
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -49,4 +50,20 @@ func DuckDB(t testing.TB, query string) DuckResult {
 		t.Fatalf("duckdb %q: %v\n%s", query, err, out.String())
 	}
 	return r
+}
+
+// Lines renders each row as its values joined by spaces, null as null.
+func (r DuckResult) Lines(null string) []string {
+	var out []string
+	for _, row := range r.Rows {
+		vals := make([]string, len(row))
+		for i, v := range row {
+			vals[i] = null
+			if v != nil {
+				vals[i] = *v
+			}
+		}
+		out = append(out, strings.Join(vals, " "))
+	}
+	return out
 }

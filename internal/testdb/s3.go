@@ -94,17 +94,17 @@ func S3Bucket(t testing.TB, prefix string) string {
 	return name
 }
 
-// S3Object is one object of a bucket, downloaded.
+// S3Object is one object of a bucket, read whole.
 type S3Object struct {
 	Key    string
-	SHA256 string // of its bytes
+	Body   []byte
+	SHA256 string // of Body
 	Meta   map[string]string
-	Path   string // where it was written
+	Path   string // where S3Download wrote it
 }
 
-// S3Download writes every object of bucket into dir (keys as paths) and
-// returns them in key order.
-func S3Download(t testing.TB, c *s3.Client, bucket, dir string) []S3Object {
+// S3Objects reads every object of bucket, in key order.
+func S3Objects(t testing.TB, c *s3.Client, bucket string) []S3Object {
 	t.Helper()
 	ctx := context.Background()
 	var out []S3Object
@@ -124,17 +124,28 @@ func S3Download(t testing.TB, c *s3.Client, bucket, dir string) []S3Object {
 			if err != nil {
 				t.Fatalf("read %s: %v", *o.Key, err)
 			}
-			path := filepath.Join(dir, filepath.FromSlash(*o.Key))
-			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, body, 0o644); err != nil {
-				t.Fatal(err)
-			}
 			sum := sha256.Sum256(body)
-			out = append(out, S3Object{Key: *o.Key, SHA256: hex.EncodeToString(sum[:]), Meta: get.Metadata, Path: path})
+			out = append(out, S3Object{Key: *o.Key, Body: body, SHA256: hex.EncodeToString(sum[:]), Meta: get.Metadata})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out
+}
+
+// S3Download writes every object of bucket into dir (keys as paths), for
+// tools that read files (DuckDB), and returns them in key order.
+func S3Download(t testing.TB, c *s3.Client, bucket, dir string) []S3Object {
+	t.Helper()
+	objs := S3Objects(t, c, bucket)
+	for i := range objs {
+		path := filepath.Join(dir, filepath.FromSlash(objs[i].Key))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, objs[i].Body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		objs[i].Path = path
+	}
+	return objs
 }

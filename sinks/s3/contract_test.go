@@ -100,35 +100,24 @@ type object struct {
 
 var nameRE = regexp.MustCompile(`/([^/+]+)\+(\d+)\+(\d{20})\.[a-z.]+$`)
 
-// objects lists and reads every object in the destination's bucket.
+// objects reads every object in the destination's bucket, named by its
+// topic, partition and first offset.
 func objects(t *testing.T, params map[string]any) []object {
 	t.Helper()
-	c, bucket, ctx := client(params), params["bucket"].(string), context.Background()
+	return named(t, testdb.S3Objects(t, client(params), params["bucket"].(string)))
+}
+
+func named(t *testing.T, objs []testdb.S3Object) []object {
+	t.Helper()
 	var out []object
-	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: &bucket})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			t.Fatalf("list %s: %v", bucket, err)
+	for _, o := range objs {
+		m := nameRE.FindStringSubmatch(o.Key)
+		if m == nil {
+			t.Fatalf("object %s is not named <topic>+<partition>+<first offset>.<ext>", o.Key)
 		}
-		for _, o := range page.Contents {
-			m := nameRE.FindStringSubmatch(*o.Key)
-			if m == nil {
-				t.Fatalf("object %s is not named <topic>+<partition>+<first offset>.<ext>", *o.Key)
-			}
-			get, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: o.Key})
-			if err != nil {
-				t.Fatalf("get %s: %v", *o.Key, err)
-			}
-			body, err := io.ReadAll(get.Body)
-			get.Body.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			part, _ := strconv.Atoi(m[2])
-			first, _ := strconv.ParseInt(m[3], 10, 64)
-			out = append(out, object{key: *o.Key, topic: m[1], partition: part, first: first, body: body, meta: get.Metadata})
-		}
+		part, _ := strconv.Atoi(m[2])
+		first, _ := strconv.ParseInt(m[3], 10, 64)
+		out = append(out, object{key: o.Key, topic: m[1], partition: part, first: first, body: o.Body, meta: o.Meta})
 	}
 	return out
 }
@@ -163,7 +152,7 @@ func readRows(t *testing.T, params map[string]any) []connecttest.Row {
 			rows = append(rows, flatRows(t, params["format"].(string), o)...)
 			continue
 		}
-		envs := decodeEnvelopes(t, params["format"].(string), o)
+		envs := decodeAll[envelope](t, params["format"].(string), o)
 		if n := strconv.Itoa(len(envs)); o.meta["eddy-records"] != n {
 			t.Fatalf("%s: metadata says %s records, the file holds %s", o.key, o.meta["eddy-records"], n)
 		}
@@ -191,9 +180,12 @@ func readRows(t *testing.T, params map[string]any) []connecttest.Row {
 	return rows
 }
 
-func decodeEnvelopes(t *testing.T, format string, o object) []envelope {
+// decodeAll reads every record of an object with a reader independent of
+// the sink's: encoding/json (after gzip or zstd, by the name), hamba's OCF
+// decoder, parquet-go's reader.
+func decodeAll[T any](t *testing.T, format string, o object) []T {
 	t.Helper()
-	var out []envelope
+	var out []T
 	switch format {
 	case "jsonl":
 		var r io.Reader = bytes.NewReader(o.body)
@@ -215,7 +207,7 @@ func decodeEnvelopes(t *testing.T, format string, o object) []envelope {
 		sc := bufio.NewScanner(r)
 		sc.Buffer(nil, 16<<20)
 		for sc.Scan() {
-			var e envelope
+			var e T
 			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 				t.Fatalf("%s: line %q: %v", o.key, sc.Text(), err)
 			}
@@ -230,7 +222,7 @@ func decodeEnvelopes(t *testing.T, format string, o object) []envelope {
 			t.Fatalf("%s: %v", o.key, err)
 		}
 		for d.HasNext() {
-			var e envelope
+			var e T
 			if err := d.Decode(&e); err != nil {
 				t.Fatalf("%s: %v", o.key, err)
 			}
@@ -240,9 +232,9 @@ func decodeEnvelopes(t *testing.T, format string, o object) []envelope {
 			t.Fatalf("%s: %v", o.key, err)
 		}
 	case "parquet":
-		r := parquet.NewGenericReader[envelope](bytes.NewReader(o.body))
+		r := parquet.NewGenericReader[T](bytes.NewReader(o.body))
 		defer r.Close()
-		buf := make([]envelope, 64)
+		buf := make([]T, 64)
 		for {
 			n, err := r.Read(buf)
 			out = append(out, buf[:n]...)
@@ -279,50 +271,7 @@ type flat struct {
 // offset, which must agree with the object's name and order.
 func flatRows(t *testing.T, format string, o object) []connecttest.Row {
 	t.Helper()
-	var fs []flat
-	switch format {
-	case "parquet":
-		r := parquet.NewGenericReader[flat](bytes.NewReader(o.body))
-		defer r.Close()
-		buf := make([]flat, 64)
-		for {
-			n, err := r.Read(buf)
-			fs = append(fs, buf[:n]...)
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", o.key, err)
-			}
-		}
-	case "avro":
-		d, err := ocf.NewDecoder(bytes.NewReader(o.body))
-		if err != nil {
-			t.Fatalf("%s: %v", o.key, err)
-		}
-		for d.HasNext() {
-			var f flat
-			if err := d.Decode(&f); err != nil {
-				t.Fatalf("%s: %v", o.key, err)
-			}
-			fs = append(fs, f)
-		}
-	case "jsonl":
-		z, err := zstd.NewReader(bytes.NewReader(o.body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer z.Close()
-		sc := bufio.NewScanner(z)
-		sc.Buffer(nil, 16<<20)
-		for sc.Scan() {
-			var f flat
-			if err := json.Unmarshal(sc.Bytes(), &f); err != nil {
-				t.Fatalf("%s: %q: %v", o.key, sc.Text(), err)
-			}
-			fs = append(fs, f)
-		}
-	}
+	fs := decodeAll[flat](t, format, o)
 	var rows []connecttest.Row
 	for i, f := range fs {
 		if int(f.Partition) != o.partition || f.Offset < o.first || (i > 0 && f.Offset <= fs[i-1].Offset) {

@@ -188,50 +188,39 @@ func (sh *shape) row(r *connect.Record) (any, error) {
 	}
 	out := sh.flat
 	vals := out.Values
-	switch m := img.(type) {
-	case map[string]any:
+	if m, ok := img.(map[string]any); ok {
 		for i, c := range sh.columns {
 			vals[i] = m[c]
 		}
-	case *avrobin.Ordered:
-		for i, c := range sh.columns {
-			vals[i], _ = m.Get(c)
-		}
-	default: // a truncate: no row
+	} else { // a truncate: no row
 		clear(vals[:len(sh.columns)])
 	}
-	n := len(sh.columns)
-	vals[n] = op
-	vals[n+1] = nil
+	var ts any
 	if src, _ := env["source"].(map[string]any); src != nil {
-		vals[n+1] = src["ts_ms"]
-	} else if src, _ := env["source"].(*avrobin.Ordered); src != nil {
-		vals[n+1], _ = src.Get("ts_ms")
+		ts = src["ts_ms"]
 	}
-	vals[n+2] = nil
-	if p := r.Header(connect.HeaderPosition); p != nil {
-		vals[n+2] = hex.EncodeToString(p) // hex sorts as the bytes do
-	}
-	vals[n+3] = int32(r.Partition)
-	vals[n+4] = r.Offset
+	sh.extras(op, ts, r)
 	return out, nil
+}
+
+// extras sets the flattened row's columns after the row's own.
+func (sh *shape) extras(op string, tsMs any, r *connect.Record) {
+	vals := sh.flat.Values[len(sh.columns):]
+	vals[0], vals[1], vals[2] = op, tsMs, nil
+	if p := r.Header(connect.HeaderPosition); p != nil {
+		vals[2] = hex.EncodeToString(p) // hex sorts as the bytes do
+	}
+	vals[3], vals[4] = int32(r.Partition), r.Offset
 }
 
 // rawRow is row, for a flattened change left in Avro binary (body); it
 // also says the change's source table.
 func (sh *shape) rawRow(body []byte, r *connect.Record) (*avrobin.Ordered, avrobin.Flat, error) {
-	vals := sh.flat.Values
-	f, err := sh.raw.Decode(body, vals, sh.before)
+	f, err := sh.raw.Decode(body, sh.flat.Values, sh.before)
 	if err != nil {
 		return nil, f, err
 	}
-	n := len(sh.columns)
-	vals[n], vals[n+1], vals[n+2] = f.Op, f.TsMs, nil
-	if p := r.Header(connect.HeaderPosition); p != nil {
-		vals[n+2] = hex.EncodeToString(p)
-	}
-	vals[n+3] = int32(r.Partition)
-	vals[n+4] = r.Offset
+	sh.extras(f.Op, f.TsMs, r)
 	return sh.flat, f, nil
 }
 

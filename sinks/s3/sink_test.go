@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/big"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -66,15 +65,7 @@ func rat(s string) *big.Rat { r, _ := new(big.Rat).SetString(s); return r }
 func download(t *testing.T, params map[string]any) (string, []object) {
 	t.Helper()
 	dir := t.TempDir()
-	objs := objects(t, params)
-	for _, o := range objs {
-		path := filepath.Join(dir, filepath.FromSlash(o.key))
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		if err := os.WriteFile(path, o.body, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir, objs
+	return dir, named(t, testdb.S3Download(t, client(params), params["bucket"].(string), dir))
 }
 
 // Every Avro type lands in Parquet as its logical type, and a query
