@@ -2,6 +2,9 @@ package s3
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"math/big"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/hamba/avro/v2"
 	"github.com/parquet-go/parquet-go"
 
@@ -416,6 +420,35 @@ func TestAnObjectIsNeverReplaced(t *testing.T) {
 	}
 	if objs := objects(t, params); string(objs[0].body) != "not ours\n" {
 		t.Fatal("the foreign object was replaced")
+	}
+}
+
+// A file stored in one request carries the SHA-256 the sink took as it
+// wrote it (x-amz-checksum-sha256), checked by the store against the
+// body; the payload is not hashed a second time to sign it.
+func TestStoredWithTheFilesChecksum(t *testing.T) {
+	srv := testdb.NewS3Server(t)
+	ctx := context.Background()
+	bucket := srv.Bucket("checksum")
+	s, params := testSink(t, srv, bucket, map[string]any{"format": "jsonl", "flush_records": 3, "path": "t"})
+	var recs []connect.Record
+	for i := range 3 {
+		recs = append(recs, connect.Record{Topic: "t", Offset: int64(i), Value: map[string]any{"i": int64(i), "s": "żółw 🐢"}})
+	}
+	if err := s.Write(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	objs := objects(t, params)
+	if len(objs) != 1 {
+		t.Fatalf("objects %v", keys(objs))
+	}
+	head, err := srv.Client().HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: aws.String(objs[0].key), ChecksumMode: types.ChecksumModeEnabled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(objs[0].body)
+	if want := base64.StdEncoding.EncodeToString(sum[:]); aws.ToString(head.ChecksumSHA256) != want || objs[0].meta["eddy-sha256"] != hex.EncodeToString(sum[:]) {
+		t.Fatalf("checksum %q, eddy-sha256 %q; the body's SHA-256 is %s", aws.ToString(head.ChecksumSHA256), objs[0].meta["eddy-sha256"], want)
 	}
 }
 

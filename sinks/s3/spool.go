@@ -2,6 +2,7 @@ package s3
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -111,6 +112,10 @@ func (s *spool) Size() int64 { return s.mem + s.fsize }
 
 // Sum is the SHA-256 of the bytes written, in hex.
 func (s *spool) Sum() string { return hex.EncodeToString(s.sum.Sum(nil)) }
+
+// Checksum is the SHA-256 of what was written, as S3's
+// x-amz-checksum-sha256 header spells it.
+func (s *spool) Checksum() string { return base64.StdEncoding.EncodeToString(s.sum.Sum(nil)) }
 
 // ReadAt reads the bytes at off, from memory then the temporary file.
 func (s *spool) ReadAt(p []byte, off int64) (int, error) {

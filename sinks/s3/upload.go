@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -92,7 +93,10 @@ func (u *uploader) put(ctx context.Context, f *file) error {
 	_, err := u.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: &u.bucket, Key: &f.key, Body: io.NewSectionReader(f.sp, 0, size), ContentLength: aws.Int64(size),
 		ContentType: &u.ctype, Metadata: u.meta(f), IfNoneMatch: aws.String("*"),
-	})
+		// The store checks the body against the hash taken as the file was
+		// written, so the SDK need not read it again to sign it.
+		ChecksumSHA256: aws.String(f.sp.Checksum()),
+	}, s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
 	u.release()
 	if preconditionFailed(err) {
 		return u.same(ctx, f)
