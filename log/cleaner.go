@@ -21,6 +21,9 @@ func (l *Log) Clean(ctx context.Context) error {
 		var err error
 		if p.cfg.Cleanup == CleanupCompact {
 			_, err = p.Compact()
+			if _, archived := p.archivePolicy(); archived && err == nil {
+				_, err = p.ApplyRetention() // local copies of archived segments
+			}
 		} else {
 			_, err = p.ApplyRetention()
 		}
@@ -45,6 +48,17 @@ func (p *Partition) ApplyRetention() (int, error) {
 	closed := segs[:len(segs)-1]
 	now := p.clock().UnixMilli()
 	drop := 0
+	if pol, ok := p.archivePolicy(); ok {
+		// Archived: local copies go by the local bounds once archived, and
+		// any segment past the archive's own retention goes.
+		drop = p.archivedDrop(segs, &pol, now)
+		if r := pol.Retention; r >= 0 {
+			for drop < len(closed) && now-closed[drop].maxTimestamp() > r.Milliseconds() {
+				drop++
+			}
+		}
+		return p.dropSegmentsLocked(segs, drop)
+	}
 	if r := time.Duration(p.cfg.Retention); r >= 0 {
 		for drop < len(closed) && now-closed[drop].maxTimestamp() > r.Milliseconds() {
 			drop++
@@ -61,6 +75,13 @@ func (p *Partition) ApplyRetention() (int, error) {
 		}
 	}
 	drop = p.protect(segs, drop)
+	return p.dropSegmentsLocked(segs, drop)
+}
+
+// dropSegmentsLocked deletes the oldest drop segments of segs (the list
+// as it is), under flushMu.
+func (p *Partition) dropSegmentsLocked(segs []*segment, drop int) (int, error) {
+	closed := segs[:len(segs)-1]
 	if drop == 0 {
 		return 0, nil
 	}

@@ -37,13 +37,14 @@
 //  1. Log.mu (the topic map);
 //  2. GroupCoordinator.mu, held while a commit is appended to
 //     __consumer_offsets (the append takes that partition's locks);
-//  3. Partition.cleanMu (one compaction at a time);
-//  4. Partition.flushMu (writing, rolling, retention cutting the segment
+//  3. Partition.archMu (one archive pass at a time, the manifest);
+//  4. Partition.cleanMu (one compaction at a time);
+//  5. Partition.flushMu (writing, rolling, retention cutting the segment
 //     list);
-//  5. Partition.mu (offsets, the queued round, the sticky failure), taken
+//  6. Partition.mu (offsets, the queued round, the sticky failure), taken
 //     briefly, under flushMu when a periodic sync fails;
-//  6. Partition.segsMu (the segment list);
-//  7. segment.mu (a segment's indexes).
+//  7. Partition.segsMu (the segment list);
+//  8. segment.mu (a segment's indexes).
 //
 // Partition.hwMu and the retention guard's mu are leaves: nothing is taken
 // while they are held. A function that expects a lock held says so in its

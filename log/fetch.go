@@ -32,17 +32,12 @@ func (p *Partition) Fetch(offset int64, maxBytes int) (FetchResult, error) {
 // FetchInto is Fetch reading into buf's storage when it is large enough, so
 // a consumer that is done with the previous result can reuse it.
 func (p *Partition) FetchInto(buf []byte, offset int64, maxBytes int) (FetchResult, error) {
-	res := FetchResult{NextOffset: offset, HighWatermark: p.hw.Load(), LogStartOffset: p.logStart.Load()}
+	res := FetchResult{NextOffset: offset, HighWatermark: p.hw.Load(), LogStartOffset: p.LogStartOffset()}
 	if offset < res.LogStartOffset || offset > res.HighWatermark {
 		return res, fmt.Errorf("fetch %s at %d: %w: the log holds %d..%d", p, offset, ErrOffsetOutOfRange, res.LogStartOffset, res.HighWatermark)
 	}
 	for offset < res.HighWatermark {
-		seg, ok := p.segmentFor(offset)
-		if !ok {
-			return res, fmt.Errorf("fetch %s at %d: %w: no segment holds it", p, offset, ErrOffsetOutOfRange)
-		}
-		data, next, err := p.readSegment(seg, buf, offset, maxBytes, res.HighWatermark)
-		seg.release()
+		data, next, err := p.readAt(buf, offset, maxBytes, res.HighWatermark)
 		if err != nil {
 			return res, fmt.Errorf("fetch %s at %d: %w", p, offset, err)
 		}
@@ -59,6 +54,20 @@ func (p *Partition) FetchInto(buf []byte, offset int64, maxBytes int) (FetchResu
 		res.NextOffset = next
 	}
 	return res, nil
+}
+
+// readAt reads the batches from the one holding offset in the segment
+// that holds it: a local one, or below the local start an archived one.
+func (p *Partition) readAt(buf []byte, offset int64, maxBytes int, hw int64) ([]byte, int64, error) {
+	if offset < p.logStart.Load() {
+		return p.fetchArchived(buf, offset, maxBytes)
+	}
+	seg, ok := p.segmentFor(offset)
+	if !ok {
+		return nil, 0, fmt.Errorf("%w: no segment holds it", ErrOffsetOutOfRange)
+	}
+	defer seg.release()
+	return p.readSegment(seg, buf, offset, maxBytes, hw)
 }
 
 // segmentFor returns, acquired, the segment whose range holds offset.
@@ -167,11 +176,28 @@ func (p *Partition) OffsetForTime(t time.Time) (offset int64, ok bool, err error
 	p.segsMu.RLock()
 	segs := append([]*segment(nil), p.segs...)
 	p.segsMu.RUnlock()
+	// Where to look: archived segments below the local ones (from their
+	// start), then the local ones (from their time index).
+	type candidate struct {
+		maxTs int64
+		start func() int64
+	}
+	var cands []candidate
+	if m := p.manifest.Load(); m != nil {
+		for _, a := range m.Segments {
+			if a.Base < p.logStart.Load() {
+				cands = append(cands, candidate{a.MaxTimestamp, func() int64 { return a.Base }})
+			}
+		}
+	}
 	for _, s := range segs {
-		if s.maxTimestamp() < ts {
+		cands = append(cands, candidate{s.maxTimestamp(), func() int64 { return max(s.timeLookup(ts), p.logStart.Load()) }})
+	}
+	for _, c := range cands {
+		if c.maxTs < ts {
 			continue
 		}
-		start := max(s.timeLookup(ts), p.logStart.Load())
+		start := c.start()
 		for start < hw {
 			res, err := p.Fetch(start, 1<<20)
 			if err != nil {

@@ -38,6 +38,8 @@ type options struct {
 	cleanerInterval time.Duration
 	guard           *retentionGuard
 	disk            *disk
+	archive         ArchivePolicies
+	cache           *archiveCache
 }
 
 // Option configures Open.

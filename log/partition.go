@@ -125,6 +125,18 @@ type Partition struct {
 	cleanedHW      int64
 	tombstonesKept bool
 
+	// The archive (archive.go): the topic's policy, and the manifest
+	// (replaced whole under archMu; nil until read, from archive.json at
+	// open or from the store on the first archive pass).
+	archive  ArchivePolicies
+	archMu   sync.Mutex
+	manifest atomic.Pointer[manifest]
+	cache    *archiveCache
+	// Bytes local retention keeps because the archive does not hold them
+	// yet, and whether that was said (under flushMu).
+	archiveWaiting atomic.Int64
+	archiveWarned  bool
+
 	hw       atomic.Int64 // high watermark: offsets below it are durable and readable
 	logStart atomic.Int64
 	hwMu     sync.Mutex
@@ -140,7 +152,7 @@ func openPartition(dir, topic string, id int, cfg TopicConfig, o *options, creat
 	if err != nil {
 		return nil, err
 	}
-	p := &Partition{topic: topic, id: id, dir: dir, cfg: cfg, codec: codec, clock: o.clock, guard: o.guard, disk: o.disk,
+	p := &Partition{topic: topic, id: id, dir: dir, cfg: cfg, codec: codec, clock: o.clock, guard: o.guard, disk: o.disk, archive: o.archive, cache: o.cache,
 		log: o.logger.With("topic", topic, "partition", id), hwCh: make(chan struct{})}
 	if create {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -194,6 +206,10 @@ func openPartition(dir, topic string, id int, cfg TopicConfig, o *options, creat
 	p.nextOffset = active.next
 	p.hw.Store(active.next)
 	p.logStart.Store(p.segs[0].base)
+	if err := p.openManifest(); err != nil {
+		p.closeSegments()
+		return nil, fmt.Errorf("open partition %s: %w", p, err)
+	}
 	p.round = newRound()
 	p.kick = make(chan struct{}, 1)
 	p.stopFlusher = make(chan struct{})
@@ -210,8 +226,18 @@ func (p *Partition) ID() int { return p.id }
 // HighWatermark is the offset after the last durable, readable record.
 func (p *Partition) HighWatermark() int64 { return p.hw.Load() }
 
-// LogStartOffset is the first offset still held (retention moves it).
-func (p *Partition) LogStartOffset() int64 { return p.logStart.Load() }
+// LogStartOffset is the first offset still held, locally or in the
+// archive (retention moves it).
+func (p *Partition) LogStartOffset() int64 {
+	local := p.logStart.Load()
+	if m := p.manifest.Load(); m != nil && len(m.Segments) > 0 {
+		return min(local, m.Segments[0].Base)
+	}
+	return local
+}
+
+// LocalStartOffset is the first offset held in local segments.
+func (p *Partition) LocalStartOffset() int64 { return p.logStart.Load() }
 
 // Append writes recs as one batch and returns once the batch is durable
 // under the topic's fsync policy. Offsets are assigned in call order.

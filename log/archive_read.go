@@ -1,0 +1,201 @@
+package log
+
+import (
+	"container/list"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// archiveChunk is the unit the archive is read and cached in: ranged
+// GETs of this size, aligned.
+const archiveChunk = 1 << 20
+
+// archiveReadTimeout bounds one ranged read of the store.
+const archiveReadTimeout = 30 * time.Second
+
+// archiveCache keeps the chunks of archived objects read last, up to a
+// size bound, for all partitions of a log.
+type archiveCache struct {
+	mu    sync.Mutex
+	max   int64
+	used  int64
+	lru   *list.List // of *cachedChunk, most recent first
+	items map[chunkKey]*list.Element
+
+	hits, misses, readBytes atomic.Int64
+}
+
+type chunkKey struct {
+	key string
+	n   int64
+}
+
+type cachedChunk struct {
+	k    chunkKey
+	data []byte
+}
+
+func newArchiveCache(max int64) *archiveCache {
+	return &archiveCache{max: max, lru: list.New(), items: map[chunkKey]*list.Element{}}
+}
+
+func (c *archiveCache) get(k chunkKey) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[k]
+	if !ok {
+		return nil, false
+	}
+	c.lru.MoveToFront(e)
+	return e.Value.(*cachedChunk).data, true
+}
+
+func (c *archiveCache) put(k chunkKey, data []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.items[k]; ok || int64(len(data)) > c.max {
+		return
+	}
+	c.items[k] = c.lru.PushFront(&cachedChunk{k, data})
+	c.used += int64(len(data))
+	for c.used > c.max {
+		e := c.lru.Back()
+		ch := e.Value.(*cachedChunk)
+		c.lru.Remove(e)
+		delete(c.items, ch.k)
+		c.used -= int64(len(ch.data))
+	}
+}
+
+// ArchiveCacheStats are the log's archive reads: chunks found in the
+// cache and read from the store, and the bytes read from the store.
+type ArchiveCacheStats struct {
+	Hits, Misses, ReadBytes, CachedBytes int64
+}
+
+// ArchiveCacheStats reports the archive cache; zero when nothing is
+// archived.
+func (l *Log) ArchiveCacheStats() ArchiveCacheStats {
+	c := l.opts.cache
+	if c == nil {
+		return ArchiveCacheStats{}
+	}
+	c.mu.Lock()
+	used := c.used
+	c.mu.Unlock()
+	return ArchiveCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), ReadBytes: c.readBytes.Load(), CachedBytes: used}
+}
+
+// readRange appends to dst the bytes [off, off+n) of the object key of
+// size bytes, through the cache.
+func (c *archiveCache) readRange(store ArchiveStore, dst []byte, key string, size, off, n int64) ([]byte, error) {
+	end := min(off+n, size)
+	for off < end {
+		k := chunkKey{key, off / archiveChunk}
+		data, ok := c.get(k)
+		if ok {
+			c.hits.Add(1)
+		} else {
+			c.misses.Add(1)
+			start := k.n * archiveChunk
+			data = make([]byte, min(archiveChunk, size-start))
+			ctx, cancel := context.WithTimeout(context.Background(), archiveReadTimeout)
+			got, err := store.ReadAt(ctx, key, data, start)
+			cancel()
+			c.readBytes.Add(int64(got))
+			if err != nil && !(errors.Is(err, io.EOF) && got == len(data)) {
+				return dst, fmt.Errorf("read %s from %s: %w", key, store, err)
+			}
+			c.put(k, data)
+		}
+		from := off - k.n*archiveChunk
+		to := min(int64(len(data)), end-k.n*archiveChunk)
+		dst = append(dst, data[from:to]...)
+		off += to - from
+	}
+	return dst, nil
+}
+
+// fetchArchived reads, from the archived segment holding offset, the
+// batches from the one holding it, at most maxBytes (one batch at
+// least), each CRC-checked. With no bytes it returns the offset where the
+// next segment starts.
+func (p *Partition) fetchArchived(buf []byte, offset int64, maxBytes int) ([]byte, int64, error) {
+	m := p.manifest.Load()
+	seg, ok := m.find(offset)
+	if !ok {
+		return nil, p.logStart.Load(), nil // a gap below the local start (deleted before it was archived)
+	}
+	pol, ok := p.archivePolicy()
+	if !ok || p.cache == nil {
+		return nil, 0, fmt.Errorf("offset %d is archived (segment %s), but no archive store is configured for topic %s", offset, seg.Key, p.topic)
+	}
+	store, c := pol.Store, p.cache
+	fail := func(err error) ([]byte, int64, error) {
+		return nil, 0, fmt.Errorf("archive %s: segment %s: %w", store, seg.Key, err)
+	}
+	pos := int64(0)
+	if seg.IndexSize > 0 {
+		idx, err := c.readRange(store, nil, indexKey(seg.Key), seg.IndexSize, 0, seg.IndexSize)
+		if err != nil {
+			return fail(err)
+		}
+		n := len(idx) / indexEntrySize
+		i := sort.Search(n, func(i int) bool {
+			return seg.Base+int64(binary.BigEndian.Uint32(idx[i*indexEntrySize:])) > offset
+		}) - 1
+		if i >= 0 {
+			pos = int64(binary.BigEndian.Uint32(idx[i*indexEntrySize+4:]))
+		}
+	}
+	var hdr []byte
+	var h BatchHeader
+	for {
+		if pos >= seg.Size {
+			return nil, seg.Last + 1, nil
+		}
+		var err error
+		if hdr, err = c.readRange(store, hdr[:0], seg.Key, seg.Size, pos, BatchHeaderSize); err != nil {
+			return fail(err)
+		}
+		if h, err = ParseBatchHeader(hdr); err != nil {
+			return fail(fmt.Errorf("at %d: %w", pos, err))
+		}
+		if h.LastOffset() >= offset {
+			break
+		}
+		pos += int64(h.Size())
+	}
+	data, err := c.readRange(store, buf[:0], seg.Key, seg.Size, pos, int64(max(maxBytes, h.Size())))
+	if err != nil {
+		return fail(err)
+	}
+	end, next := 0, offset
+	for end < len(data) {
+		bh, err := ParseBatchHeader(data[end:])
+		if err != nil || end+bh.Size() > len(data) {
+			break
+		}
+		if err := VerifyBatch(&bh, data[end:]); err != nil {
+			if end == 0 {
+				return fail(fmt.Errorf("at %d: %w", pos, err))
+			}
+			break // the good ones; the next fetch reports this one
+		}
+		end += bh.Size()
+		next = bh.LastOffset() + 1
+	}
+	if end == 0 {
+		return fail(fmt.Errorf("at %d: a torn batch", pos))
+	}
+	return data[:end], next, nil
+}
+
+func indexKey(logKey string) string { return logKey[:len(logKey)-len(logSuffix)] + indexSuffix }

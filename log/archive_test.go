@@ -1,0 +1,122 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// archiveTo is a policy that archives every topic to store.
+func archiveTo(store ArchiveStore, after, local time.Duration) Option {
+	return WithArchive(func(string, TopicConfig) (ArchivePolicy, bool) {
+		return ArchivePolicy{StoreName: "test", Store: store, After: after, Retention: -1, LocalRetention: local, LocalRetentionBytes: -1}, true
+	}, 4<<20)
+}
+
+// Produce, archive, drop the local copies, and read every record once,
+// in order, from the start, by time too; reopen and read again.
+func TestArchiveThenReadBelowTheLocalStart(t *testing.T) {
+	clk := newTestClock()
+	store, err := NewDirStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	l := openTest(t, dir, WithClock(clk.Now), archiveTo(store, time.Hour, 2*time.Hour))
+	p := part(t, createTopic(t, l, "t", TopicConfig{SegmentBytes: 2048, Retention: Duration(24 * time.Hour)}), 0)
+	var want []string
+	for i := range 300 {
+		v := fmt.Sprintf("%04d-%s", i, "padding-padding-padding-padding-padding")
+		want = append(want, v)
+		appendValues(t, p, v)
+		clk.Advance(time.Minute)
+	}
+	segs := p.Stats().Segments
+	// Not old enough yet: nothing goes, and local retention keeps all.
+	clk.Advance(-4 * time.Hour)
+	if run, err := p.Archive(context.Background()); err != nil || run.Segments != 0 {
+		t.Fatalf("archive of young segments: %+v, %v", run, err)
+	}
+	clk.Advance(4 * time.Hour)
+	// Past local_retention but not archived: local retention waits.
+	if n, err := p.ApplyRetention(); err != nil || n != 0 {
+		t.Fatalf("retention deleted %d unarchived segments: %v", n, err)
+	}
+	if p.archiveWaiting.Load() == 0 {
+		t.Fatal("no bytes reported as waiting for the archive")
+	}
+	run, err := p.Archive(context.Background())
+	if err != nil || run.Segments == 0 {
+		t.Fatalf("archive: %+v, %v", run, err)
+	}
+	st, ok := p.ArchiveStats()
+	if !ok || st.Start != 0 || st.Segments != run.Segments || st.PendingSegments == 0 {
+		t.Fatalf("archive stats %+v (of %d segments)", st, segs)
+	}
+	n, err := p.ApplyRetention()
+	if err != nil || n == 0 {
+		t.Fatalf("retention after the archive deleted %d: %v", n, err)
+	}
+	if p.LocalStartOffset() == 0 || p.LogStartOffset() != 0 {
+		t.Fatalf("local start %d, log start %d", p.LocalStartOffset(), p.LogStartOffset())
+	}
+	check := func(p *Partition) {
+		t.Helper()
+		if got := values(readAll(t, p, p.LogStartOffset())); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("read %d records from the start, want %d", len(got), len(want))
+		}
+		// By time: record i was stamped i minutes after the start.
+		for _, i := range []int64{0, 7, p.LocalStartOffset() - 1, p.LocalStartOffset(), 299} {
+			off, ok, err := p.OffsetForTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute))
+			if err != nil || !ok || off != i {
+				t.Fatalf("offset for the time of %d: %d %v %v", i, off, ok, err)
+			}
+		}
+	}
+	check(p)
+	l.Close()
+	l = openTest(t, dir, WithClock(clk.Now), archiveTo(store, time.Hour, 2*time.Hour))
+	defer l.Close()
+	tp, _ := l.Topic("t")
+	check(part(t, tp, 0))
+	hits := l.ArchiveCacheStats()
+	if hits.Misses == 0 || hits.Hits == 0 {
+		t.Fatalf("cache %+v", hits)
+	}
+}
+
+// A corrupt archived segment is never served: the fetch fails, naming
+// the store and the segment.
+func TestCorruptArchivedSegmentIsNotServed(t *testing.T) {
+	clk := newTestClock()
+	sdir := t.TempDir()
+	store, _ := NewDirStore(sdir)
+	l := openTest(t, t.TempDir(), WithClock(clk.Now), archiveTo(store, 0, 0))
+	defer l.Close()
+	p := part(t, createTopic(t, l, "t", TopicConfig{SegmentBytes: 1024}), 0)
+	for i := range 50 {
+		appendValues(t, p, fmt.Sprintf("%04d-%s", i, "padding-padding-padding-padding-padding"))
+		clk.Advance(time.Second)
+	}
+	if _, err := p.Archive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ApplyRetention(); err != nil || p.LocalStartOffset() == 0 {
+		t.Fatalf("local start %d: %v", p.LocalStartOffset(), err)
+	}
+	key := p.manifest.Load().Segments[0].Key
+	path := filepath.Join(sdir, filepath.FromSlash(key))
+	b, _ := os.ReadFile(path)
+	b[BatchHeaderSize+5] ^= 0xff // in the first batch's records
+	os.WriteFile(path, b, 0o644)
+	_, err := p.Fetch(0, 1<<20)
+	t.Log(err)
+	if !errors.Is(err, ErrCorruptBatch) || !strings.Contains(err.Error(), store.String()) || !strings.Contains(err.Error(), key) {
+		t.Fatalf("fetch of a corrupt archived segment: %v", err)
+	}
+}
