@@ -52,6 +52,9 @@ type LocalBroker struct {
 	own bool
 }
 
+// ArchiveCacheStats reports the log's reads of archived segments.
+func (b *LocalBroker) ArchiveCacheStats() elog.ArchiveCacheStats { return b.Log.ArchiveCacheStats() }
+
 // OpenLocal opens the log in dir (taking its lock) as a Broker.
 func OpenLocal(dir string, opts ...elog.Option) (*LocalBroker, error) {
 	l, err := elog.Open(dir, opts...)

@@ -443,17 +443,27 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 type logCollector struct{ b Broker }
 
 var (
-	descHW       = prometheus.NewDesc("eddy_log_high_watermark", "Offset after the last durable record.", []string{"topic", "partition"}, nil)
-	descStart    = prometheus.NewDesc("eddy_log_start_offset", "First offset still held.", []string{"topic", "partition"}, nil)
-	descBytes    = prometheus.NewDesc("eddy_log_bytes", "Bytes of segments on disk.", []string{"topic", "partition"}, nil)
-	descSegments = prometheus.NewDesc("eddy_log_segments", "Segments on disk.", []string{"topic", "partition"}, nil)
-	descLag      = prometheus.NewDesc("eddy_group_lag", "High watermark minus committed offset.", []string{"group", "topic", "partition"}, nil)
-	descHeld     = prometheus.NewDesc("eddy_log_retention_held_bytes", "Bytes retention would have deleted but keeps for sink connectors that have not consumed them (retention_protects: sinks); past retention_protect_bytes it deletes them.", []string{"topic", "partition"}, nil)
-	descFailed   = prometheus.NewDesc("eddy_log_partition_failed", "1 while the partition refuses appends after a disk error (until the log is reopened).", []string{"topic", "partition"}, nil)
+	descHW        = prometheus.NewDesc("eddy_log_high_watermark", "Offset after the last durable record.", []string{"topic", "partition"}, nil)
+	descStart     = prometheus.NewDesc("eddy_log_start_offset", "First offset still held.", []string{"topic", "partition"}, nil)
+	descBytes     = prometheus.NewDesc("eddy_log_bytes", "Bytes of segments on disk.", []string{"topic", "partition"}, nil)
+	descSegments  = prometheus.NewDesc("eddy_log_segments", "Segments on disk.", []string{"topic", "partition"}, nil)
+	descLag       = prometheus.NewDesc("eddy_group_lag", "High watermark minus committed offset.", []string{"group", "topic", "partition"}, nil)
+	descHeld      = prometheus.NewDesc("eddy_log_retention_held_bytes", "Bytes retention would have deleted but keeps for sink connectors that have not consumed them (retention_protects: sinks); past retention_protect_bytes it deletes them.", []string{"topic", "partition"}, nil)
+	descLocal     = prometheus.NewDesc("eddy_log_local_start_offset", "First offset held in local segments (below it the archive holds them).", []string{"topic", "partition"}, nil)
+	descArchBytes = prometheus.NewDesc("eddy_archive_bytes", "Bytes of the partition's segments and indexes in its archive store.", []string{"topic", "partition", "store"}, nil)
+	descArchSegs  = prometheus.NewDesc("eddy_archive_segments", "Segments of the partition in its archive store.", []string{"topic", "partition", "store"}, nil)
+	descArchPend  = prometheus.NewDesc("eddy_archive_pending_segments", "Closed local segments not archived yet.", []string{"topic", "partition", "store"}, nil)
+	descArchLag   = prometheus.NewDesc("eddy_archive_upload_lag_seconds", "Age of the newest record of the oldest closed segment not archived yet (0 when none waits).", []string{"topic", "partition", "store"}, nil)
+	descArchWait  = prometheus.NewDesc("eddy_archive_waiting_bytes", "Local bytes past local_retention kept because the archive does not hold them yet (the store down or refusing).", []string{"topic", "partition", "store"}, nil)
+	descCacheHits = prometheus.NewDesc("eddy_archive_cache_hits_total", "Chunks of archived segments read from the local cache.", nil, nil)
+	descCacheMiss = prometheus.NewDesc("eddy_archive_cache_misses_total", "Chunks of archived segments read from the store.", nil, nil)
+	descArchRead  = prometheus.NewDesc("eddy_archive_read_bytes_total", "Bytes read from archive stores.", nil, nil)
+	descFailed    = prometheus.NewDesc("eddy_log_partition_failed", "1 while the partition refuses appends after a disk error (until the log is reopened).", []string{"topic", "partition"}, nil)
 )
 
 func (c *logCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHW, descStart, descBytes, descSegments, descLag, descHeld, descFailed} {
+	for _, d := range []*prometheus.Desc{descHW, descStart, descBytes, descSegments, descLag, descHeld, descFailed, descLocal,
+		descArchBytes, descArchSegs, descArchPend, descArchLag, descArchWait, descCacheHits, descCacheMiss, descArchRead} {
 		ch <- d
 	}
 }
@@ -475,7 +485,26 @@ func (c *logCollector) Collect(ch chan<- prometheus.Metric) {
 				failed = 1
 			}
 			ch <- prometheus.MustNewConstMetric(descFailed, prometheus.GaugeValue, failed, l...)
+			ch <- prometheus.MustNewConstMetric(descLocal, prometheus.GaugeValue, float64(p.LocalStartOffset), l...)
+			if a := p.Archive; a != nil {
+				al := append(l, a.Store)
+				lag := 0.0
+				if a.PendingSegments > 0 {
+					lag = max(0, time.Since(time.UnixMilli(a.OldestPendingMs)).Seconds())
+				}
+				ch <- prometheus.MustNewConstMetric(descArchBytes, prometheus.GaugeValue, float64(a.Bytes), al...)
+				ch <- prometheus.MustNewConstMetric(descArchSegs, prometheus.GaugeValue, float64(a.Segments), al...)
+				ch <- prometheus.MustNewConstMetric(descArchPend, prometheus.GaugeValue, float64(a.PendingSegments), al...)
+				ch <- prometheus.MustNewConstMetric(descArchLag, prometheus.GaugeValue, lag, al...)
+				ch <- prometheus.MustNewConstMetric(descArchWait, prometheus.GaugeValue, float64(a.WaitingBytes), al...)
+			}
 		}
+	}
+	if ac, ok := c.b.(interface{ ArchiveCacheStats() elog.ArchiveCacheStats }); ok {
+		st := ac.ArchiveCacheStats()
+		ch <- prometheus.MustNewConstMetric(descCacheHits, prometheus.CounterValue, float64(st.Hits))
+		ch <- prometheus.MustNewConstMetric(descCacheMiss, prometheus.CounterValue, float64(st.Misses))
+		ch <- prometheus.MustNewConstMetric(descArchRead, prometheus.CounterValue, float64(st.ReadBytes))
 	}
 	groups, _ := c.b.ListGroups(ctx)
 	for _, g := range groups {

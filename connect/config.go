@@ -29,6 +29,11 @@ type Config struct {
 	// Connectors are the pipelines `eddy run` starts; Jobs run on schedules.
 	Connectors []ConnectorSpec `yaml:"connectors"`
 	Jobs       []JobSpec       `yaml:"jobs"`
+	// Stores are object stores, named once, that topics' archives use;
+	// ArchiveCacheBytes bounds the cache of archived segments that reads
+	// below the local start go through (default 64 MiB).
+	Stores            []StoreSpec `yaml:"stores"`
+	ArchiveCacheBytes int64       `yaml:"archive_cache_bytes"`
 	// ShutdownTimeout bounds how long SIGTERM waits for tasks to drain
 	// (default 30s).
 	ShutdownTimeout string `yaml:"shutdown_timeout"`
@@ -43,6 +48,7 @@ type Config struct {
 	catalog  *Catalog
 	lines    map[string]int   // where each top-level key was written
 	defaults elog.TopicConfig // the log section over Eddy's defaults
+	archive  map[string]archivePolicy // by topic; "" for the log's
 }
 
 // UnmarshalYAML refuses unknown keys and keeps each key's line.
@@ -197,6 +203,10 @@ type TopicSpec struct {
 	MaxBatchBytes      int    `yaml:"max_batch_bytes"`
 	Compression        string `yaml:"compression"`
 	IndexIntervalBytes int64  `yaml:"index_interval_bytes"`
+	// Archive sends the topic's cold segments to a store; ArchiveRetention
+	// is how long the archive keeps them (default: the topic's retention).
+	Archive          *ArchiveSpec `yaml:"archive"`
+	ArchiveRetention string       `yaml:"archive_retention"`
 
 	line int
 }
@@ -337,6 +347,12 @@ func LoadConfigWith(path string, cat *Catalog) (*Config, error) {
 	}
 	if err := cfg.checkConnectors(path, cat); err != nil {
 		return nil, err
+	}
+	if err := cfg.checkArchive(path, cat); err != nil {
+		return nil, err
+	}
+	if cfg.ArchiveCacheBytes < 0 {
+		return nil, fmt.Errorf("%s:%d: archive_cache_bytes: %d is negative", path, cfg.lines["archive_cache_bytes"], cfg.ArchiveCacheBytes)
 	}
 	cfg.catalog = cat
 	cfg.shutdown = 30 * time.Second

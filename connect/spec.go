@@ -274,6 +274,9 @@ func (c *Config) checkConnectors(path string, cat *Catalog) error {
 		if p == nil || p.Kind != KindJob {
 			return at(max(js.lines["plugin"], js.line), key+".plugin", "%q is not a job plugin (jobs: %s)", js.Plugin, strings.Join(cat.Names(KindJob), ", "))
 		}
+		if js.Schedule == "" && js.Plugin == "log-archive" {
+			js.Schedule = DefaultArchiveSchedule
+		}
 		if js.Schedule == "" {
 			return at(js.line, key+".schedule", "required: a job runs on its cron schedule")
 		}

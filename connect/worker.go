@@ -411,38 +411,63 @@ func (j *job) run() {
 
 func (j *job) exec() error {
 	switch j.spec.Plugin {
-	case "log-clean":
-		only := j.spec.params.Strings("topics")
-		names := only
-		if len(names) == 0 {
-			names = j.w.log.Topics()
-		}
-		var errs []error
-		for _, n := range names {
-			t, err := j.w.log.Topic(n)
+	case "log-archive":
+		return j.w.forPartitions(j.spec.params.Strings("topics"), func(p *elog.Partition, _ elog.TopicConfig) error {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			run, err := p.Archive(ctx)
+			if run.Segments > 0 {
+				j.w.logger.Info("archived", "partition", p.String(), "segments", run.Segments, "bytes", run.Bytes)
+			}
 			if err != nil {
-				errs = append(errs, err)
-				continue
+				return fmt.Errorf("archive %s: %w", p, err)
 			}
-			for i := range t.Partitions() {
-				p, err := t.Partition(i)
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				if t.Config().Cleanup == elog.CleanupCompact {
-					if _, err := p.Compact(); err != nil {
-						errs = append(errs, fmt.Errorf("compact %s: %w", p, err))
-					}
-				}
-				if _, err := p.ApplyRetention(); err != nil {
-					errs = append(errs, fmt.Errorf("retention %s: %w", p, err))
+			if _, err := p.ApplyRetention(); err != nil {
+				return fmt.Errorf("retention %s: %w", p, err)
+			}
+			return nil
+		})
+	case "log-clean":
+		return j.w.forPartitions(j.spec.params.Strings("topics"), func(p *elog.Partition, cfg elog.TopicConfig) error {
+			if cfg.Cleanup == elog.CleanupCompact {
+				if _, err := p.Compact(); err != nil {
+					return fmt.Errorf("compact %s: %w", p, err)
 				}
 			}
-		}
-		return errors.Join(errs...)
+			if _, err := p.ApplyRetention(); err != nil {
+				return fmt.Errorf("retention %s: %w", p, err)
+			}
+			return nil
+		})
 	}
 	return fmt.Errorf("job plugin %s has no implementation", j.spec.Plugin)
+}
+
+// forPartitions calls fn for every partition of the named topics (all
+// when none), going on past failures, and joins their errors.
+func (w *Worker) forPartitions(only []string, fn func(*elog.Partition, elog.TopicConfig) error) error {
+	names := only
+	if len(names) == 0 {
+		names = w.log.Topics()
+	}
+	var errs []error
+	for _, n := range names {
+		t, err := w.log.Topic(n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for i := range t.Partitions() {
+			p, err := t.Partition(i)
+			if err == nil {
+				err = fn(p, t.Config())
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (j *job) status() JobStatus {

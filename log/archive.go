@@ -371,6 +371,9 @@ type ArchiveStats struct {
 	// upload lag), 0 when none.
 	PendingSegments int   `json:"pending_segments"`
 	OldestPendingMs int64 `json:"oldest_pending_ms,omitempty"`
+	// WaitingBytes are local bytes past local_retention that stay until
+	// the archive holds them (the store down, or refusing).
+	WaitingBytes int64 `json:"waiting_bytes,omitempty"`
 }
 
 // ArchiveStats reports the partition's archive as its manifest says
@@ -385,7 +388,7 @@ func (p *Partition) ArchiveStats() (ArchiveStats, bool) {
 	if m == nil {
 		m = &manifest{}
 	}
-	st := ArchiveStats{Store: pol.StoreName, End: m.end(), Segments: len(m.Segments)}
+	st := ArchiveStats{Store: pol.StoreName, End: m.end(), Segments: len(m.Segments), WaitingBytes: p.archiveWaiting.Load()}
 	if len(m.Segments) > 0 {
 		st.Start = m.Segments[0].Base
 	}

@@ -636,6 +636,11 @@ type PartitionStats struct {
 	// RetentionHeldBytes is what retention would have deleted but keeps
 	// for sinks that have not consumed it (retention_protects: sinks).
 	RetentionHeldBytes int64 `json:"retention_held_bytes,omitempty"`
+	// LocalStartOffset is the first offset in local segments (below it,
+	// down to LogStartOffset, the archive holds them), and Archive what
+	// the archive holds, for an archived topic.
+	LocalStartOffset int64         `json:"local_start_offset"`
+	Archive          *ArchiveStats `json:"archive,omitempty"`
 	// Error is the disk error after which the partition refuses appends
 	// (until the log is reopened), and FailedSince when it came.
 	Error       string     `json:"error,omitempty"`
@@ -644,7 +649,10 @@ type PartitionStats struct {
 
 // Stats reports the partition's offsets and size.
 func (p *Partition) Stats() PartitionStats {
-	st := PartitionStats{Partition: p.id, LogStartOffset: p.logStart.Load(), HighWatermark: p.hw.Load(), RetentionHeldBytes: p.retentionHeld.Load()}
+	st := PartitionStats{Partition: p.id, LogStartOffset: p.LogStartOffset(), LocalStartOffset: p.logStart.Load(), HighWatermark: p.hw.Load(), RetentionHeldBytes: p.retentionHeld.Load()}
+	if a, ok := p.ArchiveStats(); ok {
+		st.Archive = &a
+	}
 	if f, ok := p.fault(); ok {
 		st.Error, st.FailedSince = f.Error, &f.Since
 	}

@@ -70,7 +70,15 @@ func (a *app) validateCommand() *cobra.Command {
 
 func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	l, err := elog.Open(cfg.DataDir, elog.WithDefaults(cfg.LogDefaults()), elog.WithLogger(logger))
+	lopts := []elog.Option{elog.WithDefaults(cfg.LogDefaults()), elog.WithLogger(logger)}
+	if cfg.Archived() {
+		stores, err := cfg.ArchiveStores(ctx)
+		if err != nil {
+			return err
+		}
+		lopts = append(lopts, elog.WithArchive(cfg.ArchivePolicies(stores), cfg.ArchiveCacheBytes))
+	}
+	l, err := elog.Open(cfg.DataDir, lopts...)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/eddy-cdc/eddy/admin"
 	"github.com/eddy-cdc/eddy/connect"
+	elog "github.com/eddy-cdc/eddy/log"
 )
 
 func (a *app) topicsCommand() *cobra.Command {
@@ -111,10 +112,32 @@ func printTopic(a *app, t admin.TopicInfo) {
 		"Segment bytes: %d\nSegment age: %s\nDelete retention: %s\nFsync: %s\nCompression: %s\nMax record bytes: %d\nMax batch bytes: %d\n",
 		t.Name, t.Created.Format(time.RFC3339), len(t.Partitions), c.Cleanup, retention, c.RetentionBytes,
 		c.SegmentBytes, time.Duration(c.SegmentAge), time.Duration(c.DeleteRetention), c.Fsync, c.Compression, c.MaxRecordBytes, c.MaxBatchBytes)
-	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "PARTITION\tLOG START\tHIGH WATERMARK\tSEGMENTS\tBYTES")
+	archived := false
 	for _, p := range t.Partitions {
-		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\n", p.Partition, p.LogStartOffset, p.HighWatermark, p.Segments, p.Bytes)
+		archived = archived || p.Archive != nil
+	}
+	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	if !archived {
+		fmt.Fprintln(w, "PARTITION\tLOG START\tHIGH WATERMARK\tSEGMENTS\tBYTES")
+		for _, p := range t.Partitions {
+			fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\n", p.Partition, p.LogStartOffset, p.HighWatermark, p.Segments, p.Bytes)
+		}
+		w.Flush()
+		return
+	}
+	// Local and archived ranges: [start, end) each.
+	fmt.Fprintln(w, "PARTITION\tLOG START\tHIGH WATERMARK\tLOCAL\tSEGMENTS\tBYTES\tARCHIVED\tSTORE\tSEGMENTS\tBYTES\tPENDING")
+	for _, p := range t.Partitions {
+		ar := p.Archive
+		if ar == nil {
+			ar = &elog.ArchiveStats{}
+		}
+		arch := "-"
+		if ar.Segments > 0 {
+			arch = fmt.Sprintf("%d..%d", ar.Start, ar.End)
+		}
+		fmt.Fprintf(w, "%d\t%d\t%d\t%d..%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d\n", p.Partition, p.LogStartOffset, p.HighWatermark,
+			p.LocalStartOffset, p.HighWatermark, p.Segments, p.Bytes, arch, ar.Store, ar.Segments, ar.Bytes, ar.PendingSegments)
 	}
 	w.Flush()
 }
