@@ -46,8 +46,8 @@ type Config struct {
 
 	shutdown time.Duration
 	catalog  *Catalog
-	lines    map[string]int   // where each top-level key was written
-	defaults elog.TopicConfig // the log section over Eddy's defaults
+	lines    map[string]int           // where each top-level key was written
+	defaults elog.TopicConfig         // the log section over Eddy's defaults
 	archive  map[string]archivePolicy // by topic; "" for the log's
 }
 

@@ -126,7 +126,7 @@ func printTopic(a *app, t admin.TopicInfo) {
 		return
 	}
 	// Local and archived ranges: [start, end) each.
-	fmt.Fprintln(w, "PARTITION\tLOG START\tHIGH WATERMARK\tLOCAL\tSEGMENTS\tBYTES\tARCHIVED\tSTORE\tSEGMENTS\tBYTES\tPENDING")
+	fmt.Fprintln(w, "PARTITION\tLOG START\tHIGH WATERMARK\tLOCAL\tLOCAL SEGMENTS\tLOCAL BYTES\tARCHIVED\tSTORE\tARCHIVED SEGMENTS\tARCHIVED BYTES\tPENDING")
 	for _, p := range t.Partitions {
 		ar := p.Archive
 		if ar == nil {

@@ -1,0 +1,180 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eddy-cdc/eddy/internal/testdb"
+)
+
+// archiveStats reads a topic's partitions from a running eddy's admin API.
+type partitionDesc struct {
+	LogStart   int64 `json:"log_start_offset"`
+	LocalStart int64 `json:"local_start_offset"`
+	HW         int64 `json:"high_watermark"`
+	Segments   int   `json:"segments"`
+	Archive    *struct {
+		Store    string `json:"store"`
+		Start    int64  `json:"start"`
+		End      int64  `json:"end"`
+		Segments int    `json:"segments"`
+	} `json:"archive"`
+}
+
+func describeTopic(t *testing.T, api, topic string) []partitionDesc {
+	t.Helper()
+	resp, err := http.Get(api + "/topics/" + topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var d struct {
+		Partitions []partitionDesc `json:"partitions"`
+	}
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatalf("describe %s: %v: %s", topic, err, body)
+	}
+	return d.Partitions
+}
+
+func adminAPI(t *testing.T, logPath string) string {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(logPath)
+		if m := adminRE.FindAllSubmatch(b, -1); len(m) > 0 {
+			return string(m[len(m)-1][1])
+		}
+	}
+	t.Fatal("no admin API address in the log")
+	return ""
+}
+
+// Records produced to a topic archived to S3 (versitygw): the log-archive
+// job uploads the closed segments and the local copies go; a consumer
+// group reading from earliest gets every record once, in order, through
+// the archive and then the local segments; the same after a restart, and
+// `eddy topics describe` shows both ranges.
+func TestArchiveToS3AndConsumeFromEarliest(t *testing.T) {
+	bin := buildEddy(t)
+	bucket := testdb.S3Bucket(t, "archive")
+	dir := t.TempDir()
+	cfg := eddyConfig(t, dir, fmt.Sprintf(`stores:
+  - {name: lake, type: s3, bucket: %s, prefix: cold, endpoint: %s, path_style: true, access_key_id: %s, secret_access_key: %s}
+topics:
+  - name: orders
+    partitions: 2
+    segment_bytes: 4096
+    archive: {store: lake, after: 0s, local_retention: 0s}
+jobs:
+  - {name: archive, plugin: log-archive, schedule: "@every 1s"}
+`, bucket, testdb.S3Endpoint, testdb.S3AccessKey, testdb.S3SecretKey))
+	logPath := filepath.Join(dir, "eddy.log")
+	p := startEddy(t, bin, cfg, logPath)
+	defer p.kill()
+	<-p.up
+	api := adminAPI(t, logPath)
+	var in strings.Builder
+	want := map[string][]string{} // key -> values in order
+	for i := range 2000 {
+		k := fmt.Sprintf("k%02d", i%37)
+		v := fmt.Sprintf("order %05d %s ünïcødé", i, strings.Repeat("x", i%50))
+		fmt.Fprintf(&in, "%s|%s\n", k, v)
+		want[k] = append(want[k], v)
+	}
+	produce := exec.Command(bin, "produce", "orders", "--server", api, "--key-separator", "|", "--batch", "50")
+	produce.Stdin = strings.NewReader(in.String())
+	if out, err := produce.CombinedOutput(); err != nil {
+		t.Fatalf("produce: %v\n%s", err, out)
+	}
+	// Wait until each partition keeps only its active segment locally.
+	var parts []partitionDesc
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		parts = describeTopic(t, api, "orders")
+		done := len(parts) == 2
+		for _, pd := range parts {
+			done = done && pd.Archive != nil && pd.Archive.Segments > 0 && pd.LocalStart > 0 && pd.LocalStart == pd.Archive.End && pd.LogStart == 0 && pd.Segments == 1
+		}
+		if done {
+			break
+		}
+		if time.Since(start) > 60*time.Second {
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("not archived in 60 s: %+v\n%.4000s", parts, log)
+		}
+	}
+	objs := testdb.S3Objects(t, testdb.S3Client(t, testdb.S3SecretKey), bucket)
+	if len(objs) == 0 || !strings.HasPrefix(objs[0].Key, "cold/orders/") {
+		t.Fatalf("objects in the bucket: %d", len(objs))
+	}
+	consume := func(group string) map[string][]string {
+		t.Helper()
+		out, err := exec.Command(bin, "consume", "orders", "--server", api, "--group", group, "--from", "earliest", "--decode", "none").Output()
+		if err != nil {
+			t.Fatalf("consume: %v", err)
+		}
+		got := map[string][]string{}
+		seen := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if line == "" {
+				continue
+			}
+			var r struct {
+				Partition int    `json:"partition"`
+				Offset    int64  `json:"offset"`
+				Key       string `json:"key"`
+				Value     string `json:"value"`
+			}
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("consume printed %q: %v", line, err)
+			}
+			id := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
+			if seen[id] {
+				t.Fatalf("offset %s printed twice", id)
+			}
+			seen[id] = true
+			got[r.Key] = append(got[r.Key], r.Value)
+		}
+		return got
+	}
+	check := func(got map[string][]string) {
+		t.Helper()
+		for k, vs := range want {
+			if fmt.Sprint(got[k]) != fmt.Sprint(vs) {
+				t.Fatalf("key %s: %d records, want %d in order", k, len(got[k]), len(vs))
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d keys, want %d", len(got), len(want))
+		}
+	}
+	check(consume("readers"))
+	// The group committed: a second run of it reads nothing more.
+	if again := consume("readers"); len(again) != 0 {
+		t.Fatalf("the group read %d keys again", len(again))
+	}
+	var desc bytes.Buffer
+	d := exec.Command(bin, "topics", "describe", "orders", "--server", api)
+	d.Stdout = &desc
+	if err := d.Run(); err != nil || !strings.Contains(desc.String(), "ARCHIVED") || !strings.Contains(desc.String(), "lake") {
+		t.Fatalf("topics describe: %v\n%s", err, desc.String())
+	}
+	t.Logf("topics describe:\n%s", desc.String())
+	// After a restart, from the manifest beside the segments.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Wait()
+	p = startEddy(t, bin, cfg, logPath)
+	<-p.up
+	api = adminAPI(t, logPath)
+	check(consume("others"))
+}
