@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -97,67 +98,13 @@ jobs:
 	if out, err := produce.CombinedOutput(); err != nil {
 		t.Fatalf("produce: %v\n%s", err, out)
 	}
-	// Wait until each partition keeps only its active segment locally.
-	var parts []partitionDesc
-	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
-		parts = describeTopic(t, api, "orders")
-		done := len(parts) == 2
-		for _, pd := range parts {
-			done = done && pd.Archive != nil && pd.Archive.Segments > 0 && pd.LocalStart > 0 && pd.LocalStart == pd.Archive.End && pd.LogStart == 0 && pd.Segments == 1
-		}
-		if done {
-			break
-		}
-		if time.Since(start) > 60*time.Second {
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("not archived in 60 s: %+v\n%.4000s", parts, log)
-		}
-	}
+	waitArchived(t, api, logPath, "orders", 2)
 	objs := testdb.S3Objects(t, testdb.S3Client(t, testdb.S3SecretKey), bucket)
 	if len(objs) == 0 || !strings.HasPrefix(objs[0].Key, "cold/orders/") {
 		t.Fatalf("objects in the bucket: %d", len(objs))
 	}
-	consume := func(group string) map[string][]string {
-		t.Helper()
-		out, err := exec.Command(bin, "consume", "orders", "--server", api, "--group", group, "--from", "earliest", "--decode", "none").Output()
-		if err != nil {
-			t.Fatalf("consume: %v", err)
-		}
-		got := map[string][]string{}
-		seen := map[string]bool{}
-		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-			if line == "" {
-				continue
-			}
-			var r struct {
-				Partition int    `json:"partition"`
-				Offset    int64  `json:"offset"`
-				Key       string `json:"key"`
-				Value     string `json:"value"`
-			}
-			if err := json.Unmarshal([]byte(line), &r); err != nil {
-				t.Fatalf("consume printed %q: %v", line, err)
-			}
-			id := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
-			if seen[id] {
-				t.Fatalf("offset %s printed twice", id)
-			}
-			seen[id] = true
-			got[r.Key] = append(got[r.Key], r.Value)
-		}
-		return got
-	}
-	check := func(got map[string][]string) {
-		t.Helper()
-		for k, vs := range want {
-			if fmt.Sprint(got[k]) != fmt.Sprint(vs) {
-				t.Fatalf("key %s: %d records, want %d in order", k, len(got[k]), len(vs))
-			}
-		}
-		if len(got) != len(want) {
-			t.Fatalf("%d keys, want %d", len(got), len(want))
-		}
-	}
+	consume := func(group string) map[string][]string { return consumeGroup(t, bin, api, "orders", group) }
+	check := func(got map[string][]string) { t.Helper(); sameByKey(t, got, want) }
 	check(consume("readers"))
 	// The group committed: a second run of it reads nothing more.
 	if again := consume("readers"); len(again) != 0 {
@@ -177,4 +124,133 @@ jobs:
 	<-p.up
 	api = adminAPI(t, logPath)
 	check(consume("others"))
+}
+
+// waitArchived waits until each of the topic's partitions keeps only its
+// active segment locally, the rest archived from offset 0.
+func waitArchived(t *testing.T, api, logPath, topic string, partitions int) {
+	t.Helper()
+	var parts []partitionDesc
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		parts = describeTopic(t, api, topic)
+		done := len(parts) == partitions
+		for _, pd := range parts {
+			done = done && pd.Archive != nil && pd.Archive.Segments > 0 && pd.LocalStart > 0 && pd.LocalStart == pd.Archive.End && pd.LogStart == 0 && pd.Segments == 1
+		}
+		if done {
+			return
+		}
+		if time.Since(start) > 60*time.Second {
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("not archived in 60 s: %+v\n%.4000s", parts, log)
+		}
+	}
+}
+
+// consumeGroup reads topic from earliest as a member of group, by key,
+// failing on an offset printed twice.
+func consumeGroup(t *testing.T, bin, api, topic, group string) map[string][]string {
+	t.Helper()
+	out, err := exec.Command(bin, "consume", topic, "--server", api, "--group", group, "--from", "earliest", "--decode", "none").Output()
+	if err != nil {
+		t.Fatalf("consume: %v", err)
+	}
+	got := map[string][]string{}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		var r struct {
+			Partition int    `json:"partition"`
+			Offset    int64  `json:"offset"`
+			Key       string `json:"key"`
+			Value     string `json:"value"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("consume printed %q: %v", line, err)
+		}
+		id := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
+		if seen[id] {
+			t.Fatalf("offset %s printed twice", id)
+		}
+		seen[id] = true
+		got[r.Key] = append(got[r.Key], r.Value)
+	}
+	return got
+}
+
+// sameByKey fails unless got holds exactly want's values, in order, per key.
+func sameByKey(t *testing.T, got, want map[string][]string) {
+	t.Helper()
+	for k, vs := range want {
+		if fmt.Sprint(got[k]) != fmt.Sprint(vs) {
+			t.Fatalf("key %s: %d records, want %d in order", k, len(got[k]), len(vs))
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d keys, want %d", len(got), len(want))
+	}
+}
+
+// kill -9 at 20 random points while the log-archive job uploads segments
+// and deletes their local copies (every second, segments of 4 KiB,
+// archived and dropped at once): every acknowledged record is read once,
+// in order, from earliest, none lost, none twice.
+func TestArchiveKill9DuringUploadsAndDeletion(t *testing.T) {
+	bin := buildEddy(t)
+	bucket := testdb.S3Bucket(t, "archive-kill")
+	dir := t.TempDir()
+	cfg := eddyConfig(t, dir, fmt.Sprintf(`stores:
+  - {name: lake, type: s3, bucket: %s, endpoint: %s, path_style: true, access_key_id: %s, secret_access_key: %s}
+topics:
+  - name: orders
+    partitions: 2
+    segment_bytes: 4096
+    archive: {store: lake, after: 0s, local_retention: 0s}
+jobs:
+  - {name: archive, plugin: log-archive, schedule: "@every 1s"}
+`, bucket, testdb.S3Endpoint, testdb.S3AccessKey, testdb.S3SecretKey))
+	logPath := filepath.Join(dir, "eddy.log")
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 18))
+	want := map[string][]string{}
+	n := 0
+	for round := range 20 {
+		p := startEddy(t, bin, cfg, logPath)
+		select {
+		case <-p.up:
+		case <-time.After(30 * time.Second):
+			p.kill()
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("round %d: eddy did not start:\n%.4000s", round, b)
+		}
+		api := adminAPI(t, logPath)
+		var in strings.Builder
+		for range 300 {
+			k := fmt.Sprintf("k%02d", n%23)
+			v := fmt.Sprintf("r%02d-%05d-%s", round, n, strings.Repeat("y", n%40))
+			fmt.Fprintf(&in, "%s|%s\n", k, v)
+			want[k] = append(want[k], v)
+			n++
+		}
+		produce := exec.Command(bin, "produce", "orders", "--server", api, "--key-separator", "|", "--batch", "40")
+		produce.Stdin = strings.NewReader(in.String())
+		if out, err := produce.CombinedOutput(); err != nil {
+			p.kill()
+			t.Fatalf("round %d: produce: %v\n%s", round, err, out)
+		}
+		time.Sleep(time.Duration(rng.IntN(1600)) * time.Millisecond) // into the job's uploads and deletions
+		p.kill()
+	}
+	// The kills came while the job worked: it archived in the rounds.
+	b, _ := os.ReadFile(logPath)
+	if k := strings.Count(string(b), "segment archived"); k < 20 {
+		t.Fatalf("only %d segments archived during the 20 rounds", k)
+	}
+	p := startEddy(t, bin, cfg, logPath)
+	defer p.kill()
+	<-p.up
+	api := adminAPI(t, logPath)
+	waitArchived(t, api, logPath, "orders", 2)
+	sameByKey(t, consumeGroup(t, bin, api, "orders", "after-kills"), want)
 }

@@ -229,6 +229,9 @@ func (p *Partition) Archive(ctx context.Context) (ArchiveRun, error) {
 	if _, err := p.loadManifestLocked(ctx, pol.Store); err != nil {
 		return run, err
 	}
+	if err := p.storeTopicMetaLocked(ctx, pol.Store); err != nil {
+		return run, err
+	}
 	now := p.clock()
 	for {
 		if err := ctx.Err(); err != nil {
@@ -492,3 +495,19 @@ func (p *Partition) expireLocked(ctx context.Context, pol *ArchivePolicy, now ti
 }
 
 func timeIndexKey(logKey string) string { return logKey[:len(logKey)-len(logSuffix)] + timeIndexSuffix }
+
+// storeTopicMetaLocked stores the topic's name and config beside its
+// partitions' objects (<topic>/topic.json), once a process, so that the
+// archive alone can rebuild the topic.
+func (p *Partition) storeTopicMetaLocked(ctx context.Context, store ArchiveStore) error {
+	if p.metaArchived {
+		return nil
+	}
+	b := topicMeta{Name: p.topic, Config: p.cfg}.encode()
+	key := p.topic + "/" + topicMetaFile
+	if err := store.Put(ctx, key, bytes.NewReader(b), int64(len(b)), sha256.Sum256(b)); err != nil {
+		return fmt.Errorf("archive %s: store %s: %w", store, key, err)
+	}
+	p.metaArchived = true
+	return nil
+}

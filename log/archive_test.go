@@ -54,6 +54,9 @@ func TestArchiveThenReadBelowTheLocalStart(t *testing.T) {
 	if err != nil || run.Segments == 0 {
 		t.Fatalf("archive: %+v, %v", run, err)
 	}
+	if _, err := store.Stat(context.Background(), "t/topic.json"); err != nil {
+		t.Fatalf("the topic's config is not in the archive: %v", err)
+	}
 	st, ok := p.ArchiveStats()
 	if !ok || st.Start != 0 || st.Segments != run.Segments || st.PendingSegments == 0 {
 		t.Fatalf("archive stats %+v (of %d segments)", st, segs)

@@ -132,6 +132,8 @@ type Partition struct {
 	archMu   sync.Mutex
 	manifest atomic.Pointer[manifest]
 	cache    *archiveCache
+	// metaArchived: topic.json is in the store (under archMu).
+	metaArchived bool
 	// Bytes local retention keeps because the archive does not hold them
 	// yet, and whether that was said (under flushMu).
 	archiveWaiting atomic.Int64
