@@ -511,3 +511,65 @@ func (p *Partition) storeTopicMetaLocked(ctx context.Context, store ArchiveStore
 	p.metaArchived = true
 	return nil
 }
+
+// RestoreTopic rebuilds a topic that is in store's archive but not in
+// this log (a new machine, an emptied data directory): its config from
+// the archive's topic.json, and each partition with the archive's
+// manifest beside an empty active segment at the archive's end, so every
+// archived record reads as before (through the archive) and appends go
+// on after them. The log's archive policies must send the topic to store
+// for the reads to find it.
+func (l *Log) RestoreTopic(ctx context.Context, name string, store ArchiveStore) (*Topic, error) {
+	if err := ValidateTopicName(name); err != nil {
+		return nil, fmt.Errorf("restore topic: %w", err)
+	}
+	key := name + "/" + topicMetaFile
+	st, err := store.Stat(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("restore topic %s from %s: %w", name, store, err)
+	}
+	b := make([]byte, st.Size)
+	if _, err := store.ReadAt(ctx, key, b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("restore topic %s from %s: %w", name, store, err)
+	}
+	m, err := decodeTopicMeta(b)
+	if err != nil || m.Name != name {
+		return nil, fmt.Errorf("restore topic %s from %s: %s is not this topic's config (%v)", name, store, key, err)
+	}
+	m.Config = m.Config.withDefaults(l.opts.defaults)
+	if err := m.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("restore topic %s: %w", name, err)
+	}
+	if l.opts.archive == nil {
+		return nil, fmt.Errorf("restore topic %s: no archive is configured, so its archived records could not be read", name)
+	}
+	if pol, ok := l.opts.archive(name, m.Config); !ok || pol.Store != store {
+		return nil, fmt.Errorf("restore topic %s: the config does not archive it to %s (set its archive store), so its archived records could not be read", name, store)
+	}
+	manifests := make([]*manifest, m.Config.Partitions)
+	for i := range manifests {
+		mf, err := readManifest(ctx, store, name, i)
+		if err != nil {
+			return nil, fmt.Errorf("restore topic %s: %w", name, err)
+		}
+		if mf == nil {
+			mf = &manifest{Topic: name, Partition: i}
+		}
+		manifests[i] = mf
+	}
+	return l.addTopic("restore", m, func(path string) error {
+		for i, mf := range manifests {
+			dir := filepath.Join(path, strconv.Itoa(i))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			if err := l.opts.disk.writeFileSync(filepath.Join(dir, manifestFile), mf.encode()); err != nil {
+				return err
+			}
+			if err := l.opts.disk.writeFileSync(filepath.Join(dir, segmentName(mf.end())+logSuffix), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

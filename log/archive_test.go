@@ -123,3 +123,67 @@ func TestCorruptArchivedSegmentIsNotServed(t *testing.T) {
 		t.Fatalf("fetch of a corrupt archived segment: %v", err)
 	}
 }
+
+// A topic rebuilt from the archive on an empty data directory: its config
+// and every archived record, at their offsets; appends go on after them.
+func TestRestoreTopicFromTheArchive(t *testing.T) {
+	clk := newTestClock()
+	store, _ := NewDirStore(t.TempDir())
+	l := openTest(t, t.TempDir(), WithClock(clk.Now), archiveTo(store, 0, time.Hour))
+	tp := createTopic(t, l, "t", TopicConfig{Partitions: 2, SegmentBytes: 1024, Cleanup: CleanupCompact})
+	for i := range 400 {
+		if _, err := tp.Produce(context.Background(), []Record{{Key: []byte(fmt.Sprintf("k%d", i%13)), Value: []byte(fmt.Sprintf("v%04d-%s", i, "padding-padding-padding"))}}); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Second)
+	}
+	var ends [2]int64
+	var wants [2][]string
+	for i := range 2 {
+		p := part(t, tp, i)
+		if _, err := p.Compact(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Archive(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ends[i] = p.manifest.Load().end()
+		for _, r := range readAll(t, p, 0) {
+			if r.Offset < ends[i] {
+				wants[i] = append(wants[i], fmt.Sprintf("%d:%s", r.Offset, r.Value))
+			}
+		}
+	}
+	l.Close()
+	fresh := openTest(t, t.TempDir(), WithClock(clk.Now), archiveTo(store, 0, time.Hour))
+	defer fresh.Close()
+	if _, err := fresh.RestoreTopic(context.Background(), "nope", store); err == nil {
+		t.Fatal("a topic the archive does not hold was restored")
+	}
+	rt, err := fresh.RestoreTopic(context.Background(), "t", store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt.Partitions() != 2 || rt.Config().Cleanup != CleanupCompact || rt.Config().SegmentBytes != 1024 {
+		t.Fatalf("restored config %+v", rt.Config())
+	}
+	for i := range 2 {
+		p := part(t, rt, i)
+		if p.LogStartOffset() != 0 || p.HighWatermark() != ends[i] {
+			t.Fatalf("partition %d: log start %d, high watermark %d, want 0 and %d", i, p.LogStartOffset(), p.HighWatermark(), ends[i])
+		}
+		var got []string
+		for _, r := range readAll(t, p, 0) {
+			got = append(got, fmt.Sprintf("%d:%s", r.Offset, r.Value))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(wants[i]) {
+			t.Fatalf("partition %d: restored %d records, want %d", i, len(got), len(wants[i]))
+		}
+		if first, _, err := p.Append(context.Background(), []Record{{Key: []byte("k"), Value: []byte("after")}}); err != nil || first != ends[i] {
+			t.Fatalf("append after the restore at %d: %v", first, err)
+		}
+	}
+	if _, err := fresh.RestoreTopic(context.Background(), "t", store); !errors.Is(err, ErrTopicExists) {
+		t.Fatalf("a second restore: %v", err)
+	}
+}

@@ -224,35 +224,47 @@ func (l *Log) CreateTopic(name string, cfg TopicConfig) (*Topic, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("create topic %s: %w: %w", name, ErrInvalidConfig, err)
 	}
+	return l.addTopic("create", topicMeta{Name: name, Config: cfg, Created: l.opts.clock().UTC()}, nil)
+}
+
+// addTopic makes the topic of m exist: its directory made afresh (by
+// layout, when set, else empty partitions), opened, then topic.json
+// written last and atomically, which is what makes it exist. op names
+// the caller in errors.
+func (l *Log) addTopic(op string, m topicMeta, layout func(path string) error) (*Topic, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return nil, ErrClosed
 	}
-	if _, ok := l.topics[name]; ok {
-		return nil, fmt.Errorf("create topic %s: %w", name, ErrTopicExists)
+	if _, ok := l.topics[m.Name]; ok {
+		return nil, fmt.Errorf("%s topic %s: %w", op, m.Name, ErrTopicExists)
 	}
-	path := filepath.Join(l.dir, name)
+	path := filepath.Join(l.dir, m.Name)
+	fail := func(err error) (*Topic, error) {
+		os.RemoveAll(path)
+		return nil, fmt.Errorf("%s topic %s: %w", op, m.Name, err)
+	}
 	if err := os.RemoveAll(path); err != nil {
-		return nil, fmt.Errorf("create topic %s: %w", name, err)
+		return nil, fmt.Errorf("%s topic %s: %w", op, m.Name, err)
 	}
-	m := topicMeta{Name: name, Config: cfg, Created: l.opts.clock().UTC()}
-	t, err := openTopic(path, m, &l.opts, true)
+	if layout != nil {
+		if err := layout(path); err != nil {
+			return fail(err)
+		}
+	}
+	t, err := openTopic(path, m, &l.opts, layout == nil)
 	if err != nil {
-		os.RemoveAll(path)
-		return nil, fmt.Errorf("create topic %s: %w", name, err)
+		return fail(err)
 	}
-	// The meta file, written last and atomically, is what makes the topic exist.
-	b := m.encode()
-	if err := l.opts.disk.writeFileSync(filepath.Join(path, topicMetaFile), b); err != nil {
+	if err := l.opts.disk.writeFileSync(filepath.Join(path, topicMetaFile), m.encode()); err != nil {
 		t.close()
-		os.RemoveAll(path)
-		return nil, fmt.Errorf("create topic %s: %w", name, err)
+		return fail(err)
 	}
 	if err := l.opts.disk.syncDir(l.dir); err != nil {
-		return nil, fmt.Errorf("create topic %s: %w", name, err)
+		return nil, fmt.Errorf("%s topic %s: %w", op, m.Name, err)
 	}
-	l.topics[name] = t
+	l.topics[m.Name] = t
 	return t, nil
 }
 

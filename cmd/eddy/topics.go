@@ -98,7 +98,49 @@ func (a *app) topicsCommand() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(create, list, describe, del)
+	var restoreCfg, restoreStore string
+	restore := &cobra.Command{
+		Use:   "restore TOPIC --store NAME -c eddy.yaml",
+		Short: "Rebuild a topic from its archive into the config's data directory (with eddy run stopped)",
+		Long: "Rebuilds TOPIC, absent from the data directory of eddy.yaml, from the archive in store NAME:\n" +
+			"its config, and every archived record at its offset, read through the archive; appends go on after\n" +
+			"them. eddy.yaml must archive the topic to that store (log.archive or the topic's archive).",
+		Args: exactArgs(1, "the topic name"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if restoreStore == "" {
+				return usageError{fmt.Errorf("--store is required: the name of one of the config's stores")}
+			}
+			cfg, err := loadConfig(restoreCfg)
+			if err != nil {
+				return err
+			}
+			stores, err := cfg.ArchiveStores(c.Context())
+			if err != nil {
+				return err
+			}
+			store := stores[restoreStore]
+			if store == nil {
+				return usageError{fmt.Errorf("--store %s: not one of the stores of %s", restoreStore, restoreCfg)}
+			}
+			l, err := elog.Open(cfg.DataDir, elog.WithDefaults(cfg.LogDefaults()), elog.WithArchive(cfg.ArchivePolicies(stores), cfg.ArchiveCacheBytes))
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			t, err := l.RestoreTopic(c.Context(), args[0], store)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "restored topic %s from %s:\n", t.Name(), store)
+			for i, p := range t.Stats() {
+				fmt.Fprintf(a.stdout, "  partition %d: offsets %d..%d\n", i, p.LogStartOffset, p.HighWatermark)
+			}
+			return nil
+		},
+	}
+	restore.Flags().StringVarP(&restoreCfg, "config", "c", "", "the config file (its data_dir, stores and archive settings)")
+	restore.Flags().StringVar(&restoreStore, "store", "", "the store to restore from")
+	cmd.AddCommand(create, list, describe, del, restore)
 	return cmd
 }
 
