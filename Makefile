@@ -30,6 +30,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 200000x ./connect/
 	$(GO) test -run '^$$' -bench Postgres -benchtime 1x ./integration/
 	$(GO) test -run '^$$' -bench S3Sink -benchtime 1x ./integration/
+	$(GO) test -run '^$$' -bench Archive -benchtime 1x ./log/s3store/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBatches -fuzztime 5m ./log/

@@ -15,7 +15,7 @@ import (
 
 // archiveChunk is the unit the archive is read and cached in: ranged
 // GETs of this size, aligned.
-const archiveChunk = 1 << 20
+const archiveChunk = 4 << 20
 
 // archiveReadTimeout bounds one ranged read of the store.
 const archiveReadTimeout = 30 * time.Second
@@ -28,8 +28,19 @@ type archiveCache struct {
 	used  int64
 	lru   *list.List // of *cachedChunk, most recent first
 	items map[chunkKey]*list.Element
+	// Reads of the store under way (a chunk asked for, or read ahead), so
+	// a chunk is read once however many wait for it.
+	inflight map[chunkKey]*chunkRead
+	ahead    int64 // chunks read ahead of a sequential reader
 
 	hits, misses, readBytes atomic.Int64
+}
+
+// chunkRead is one read of a chunk from the store.
+type chunkRead struct {
+	done chan struct{}
+	data []byte
+	err  error
 }
 
 type chunkKey struct {
@@ -42,8 +53,14 @@ type cachedChunk struct {
 	data []byte
 }
 
+// archiveReadAhead is how many chunks a reader of chunk n has read ahead
+// (n+1...), at most, so that a replay overlaps its reads of the store
+// with its own work and reads several ranges at once.
+const archiveReadAhead = 4
+
 func newArchiveCache(max int64) *archiveCache {
-	return &archiveCache{max: max, lru: list.New(), items: map[chunkKey]*list.Element{}}
+	return &archiveCache{max: max, lru: list.New(), items: map[chunkKey]*list.Element{}, inflight: map[chunkKey]*chunkRead{},
+		ahead: min(archiveReadAhead, max/archiveChunk/2)}
 }
 
 func (c *archiveCache) get(k chunkKey) ([]byte, bool) {
@@ -99,21 +116,9 @@ func (c *archiveCache) readRange(store ArchiveStore, dst []byte, key string, siz
 	end := min(off+n, size)
 	for off < end {
 		k := chunkKey{key, off / archiveChunk}
-		data, ok := c.get(k)
-		if ok {
-			c.hits.Add(1)
-		} else {
-			c.misses.Add(1)
-			start := k.n * archiveChunk
-			data = make([]byte, min(archiveChunk, size-start))
-			ctx, cancel := context.WithTimeout(context.Background(), archiveReadTimeout)
-			got, err := store.ReadAt(ctx, key, data, start)
-			cancel()
-			c.readBytes.Add(int64(got))
-			if err != nil && !(errors.Is(err, io.EOF) && got == len(data)) {
-				return dst, fmt.Errorf("read %s from %s: %w", key, store, err)
-			}
-			c.put(k, data)
+		data, err := c.chunk(store, k, size)
+		if err != nil {
+			return dst, fmt.Errorf("read %s from %s: %w", key, store, err)
 		}
 		from := off - k.n*archiveChunk
 		to := min(int64(len(data)), end-k.n*archiveChunk)
@@ -122,6 +127,67 @@ func (c *archiveCache) readRange(store ArchiveStore, dst []byte, key string, siz
 	}
 	return dst, nil
 }
+
+// chunk returns chunk k of an object of size bytes: from the cache, else
+// from the read of it under way, else read now; and starts reading the
+// chunks after it that are not cached yet.
+func (c *archiveCache) chunk(store ArchiveStore, k chunkKey, size int64) ([]byte, error) {
+	last := (size - 1) / archiveChunk
+	for j := k.n + 1; j <= min(k.n+c.ahead, last); j++ {
+		c.start(store, chunkKey{k.key, j}, size, true)
+	}
+	if data, ok := c.get(k); ok {
+		c.hits.Add(1)
+		return data, nil
+	}
+	r := c.start(store, k, size, false)
+	<-r.done
+	return r.data, r.err
+}
+
+// start begins the read of chunk k unless it is under way (or, read
+// ahead, cached), in the background or in this goroutine, and returns it.
+func (c *archiveCache) start(store ArchiveStore, k chunkKey, size int64, background bool) *chunkRead {
+	c.mu.Lock()
+	if r, ok := c.inflight[k]; ok {
+		c.mu.Unlock()
+		return r
+	}
+	if e, ok := c.items[k]; ok && background {
+		c.mu.Unlock()
+		return &chunkRead{done: closedChan, data: e.Value.(*cachedChunk).data}
+	}
+	r := &chunkRead{done: make(chan struct{})}
+	c.inflight[k] = r
+	c.mu.Unlock()
+	read := func() {
+		c.misses.Add(1)
+		start := k.n * archiveChunk
+		data := make([]byte, min(archiveChunk, size-start))
+		ctx, cancel := context.WithTimeout(context.Background(), archiveReadTimeout)
+		got, err := store.ReadAt(ctx, k.key, data, start)
+		cancel()
+		c.readBytes.Add(int64(got))
+		if err != nil && !(errors.Is(err, io.EOF) && got == len(data)) {
+			r.err = err
+		} else {
+			r.data = data
+			c.put(k, data)
+		}
+		c.mu.Lock()
+		delete(c.inflight, k)
+		c.mu.Unlock()
+		close(r.done)
+	}
+	if background {
+		go read()
+	} else {
+		read()
+	}
+	return r
+}
+
+var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
 
 // fetchArchived reads, from the archived segment holding offset, the
 // batches from the one holding it, at most maxBytes (one batch at
