@@ -57,7 +57,8 @@ func s3BenchLog(b *testing.B, bin string) string {
 	for start := time.Now(); topicRecords(logPath, "bench.public.events") < s3BenchRecords; time.Sleep(200 * time.Millisecond) {
 		if time.Since(start) > 5*time.Minute {
 			p.kill()
-			b.Fatal("the snapshot did not reach the log in 5 minutes")
+			log, _ := os.ReadFile(logPath)
+			b.Fatalf("the snapshot did not reach the log in 5 minutes; eddy said:\n%.4000s", log)
 		}
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
