@@ -70,16 +70,7 @@ func TestArchiveToS3AndConsumeFromEarliest(t *testing.T) {
 	bin := buildEddy(t)
 	bucket := testdb.S3Bucket(t, "archive")
 	dir := t.TempDir()
-	body := fmt.Sprintf(`stores:
-  - {name: lake, type: s3, bucket: %s, prefix: cold, endpoint: %s, path_style: true, access_key_id: %s, secret_access_key: %s}
-topics:
-  - name: orders
-    partitions: 2
-    segment_bytes: 4096
-    archive: {store: lake, after: 0s, local_retention: 0s}
-jobs:
-  - {name: archive, plugin: log-archive, schedule: "@every 1s"}
-`, bucket, testdb.S3Endpoint, testdb.S3AccessKey, testdb.S3SecretKey)
+	body := archivedOrders(bucket, "cold")
 	cfg := eddyConfig(t, dir, body)
 	logPath := filepath.Join(dir, "eddy.log")
 	p := startEddy(t, bin, cfg, logPath)
@@ -157,6 +148,23 @@ jobs:
 	}
 }
 
+// archivedOrders is the config body of the archive tests: a topic
+// orders of 2 partitions in segments of 4 KiB, archived to bucket (below
+// prefix) as soon as a segment closes, its local copies dropped at once,
+// by a log-archive job every second.
+func archivedOrders(bucket, prefix string) string {
+	return fmt.Sprintf(`stores:
+  - {name: lake, type: s3, bucket: %s, prefix: %q, endpoint: %s, path_style: true, access_key_id: %s, secret_access_key: %s}
+topics:
+  - name: orders
+    partitions: 2
+    segment_bytes: 4096
+    archive: {store: lake, after: 0s, local_retention: 0s}
+jobs:
+  - {name: archive, plugin: log-archive, schedule: "@every 1s"}
+`, bucket, prefix, testdb.S3Endpoint, testdb.S3AccessKey, testdb.S3SecretKey)
+}
+
 // waitArchived waits until each of the topic's partitions keeps only its
 // active segment locally, the rest archived from offset 0.
 func waitArchived(t *testing.T, api, logPath, topic string, partitions int) {
@@ -232,29 +240,13 @@ func TestArchiveKill9DuringUploadsAndDeletion(t *testing.T) {
 	bin := buildEddy(t)
 	bucket := testdb.S3Bucket(t, "archive-kill")
 	dir := t.TempDir()
-	cfg := eddyConfig(t, dir, fmt.Sprintf(`stores:
-  - {name: lake, type: s3, bucket: %s, endpoint: %s, path_style: true, access_key_id: %s, secret_access_key: %s}
-topics:
-  - name: orders
-    partitions: 2
-    segment_bytes: 4096
-    archive: {store: lake, after: 0s, local_retention: 0s}
-jobs:
-  - {name: archive, plugin: log-archive, schedule: "@every 1s"}
-`, bucket, testdb.S3Endpoint, testdb.S3AccessKey, testdb.S3SecretKey))
+	cfg := eddyConfig(t, dir, archivedOrders(bucket, ""))
 	logPath := filepath.Join(dir, "eddy.log")
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 18))
 	want := map[string][]string{}
 	n := 0
 	for round := range 20 {
-		p := startEddy(t, bin, cfg, logPath)
-		select {
-		case <-p.up:
-		case <-time.After(30 * time.Second):
-			p.kill()
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("round %d: eddy did not start:\n%.4000s", round, b)
-		}
+		p := startRound(t, bin, cfg, logPath, round)
 		api := adminAPI(t, logPath)
 		var in strings.Builder
 		for range 300 {

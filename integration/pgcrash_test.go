@@ -90,14 +90,7 @@ func killRuns(t *testing.T, bin, cfg, logPath string, rounds int, seed uint64, p
 		if before != nil {
 			before(round)
 		}
-		p := startEddy(t, bin, cfg, logPath)
-		select {
-		case <-p.up:
-		case <-time.After(30 * time.Second):
-			p.kill()
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("round %d: eddy did not start:\n%s", round, b)
-		}
+		p := startRound(t, bin, cfg, logPath, round)
 		d := time.Duration(100+rng.IntN(700)) * time.Millisecond
 		if pause != nil {
 			d = pause(round, rng)
@@ -105,6 +98,21 @@ func killRuns(t *testing.T, bin, cfg, logPath string, rounds int, seed uint64, p
 		time.Sleep(d)
 		p.kill()
 	}
+}
+
+// startRound starts `eddy run` for a round of a crash test and waits
+// until it is up, failing with its log if it is not in 30 s.
+func startRound(t *testing.T, bin, cfg, logPath string, round int) *eddyProcess {
+	t.Helper()
+	p := startEddy(t, bin, cfg, logPath)
+	select {
+	case <-p.up:
+	case <-time.After(30 * time.Second):
+		p.kill()
+		b, _ := os.ReadFile(logPath)
+		t.Fatalf("round %d: eddy did not start:\n%.4000s", round, b)
+	}
+	return p
 }
 
 // shopShapes makes the tables of different shapes the crash tests load:

@@ -145,17 +145,18 @@ func (c *archiveCache) chunk(store ArchiveStore, k chunkKey, size int64) ([]byte
 	return r.data, r.err
 }
 
-// start begins the read of chunk k unless it is under way (or, read
-// ahead, cached), in the background or in this goroutine, and returns it.
+// start begins the read of chunk k unless it is under way, in this
+// goroutine or (reading ahead, and only when not cached) in the
+// background, and returns it; nil for a chunk read ahead that is cached.
 func (c *archiveCache) start(store ArchiveStore, k chunkKey, size int64, background bool) *chunkRead {
 	c.mu.Lock()
 	if r, ok := c.inflight[k]; ok {
 		c.mu.Unlock()
 		return r
 	}
-	if e, ok := c.items[k]; ok && background {
+	if _, ok := c.items[k]; ok && background {
 		c.mu.Unlock()
-		return &chunkRead{done: closedChan, data: e.Value.(*cachedChunk).data}
+		return nil // read ahead, and here already
 	}
 	r := &chunkRead{done: make(chan struct{})}
 	c.inflight[k] = r
@@ -187,8 +188,6 @@ func (c *archiveCache) start(store ArchiveStore, k chunkKey, size int64, backgro
 	return r
 }
 
-var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
-
 // fetchArchived reads, from the archived segment holding offset, the
 // batches from the one holding it, at most maxBytes (one batch at
 // least), each CRC-checked. With no bytes it returns the offset where the
@@ -207,19 +206,27 @@ func (p *Partition) fetchArchived(buf []byte, offset int64, maxBytes int) ([]byt
 	fail := func(err error) ([]byte, int64, error) {
 		return nil, 0, fmt.Errorf("archive %s: segment %s: %w", store, seg.Key, err)
 	}
+	// The index entry at or before offset, by a binary search that reads
+	// only the entries it looks at (through the cache).
 	pos := int64(0)
-	if seg.IndexSize > 0 {
-		idx, err := c.readRange(store, nil, indexKey(seg.Key), seg.IndexSize, 0, seg.IndexSize)
-		if err != nil {
-			return fail(err)
+	var entry []byte
+	var ierr error
+	readEntry := func(i int) []byte {
+		entry, ierr = c.readRange(store, entry[:0], indexKey(seg.Key), seg.IndexSize, int64(i)*indexEntrySize, indexEntrySize)
+		if ierr == nil && len(entry) < indexEntrySize {
+			ierr = fmt.Errorf("index entry %d: %w", i, io.ErrUnexpectedEOF)
 		}
-		n := len(idx) / indexEntrySize
-		i := sort.Search(n, func(i int) bool {
-			return seg.Base+int64(binary.BigEndian.Uint32(idx[i*indexEntrySize:])) > offset
-		}) - 1
-		if i >= 0 {
-			pos = int64(binary.BigEndian.Uint32(idx[i*indexEntrySize+4:]))
-		}
+		return entry
+	}
+	i := sort.Search(int(seg.IndexSize/indexEntrySize), func(i int) bool {
+		e := readEntry(i)
+		return ierr != nil || seg.Base+int64(binary.BigEndian.Uint32(e)) > offset
+	}) - 1
+	if i >= 0 && ierr == nil {
+		pos = int64(binary.BigEndian.Uint32(readEntry(i)[4:]))
+	}
+	if ierr != nil {
+		return fail(ierr)
 	}
 	var hdr []byte
 	var h BatchHeader

@@ -130,16 +130,29 @@ func TestRestoreTopicFromTheArchive(t *testing.T) {
 	clk := newTestClock()
 	store, _ := NewDirStore(t.TempDir())
 	l := openTest(t, t.TempDir(), WithClock(clk.Now), archiveTo(store, 0, time.Hour))
-	tp := createTopic(t, l, "t", TopicConfig{Partitions: 2, SegmentBytes: 1024, Cleanup: CleanupCompact})
+	// Partitions 0 and 1 take records of several shapes (unicode, large
+	// values, headers, tombstones); partition 2 stays empty.
+	tp := createTopic(t, l, "t", TopicConfig{Partitions: 3, SegmentBytes: 1024, Cleanup: CleanupCompact})
 	for i := range 400 {
-		if _, err := tp.Produce(context.Background(), []Record{{Key: []byte(fmt.Sprintf("k%d", i%13)), Value: []byte(fmt.Sprintf("v%04d-%s", i, "padding-padding-padding"))}}); err != nil {
+		r := Record{Key: []byte(fmt.Sprintf("k%d", i%13)), Value: []byte(fmt.Sprintf("v%04d-%s", i, strings.Repeat("żółw-", i%7)))}
+		switch {
+		case i%29 == 0:
+			r.Value = nil // a tombstone, kept within delete_retention
+		case i%31 == 0:
+			r.Value = []byte(strings.Repeat("L", 3000)) // larger than a segment
+		}
+		if i%5 == 0 {
+			r.Headers = []Header{{Key: "trace", Value: []byte(fmt.Sprint(i))}, {Key: "empty"}}
+		}
+		if _, _, err := part(t, tp, i%2).Append(context.Background(), []Record{r}); err != nil {
 			t.Fatal(err)
 		}
 		clk.Advance(time.Second)
 	}
-	var ends [2]int64
-	var wants [2][]string
-	for i := range 2 {
+	show := func(r Record) string { return fmt.Sprintf("%d:%q:%q:%v", r.Offset, r.Key, r.Value, r.Headers) }
+	var ends [3]int64
+	var wants [3][]string
+	for i := range 3 {
 		p := part(t, tp, i)
 		if _, err := p.Compact(); err != nil {
 			t.Fatal(err)
@@ -150,7 +163,7 @@ func TestRestoreTopicFromTheArchive(t *testing.T) {
 		ends[i] = p.manifest.Load().end()
 		for _, r := range readAll(t, p, 0) {
 			if r.Offset < ends[i] {
-				wants[i] = append(wants[i], fmt.Sprintf("%d:%s", r.Offset, r.Value))
+				wants[i] = append(wants[i], show(r))
 			}
 		}
 	}
@@ -164,17 +177,20 @@ func TestRestoreTopicFromTheArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rt.Partitions() != 2 || rt.Config().Cleanup != CleanupCompact || rt.Config().SegmentBytes != 1024 {
+	if ends[2] != 0 || len(wants[0]) == 0 || len(wants[1]) == 0 {
+		t.Fatalf("archived ends %v", ends)
+	}
+	if rt.Partitions() != 3 || rt.Config().Cleanup != CleanupCompact || rt.Config().SegmentBytes != 1024 {
 		t.Fatalf("restored config %+v", rt.Config())
 	}
-	for i := range 2 {
+	for i := range 3 {
 		p := part(t, rt, i)
 		if p.LogStartOffset() != 0 || p.HighWatermark() != ends[i] {
 			t.Fatalf("partition %d: log start %d, high watermark %d, want 0 and %d", i, p.LogStartOffset(), p.HighWatermark(), ends[i])
 		}
 		var got []string
 		for _, r := range readAll(t, p, 0) {
-			got = append(got, fmt.Sprintf("%d:%s", r.Offset, r.Value))
+			got = append(got, show(r))
 		}
 		if fmt.Sprint(got) != fmt.Sprint(wants[i]) {
 			t.Fatalf("partition %d: restored %d records, want %d", i, len(got), len(wants[i]))

@@ -4,6 +4,7 @@
 package s3store
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -57,7 +58,7 @@ func New(ctx context.Context, c Config) (*Store, error) {
 	if c.Bucket == "" {
 		return nil, errors.New("s3 store: bucket is required")
 	}
-	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(cmpOr(c.Region, "us-east-1"))}
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(cmp.Or(c.Region, "us-east-1"))}
 	if c.AccessKeyID != "" || c.SecretAccessKey != "" {
 		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")))
 	}
@@ -88,13 +89,6 @@ func New(ctx context.Context, c Config) (*Store, error) {
 		prefix += "/"
 	}
 	return &Store{client: client, bucket: c.Bucket, prefix: prefix}, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func (s *Store) String() string { return "s3://" + s.bucket + "/" + s.prefix }
