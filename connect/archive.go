@@ -248,7 +248,7 @@ func (c *Config) ArchiveStores(ctx context.Context) (map[string]elog.ArchiveStor
 // ArchivePolicies is the log's archive policy per topic: the topic's own
 // archive, else the log's (for topics Eddy keeps for itself only their
 // own). The archive keeps segments for archive_retention, else for the
-// topic's retention.
+// topic's retention (a compacted topic's: forever, as compacted).
 func (c *Config) ArchivePolicies(stores map[string]elog.ArchiveStore) elog.ArchivePolicies {
 	return func(topic string, cfg elog.TopicConfig) (elog.ArchivePolicy, bool) {
 		p, ok := c.archive[topic]
@@ -259,6 +259,9 @@ func (c *Config) ArchivePolicies(stores map[string]elog.ArchiveStore) elog.Archi
 			return elog.ArchivePolicy{}, false
 		}
 		ret := time.Duration(cfg.Retention)
+		if cfg.Cleanup == elog.CleanupCompact {
+			ret = -1 // compaction, not time, bounds a compacted topic (Kafka's cleanup.policy=compact)
+		}
 		if p.retention != nil {
 			ret = *p.retention
 		}

@@ -82,7 +82,7 @@ func WithArchive(fn ArchivePolicies, cacheBytes int64) Option {
 type ArchivedSegment struct {
 	Base         int64     `json:"base"`
 	Last         int64     `json:"last"` // the offset before the next segment's base
-	Key          string    `json:"key"`  // the .log object; .index and .timeindex beside it
+	Key          string    `json:"key"`  // the .log object; .index and .timeindex beside it (none when Size is 0)
 	Size         int64     `json:"size"`
 	SHA256       string    `json:"sha256"`
 	IndexSize    int64     `json:"index_size"`
@@ -99,6 +99,16 @@ type manifest struct {
 	Topic     string            `json:"topic"`
 	Partition int               `json:"partition"`
 	Segments  []ArchivedSegment `json:"segments"` // by base
+	// CompactedTo is the high watermark of the archive's last compaction
+	// (of a compacted topic): no archived record is superseded by a
+	// record below it. CompactedAt is when that was, and TombstonesKept
+	// whether it kept tombstones that will expire.
+	CompactedTo    int64     `json:"compacted_to,omitempty"`
+	CompactedAt    time.Time `json:"compacted_at,omitzero"`
+	TombstonesKept bool      `json:"tombstones_kept,omitempty"`
+	// Garbage are objects of segments compaction replaced, deleted by the
+	// next run (a reader may still be reading them now).
+	Garbage []string `json:"garbage,omitempty"`
 }
 
 const (
@@ -217,7 +227,8 @@ type ArchiveRun struct {
 // reports them), then the manifest naming it is stored, then written
 // beside the segments. Only then may local retention delete the
 // segment. A pass that fails leaves what it finished recorded; the next
-// pass goes on from there.
+// pass goes on from there. Of a compacted topic it compacts first (see
+// compactForArchiveLocked).
 func (p *Partition) Archive(ctx context.Context) (ArchiveRun, error) {
 	var run ArchiveRun
 	pol, ok := p.archivePolicy()
@@ -233,26 +244,30 @@ func (p *Partition) Archive(ctx context.Context) (ArchiveRun, error) {
 		return run, err
 	}
 	now := p.clock()
+	var compactErr error // reported, but cleaned or not the segments go
+	if p.cfg.Cleanup == CleanupCompact {
+		compactErr = p.compactForArchiveLocked(ctx, &pol, now)
+	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return run, err
+			return run, errors.Join(compactErr, err)
 		}
 		snap, ok, err := p.nextToArchive(now, pol.After)
 		if err != nil {
-			return run, err
+			return run, errors.Join(compactErr, err)
 		}
 		if !ok {
-			return run, p.expireLocked(ctx, &pol, now)
+			return run, errors.Join(compactErr, p.expireLocked(ctx, &pol, now))
 		}
 		entry, err := p.upload(ctx, pol.Store, snap, now)
 		snap.close()
 		if err != nil {
-			return run, err
+			return run, errors.Join(compactErr, err)
 		}
 		m := *p.manifest.Load()
 		m.Segments = append(append([]ArchivedSegment(nil), m.Segments...), entry)
 		if err := p.storeManifestLocked(ctx, pol.Store, &m); err != nil {
-			return run, err
+			return run, errors.Join(compactErr, err)
 		}
 		run.Segments++
 		run.Bytes += entry.Size + entry.IndexSize + entry.TimeSize
@@ -275,19 +290,25 @@ func (p *Partition) storeManifestLocked(ctx context.Context, store ArchiveStore,
 	return nil
 }
 
-// segmentSnapshot is a closed segment held open for an upload: its own
-// file handle (compaction may rename a new file over the name meanwhile,
-// retention may unlink it), and its indexes as they were.
+// segmentSnapshot is a segment to upload: a closed local segment held
+// open (its own file handle: compaction may rename a new file over the
+// name meanwhile, retention may unlink it) with its indexes as they were,
+// or an archived one compaction rewrote.
 type segmentSnapshot struct {
 	base, last int64
-	f          *os.File
+	body       io.ReaderAt
 	size       int64
 	index      []byte
 	times      []byte
 	maxTs      int64
+	f          *os.File // of a local segment
 }
 
-func (s *segmentSnapshot) close() { s.f.Close() }
+func (s *segmentSnapshot) close() {
+	if s.f != nil {
+		s.f.Close()
+	}
+}
 
 // nextToArchive snapshots the first closed segment past the manifest's
 // end, when it is old enough.
@@ -310,7 +331,7 @@ func (p *Partition) nextToArchive(now time.Time, after time.Duration) (*segmentS
 		if err != nil {
 			return nil, false, fmt.Errorf("archive %s: open segment: %w", p, err)
 		}
-		snap := &segmentSnapshot{base: s.base, last: next - 1, f: f, size: s.size.Load()}
+		snap := &segmentSnapshot{base: s.base, last: next - 1, body: f, f: f, size: s.size.Load()}
 		s.mu.RLock()
 		for _, e := range s.index {
 			snap.index = appendIndexEntry(snap.index, e)
@@ -328,7 +349,7 @@ func (p *Partition) nextToArchive(now time.Time, after time.Duration) (*segmentS
 // upload stores a segment's three objects and verifies each.
 func (p *Partition) upload(ctx context.Context, store ArchiveStore, snap *segmentSnapshot, now time.Time) (ArchivedSegment, error) {
 	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(snap.f, 0, snap.size)); err != nil {
+	if _, err := io.Copy(h, io.NewSectionReader(snap.body, 0, snap.size)); err != nil {
 		return ArchivedSegment{}, fmt.Errorf("archive %s: read segment %s: %w", p, segmentName(snap.base), err)
 	}
 	var sum [sha256.Size]byte
@@ -345,7 +366,13 @@ func (p *Partition) upload(ctx context.Context, store ArchiveStore, snap *segmen
 	}{
 		{name + indexSuffix, bytes.NewReader(snap.index), int64(len(snap.index)), sha256.Sum256(snap.index)},
 		{name + timeIndexSuffix, bytes.NewReader(snap.times), int64(len(snap.times)), sha256.Sum256(snap.times)},
-		{e.Key, snap.f, snap.size, sum}, // last: its presence means the segment is whole
+		{e.Key, snap.body, snap.size, sum}, // last: its presence means the segment is whole
+	}
+	if snap.size == 0 {
+		// Compaction emptied it: an entry that keeps the offsets
+		// contiguous, and no objects.
+		e.IndexSize, e.TimeSize = 0, 0
+		return e, nil
 	}
 	for _, o := range objs {
 		if err := store.Put(ctx, o.key, o.body, o.size, o.sum); err != nil {

@@ -203,3 +203,169 @@ func TestRestoreTopicFromTheArchive(t *testing.T) {
 		t.Fatalf("a second restore: %v", err)
 	}
 }
+
+// A compacted topic, archived: the archive run compacts before it
+// uploads, and compacts the archive itself once enough is new; a
+// tombstone goes from the archive after delete_retention, and from the
+// local segments only once the archive no longer holds the values it
+// deletes; replaced objects go at the next run; a restored topic holds
+// the latest value of every key, and none of a deleted one.
+func TestCompactedTopicArchived(t *testing.T) {
+	ctx := context.Background()
+	clk := newTestClock()
+	sdir := t.TempDir()
+	store, _ := NewDirStore(sdir)
+	// Local copies stay a day: the local segments and the archive overlap.
+	opt := archiveTo(store, 0, 24*time.Hour)
+	l := openTest(t, t.TempDir(), WithClock(clk.Now), opt)
+	p := part(t, createTopic(t, l, "t", TopicConfig{SegmentBytes: 1024, Cleanup: CleanupCompact, DeleteRetention: Duration(time.Hour)}), 0)
+	want := map[string]string{}
+	put := func(k string, v *string) {
+		t.Helper()
+		r := Record{Key: []byte(k)}
+		if v != nil {
+			r.Value = []byte(*v)
+			want[k] = *v
+		} else {
+			delete(want, k)
+		}
+		if _, _, err := p.Append(ctx, []Record{r}); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Second)
+	}
+	str := func(s string) *string { return &s }
+	for round := range 3 {
+		for i := range 20 {
+			put(fmt.Sprintf("k%02d", i), str(fmt.Sprintf("r%d-%s", round, strings.Repeat("ü", 30+i))))
+		}
+	}
+	put("k03", nil)
+	put("k05", nil)
+	put("roll", str(strings.Repeat("x", 1200))) // closes the segment the tombstones are in
+	put("roll", str("active"))
+	// The first run: the archive holds nothing yet, so the local segments
+	// are compacted in full and archived cleaned.
+	if _, err := p.Archive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := p.manifest.Load()
+	if len(m.Segments) == 0 || m.CompactedTo != 0 {
+		t.Fatalf("first run: manifest %+v", m)
+	}
+	// latestOnce reads the partition from its start and checks that no
+	// key below upTo appears twice, and returns the last value of each.
+	latestOnce := func(p *Partition, upTo int64) (map[string]string, int) {
+		t.Helper()
+		seen := map[string]int64{}
+		last := map[string]string{}
+		tombs := 0
+		for _, r := range readAll(t, p, p.LogStartOffset()) {
+			if prev, dup := seen[string(r.Key)]; dup && r.Offset < upTo {
+				t.Fatalf("key %q at %d and %d, below %d", r.Key, prev, r.Offset, upTo)
+			}
+			seen[string(r.Key)] = r.Offset
+			if r.Value == nil {
+				tombs++
+				delete(last, string(r.Key))
+			} else {
+				last[string(r.Key)] = string(r.Value)
+			}
+		}
+		return last, tombs
+	}
+	if got, tombs := latestOnce(p, p.hw.Load()-1); fmt.Sprint(got) != fmt.Sprint(want) || tombs != 2 {
+		t.Fatalf("after the first run: %d tombstones, %v", tombs, got)
+	}
+	// New versions of half the keys, and a tombstone for a key whose
+	// older values are archived.
+	for i := 6; i < 16; i++ {
+		put(fmt.Sprintf("k%02d", i), str(fmt.Sprintf("r3-%d", i)))
+	}
+	put("k12", nil)
+	put("roll", str(strings.Repeat("y", 1200)))
+	put("roll", str("active"))
+	// Past delete_retention, a local pass keeps every tombstone: the
+	// archive still holds values they delete.
+	clk.Advance(2 * time.Hour)
+	if _, err := p.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	if _, tombs := latestOnce(p, 0); tombs != 3 {
+		t.Fatalf("a local pass left %d tombstones, want 3", tombs)
+	}
+	// The second run: half the offsets are new, so the whole partition is
+	// compacted; the expired tombstones go from the archive and the local
+	// segments at once.
+	before := p.manifest.Load()
+	if _, err := p.Archive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m = p.manifest.Load()
+	if m.CompactedTo == 0 || len(m.Garbage) == 0 || m.TombstonesKept {
+		t.Fatalf("second run: compacted to %d, garbage %d, tombstones kept %v", m.CompactedTo, len(m.Garbage), m.TombstonesKept)
+	}
+	got, tombs := latestOnce(p, m.CompactedTo)
+	if fmt.Sprint(got) != fmt.Sprint(want) || tombs != 0 {
+		t.Fatalf("after the archive's compaction: %d tombstones, %v, want %v", tombs, got, want)
+	}
+	// The replaced objects stay for readers until the next run.
+	old := m.Garbage[0]
+	if !strings.Contains(fmt.Sprint(before.Segments), old) {
+		t.Fatalf("garbage %s was not archived before", old)
+	}
+	if _, err := os.Stat(filepath.Join(sdir, filepath.FromSlash(old))); err != nil {
+		t.Fatalf("a replaced object went at once: %v", err)
+	}
+	if _, err := p.Archive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(sdir, filepath.FromSlash(old))); !errors.Is(err, os.ErrNotExist) || len(p.manifest.Load().Garbage) != 0 {
+		t.Fatalf("a replaced object is still there after the next run: %v", err)
+	}
+	// A tombstone archived within delete_retention stays there until a
+	// compaction after it: too little is new for one by the dirty ratio,
+	// so it comes delete_retention after the last.
+	put("k15", nil)
+	put("roll", str(strings.Repeat("z", 1200)))
+	put("roll", str("active"))
+	if _, err := p.Archive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, tombs := latestOnce(p, 0); tombs != 1 || p.manifest.Load().CompactedTo != m.CompactedTo {
+		t.Fatalf("a young tombstone: %d tombstones, compacted to %d", tombs, p.manifest.Load().CompactedTo)
+	}
+	clk.Advance(2 * time.Hour)
+	if _, err := p.Archive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m = p.manifest.Load()
+	if got, tombs := latestOnce(p, m.CompactedTo); tombs != 0 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after delete_retention: %d tombstones, %v", tombs, got)
+	}
+	// Only the archive serves the start now.
+	clk.Advance(25 * time.Hour)
+	if _, err := p.ApplyRetention(); err != nil || p.LocalStartOffset() == 0 {
+		t.Fatalf("local start %d: %v", p.LocalStartOffset(), err)
+	}
+	if got, _ := latestOnce(p, m.CompactedTo); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("from the archive: %v, want %v", got, want)
+	}
+	l.Close()
+	fresh := openTest(t, t.TempDir(), WithClock(clk.Now), opt)
+	defer fresh.Close()
+	rt, err := fresh.RestoreTopic(ctx, "t", store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The restored topic ends where the archive does: the active segment
+	// ("roll": "active") was never archived.
+	delete(want, "roll")
+	got, _ = latestOnce(part(t, rt, 0), m.CompactedTo)
+	if got["roll"] != "" {
+		delete(got, "roll")
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(got) != 16 {
+		t.Fatalf("restored: %v, want %v", got, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 )
@@ -119,48 +120,105 @@ type CompactStats struct {
 // original; its index files are removed before the rename and rewritten
 // after it, so a crash leaves the old segment, or the new one with indexes
 // to rebuild. Open removes any leftover .cleaned file.
+//
+// Of an archived topic it compacts the local segments only, and drops a
+// tombstone only where the archive no longer holds what it deletes (see
+// tombstoneLimit); the archive run compacts the archive. While an archive
+// run is under way it does nothing: the run compacts before it uploads.
 func (p *Partition) Compact() (CompactStats, error) {
 	var st CompactStats
 	if p.cfg.Cleanup != CleanupCompact {
 		return st, nil
 	}
+	if _, ok := p.archivePolicy(); ok {
+		if !p.archMu.TryLock() {
+			return st, nil
+		}
+		defer p.archMu.Unlock()
+	}
+	return p.compactLocal()
+}
+
+// compactLocal is a compaction pass of the local segments, with archMu
+// held for an archived topic.
+func (p *Partition) compactLocal() (CompactStats, error) {
 	p.cleanMu.Lock() // one compaction of a partition at a time
 	defer p.cleanMu.Unlock()
 	hw := p.hw.Load()
 	p.segsMu.RLock()
+	n := len(p.segs)
+	p.segsMu.RUnlock()
+	if n < 2 || (hw == p.cleanedHW && !p.tombstonesKept) {
+		return CompactStats{}, nil
+	}
+	latest, err := p.latestOffsets(p.logStart.Load(), hw)
+	if err != nil {
+		return CompactStats{}, fmt.Errorf("compact %s: %w", p, err)
+	}
+	return p.compactSegmentsLocked(latest, hw, p.tombstoneLimit())
+}
+
+// tombstoneLimit is the offset below which compaction of the local
+// segments may drop an expired tombstone. Of a topic not archived, or
+// whose archive holds nothing, any. Of an archived one, those below the
+// last compaction of the archive (which removed the older records of
+// their keys from it); none before the archive's manifest is known: a
+// tombstone dropped while the archive still holds a value it deleted
+// would bring the value back for a reader from the start.
+func (p *Partition) tombstoneLimit() int64 {
+	if _, ok := p.archivePolicy(); !ok {
+		return math.MaxInt64
+	}
+	switch m := p.manifest.Load(); {
+	case m == nil:
+		return 0
+	case len(m.Segments) == 0:
+		return math.MaxInt64
+	default:
+		return m.CompactedTo
+	}
+}
+
+// compactSegmentsLocked compacts the closed local segments by latest (the
+// offset of each key's last record below hw), with cleanMu held.
+func (p *Partition) compactSegmentsLocked(latest map[string]int64, hw, tombLimit int64) (CompactStats, error) {
+	var st CompactStats
+	p.segsMu.RLock()
 	segs := append([]*segment(nil), p.segs...)
 	p.segsMu.RUnlock()
-	if len(segs) < 2 || (hw == p.cleanedHW && !p.tombstonesKept) {
-		return st, nil
-	}
-	latest, err := p.latestOffsets(hw)
-	if err != nil {
-		return st, fmt.Errorf("compact %s: %w", p, err)
-	}
 	expire := p.clock().UnixMilli() - time.Duration(p.cfg.DeleteRetention).Milliseconds()
 	kept := false
 	for _, s := range segs[:len(segs)-1] {
-		removed, tombs, keptTombs, err := p.compactSegment(s, latest, expire)
-		kept = kept || keptTombs
+		data := make([]byte, s.size.Load())
+		if _, err := s.f.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
+			return st, fmt.Errorf("compact %s: segment %s: read: %w", p, segmentName(s.base), err)
+		}
+		out, c, err := compactBatches(data, latest, expire, tombLimit)
+		kept = kept || c.tombstonesKept
+		if err == nil && c.removed > 0 {
+			err = p.replaceSegment(s, out)
+		}
 		if err != nil {
 			return st, fmt.Errorf("compact %s: segment %s: %w", p, segmentName(s.base), err)
 		}
-		if removed > 0 {
+		if c.removed > 0 {
 			st.SegmentsRewritten++
-			st.RecordsRemoved += removed
-			st.TombstonesRemoved += tombs
+			st.RecordsRemoved += c.removed
+			st.TombstonesRemoved += c.tombstones
 		}
 	}
 	p.cleanedHW, p.tombstonesKept = hw, kept
 	return st, nil
 }
 
-// latestOffsets maps every key below hw to the offset of its last record.
-func (p *Partition) latestOffsets(hw int64) (map[string]int64, error) {
+// latestOffsets maps every key in [from, hw) to the offset of its last
+// record; below the local start it reads the archive.
+func (p *Partition) latestOffsets(from, hw int64) (map[string]int64, error) {
 	latest := map[string]int64{}
 	var recs []Record
-	for off := p.logStart.Load(); off < hw; {
-		res, err := p.Fetch(off, 4<<20)
+	var buf []byte
+	for off := from; off < hw; {
+		res, err := p.FetchInto(buf, off, 4<<20)
 		if err != nil {
 			return nil, err
 		}
@@ -175,43 +233,51 @@ func (p *Partition) latestOffsets(hw int64) (map[string]int64, error) {
 				latest[string(r.Key)] = r.Offset
 			}
 		}
-		off = res.NextOffset
+		off, buf = res.NextOffset, res.Data
 	}
 	return latest, nil
 }
 
-func (p *Partition) compactSegment(s *segment, latest map[string]int64, expire int64) (removed, tombs int, keptTombs bool, err error) {
-	data := make([]byte, s.size.Load())
-	if _, err := s.f.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
-		return 0, 0, false, fmt.Errorf("read: %w", err)
-	}
+// compacted says what compactBatches removed and kept.
+type compacted struct {
+	removed, tombstones int
+	tombstonesKept      bool
+}
+
+// compactBatches returns the batches of data (a segment's bytes, each
+// batch CRC-checked) without the records latest says are superseded and
+// the tombstones older than expire below tombLimit. A batch that loses
+// records is re-encoded with its base offset, last offset delta and base
+// timestamp; one that loses all goes. With nothing removed, out is nil.
+func compactBatches(data []byte, latest map[string]int64, expire, tombLimit int64) ([]byte, compacted, error) {
+	var c compacted
 	out := make([]byte, 0, len(data))
 	var recs []Record
 	for rest := data; len(rest) > 0; {
 		h, err := ParseBatchHeader(rest)
 		if err != nil {
-			return 0, 0, false, err
+			return nil, c, err
 		}
 		if err := VerifyBatch(&h, rest); err != nil {
-			return 0, 0, false, err
+			return nil, c, err
 		}
 		batch := rest[:h.Size()]
 		rest = rest[h.Size():]
 		if recs, err = decodeRecords(recs[:0], &h, batch, 0); err != nil {
-			return 0, 0, false, err
+			return nil, c, err
 		}
 		kept := recs[:0:0]
 		for _, r := range recs {
 			last, ok := latest[string(r.Key)]
 			switch {
 			case ok && last != r.Offset:
-				removed++
-			case r.Value == nil && r.Timestamp.UnixMilli() < expire:
-				removed++
-				tombs++
+				c.removed++
+			case r.Value == nil && r.Timestamp.UnixMilli() < expire && r.Offset < tombLimit:
+				c.removed++
+				c.tombstones++
 			default:
 				kept = append(kept, r)
-				keptTombs = keptTombs || r.Value == nil
+				c.tombstonesKept = c.tombstonesKept || r.Value == nil
 			}
 		}
 		switch {
@@ -219,14 +285,14 @@ func (p *Partition) compactSegment(s *segment, latest map[string]int64, expire i
 			out = append(out, batch...)
 		case len(kept) > 0:
 			if out, _, err = encodeBatchWith(out, kept, h.Compression(), time.UnixMilli(h.BaseTimestamp), h.BaseOffset, h.LastOffsetDelta); err != nil {
-				return 0, 0, false, err
+				return nil, c, err
 			}
 		}
 	}
-	if removed == 0 {
-		return 0, 0, keptTombs, nil
+	if c.removed == 0 {
+		return nil, c, nil
 	}
-	return removed, tombs, keptTombs, p.replaceSegment(s, out)
+	return out, c, nil
 }
 
 // replaceSegment swaps s for a segment holding data, at the same base.

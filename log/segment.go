@@ -184,7 +184,7 @@ type scanResult struct {
 // contiguous, each batch must start right after the one before: true of
 // every segment appends wrote, and the only check on the base offset, which
 // the CRC does not cover. A compacted segment may have gaps between batches.
-func scanSegment(f *os.File, base, fileSize, interval int64, contiguous bool) (scanResult, error) {
+func scanSegment(f io.ReaderAt, base, fileSize, interval int64, contiguous bool) (scanResult, error) {
 	res := scanResult{next: base, maxTs: -1, firstTs: -1}
 	buf := make([]byte, 4<<20)
 	var bufStart, bufLen int64 // buf holds file bytes [bufStart, bufStart+bufLen)
