@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/eddy-cdc/eddy/connect"
@@ -27,6 +30,9 @@ type Broker interface {
 	ListTopics(ctx context.Context) ([]TopicInfo, error)
 	DescribeTopic(ctx context.Context, name string) (TopicInfo, error)
 	DeleteTopic(ctx context.Context, name string) error
+	// RestoreTopic rebuilds a topic absent from the log from the archive
+	// in the named store (one of eddy.yaml's stores:).
+	RestoreTopic(ctx context.Context, name, store string) (TopicInfo, error)
 	// Produce partitions and appends recs, returning once all are durable.
 	Produce(ctx context.Context, topic string, recs []elog.Record) ([]elog.Produced, error)
 	// Fetch returns raw, CRC-checked batches from offset; with wait > 0 it
@@ -49,7 +55,10 @@ type Broker interface {
 // LocalBroker serves a Broker from a log opened in this process.
 type LocalBroker struct {
 	Log *elog.Log
-	own bool
+	// Stores are the archive stores by name, for RestoreTopic: the ones
+	// the log's archive policies name.
+	Stores map[string]elog.ArchiveStore
+	own    bool
 }
 
 // ArchiveCacheStats reports the log's reads of archived segments.
@@ -99,6 +108,26 @@ func (b *LocalBroker) DescribeTopic(_ context.Context, name string) (TopicInfo, 
 
 func (b *LocalBroker) DeleteTopic(_ context.Context, name string) error {
 	return b.Log.DeleteTopic(name)
+}
+
+func (b *LocalBroker) RestoreTopic(ctx context.Context, name, store string) (TopicInfo, error) {
+	st := b.Stores[store]
+	if st == nil {
+		return TopicInfo{}, fmt.Errorf("restore topic %s: %w %q (the config's stores: %s)", name, ErrUnknownStore, store, storeNames(b.Stores))
+	}
+	t, err := b.Log.RestoreTopic(ctx, name, st)
+	if err != nil {
+		return TopicInfo{}, err
+	}
+	return topicInfo(t), nil
+}
+
+func storeNames(stores map[string]elog.ArchiveStore) string {
+	if len(stores) == 0 {
+		return "none"
+	}
+	names := slices.Sorted(maps.Keys(stores))
+	return strings.Join(names, ", ")
 }
 
 func (b *LocalBroker) Produce(ctx context.Context, topic string, recs []elog.Record) ([]elog.Produced, error) {
@@ -192,6 +221,7 @@ var errorCodes = []struct {
 	{elog.ErrUnknownGroup, 404, "unknown_group"},
 	{elog.ErrUnknownMember, 404, "unknown_member"},
 	{elog.ErrTopicExists, 409, "topic_exists"},
+	{ErrUnknownStore, 404, "unknown_store"},
 	{elog.ErrRebalanceInProgress, 409, "rebalance_in_progress"},
 	{elog.ErrIllegalGeneration, 409, "illegal_generation"},
 	{elog.ErrNotAssigned, 409, "not_assigned"},
@@ -218,6 +248,9 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 	ErrForbidden    = errors.New("forbidden")
 )
+
+// ErrUnknownStore is a store name eddy.yaml does not declare.
+var ErrUnknownStore = errors.New("no archive store named")
 
 // ErrBadRequest is a request the admin API could not read.
 var ErrBadRequest = errors.New("bad request")

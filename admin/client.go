@@ -126,6 +126,12 @@ func (c *Client) DeleteTopic(ctx context.Context, name string) error {
 	return c.do(ctx, "DELETE", "/topics/"+esc(name), nil, nil)
 }
 
+func (c *Client) RestoreTopic(ctx context.Context, name, store string) (TopicInfo, error) {
+	var t TopicInfo
+	err := c.do(ctx, "POST", "/topics/"+esc(name)+"/restore", restoreTopicRequest{store}, &t)
+	return t, err
+}
+
 func (c *Client) Produce(ctx context.Context, topic string, recs []elog.Record) ([]elog.Produced, error) {
 	req := produceRequest{Records: make([]RecordJSON, len(recs))}
 	for i := range recs {

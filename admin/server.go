@@ -94,6 +94,7 @@ func NewServer(b Broker, logger *slog.Logger, opts ...Option) *Server {
 	m.Handle("POST /topics", withBody(s, s.createTopic))
 	m.Handle("GET /topics/{topic}", noBody(s, s.describeTopic))
 	m.Handle("DELETE /topics/{topic}", noBody(s, s.deleteTopic))
+	m.Handle("POST /topics/{topic}/restore", withBody(s, s.restoreTopic))
 	m.Handle("POST /topics/{topic}/records", withBody(s, s.produce))
 	m.HandleFunc("GET /topics/{topic}/partitions/{partition}/records", s.fetch)
 	m.Handle("GET /topics/{topic}/partitions/{partition}/offsets", noBody(s, s.resolve))
@@ -217,6 +218,18 @@ func (s *Server) describeTopic(r *http.Request) (any, int, error) {
 
 func (s *Server) deleteTopic(r *http.Request) (any, int, error) {
 	return nil, 204, s.broker.DeleteTopic(r.Context(), r.PathValue("topic"))
+}
+
+type restoreTopicRequest struct {
+	Store string `json:"store"`
+}
+
+func (s *Server) restoreTopic(r *http.Request, req *restoreTopicRequest) (any, int, error) {
+	if req.Store == "" {
+		return nil, 0, fmt.Errorf("%w: store: the name of one of the config's stores is required", ErrBadRequest)
+	}
+	t, err := s.broker.RestoreTopic(r.Context(), r.PathValue("topic"), req.Store)
+	return t, 201, err
 }
 
 type produceRequest struct {

@@ -277,3 +277,175 @@ func TestArchiveKill9DuringUploadsAndDeletion(t *testing.T) {
 	waitArchived(t, api, logPath, "orders", 2)
 	sameByKey(t, consumeGroup(t, bin, api, "orders", "after-kills"), want)
 }
+
+// A compacted topic archived to S3: the archive run compacts the local
+// segments before it uploads them and, once enough is new, the archive
+// itself, tombstones going after delete_retention. A new machine (an
+// empty data directory, a running eddy) restores it through the admin
+// API: it holds the latest value of every key, once, and nothing of the
+// deleted ones.
+func TestArchivedCompactedTopicRestoredThroughTheAdminAPI(t *testing.T) {
+	bin := buildEddy(t)
+	bucket := testdb.S3Bucket(t, "archive-compact")
+	store := fmt.Sprintf(`stores:
+  - {name: lake, type: s3, bucket: %s, endpoint: %s, path_style: true, access_key_id: %s, secret_access_key: %s}
+jobs:
+  - {name: archive, plugin: log-archive, schedule: "@every 1s"}
+`, bucket, testdb.S3Endpoint, testdb.S3AccessKey, testdb.S3SecretKey)
+	dir := t.TempDir()
+	cfg := eddyConfig(t, dir, store+`topics:
+  - name: customers
+    partitions: 2
+    cleanup: compact
+    segment_bytes: 4096
+    segment_age: 1s
+    delete_retention: 1s
+    archive: {store: lake, after: 0s, local_retention: 0s}
+`)
+	logPath := filepath.Join(dir, "eddy.log")
+	p := startEddy(t, bin, cfg, logPath)
+	defer func() { p.kill() }()
+	<-p.up
+	api := adminAPI(t, logPath)
+	produce := func(api string, recs []map[string]any) {
+		t.Helper()
+		b, _ := json.Marshal(map[string]any{"records": recs})
+		resp, err := http.Post(api+"/topics/customers/records", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("produce: %s %s", resp.Status, body)
+		}
+	}
+	// Rows of several shapes, changed over rounds; some deleted for good,
+	// some deleted and written again.
+	want := map[string]string{}
+	produced := 0
+	for round := range 8 {
+		var recs []map[string]any
+		for i := range 60 {
+			k := fmt.Sprintf("customer-%03d", (i*7+round)%90)
+			var v any = fmt.Sprintf(`{"round":%d,"name":"Zoë %s","note":%q}`, round, k, strings.Repeat("ß", (i*round)%300))
+			if (i+round)%11 == 0 {
+				v = nil
+				delete(want, k)
+			} else {
+				want[k] = v.(string)
+			}
+			recs = append(recs, map[string]any{"key": k, "value": v})
+		}
+		produce(api, recs)
+		produced += len(recs)
+		time.Sleep(300 * time.Millisecond)
+	}
+	// Past segment_age, a record to each partition rolls the segments
+	// that hold the rows, so that all of them are archived.
+	time.Sleep(1200 * time.Millisecond)
+	var fill []map[string]any
+	for i := range 20 {
+		fill = append(fill, map[string]any{"key": fmt.Sprintf("~fill-%d", i), "value": "x"})
+	}
+	produce(api, fill)
+
+	// read consumes the topic from earliest: the latest value of each key
+	// (fillers aside), the records of keys appearing twice below the
+	// archive's end, tombstones, records.
+	type view struct {
+		latest            map[string]string
+		dups, tombs, recs int
+	}
+	read := func(api string) view {
+		t.Helper()
+		ends := map[int]int64{}
+		for i, pd := range describeTopic(t, api, "customers") {
+			if pd.Archive != nil {
+				ends[i] = pd.Archive.End
+			}
+		}
+		out, err := exec.Command(bin, "consume", "customers", "--server", api, "--from", "earliest", "--decode", "none").Output()
+		if err != nil {
+			t.Fatalf("consume: %v", err)
+		}
+		v := view{latest: map[string]string{}}
+		seen := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			var r struct {
+				Partition int     `json:"partition"`
+				Offset    int64   `json:"offset"`
+				Key       string  `json:"key"`
+				Value     *string `json:"value"`
+			}
+			if line == "" {
+				continue
+			}
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("consume printed %q: %v", line, err)
+			}
+			if strings.HasPrefix(r.Key, "~fill") {
+				continue
+			}
+			v.recs++
+			if seen[r.Key] && r.Offset < ends[r.Partition] {
+				v.dups++
+			}
+			seen[r.Key] = true
+			if r.Value == nil {
+				v.tombs++
+				delete(v.latest, r.Key)
+			} else {
+				v.latest[r.Key] = *r.Value
+			}
+		}
+		return v
+	}
+	var v view
+	for start := time.Now(); ; time.Sleep(500 * time.Millisecond) {
+		v = read(api)
+		if v.dups == 0 && v.tombs == 0 && fmt.Sprint(v.latest) == fmt.Sprint(want) {
+			parts := describeTopic(t, api, "customers")
+			if parts[0].LocalStart > 0 && parts[1].LocalStart > 0 {
+				break
+			}
+		}
+		if time.Since(start) > 60*time.Second {
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("not compacted in the archive in 60 s: %d keys (want %d), %d twice, %d tombstones, %d records\n%.6000s",
+				len(v.latest), len(want), v.dups, v.tombs, v.recs, log)
+		}
+	}
+	t.Logf("%d records produced for %d keys (%d live); %d read from earliest once the archive was compacted", produced, 90, len(want), v.recs)
+	if v.recs != len(want) {
+		t.Fatalf("%d records of %d live keys", v.recs, len(want))
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Wait()
+
+	// A new machine: the same store, the topic not declared; the running
+	// eddy restores it.
+	dir2 := t.TempDir()
+	cfg2 := eddyConfig(t, dir2, store+`log:
+  archive: {store: lake, after: 0s, local_retention: 0s}
+`)
+	logPath2 := filepath.Join(dir2, "eddy.log")
+	p = startEddy(t, bin, cfg2, logPath2)
+	<-p.up
+	api2 := adminAPI(t, logPath2)
+	if out, err := exec.Command(bin, "topics", "restore", "customers", "--store", "nope", "--server", api2).CombinedOutput(); err == nil || !strings.Contains(string(out), "lake") {
+		t.Fatalf("a restore from an unknown store: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "topics", "restore", "customers", "--store", "lake", "--server", api2).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "restored topic customers") {
+		t.Fatalf("topics restore: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+	if out, err := exec.Command(bin, "topics", "restore", "customers", "--store", "lake", "--server", api2).CombinedOutput(); err == nil || !strings.Contains(string(out), "exists") {
+		t.Fatalf("a second restore: %v\n%s", err, out)
+	}
+	got := read(api2)
+	if fmt.Sprint(got.latest) != fmt.Sprint(want) || got.recs != len(want) || got.tombs != 0 {
+		t.Fatalf("restored: %d keys (want %d), %d records, %d tombstones", len(got.latest), len(want), got.recs, got.tombs)
+	}
+}

@@ -71,9 +71,10 @@ func (a *app) validateCommand() *cobra.Command {
 func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	lopts := []elog.Option{elog.WithDefaults(cfg.LogDefaults()), elog.WithLogger(logger)}
+	var stores map[string]elog.ArchiveStore
 	if cfg.Archived() {
-		stores, err := cfg.ArchiveStores(ctx)
-		if err != nil {
+		var err error
+		if stores, err = cfg.ArchiveStores(ctx); err != nil {
 			return err
 		}
 		lopts = append(lopts, elog.WithArchive(cfg.ArchivePolicies(stores), cfg.ArchiveCacheBytes))
@@ -117,7 +118,7 @@ func (a *app) serve(ctx context.Context, cfg *connect.Config) error {
 		listener  connect.ListenerConfig
 		handler   http.Handler
 	}{
-		{"admin API", "admin_api", cfg.API, admin.NewServer(admin.NewLocal(l), logger,
+		{"admin API", "admin_api", cfg.API, admin.NewServer(&admin.LocalBroker{Log: l, Stores: stores}, logger,
 			admin.WithUsers(cfg.API.Credentials()), admin.WithWorker(worker, cfg.Catalog()))},
 		{"schema registry", "schema_registry", cfg.Registry, registry.NewAPI(reg, logger, registry.WithUsers(cfg.Registry.Credentials()))},
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -100,15 +101,35 @@ func (a *app) topicsCommand() *cobra.Command {
 	}
 	var restoreCfg, restoreStore string
 	restore := &cobra.Command{
-		Use:   "restore TOPIC --store NAME -c eddy.yaml",
-		Short: "Rebuild a topic from its archive into the config's data directory (with eddy run stopped)",
-		Long: "Rebuilds TOPIC, absent from the data directory of eddy.yaml, from the archive in store NAME:\n" +
-			"its config, and every archived record at its offset, read through the archive; appends go on after\n" +
-			"them. eddy.yaml must archive the topic to that store (log.archive or the topic's archive).",
+		Use:   "restore TOPIC --store NAME (-c eddy.yaml | --server URL)",
+		Short: "Rebuild a topic from its archive, in a running eddy or a stopped one's data directory",
+		Long: "Rebuilds TOPIC, absent from the log, from the archive in store NAME: its config, and every\n" +
+			"archived record at its offset, read through the archive; appends go on after them. The config\n" +
+			"must archive the topic to that store (log.archive or the topic's archive). With --server, the\n" +
+			"running eddy restores it (admin API POST /topics/TOPIC/restore); with -c, the config's data\n" +
+			"directory, with eddy run stopped.",
 		Args: exactArgs(1, "the topic name"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if restoreStore == "" {
 				return usageError{fmt.Errorf("--store is required: the name of one of the config's stores")}
+			}
+			show := func(t admin.TopicInfo, from string) {
+				fmt.Fprintf(a.stdout, "restored topic %s from %s:\n", t.Name, from)
+				for i, p := range t.Partitions {
+					fmt.Fprintf(a.stdout, "  partition %d: offsets %d..%d\n", i, p.LogStartOffset, p.HighWatermark)
+				}
+			}
+			if restoreCfg == "" {
+				if a.server == "" {
+					return usageError{errors.New("say where to restore: -c eddy.yaml (eddy run stopped) or --server URL (running)")}
+				}
+				return a.withBroker(func(b admin.Broker) error {
+					t, err := b.RestoreTopic(c.Context(), args[0], restoreStore)
+					if err == nil {
+						show(t, "store "+restoreStore)
+					}
+					return err
+				})
 			}
 			cfg, err := loadConfig(restoreCfg)
 			if err != nil {
@@ -131,10 +152,7 @@ func (a *app) topicsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "restored topic %s from %s:\n", t.Name(), store)
-			for i, p := range t.Stats() {
-				fmt.Fprintf(a.stdout, "  partition %d: offsets %d..%d\n", i, p.LogStartOffset, p.HighWatermark)
-			}
+			show(admin.TopicInfo{Name: t.Name(), Partitions: t.Stats()}, store.String())
 			return nil
 		},
 	}
