@@ -145,6 +145,14 @@ func (c *archiveCache) chunk(store ArchiveStore, k chunkKey, size int64) ([]byte
 	return r.data, r.err
 }
 
+// prefetch starts reading, in the background, the first n chunks of an
+// object of size bytes that are not cached or under way.
+func (c *archiveCache) prefetch(store ArchiveStore, key string, size int64, n int64) {
+	for j := int64(0); j < n && j*archiveChunk < size; j++ {
+		c.start(store, chunkKey{key, j}, size, true)
+	}
+}
+
 // start begins the read of chunk k unless it is under way, in this
 // goroutine or (reading ahead, and only when not cached) in the
 // background, and returns it; nil for a chunk read ahead that is cached.
@@ -267,6 +275,14 @@ func (p *Partition) fetchArchived(buf []byte, offset int64, maxBytes int) ([]byt
 	}
 	if end == 0 {
 		return fail(fmt.Errorf("at %d: a torn batch", pos))
+	}
+	// Near the segment's end, a sequential reader goes on with the next
+	// one: start reading its index and first chunks now.
+	if read := pos + int64(end); seg.Size-read <= c.ahead*archiveChunk {
+		if nseg, ok := m.find(seg.Last + 1); ok && nseg.Size > 0 {
+			c.prefetch(store, indexKey(nseg.Key), nseg.IndexSize, 1)
+			c.prefetch(store, nseg.Key, nseg.Size, c.ahead)
+		}
 	}
 	return data[:end], next, nil
 }
