@@ -333,12 +333,7 @@ func (p *Partition) nextToArchive(now time.Time, after time.Duration) (*segmentS
 		}
 		snap := &segmentSnapshot{base: s.base, last: next - 1, body: f, f: f, size: s.size.Load()}
 		s.mu.RLock()
-		for _, e := range s.index {
-			snap.index = appendIndexEntry(snap.index, e)
-		}
-		for _, e := range s.times {
-			snap.times = appendTimeEntry(snap.times, e)
-		}
+		snap.index, snap.times = encodeIndexes(s.index, s.times)
 		snap.maxTs = s.maxTs
 		s.mu.RUnlock()
 		return snap, true, nil

@@ -154,15 +154,13 @@ func (p *Partition) compactArchivedSegment(ctx context.Context, store ArchiveSto
 	if err != nil {
 		return fail(err)
 	}
-	s := &segment{maxTs: max(res.maxTs, seg.MaxTimestamp), times: res.times}
-	s.addFinalTimeEntryLocked()
-	snap := &segmentSnapshot{base: seg.Base, last: seg.Last, body: bytes.NewReader(out), size: int64(len(out)), maxTs: s.maxTs}
-	for _, e := range res.index {
-		snap.index = appendIndexEntry(snap.index, e)
+	maxTs := max(res.maxTs, seg.MaxTimestamp)
+	times := res.times
+	if e, ok := finalTimeEntry(times, maxTs); ok {
+		times = append(times, e)
 	}
-	for _, e := range s.times {
-		snap.times = appendTimeEntry(snap.times, e)
-	}
+	snap := &segmentSnapshot{base: seg.Base, last: seg.Last, body: bytes.NewReader(out), size: int64(len(out)), maxTs: maxTs}
+	snap.index, snap.times = encodeIndexes(res.index, times)
 	entry, err := p.upload(ctx, store, snap, now)
 	if err != nil {
 		return fail(err)

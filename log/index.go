@@ -149,6 +149,19 @@ func (s *segment) writeIndexes() error {
 	return nil
 }
 
+// encodeIndexes is a segment's indexes as their files hold them.
+func encodeIndexes(index []indexEntry, times []timeEntry) (idx, tidx []byte) {
+	idx = make([]byte, 0, len(index)*indexEntrySize)
+	for _, e := range index {
+		idx = appendIndexEntry(idx, e)
+	}
+	tidx = make([]byte, 0, len(times)*timeEntrySize)
+	for _, e := range times {
+		tidx = appendTimeEntry(tidx, e)
+	}
+	return idx, tidx
+}
+
 // rewriteIndexes replaces both index files with the in-memory indexes.
 //
 // An active segment's indexes are rebuilt from its scan on every open, so
@@ -157,14 +170,7 @@ func (s *segment) writeIndexes() error {
 // saves an open four fsyncs.
 func (s *segment) rewriteIndexes(keepSame bool) error {
 	s.mu.Lock()
-	idx := make([]byte, 0, len(s.index)*indexEntrySize)
-	for _, e := range s.index {
-		idx = appendIndexEntry(idx, e)
-	}
-	tidx := make([]byte, 0, len(s.times)*timeEntrySize)
-	for _, e := range s.times {
-		tidx = appendTimeEntry(tidx, e)
-	}
+	idx, tidx := encodeIndexes(s.index, s.times)
 	s.idxBuf, s.timeBuf = nil, nil
 	s.mu.Unlock()
 	if keepSame && sameFile(s.path(indexSuffix), idx) && sameFile(s.path(timeIndexSuffix), tidx) {

@@ -260,17 +260,24 @@ func (r *scanResult) addBatch(base, pos int64, h *BatchHeader, interval int64) {
 // time-index entry, where retention and time lookups read it once the
 // segment is closed. Called with mu held.
 func (s *segment) addFinalTimeEntryLocked() {
-	n := len(s.times)
-	if s.maxTs < 0 || (n > 0 && s.times[n-1].ts >= s.maxTs) {
-		return
+	if e, ok := finalTimeEntry(s.times, s.maxTs); ok {
+		s.times = append(s.times, e)
+		s.timeBuf = appendTimeEntry(s.timeBuf, e)
+	}
+}
+
+// finalTimeEntry is the entry that records maxTs, a segment's largest
+// timestamp, after times; ok is false when times already ends with it.
+func finalTimeEntry(times []timeEntry, maxTs int64) (timeEntry, bool) {
+	n := len(times)
+	if maxTs < 0 || (n > 0 && times[n-1].ts >= maxTs) {
+		return timeEntry{}, false
 	}
 	rel := uint32(0)
 	if n > 0 {
-		rel = s.times[n-1].rel
+		rel = times[n-1].rel
 	}
-	e := timeEntry{s.maxTs, rel}
-	s.times = append(s.times, e)
-	s.timeBuf = appendTimeEntry(s.timeBuf, e)
+	return timeEntry{maxTs, rel}, true
 }
 
 // seal finishes a segment that stops being active: its final time-index
