@@ -29,6 +29,9 @@ type ArchiveStore interface {
 	// ReadAt reads len(p) bytes of key at off (fewer only at its end,
 	// with io.EOF).
 	ReadAt(ctx context.Context, key string, p []byte, off int64) (int, error)
+	// OpenRange streams the n bytes of key at off (fewer only at its
+	// end), in one request.
+	OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
 	// Delete removes key; a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 	// String names the store in messages ("s3://bucket/prefix").

@@ -120,3 +120,19 @@ func (d *DirStore) Delete(_ context.Context, key string) error {
 	}
 	return nil
 }
+
+// OpenRange streams n bytes of the object's file from off.
+func (d *DirStore) OpenRange(_ context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	path, err := d.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, off, n), f}, nil
+}

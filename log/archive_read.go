@@ -17,7 +17,7 @@ import (
 // GETs of this size, aligned.
 const archiveChunk = 4 << 20
 
-// archiveReadTimeout bounds one ranged read of the store.
+// archiveReadTimeout bounds one read of the store (a run of chunks).
 const archiveReadTimeout = 30 * time.Second
 
 // archiveCache keeps the chunks of archived objects read last, up to a
@@ -31,7 +31,7 @@ type archiveCache struct {
 	// Reads of the store under way (a chunk asked for, or read ahead), so
 	// a chunk is read once however many wait for it.
 	inflight map[chunkKey]*chunkRead
-	ahead    int64 // chunks read ahead of a sequential reader
+	run      int64 // chunks read in one request (aligned runs of them)
 
 	hits, misses, readBytes atomic.Int64
 }
@@ -53,14 +53,15 @@ type cachedChunk struct {
 	data []byte
 }
 
-// archiveReadAhead is how many chunks a reader of chunk n has read ahead
-// (n+1...), at most, so that a replay overlaps its reads of the store
-// with its own work and reads several ranges at once.
-const archiveReadAhead = 4
+// archiveRun is how many chunks are read in one request, at most: a
+// store answers a few large requests faster than many small ones. A
+// reader of a run has the next one under way, so that a replay overlaps
+// its reads of the store with its own work.
+const archiveRun = 4
 
-func newArchiveCache(max int64) *archiveCache {
-	return &archiveCache{max: max, lru: list.New(), items: map[chunkKey]*list.Element{}, inflight: map[chunkKey]*chunkRead{},
-		ahead: min(archiveReadAhead, max/archiveChunk/2)}
+func newArchiveCache(bound int64) *archiveCache {
+	return &archiveCache{max: bound, lru: list.New(), items: map[chunkKey]*list.Element{}, inflight: map[chunkKey]*chunkRead{},
+		run: max(1, min(archiveRun, bound/archiveChunk/4))}
 }
 
 func (c *archiveCache) get(k chunkKey) ([]byte, bool) {
@@ -129,71 +130,124 @@ func (c *archiveCache) readRange(store ArchiveStore, dst []byte, key string, siz
 }
 
 // chunk returns chunk k of an object of size bytes: from the cache, else
-// from the read of it under way, else read now; and starts reading the
-// chunks after it that are not cached yet.
+// from the read of it under way, else read now; and has the next run of
+// chunks read ahead. Chunks are read c.run at a time, aligned, one
+// request per run, each served as soon as its bytes are in.
 func (c *archiveCache) chunk(store ArchiveStore, k chunkKey, size int64) ([]byte, error) {
-	last := (size - 1) / archiveChunk
-	for j := k.n + 1; j <= min(k.n+c.ahead, last); j++ {
-		c.start(store, chunkKey{k.key, j}, size, true)
-	}
+	next := (k.n/c.run + 1) * c.run
 	if data, ok := c.get(k); ok {
 		c.hits.Add(1)
+		c.startRun(store, k.key, size, next)
 		return data, nil
 	}
-	r := c.start(store, k, size, false)
+	r := c.startRun(store, k.key, size, k.n)
+	c.startRun(store, k.key, size, next)
+	if r == nil { // cached meanwhile, or under way
+		if data, ok := c.get(k); ok {
+			c.hits.Add(1)
+			return data, nil
+		}
+		c.mu.Lock()
+		r = c.inflight[k]
+		c.mu.Unlock()
+		if r == nil { // read and evicted at once: read it alone
+			return c.readOne(store, k, size)
+		}
+	}
 	<-r.done
 	return r.data, r.err
 }
 
-// prefetch starts reading, in the background, the first n chunks of an
-// object of size bytes that are not cached or under way.
-func (c *archiveCache) prefetch(store ArchiveStore, key string, size int64, n int64) {
-	for j := int64(0); j < n && j*archiveChunk < size; j++ {
-		c.start(store, chunkKey{key, j}, size, true)
+// startRun begins, in the background, one read of the chunks from
+// chunk from to the end of its run that are neither cached nor under
+// way, and returns chunk from's read: nil when that chunk needs none.
+func (c *archiveCache) startRun(store ArchiveStore, key string, size int64, from int64) *chunkRead {
+	last := (size - 1) / archiveChunk
+	end := min((from/c.run+1)*c.run-1, last)
+	if from > last {
+		return nil
 	}
+	c.mu.Lock()
+	var reads []*chunkRead
+	first := from
+	for j := from; j <= end; j++ {
+		k := chunkKey{key, j}
+		_, cached := c.items[k]
+		_, busy := c.inflight[k]
+		if cached || busy {
+			if len(reads) == 0 {
+				first = j + 1
+				continue
+			}
+			break // the rest is read by whoever reads this one
+		}
+		r := &chunkRead{done: make(chan struct{})}
+		c.inflight[k] = r
+		reads = append(reads, r)
+	}
+	c.mu.Unlock()
+	if len(reads) == 0 {
+		return nil
+	}
+	go c.readRun(store, key, size, first, reads)
+	if first != from {
+		return nil
+	}
+	return reads[0]
 }
 
-// start begins the read of chunk k unless it is under way, in this
-// goroutine or (reading ahead, and only when not cached) in the
-// background, and returns it; nil for a chunk read ahead that is cached.
-func (c *archiveCache) start(store ArchiveStore, k chunkKey, size int64, background bool) *chunkRead {
-	c.mu.Lock()
-	if r, ok := c.inflight[k]; ok {
-		c.mu.Unlock()
-		return r
+// readRun reads the chunks from chunk first on, one per read, in one
+// request, and serves each as soon as it is in.
+func (c *archiveCache) readRun(store ArchiveStore, key string, size, first int64, reads []*chunkRead) {
+	off := first * archiveChunk
+	n := min(int64(len(reads))*archiveChunk, size-off)
+	ctx, cancel := context.WithTimeout(context.Background(), archiveReadTimeout)
+	defer cancel()
+	body, err := store.OpenRange(ctx, key, off, n)
+	if err == nil {
+		defer body.Close()
 	}
-	if _, ok := c.items[k]; ok && background {
-		c.mu.Unlock()
-		return nil // read ahead, and here already
-	}
-	r := &chunkRead{done: make(chan struct{})}
-	c.inflight[k] = r
-	c.mu.Unlock()
-	read := func() {
-		c.misses.Add(1)
-		start := k.n * archiveChunk
-		data := make([]byte, min(archiveChunk, size-start))
-		ctx, cancel := context.WithTimeout(context.Background(), archiveReadTimeout)
-		got, err := store.ReadAt(ctx, k.key, data, start)
-		cancel()
-		c.readBytes.Add(int64(got))
-		if err != nil && !(errors.Is(err, io.EOF) && got == len(data)) {
-			r.err = err
-		} else {
-			r.data = data
-			c.put(k, data)
+	for i, r := range reads {
+		k := chunkKey{key, first + int64(i)}
+		if err == nil {
+			c.misses.Add(1)
+			data := make([]byte, min(archiveChunk, size-k.n*archiveChunk))
+			var got int
+			got, err = io.ReadFull(body, data)
+			c.readBytes.Add(int64(got))
+			if err == nil {
+				r.data = data
+				c.put(k, data)
+			} else {
+				err = fmt.Errorf("read %d bytes at %d: %w", len(data), k.n*archiveChunk, err)
+			}
 		}
+		r.err = err
 		c.mu.Lock()
 		delete(c.inflight, k)
 		c.mu.Unlock()
 		close(r.done)
 	}
-	if background {
-		go read()
-	} else {
-		read()
+}
+
+// prefetch starts reading, in the background, the first run of chunks
+// of an object of size bytes that are not cached or under way.
+func (c *archiveCache) prefetch(store ArchiveStore, key string, size int64) {
+	c.startRun(store, key, size, 0)
+}
+
+// readOne reads chunk k alone, uncached.
+func (c *archiveCache) readOne(store ArchiveStore, k chunkKey, size int64) ([]byte, error) {
+	c.misses.Add(1)
+	data := make([]byte, min(archiveChunk, size-k.n*archiveChunk))
+	ctx, cancel := context.WithTimeout(context.Background(), archiveReadTimeout)
+	defer cancel()
+	got, err := store.ReadAt(ctx, k.key, data, k.n*archiveChunk)
+	c.readBytes.Add(int64(got))
+	if err != nil && !(errors.Is(err, io.EOF) && got == len(data)) {
+		return nil, err
 	}
-	return r
+	return data, nil
 }
 
 // fetchArchived reads, from the archived segment holding offset, the
@@ -278,10 +332,10 @@ func (p *Partition) fetchArchived(buf []byte, offset int64, maxBytes int) ([]byt
 	}
 	// Near the segment's end, a sequential reader goes on with the next
 	// one: start reading its index and first chunks now.
-	if read := pos + int64(end); seg.Size-read <= c.ahead*archiveChunk {
+	if read := pos + int64(end); seg.Size-read <= c.run*archiveChunk {
 		if nseg, ok := m.find(seg.Last + 1); ok && nseg.Size > 0 {
-			c.prefetch(store, indexKey(nseg.Key), nseg.IndexSize, 1)
-			c.prefetch(store, nseg.Key, nseg.Size, c.ahead)
+			c.prefetch(store, indexKey(nseg.Key), nseg.IndexSize)
+			c.prefetch(store, nseg.Key, nseg.Size)
 		}
 	}
 	return data[:end], next, nil

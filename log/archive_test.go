@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -367,5 +368,82 @@ func TestCompactedTopicArchived(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) || len(got) != 16 {
 		t.Fatalf("restored: %v, want %v", got, want)
+	}
+}
+
+// Archived segments of many chunks, read through caches of several sizes
+// (runs of several chunks; one chunk at a time with the next evicting it)
+// by readers at once, from the start and from offsets here and there:
+// every record at its offset, each read once per fetch.
+func TestArchivedReadsInRunsOfChunks(t *testing.T) {
+	store, _ := NewDirStore(t.TempDir())
+	dir := t.TempDir()
+	clk := newTestClock()
+	l := openTest(t, dir, WithClock(clk.Now), archiveTo(store, 0, 0))
+	p := part(t, createTopic(t, l, "t", TopicConfig{SegmentBytes: 9 << 20, Fsync: FsyncNever}), 0)
+	value := func(off int64) string {
+		return fmt.Sprintf("%08d-%s", off, strings.Repeat(string(rune('a'+off%26)), 500+int(off%1500)))
+	}
+	for off := int64(0); off < 30_000; off += 100 {
+		vals := make([]string, 100)
+		for i := range vals {
+			vals[i] = value(off + int64(i))
+		}
+		appendValues(t, p, vals...)
+	}
+	clk.Advance(time.Second)
+	if _, err := p.Archive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ApplyRetention(); err != nil {
+		t.Fatal(err)
+	}
+	archived := p.LocalStartOffset()
+	if got := p.Stats().Archive.Segments; got < 2 || archived < 10_000 {
+		t.Fatalf("%d segments archived, local start %d", got, archived)
+	}
+	l.Close()
+	for _, cache := range []int64{64 << 20, 8 << 20} {
+		l := openTest(t, dir, WithClock(clk.Now), WithArchive(func(string, TopicConfig) (ArchivePolicy, bool) {
+			return ArchivePolicy{StoreName: "test", Store: store, Retention: -1, LocalRetentionBytes: -1}, true
+		}, cache))
+		tp, err := l.Topic("t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := part(t, tp, 0)
+		var wg sync.WaitGroup
+		for _, from := range []int64{0, 0, 4321, archived - 1, 17, 9_999} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for off := from; off < min(from+8_000, archived+50); {
+					res, err := p.Fetch(off, 256<<10)
+					if err != nil {
+						t.Errorf("cache %d: fetch at %d: %v", cache, off, err)
+						return
+					}
+					recs, err := DecodeBatches(nil, res.Data, off)
+					if err != nil || len(recs) == 0 {
+						t.Errorf("cache %d: decode at %d: %d records, %v", cache, off, len(recs), err)
+						return
+					}
+					for _, r := range recs {
+						if r.Offset != off || string(r.Value) != value(off) {
+							t.Errorf("cache %d: record %d at %d: %.20q", cache, r.Offset, off, r.Value)
+							return
+						}
+						off++
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		st := l.ArchiveCacheStats()
+		t.Logf("cache %d MiB: %+v", cache>>20, st)
+		if st.CachedBytes > cache || st.Misses == 0 {
+			t.Errorf("cache %d: %+v", cache, st)
+		}
+		l.Close()
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,8 +32,8 @@ import (
 // PutObject calls, one at a time as the archive does. Then the partition
 // is replayed (Fetch and decode of every record, as a consumer does) from
 // its local segments, its local copies are dropped, and it is replayed
-// again from the archive with a cold cache; the peak heap while replaying
-// is reported beside it.
+// again from the archive with a cold cache; the peak heap and the peak
+// resident set of the process while replaying are reported beside it.
 func BenchmarkArchive(b *testing.B) {
 	ctx := context.Background()
 	bucket := testdb.S3Bucket(b, "archive-bench")
@@ -90,7 +91,9 @@ func BenchmarkArchive(b *testing.B) {
 	if _, err := p.ApplyRetention(); err != nil || p.LocalStartOffset() != archivedEnd {
 		b.Fatalf("local start %d, archived to %d: %v", p.LocalStartOffset(), archivedEnd, err)
 	}
+	resetPeakRSS(b)
 	cold, heap := replay(b, p, archivedEnd)
+	rss := peakRSS(b)
 	archMB := float64(run.Bytes) / 1e6
 	b.ReportMetric(archMB/archive.Seconds(), "archive_MB/s")
 	b.ReportMetric(float64(plainBytes)/1e6/plain.Seconds(), "put_MB/s")
@@ -99,8 +102,9 @@ func BenchmarkArchive(b *testing.B) {
 	b.ReportMetric(float64(archivedEnd)/cold.Seconds(), "archive_records/s")
 	b.ReportMetric(local.Seconds()/cold.Seconds(), "archive/local")
 	b.ReportMetric(float64(heap>>20), "replay_peak_heap_MiB")
-	b.Logf("%d records, %d segments (%.0f MB) archived in %s; plain PutObject of them %s; replay of %d records: local %s, archive (cold cache) %s, peak heap %d MiB",
-		total, run.Segments, archMB, archive.Round(time.Millisecond), plain.Round(time.Millisecond), archivedEnd, local.Round(time.Millisecond), cold.Round(time.Millisecond), heap>>20)
+	b.ReportMetric(float64(rss>>20), "replay_peak_RSS_MiB")
+	b.Logf("%d records, %d segments (%.0f MB) archived in %s; plain PutObject of them %s; replay of %d records: local %s, archive (cold cache) %s, peak heap %d MiB, peak RSS %d MiB",
+		total, run.Segments, archMB, archive.Round(time.Millisecond), plain.Round(time.Millisecond), archivedEnd, local.Round(time.Millisecond), cold.Round(time.Millisecond), heap>>20, rss>>20)
 }
 
 // replay reads and decodes every record below end, and returns the time
@@ -131,6 +135,33 @@ func replay(b *testing.B, p *elog.Partition, end int64) (time.Duration, uint64) 
 		b.Fatalf("replayed %d records of %d", n, end)
 	}
 	return time.Since(start), peak
+}
+
+// resetPeakRSS starts the kernel's count of the process's peak resident
+// set (VmHWM) again from its current size.
+func resetPeakRSS(b *testing.B) {
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		b.Fatalf("reset peak RSS: %v", err)
+	}
+}
+
+// peakRSS is the process's peak resident set since resetPeakRSS.
+func peakRSS(b *testing.B) uint64 {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				b.Fatalf("VmHWM %q: %v", v, err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmHWM in /proc/self/status")
+	return 0
 }
 
 func newBenchStore(b *testing.B, bucket string) elog.ArchiveStore {

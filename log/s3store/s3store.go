@@ -147,6 +147,16 @@ func (s *Store) ReadAt(ctx context.Context, key string, p []byte, off int64) (in
 	return n, nil
 }
 
+// OpenRange streams a range of the object, in one request.
+func (s *Store) OpenRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.prefix + key),
+		Range: aws.String(fmt.Sprintf("bytes=%d-%d", off, off+n-1))})
+	if err != nil {
+		return nil, s.wrap("read", key, err)
+	}
+	return out.Body, nil
+}
+
 // Delete removes the object.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: aws.String(s.prefix + key)}); err != nil {
