@@ -385,13 +385,34 @@ func (c *connector) env() Env {
 func (c *connector) transforms() ([]Transform, error) {
 	out := make([]Transform, 0, len(c.spec.Transforms))
 	for _, t := range c.spec.Transforms {
-		tr, err := newTransform(t.Type, t.params)
+		tr, err := c.w.newTransform(t, c.env())
 		if err != nil {
-			return nil, permanent{fmt.Errorf("transform %s: %w", t.Type, err)}
+			return nil, permanent{err}
 		}
 		out = append(out, tr)
 	}
 	return out, nil
+}
+
+// newTransform builds a transform of a connector's chain: the runtime's
+// own, or a plugin's.
+func (w *Worker) newTransform(t TransformSpec, env Env) (Transform, error) {
+	var tr Transform
+	var err error
+	if build, own := builtinTransform(t.Type); own {
+		tr, err = build(t.params)
+	} else if build := w.plugins.Transforms[t.Type]; build != nil {
+		tr, err = build(t.params, env)
+	} else {
+		err = errors.New("no implementation")
+	}
+	if err != nil {
+		if l := t.line; l > 0 {
+			return nil, fmt.Errorf("transform %s (line %d): %w", t.Type, l, err)
+		}
+		return nil, fmt.Errorf("transform %s: %w", t.Type, err)
+	}
+	return tr, nil
 }
 
 // applyTransforms runs the chain; keep is false when one dropped r.

@@ -247,11 +247,14 @@ type Retained struct {
 	Orphaned bool
 }
 
-// Plugins are the implementations behind the catalog's sources and sinks,
-// by plugin name. Transforms and jobs are the runtime's own.
+// Plugins are the implementations behind the catalog's sources, sinks and
+// transforms, by plugin name; the runtime's own transforms (route,
+// filter, ...) and jobs need none. A transform's constructor is called
+// for each task, which uses it from one goroutine.
 type Plugins struct {
-	Sources map[string]func(Params, Env) (Source, error)
-	Sinks   map[string]func(Params, Env) (Sink, error)
+	Sources    map[string]func(Params, Env) (Source, error)
+	Sinks      map[string]func(Params, Env) (Sink, error)
+	Transforms map[string]func(Params, Env) (Transform, error)
 }
 
 // Check reports catalog entries without an implementation and the reverse.
@@ -265,6 +268,16 @@ func (p Plugins) Check(c *Catalog) error {
 	for _, name := range c.Names(KindSink) {
 		if p.Sinks[name] == nil {
 			errs = append(errs, fmt.Errorf("sink %s is in the catalog but has no implementation", name))
+		}
+	}
+	for _, name := range c.Names(KindTransform) {
+		if _, own := builtinTransform(name); !own && p.Transforms[name] == nil {
+			errs = append(errs, fmt.Errorf("transform %s is in the catalog but has no implementation", name))
+		}
+	}
+	for name := range p.Transforms {
+		if pl := c.Plugin(name); pl == nil || pl.Kind != KindTransform {
+			errs = append(errs, fmt.Errorf("transform %s is implemented but not in the catalog", name))
 		}
 	}
 	for name := range p.Sources {

@@ -247,9 +247,12 @@ func (c *Config) checkConnectors(path string, cat *Catalog) error {
 			if t.params, err = tp.Validate(&t.node, t.line); err != nil {
 				return paramErr(tkey, err)
 			}
-			if _, err := newTransform(tp.Name, t.params); err != nil {
-				return at(t.line, tkey, "%v", err)
-			}
+			if build, own := builtinTransform(tp.Name); own {
+				if _, err := build(t.params); err != nil {
+					return at(t.line, tkey, "%v", err)
+				}
+			} // a plugin's transform is built, and its params checked, when the worker adds the connector
+
 		}
 		if _, err := cs.Errors.policy(); err != nil {
 			return paramErr(key+".errors", err)

@@ -16,7 +16,18 @@ type Transform interface {
 	Apply(r *Record) (keep bool, err error)
 }
 
-// newTransform builds the named transform from validated params.
+// builtinTransform returns the constructor of one of the runtime's own
+// transforms; own is false for a plugin's (Plugins.Transforms).
+func builtinTransform(name string) (build func(Params) (Transform, error), own bool) {
+	switch name {
+	case "filter", "route", "drop_fields", "rename_fields", "mask_fields", "unwrap", "insert_header":
+		return func(p Params) (Transform, error) { return newTransform(name, p) }, true
+	}
+	return nil, false
+}
+
+// newTransform builds the named transform of the runtime's own from
+// validated params.
 func newTransform(name string, p Params) (Transform, error) {
 	switch name {
 	case "filter":

@@ -166,6 +166,11 @@ func (w *Worker) Add(spec ConnectorSpec) error {
 	if err != nil {
 		return fmt.Errorf("connector %s: %w", spec.Name, err)
 	}
+	for _, t := range spec.Transforms { // a plugin's transform checks its params here
+		if _, err := w.newTransform(t, c.env()); err != nil {
+			return fmt.Errorf("connector %s: %w", spec.Name, err)
+		}
+	}
 	w.conns[spec.Name] = c
 	if c.schedule != nil {
 		c.entry = w.sched.Schedule(c.schedule, cron.FuncJob(c.tick)) // parsed once, in newConnector

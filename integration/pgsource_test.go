@@ -15,6 +15,7 @@ import (
 	"github.com/eddy-cdc/eddy/connect/connecttest"
 	"github.com/eddy-cdc/eddy/internal/testdb"
 	elog "github.com/eddy-cdc/eddy/log"
+	"github.com/eddy-cdc/eddy/outbox/router"
 	"github.com/eddy-cdc/eddy/registry"
 	s3sink "github.com/eddy-cdc/eddy/sinks/s3"
 	sqlsink "github.com/eddy-cdc/eddy/sinks/sql"
@@ -59,6 +60,7 @@ func startPipeline(t testing.TB, dir, yaml string) *pipeline {
 		Sources: map[string]func(connect.Params, connect.Env) (connect.Source, error){"postgres-source": postgres.New, "mysql-source": mysqlsource.New},
 		Sinks: map[string]func(connect.Params, connect.Env) (connect.Sink, error){
 			"postgres-sink": sqlsink.NewPostgres, "mysql-sink": sqlsink.NewMySQL, "s3-sink": s3sink.New},
+		Transforms: map[string]func(connect.Params, connect.Env) (connect.Transform, error){"outbox": router.New},
 	}
 	var opts []connect.WorkerOption
 	if _, test := t.(*testing.T); test { // a benchmark measures what runs in production

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/outbox/router"
 	"github.com/eddy-cdc/eddy/sinks/file"
 	"github.com/eddy-cdc/eddy/sinks/s3"
 	"github.com/eddy-cdc/eddy/sinks/sql"
@@ -10,8 +11,8 @@ import (
 	"github.com/eddy-cdc/eddy/sources/postgres"
 )
 
-// builtinPlugins are the implementations behind plugins.yaml's sources and
-// sinks; a test checks that the two agree.
+// builtinPlugins are the implementations behind plugins.yaml's sources,
+// sinks and plugin transforms; a test checks that the two agree.
 func builtinPlugins() connect.Plugins {
 	return connect.Plugins{
 		Sources: map[string]func(connect.Params, connect.Env) (connect.Source, error){
@@ -24,6 +25,9 @@ func builtinPlugins() connect.Plugins {
 			"postgres-sink": sql.NewPostgres,
 			"mysql-sink":    sql.NewMySQL,
 			"s3-sink":       s3.New,
+		},
+		Transforms: map[string]func(connect.Params, connect.Env) (connect.Transform, error){
+			"outbox": router.New,
 		},
 	}
 }

@@ -41,6 +41,7 @@ type config struct {
 	chunk             int
 	orphanSlots       string // warn | drop
 	slotCheck         time.Duration
+	messages          []string // logical-decoding message prefixes to capture
 }
 
 // Source captures changes of the configured tables; see the package doc.
@@ -60,6 +61,7 @@ type Source struct {
 	props  map[typeKey]map[string]any // sourceProps, by type
 	peers  func() []connect.Peer
 	slots  slotWatch
+	msgs   *messageStream // nil: no messages captured
 
 	snap *snapshot // set while the initial snapshot runs
 	done bool      // initial_only, after its snapshot
@@ -106,6 +108,7 @@ func New(p connect.Params, env connect.Env) (connect.Source, error) {
 		prefix: p.String("topic_prefix"), heartbeat: p.Duration("heartbeat_interval"), heartbeatQuery: p.String("heartbeat_query"),
 		toast: p.String("toast_placeholder"), dropSlot: p.Bool("slot_drop_on_delete"), batch: int(p.Int("batch_size")), chunk: int(p.Int("snapshot_chunk_rows")),
 		orphanSlots: p.String("orphan_slots"), slotCheck: p.Duration("slot_check_interval"),
+		messages: p.Strings("messages"),
 	}
 	if cfg.slot == "" {
 		cfg.slot = "eddy_" + capture.AvroName(env.Connector)
@@ -130,7 +133,11 @@ func New(p connect.Params, env connect.Env) (connect.Source, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Source{cfg: cfg, name: env.Connector, log: log, peers: env.Peers}, nil
+	msgs, err := newMessageStream(cfg.prefix, cfg.messages)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{cfg: cfg, name: env.Connector, log: log, peers: env.Peers, msgs: msgs}, nil
 }
 
 // Open connects, checks the server, and positions the source: a snapshot

@@ -36,6 +36,9 @@ const pingEvery = time.Second
 // records at or before position are dropped as already logged.
 func (s *Source) startStream(ctx context.Context, lsn pglogrepl.LSN, position []byte) error {
 	args := []string{"proto_version '1'", "publication_names '" + strings.ReplaceAll(s.cfg.publication, "'", "''") + "'"}
+	if s.msgs != nil {
+		args = append(args, "messages 'true'")
+	}
 	if err := pglogrepl.StartReplication(ctx, s.repl, s.cfg.slot, lsn, pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
 		return fmt.Errorf("start replication from slot %s: %w", s.cfg.slot, err)
 	}
@@ -228,6 +231,8 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []conne
 			return out, err
 		}
 		return s.emit(out, t, "d", before, nil, nil)
+	case *pglogrepl.LogicalDecodingMessage:
+		return s.message(out, m)
 	case *pglogrepl.TruncateMessage:
 		for _, id := range m.RelationIDs {
 			if t := s.byRel[id]; t != nil {
@@ -422,6 +427,12 @@ func (s *Source) emit(out []connect.Record, t *table, op string, before, after m
 	if op == "t" {
 		recs[0].Broadcast = true // every partition's consumer must see it in order
 	}
+	return s.append(out, recs...), nil
+}
+
+// append appends records of the open transaction with its next
+// positions, unless the log already holds them.
+func (s *Source) append(out []connect.Record, recs ...connect.Record) []connect.Record {
 	for _, r := range recs {
 		r.Position = streamPos(s.txn.finalLSN, s.txn.seq)
 		s.txn.seq++
@@ -432,5 +443,5 @@ func (s *Source) emit(out []connect.Record, t *table, op string, before, after m
 		s.emitted = r.Position
 		out = append(out, r)
 	}
-	return out, nil
+	return out
 }

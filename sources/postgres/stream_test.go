@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hamba/avro/v2"
 	"github.com/jackc/pglogrepl"
 
 	"github.com/eddy-cdc/eddy/connect"
@@ -378,4 +379,58 @@ func FuzzPgoutput(f *testing.F) {
 		s.handle(context.Background(), pglogrepl.XLogData{WALData: b}, nil)
 		s.copyData(context.Background(), b, nil) // as a whole CopyData message too
 	})
+}
+
+func messageMsg(transactional bool, lsn pglogrepl.LSN, prefix, content string) wal {
+	flag := byte(0)
+	if transactional {
+		flag = 1
+	}
+	return append(wal{'M'}.u8(flag).i64(uint64(lsn)).str(prefix).i32(uint32(len(content))), content...)
+}
+
+// Transactional messages of the prefixes asked for become message events
+// in their transaction's order, encodable with their schemas; others, and
+// non-transactional ones, are not captured.
+func TestPgoutputMessages(t *testing.T) {
+	s := streamSource(t)
+	var err error
+	if s.msgs, err = newMessageStream("shop", []string{"outbox"}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	recs := feed(t, s, relationMsg(),
+		messageMsg(false, 0x100, "outbox", `{"early":true}`),
+		beginMsg(0x2000, at, 77),
+		insertMsg(txt("1"), txt("a"), txt("1.00")),
+		messageMsg(true, 0x1100, "outbox", `{"id":"e1"}`),
+		messageMsg(true, 0x1200, "other", `{"id":"x"}`),
+		messageMsg(true, 0x1300, "outbox", ``),
+		commitMsg(0x1400, 0x2000, at))
+	if len(recs) != 3 {
+		t.Fatalf("%d records, want an insert and two messages: %+v", len(recs), recs)
+	}
+	for i, want := range []string{`{"id":"e1"}`, ``} {
+		r := recs[i+1]
+		v := r.Value.(map[string]any)
+		msg := v["message"].(map[string]any)
+		if r.Topic != "shop.message" || v["op"] != "m" || msg["prefix"] != "outbox" || string(msg["content"].([]byte)) != want {
+			t.Errorf("message %d: %s %+v", i, r.Topic, v)
+		}
+		if src := v["source"].(map[string]any); src["txId"] != int64(77) || src["lsn"] != int64(0x2000) {
+			t.Errorf("message %d: source %+v", i, src)
+		}
+		if _, err := avro.Marshal(r.ValueSchema, r.Value); err != nil {
+			t.Errorf("message %d: value does not fit its schema: %v", i, err)
+		}
+		if _, err := avro.Marshal(r.KeySchema, r.Key); err != nil {
+			t.Errorf("message %d: key does not fit its schema: %v", i, err)
+		}
+		if string(r.Position) <= string(recs[i].Position) {
+			t.Errorf("message %d: position %x not after %x", i, r.Position, recs[i].Position)
+		}
+	}
+	if s.msgs.skipped != 1 {
+		t.Errorf("%d non-transactional messages skipped, want 1", s.msgs.skipped)
+	}
 }
