@@ -1,6 +1,10 @@
 package connect
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics are the worker's per-connector Prometheus series.
 type Metrics struct {
@@ -16,6 +20,37 @@ type Metrics struct {
 	writeRetries  *prometheus.CounterVec
 	targetFailing *prometheus.GaugeVec
 	retained      *prometheus.GaugeVec // connector, name, orphaned
+	jobs          *jobCollectors
+}
+
+// jobCollectors serves the series of job plugins that have their own
+// (Job implementations that are collectors), added as jobs are
+// scheduled: an unchecked collector, describing nothing up front.
+type jobCollectors struct {
+	mu sync.Mutex
+	by map[string]prometheus.Collector
+}
+
+func (j *jobCollectors) add(name string, c prometheus.Collector) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.by[name] = c
+}
+
+// Describe describes nothing: the jobs' series come and go with them.
+func (j *jobCollectors) Describe(chan<- *prometheus.Desc) {}
+
+// Collect gathers every job's series.
+func (j *jobCollectors) Collect(ch chan<- prometheus.Metric) {
+	j.mu.Lock()
+	cs := make([]prometheus.Collector, 0, len(j.by))
+	for _, c := range j.by {
+		cs = append(cs, c)
+	}
+	j.mu.Unlock()
+	for _, c := range cs {
+		c.Collect(ch)
+	}
 }
 
 func newMetrics() *Metrics {
@@ -43,6 +78,7 @@ func newMetrics() *Metrics {
 		retained: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "eddy_source_retained_bytes",
 			Help: "What an upstream keeps for a reader, in bytes (a PostgreSQL replication slot's WAL), as a source reports it; orphaned is true for one no configured connector reads."},
 			[]string{"connector", "name", "orphaned"}),
+		jobs: &jobCollectors{by: map[string]prometheus.Collector{}},
 	}
 }
 
@@ -60,7 +96,7 @@ func (m *Metrics) add(name string) {
 
 // Collectors lists the series for a Prometheus registry.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.recordsIn, m.recordsOut, m.batch, m.sourceLag, m.lagBytes, m.errors, m.deadLetters, m.writeRetries, m.targetFailing, m.retained}
+	return []prometheus.Collector{m.recordsIn, m.recordsOut, m.batch, m.sourceLag, m.lagBytes, m.errors, m.deadLetters, m.writeRetries, m.targetFailing, m.retained, m.jobs}
 }
 
 // forget removes a deleted connector's series.

@@ -255,6 +255,27 @@ type Plugins struct {
 	Sources    map[string]func(Params, Env) (Source, error)
 	Sinks      map[string]func(Params, Env) (Sink, error)
 	Transforms map[string]func(Params, Env) (Transform, error)
+	Jobs       map[string]func(Params, JobEnv) (Job, error)
+}
+
+// Job is what a job plugin does on each tick of its schedule. Run is
+// never called again before it returns (a tick that comes while it runs
+// is skipped); ctx ends when the worker closes. A job that is also a
+// prometheus.Collector has its series served with the worker's.
+type Job interface {
+	Run(ctx context.Context) error
+}
+
+// JobEnv is what a job plugin is given.
+type JobEnv struct {
+	Job    string
+	Logger *slog.Logger
+	// Peers lists the connectors configured on the worker as it is asked.
+	Peers func() []Peer
+	// SourcePosition is a source connector's stored position: the place
+	// in its upstream up to which everything it captured is durable in
+	// the log (ok false before its first commit).
+	SourcePosition func(connector string) (position []byte, ok bool)
 }
 
 // Check reports catalog entries without an implementation and the reverse.
@@ -278,6 +299,16 @@ func (p Plugins) Check(c *Catalog) error {
 	for name := range p.Transforms {
 		if pl := c.Plugin(name); pl == nil || pl.Kind != KindTransform {
 			errs = append(errs, fmt.Errorf("transform %s is implemented but not in the catalog", name))
+		}
+	}
+	for _, name := range c.Names(KindJob) {
+		if !builtinJob(name) && p.Jobs[name] == nil {
+			errs = append(errs, fmt.Errorf("job %s is in the catalog but has no implementation", name))
+		}
+	}
+	for name := range p.Jobs {
+		if pl := c.Plugin(name); pl == nil || pl.Kind != KindJob || builtinJob(name) {
+			errs = append(errs, fmt.Errorf("job %s is implemented but not in the catalog", name))
 		}
 	}
 	for name := range p.Sources {

@@ -9,8 +9,10 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
 
 	elog "github.com/eddy-cdc/eddy/log"
@@ -54,6 +56,10 @@ type Worker struct {
 	// (WithRetentionProtection).
 	protectBytes *int64
 
+	// jobsCtx ends when the worker closes: the running jobs' context.
+	jobsCtx  context.Context
+	stopJobs context.CancelFunc
+
 	mu    sync.Mutex
 	conns map[string]*connector
 	jobs  map[string]*job
@@ -95,6 +101,7 @@ func NewWorker(ctx context.Context, l *elog.Log, serde *registry.Serde, plugins 
 	for _, o := range opts {
 		o(w)
 	}
+	w.jobsCtx, w.stopJobs = context.WithCancel(context.Background())
 	var err error
 	if w.offsets, err = openOffsetStore(ctx, l); err != nil {
 		return nil, err
@@ -184,7 +191,24 @@ func (w *Worker) Add(spec ConnectorSpec) error {
 func (w *Worker) AddJob(spec JobSpec) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if _, dup := w.jobs[spec.Name]; dup {
+		return fmt.Errorf("job %s: already scheduled", spec.Name)
+	}
 	j := &job{w: w, spec: spec}
+	if build := w.plugins.Jobs[spec.Plugin]; build != nil {
+		impl, err := build(spec.params, JobEnv{Job: spec.Name, Logger: w.logger.With("job", spec.Name), Peers: w.peers,
+			SourcePosition: func(connector string) ([]byte, bool) {
+				so, ok := w.offsets.Get(connector)
+				return so.Position, ok && so.Position != nil
+			}})
+		if err != nil {
+			return fmt.Errorf("job %s: %w", spec.Name, err)
+		}
+		j.impl = impl
+		if c, ok := impl.(prometheus.Collector); ok {
+			w.metrics.jobs.add(spec.Name, c)
+		}
+	}
 	id, err := w.sched.AddFunc(spec.Schedule, j.run)
 	if err != nil {
 		return fmt.Errorf("job %s: %w", spec.Name, err)
@@ -278,6 +302,7 @@ func (w *Worker) Restart(ctx context.Context, name string) error {
 // Close stops every task, letting each finish its batch (append, commit,
 // acknowledge), and waits for them until ctx ends.
 func (w *Worker) Close(ctx context.Context) error {
+	w.stopJobs()
 	<-w.sched.Stop().Done()
 	w.mu.Lock()
 	conns := make([]*connector, 0, len(w.conns))
@@ -390,9 +415,11 @@ func (w *Worker) Jobs() []JobStatus {
 
 // job is a scheduled job plugin.
 type job struct {
-	w     *Worker
-	spec  JobSpec
-	entry cron.EntryID
+	w       *Worker
+	spec    JobSpec
+	entry   cron.EntryID
+	impl    Job // a plugin's; nil for the runtime's own (exec)
+	running atomic.Bool
 
 	mu      sync.Mutex
 	runs    int
@@ -401,18 +428,57 @@ type job struct {
 }
 
 func (j *job) run() {
+	if err := j.runOnce(j.w.jobsCtx); errors.Is(err, errJobRunning) {
+		j.w.logger.Warn("job still running from its last tick: this tick is skipped", "job", j.spec.Name)
+	}
+}
+
+var errJobRunning = errors.New("job already running")
+
+// runOnce runs the job unless a run is under way, and records the
+// outcome.
+func (j *job) runOnce(ctx context.Context) error {
+	if !j.running.CompareAndSwap(false, true) {
+		return errJobRunning
+	}
+	defer j.running.Store(false)
 	start := time.Now()
-	err := j.exec()
+	var err error
+	if j.impl != nil {
+		err = j.impl.Run(ctx)
+	} else {
+		err = j.exec()
+	}
 	j.mu.Lock()
 	j.runs++
 	j.lastRun, j.lastErr = start, err
 	j.mu.Unlock()
 	if err != nil {
 		j.w.logger.Error("job failed", "job", j.spec.Name, "err", err)
-		return
+		return err
 	}
 	j.w.logger.Info("job done", "job", j.spec.Name, "took", time.Since(start).Round(time.Millisecond))
+	return nil
 }
+
+// RunJob runs a scheduled job now, outside its schedule, and returns its
+// error; a job already running is an error.
+func (w *Worker) RunJob(ctx context.Context, name string) error {
+	w.mu.Lock()
+	j := w.jobs[name]
+	w.mu.Unlock()
+	if j == nil {
+		return fmt.Errorf("job %s: not scheduled", name)
+	}
+	if err := j.runOnce(ctx); err != nil {
+		return fmt.Errorf("job %s: %w", name, err)
+	}
+	return nil
+}
+
+// builtinJob says whether a job plugin is one of the runtime's own (run
+// by job.exec) rather than a plugin's (Plugins.Jobs).
+func builtinJob(name string) bool { return name == "log-archive" || name == "log-clean" }
 
 func (j *job) exec() error {
 	switch j.spec.Plugin {

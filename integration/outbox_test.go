@@ -62,14 +62,38 @@ func (p *pipeline) readEvents(t *testing.T, topics ...string) []outboxEvent {
 }
 
 // routedIDs returns up to n ids of events already routed.
-func (p *pipeline) routedIDs(t *testing.T, n int) []string {
-	var out []string
-	for _, e := range p.readEvents(t, outboxTopics...) {
-		if len(out) < n {
-			out = append(out, e.id)
+// cleaning runs the outbox-clean job named job over and over, beside the
+// application, until the returned func is called; that runs it on until
+// the table is empty (count says how many rows it holds), as it must be
+// once capture has caught up.
+func (p *pipeline) cleaning(t *testing.T, job string, count func() int) (finish func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if err := p.w.RunJob(ctx, job); err != nil && ctx.Err() == nil {
+				t.Logf("outbox-clean: %v", err) // before the connector has its slot, say; the last run must succeed
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return func() {
+		t.Helper()
+		cancel()
+		<-done
+		t.Logf("%d outbox rows left when the application stopped", count())
+		deadline := time.Now().Add(60 * time.Second)
+		for n := count(); n > 0; n = count() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d outbox rows left after capture caught up", n)
+			}
+			if err := p.w.RunJob(context.Background(), job); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	return out
 }
 
 // checkEvents: every committed event exactly once on its topic, none of a
@@ -165,8 +189,9 @@ func waitEvents(t *testing.T, p *pipeline, want int) []outboxEvent {
 // outbox table (pgx) and as logical-decoding messages (database/sql), a
 // fifth of its transactions rolled back, a Debezium-shaped outbox table
 // beside Eddy's; rows written before the connector starts come through
-// its snapshot. Some outbox rows are deleted as the cleanup would: their
-// deletes are no events.
+// its snapshot. The outbox-clean job runs all along: it must delete only
+// captured rows (or their events would be missing), its deletes are no
+// events, and the table ends empty.
 func TestOutboxPostgres(t *testing.T) {
 	ctx := context.Background()
 	dsn, conn := testDB(t)
@@ -220,7 +245,7 @@ func TestOutboxPostgres(t *testing.T) {
 		}
 		commit()
 	}
-	for i := range 20 { // before the connector: the table's rows come by the snapshot (messages before the slot are not captured)
+	for i := range 400 { // before the connector: the table's rows come by the snapshot (messages before the slot are not captured)
 		if i%2 == 0 {
 			write(i)
 		}
@@ -232,20 +257,26 @@ topics:
 connectors:
   - name: pg
     plugin: postgres-source
-    config: {dsn: %q, tables: [public.orders, public.outbox], topic_prefix: shop, messages: [outbox]}
+    config: {dsn: %q, tables: [public.orders, public.outbox], topic_prefix: shop, messages: [outbox], snapshot_chunk_rows: 20}
     transforms:
       - type: outbox
+jobs:
+  - {name: clean, plugin: outbox-clean, schedule: "@every 1h", config: {connector: pg, table: public.outbox, batch_size: 16, wait: 10s}}
 `, dsn))
-	waitSlotActive(t, conn)
-	for i := 20; i < 300; i++ {
-		write(i)
-		if i%50 == 0 { // the cleanup's deletes of captured rows: not events
-			for _, id := range p.routedIDs(t, 5) {
-				testdb.Exec(t, conn, "delete from outbox where id = $1", id)
-			}
+	counter := testdb.Connect(t, dsn)
+	finish := p.cleaning(t, "clean", func() int { // from the start: the snapshot's rows are no more captured than the rest
+		var n int
+		if err := counter.QueryRow(ctx, "select count(*) from outbox").Scan(&n); err != nil {
+			t.Fatal(err)
 		}
+		return n
+	})
+	waitSlotActive(t, conn)
+	for i := 400; i < 700; i++ {
+		write(i)
 	}
 	got := waitEvents(t, p, len(app.committed))
+	finish()                           // the cleanup's deletes of captured rows: not events
 	time.Sleep(500 * time.Millisecond) // anything more would be a duplicate
 	checkEvents(t, p.readEvents(t, outboxTopics...), app.committed)
 	if len(got) == 0 {
@@ -316,7 +347,7 @@ func TestOutboxMariaDB(t *testing.T) {
 		}
 		commit()
 	}
-	for i := range 10 {
+	for i := range 300 {
 		write(i)
 	}
 	p := startPipeline(t, t.TempDir(), fmt.Sprintf(`
@@ -325,19 +356,24 @@ topics:
 connectors:
   - name: maria
     plugin: mysql-source
-    config: {dsn: "mysql://root@%s", server_id: %d, tables: [%s.orders, %s.outbox], topic_prefix: shop}
+    config: {dsn: "mysql://root@%s", server_id: %d, tables: [%s.orders, %s.outbox], topic_prefix: shop, heartbeat_interval: 1s, snapshot_chunk_rows: 20}
     transforms:
       - {type: outbox, table: %s.outbox}
-`, testdb.MariaAddr, 5000+rand.IntN(1e6), name, name, name))
-	for i := 10; i < 200; i++ {
-		write(i)
-		if i%40 == 0 {
-			for _, id := range p.routedIDs(t, 5) {
-				db.ExecContext(ctx, "delete from outbox where id = ?", id)
-			}
+jobs:
+  - {name: clean, plugin: outbox-clean, schedule: "@every 1h", config: {connector: maria, table: %s.outbox, batch_size: 16, wait: 10s}}
+`, testdb.MariaAddr, 5000+rand.IntN(1e6), name, name, name, name))
+	finish := p.cleaning(t, "clean", func() int {
+		var n int
+		if err := db.QueryRowContext(ctx, "select count(*) from outbox").Scan(&n); err != nil {
+			t.Fatal(err)
 		}
+		return n
+	})
+	for i := 300; i < 500; i++ {
+		write(i)
 	}
 	waitEvents(t, p, len(app.committed))
+	finish()
 	time.Sleep(500 * time.Millisecond)
 	checkEvents(t, p.readEvents(t, outboxTopics...), app.committed)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/eddy-cdc/eddy/connect/connecttest"
 	"github.com/eddy-cdc/eddy/internal/testdb"
 	elog "github.com/eddy-cdc/eddy/log"
+	"github.com/eddy-cdc/eddy/outbox/clean"
 	"github.com/eddy-cdc/eddy/outbox/router"
 	"github.com/eddy-cdc/eddy/registry"
 	s3sink "github.com/eddy-cdc/eddy/sinks/s3"
@@ -61,6 +62,7 @@ func startPipeline(t testing.TB, dir, yaml string) *pipeline {
 		Sinks: map[string]func(connect.Params, connect.Env) (connect.Sink, error){
 			"postgres-sink": sqlsink.NewPostgres, "mysql-sink": sqlsink.NewMySQL, "s3-sink": s3sink.New},
 		Transforms: map[string]func(connect.Params, connect.Env) (connect.Transform, error){"outbox": router.New},
+		Jobs:       map[string]func(connect.Params, connect.JobEnv) (connect.Job, error){"outbox-clean": clean.New},
 	}
 	var opts []connect.WorkerOption
 	if _, test := t.(*testing.T); test { // a benchmark measures what runs in production
@@ -72,6 +74,11 @@ func startPipeline(t testing.TB, dir, yaml string) *pipeline {
 	}
 	for _, c := range cfg.Connectors {
 		if err := w.Add(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, j := range cfg.Jobs {
+		if err := w.AddJob(j); err != nil {
 			t.Fatal(err)
 		}
 	}

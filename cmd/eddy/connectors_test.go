@@ -89,7 +89,7 @@ func TestConnectorConfigErrors(t *testing.T) {
 		{"jobs:\n  - name: clean\n    plugin: log-clean\n",
 			"FILE:2: jobs[0].schedule: required: a job runs on its cron schedule"},
 		{"jobs:\n  - name: clean\n    plugin: datagen-source\n    schedule: \"@daily\"\n",
-			`FILE:3: jobs[0].plugin: "datagen-source" is not a job plugin (jobs: log-archive, log-clean)`},
+			`FILE:3: jobs[0].plugin: "datagen-source" is not a job plugin (jobs: log-archive, log-clean, outbox-clean)`},
 		{"stores:\n  - {name: lake, type: s3}\n",
 			"FILE:2: stores[0].bucket: required for a store of type s3"},
 		{"stores:\n  - {name: lake, type: gcs, bucket: b}\n",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/eddy-cdc/eddy/connect"
+	"github.com/eddy-cdc/eddy/outbox/clean"
 	"github.com/eddy-cdc/eddy/outbox/router"
 	"github.com/eddy-cdc/eddy/sinks/file"
 	"github.com/eddy-cdc/eddy/sinks/s3"
@@ -28,6 +29,9 @@ func builtinPlugins() connect.Plugins {
 		},
 		Transforms: map[string]func(connect.Params, connect.Env) (connect.Transform, error){
 			"outbox": router.New,
+		},
+		Jobs: map[string]func(connect.Params, connect.JobEnv) (connect.Job, error){
+			"outbox-clean": clean.New,
 		},
 	}
 }

@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -196,4 +197,34 @@ func (g gtidSet) contains(o gtidSet) bool {
 		return false
 	}
 	return g.set.Contain(o.set)
+}
+
+// Captured says where in the binlog a stored position of the source
+// stands: when it is stored, every transaction that began before
+// file:offset is durable in the log. ok is false for a snapshot's
+// positions, which stand for no place in the stream yet, and for what is
+// not a position of this source. The outbox cleanup job reads it.
+func Captured(stored []byte) (file string, offset uint64, ok bool) {
+	p, err := parsePosition(stored)
+	if err != nil || p.kind != posStream {
+		return "", 0, false
+	}
+	return p.at.file, p.at.pos, true
+}
+
+// CompareBinlog orders binlog coordinates: by the files' sequence
+// numbers, then offsets.
+func CompareBinlog(fileA string, offA uint64, fileB string, offB uint64) (int, error) {
+	a, err := fileNumber(fileA)
+	if err != nil {
+		return 0, err
+	}
+	b, err := fileNumber(fileB)
+	if err != nil {
+		return 0, err
+	}
+	if a != b {
+		return cmp.Compare(a, b), nil
+	}
+	return cmp.Compare(offA, offB), nil
 }

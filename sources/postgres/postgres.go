@@ -100,6 +100,20 @@ type txnEnd struct {
 	end  pglogrepl.LSN
 }
 
+// Replication names the replication slot a connector's source reads and
+// the publication it reads through: its slot and publication params, or
+// eddy_<connector>.
+func Replication(connector string, p connect.Params) (slot, publication string) {
+	slot, publication = p.String("slot"), p.String("publication")
+	if slot == "" {
+		slot = "eddy_" + capture.AvroName(connector)
+	}
+	if publication == "" {
+		publication = "eddy_" + capture.AvroName(connector)
+	}
+	return slot, publication
+}
+
 // New builds the source from validated params.
 func New(p connect.Params, env connect.Env) (connect.Source, error) {
 	cfg := config{
@@ -110,12 +124,7 @@ func New(p connect.Params, env connect.Env) (connect.Source, error) {
 		orphanSlots: p.String("orphan_slots"), slotCheck: p.Duration("slot_check_interval"),
 		messages: p.Strings("messages"),
 	}
-	if cfg.slot == "" {
-		cfg.slot = "eddy_" + capture.AvroName(env.Connector)
-	}
-	if cfg.publication == "" {
-		cfg.publication = "eddy_" + capture.AvroName(env.Connector)
-	}
+	cfg.slot, cfg.publication = Replication(env.Connector, p)
 	if len(cfg.tables) == 0 {
 		return nil, fmt.Errorf("tables: name at least one table or pattern (such as public.*)")
 	}
