@@ -189,11 +189,6 @@ func (w *Worker) Add(spec ConnectorSpec) error {
 
 // AddJob schedules a job.
 func (w *Worker) AddJob(spec JobSpec) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, dup := w.jobs[spec.Name]; dup {
-		return fmt.Errorf("job %s: already scheduled", spec.Name)
-	}
 	j := &job{w: w, spec: spec}
 	if build := w.plugins.Jobs[spec.Plugin]; build != nil {
 		impl, err := build(spec.params, JobEnv{Job: spec.Name, Logger: w.logger.With("job", spec.Name), Peers: w.peers,
@@ -204,10 +199,15 @@ func (w *Worker) AddJob(spec JobSpec) error {
 		if err != nil {
 			return fmt.Errorf("job %s: %w", spec.Name, err)
 		}
-		j.impl = impl
-		if c, ok := impl.(prometheus.Collector); ok {
-			w.metrics.jobs.add(spec.Name, c)
-		}
+		j.impl = impl // built outside w.mu: a job's constructor may ask for the peers
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, dup := w.jobs[spec.Name]; dup {
+		return fmt.Errorf("job %s: already scheduled", spec.Name)
+	}
+	if c, ok := j.impl.(prometheus.Collector); ok {
+		w.metrics.jobs.add(spec.Name, c)
 	}
 	id, err := w.sched.AddFunc(spec.Schedule, j.run)
 	if err != nil {
