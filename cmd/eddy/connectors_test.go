@@ -184,6 +184,8 @@ func TestPluginDocsAreCurrent(t *testing.T) {
 func TestExampleConfigValidates(t *testing.T) {
 	var out, errb bytes.Buffer
 	examples, _ := filepath.Glob("../../examples/*.yaml")
+	nested, _ := filepath.Glob("../../examples/*/*.yaml")
+	examples = append(examples, nested...)
 	for _, f := range append(examples, "../../eddy.yaml") {
 		if code := run(context.Background(), []string{"validate", "-c", f}, strings.NewReader(""), &out, &errb); code != 0 {
 			t.Fatalf("%s: exit %d: %s", f, code, errb.String())
