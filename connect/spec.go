@@ -252,7 +252,6 @@ func (c *Config) checkConnectors(path string, cat *Catalog) error {
 					return at(t.line, tkey, "%v", err)
 				}
 			} // a plugin's transform is built, and its params checked, when the worker adds the connector
-
 		}
 		if _, err := cs.Errors.policy(); err != nil {
 			return paramErr(key+".errors", err)

@@ -5,13 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
 	driver "github.com/go-sql-driver/mysql"
 
 	"github.com/eddy-cdc/eddy/connect"
-	"github.com/eddy-cdc/eddy/internal/capture"
 	"github.com/eddy-cdc/eddy/sources/mysql"
 )
 
@@ -37,7 +35,7 @@ func openMySQL(ctx context.Context, j *Job, peer connect.Peer) (*myStore, error)
 	if !ok {
 		return nil, fmt.Errorf("table %q: write db.table for a mysql-source connector", j.table)
 	}
-	if !capturedTable(peer.Params, j.table) {
+	if !mysql.Captures(peer.Params, j.table) {
 		return nil, fmt.Errorf("table %s is not among the tables of connector %s: its rows are not captured, and none is deleted", j.table, peer.Name)
 	}
 	dsn, err := sqlDSN(j.dsn, peer.Params.String("dsn"))
@@ -57,38 +55,19 @@ func openMySQL(ctx context.Context, j *Job, peer connect.Peer) (*myStore, error)
 	return s, nil
 }
 
-// capturedTable says whether a mysql-source connector's tables take in
-// db.table (its patterns, less its exclusions).
-func capturedTable(p connect.Params, full string) bool {
-	if capture.Excluded(p.Strings("exclude_tables"), full) {
-		return false
-	}
-	for _, pattern := range p.Strings("tables") {
-		if capture.Match(pattern, full) {
-			return true
-		}
-	}
-	return false
-}
-
-// sqlDSN turns mysql://user:password@host:port (the source's form) into
-// the driver's.
+// sqlDSN is the driver's form of the job's own dsn, or else the
+// connector's.
 func sqlDSN(own, connector string) (string, error) {
 	raw := own
 	if raw == "" {
 		raw = connector
 	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "mysql" && u.Scheme != "mariadb") || u.Host == "" {
-		return "", errors.New("dsn: want mysql://user:password@host:port")
+	user, password, addr, err := mysql.ParseDSN(raw)
+	if err != nil {
+		return "", fmt.Errorf("dsn: %w", err)
 	}
 	cfg := driver.NewConfig()
-	cfg.User = u.User.Username()
-	cfg.Passwd, _ = u.User.Password()
-	cfg.Net, cfg.Addr = "tcp", u.Host
-	if u.Port() == "" {
-		cfg.Addr += ":3306"
-	}
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = user, password, "tcp", addr
 	return cfg.FormatDSN(), nil
 }
 

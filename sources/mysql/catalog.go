@@ -12,6 +12,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
+	"github.com/eddy-cdc/eddy/connect"
 	"github.com/eddy-cdc/eddy/internal/capture"
 )
 
@@ -224,6 +225,20 @@ func validPattern(p string) error {
 		return fmt.Errorf("pattern %q: %w", p, err)
 	}
 	return nil
+}
+
+// Captures says whether a connector's tables and exclude_tables params
+// take in the table db.name.
+func Captures(p connect.Params, full string) bool {
+	if capture.Excluded(p.Strings("exclude_tables"), full) {
+		return false
+	}
+	for _, pattern := range p.Strings("tables") {
+		if capture.Match(pattern, full) {
+			return true
+		}
+	}
+	return false
 }
 
 // loadTables resolves the table patterns against information_schema and

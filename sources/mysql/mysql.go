@@ -85,18 +85,28 @@ type Source struct {
 	nextLag  time.Time
 }
 
-// New builds the source from validated params.
-func New(p connect.Params, env connect.Env) (connect.Source, error) {
-	u, err := url.Parse(p.String("dsn"))
+// ParseDSN takes apart the dsn param, mysql://user:password@host:port
+// (port 3306 when none).
+func ParseDSN(dsn string) (user, password, addr string, err error) {
+	u, err := url.Parse(dsn)
 	if err != nil || (u.Scheme != "mysql" && u.Scheme != "mariadb") || u.Host == "" {
-		return nil, fmt.Errorf("line %d: dsn: want mysql://user:password@host:port", p.Line("dsn"))
+		return "", "", "", errors.New("want mysql://user:password@host:port")
 	}
-	pw, _ := u.User.Password()
-	addr := u.Host
+	password, _ = u.User.Password()
+	addr = u.Host
 	if u.Port() == "" {
 		addr += ":3306"
 	}
-	cfg := config{addr: addr, user: u.User.Username(), password: pw, flavor: p.String("flavor"),
+	return u.User.Username(), password, addr, nil
+}
+
+// New builds the source from validated params.
+func New(p connect.Params, env connect.Env) (connect.Source, error) {
+	user, pw, addr, err := ParseDSN(p.String("dsn"))
+	if err != nil {
+		return nil, fmt.Errorf("line %d: dsn: %w", p.Line("dsn"), err)
+	}
+	cfg := config{addr: addr, user: user, password: pw, flavor: p.String("flavor"),
 		tables: p.Strings("tables"), exclude: p.Strings("exclude_tables"), snapshot: p.String("snapshot"), prefix: p.String("topic_prefix"),
 		heartbeat: p.Duration("heartbeat_interval"), batch: int(p.Int("batch_size")), chunk: int(p.Int("snapshot_chunk_rows")),
 		noKey: p.String("no_primary_key"), acceptGap: p.Bool("accept_binlog_gap")}

@@ -60,10 +60,10 @@ func newMessageStream(topicPrefix string, prefixes []string) (*messageStream, er
 }
 
 // message emits a captured message in the open transaction.
-func (s *Source) message(out []connect.Record, m *pglogrepl.LogicalDecodingMessage) ([]connect.Record, error) {
+func (s *Source) message(out []connect.Record, m *pglogrepl.LogicalDecodingMessage) []connect.Record {
 	ms := s.msgs
 	if ms == nil || !slices.Contains(ms.prefixes, m.Prefix) {
-		return out, nil
+		return out
 	}
 	if !m.Transactional || !s.txn.open {
 		ms.skipped++
@@ -71,12 +71,12 @@ func (s *Source) message(out []connect.Record, m *pglogrepl.LogicalDecodingMessa
 			s.log.Warn("non-transactional logical-decoding messages are not captured: emit them with pg_logical_emit_message(true, ...)",
 				"prefix", m.Prefix, "lsn", m.LSN, "skipped", ms.skipped)
 		}
-		return out, nil
+		return out
 	}
 	// Content aliases the replication message's buffer, reused for the next.
 	content := append([]byte(nil), m.Content...)
 	value := map[string]any{"op": "m", "ts_ms": time.Now().UnixMilli(), "source": s.txnSource(ms.src),
 		"message": map[string]any{"prefix": m.Prefix, "content": content}}
 	return s.append(out, connect.Record{Topic: ms.topic, Key: map[string]any{"prefix": m.Prefix}, KeySchema: ms.keySchema,
-		Value: value, ValueSchema: ms.valueSchema, Timestamp: s.txn.commitTime}), nil
+		Value: value, ValueSchema: ms.valueSchema, Timestamp: s.txn.commitTime})
 }

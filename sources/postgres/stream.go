@@ -232,7 +232,7 @@ func (s *Source) handle(ctx context.Context, xld pglogrepl.XLogData, out []conne
 		}
 		return s.emit(out, t, "d", before, nil, nil)
 	case *pglogrepl.LogicalDecodingMessage:
-		return s.message(out, m)
+		return s.message(out, m), nil
 	case *pglogrepl.TruncateMessage:
 		for _, id := range m.RelationIDs {
 			if t := s.byRel[id]; t != nil {
